@@ -1,0 +1,15 @@
+import os
+
+import pytest
+
+# The official SDK allows one RelayClient per process unless told otherwise, and honours
+# HTTP(S)_PROXY even for loopback (protocol doc §1, §8).
+os.environ.setdefault("RELAY_MAX_CONNECTIONS", "64")
+os.environ.setdefault("no_proxy", "127.0.0.1,localhost")
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+
+
+@pytest.fixture
+def anyio_backend():
+    # transitions' AsyncMachine and the websockets asyncio API need the asyncio backend.
+    return "asyncio"
