@@ -1,0 +1,50 @@
+"""What an action returns to the engine, and helpers shared by the action modules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+if TYPE_CHECKING:
+    from flowengine.relay import Action, ActionResult
+
+#: How long to wait for a stopped RELAY action to report its terminal event.
+STOP_GRACE = 5.0
+
+
+@dataclass(slots=True)
+class StepResult:
+    """The end of one step: its outcome, and what is stored under ``steps.<id>``."""
+
+    outcome: str
+    result: dict[str, Any] = field(default_factory=dict)
+    #: The RELAY method the step sent, for the trace (None for steps that send nothing).
+    method: str | None = None
+    control_id: str | None = None
+    #: A readable reason when the outcome is ``error``.
+    error: str | None = None
+
+
+async def wait_action(
+    action: Action, timeout: float | None
+) -> tuple[ActionResult | None, bool]:
+    """Wait for a RELAY action's terminal result, stopping it if ``timeout`` runs out.
+
+    Returns the result and whether the timeout fired. When it fires, the action is stopped
+    and its terminal event is still awaited (briefly, shielded), so a timed-out recording
+    keeps its url; the result is None only if the far end never reported the stop.
+    """
+    if timeout is None:
+        return await action.wait(), False
+    with anyio.move_on_after(timeout):
+        return await action.wait(), False
+    with anyio.move_on_after(STOP_GRACE, shield=True):
+        if not action.done:
+            try:
+                await action.stop()
+            except Exception:  # the call may be gone already; the wait below still resolves
+                pass
+        return await action.wait(), True
+    return None, True

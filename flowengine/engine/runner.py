@@ -1,0 +1,172 @@
+"""The body of ``flowengine run``: load, connect (or simulate), run calls, print traces."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from contextlib import AsyncExitStack
+from typing import IO, Any
+
+import anyio
+
+from flowengine.engine.machine import FlowRuntime
+from flowengine.engine.session import Session, SessionReport, TraceEntry
+from flowengine.flow import FlowError, FlowVersion, load_flow
+
+EXIT_OK, EXIT_FLOW_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+class TracePrinter:
+    """Prints each step as it ends, then what the call's flow produced."""
+
+    def __init__(self, out: IO[str], *, quiet: bool = False, multi: bool = False) -> None:
+        self.out = out
+        self.quiet = quiet
+        self.multi = multi
+
+    def _p(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def call_started(self, call: Any) -> None:
+        if not self.quiet:
+            self._p(f"call {call.call_id}: {call.from_number} → {call.to_number} "
+                    f"(context {call.context})")
+
+    def step(self, entry: TraceEntry) -> None:
+        if self.quiet:
+            return
+        prefix = f"[{entry.call_id[:8]}] " if self.multi else ""
+        method = entry.method or "-"
+        dest = entry.next_step or "end"
+        line = (f"{prefix}{entry.started:8.3f}s  {entry.step:<16} {entry.action:<7} "
+                f"{method:<16} → {entry.outcome:<9} {_ms(entry.duration):>9}  next: {dest}")
+        self._p(line)
+        detail = _result_text(entry)
+        if detail:
+            self._p(f"{prefix}{'':10}{detail}")
+        if entry.error:
+            self._p(f"{prefix}{'':10}error: {entry.error}")
+
+    def report(self, call: Any, report: SessionReport) -> None:
+        prefix = f"[{call.call_id[:8]}] " if self.multi else ""
+        who = "the caller hung up" if report.caller_hung_up else "flow ended"
+        self._p(f"{prefix}flow {report.status}: {who}; call ended "
+                f"({report.end_reason or 'unknown'})")
+        if report.error:
+            self._p(f"{prefix}  error: {report.error}")
+        recordings = [(s, r["url"]) for s, r in report.steps.items()
+                      if isinstance(r, dict) and r.get("url")]
+        for step, url in recordings:
+            self._p(f"{prefix}  recording ({step}): {url}")
+        if report.vars and not self.quiet:
+            shown = ", ".join(f"{k}={v!r}" for k, v in report.vars.items())
+            self._p(f"{prefix}  vars: {shown}")
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def _result_text(entry: TraceEntry) -> str:
+    result = entry.result
+    if entry.action == "record" and result.get("url"):
+        return (f"url={result['url']} duration={result.get('duration')} "
+                f"size={result.get('size')}")
+    if entry.action == "log":
+        return f"log: {result.get('text', '')}"
+    if entry.action == "branch":
+        return f"branch {result.get('index')} taken" if result.get("index") is not None else ""
+    return ""
+
+
+def _load(path: str, err: IO[str]) -> FlowVersion | None:
+    try:
+        return load_flow(path)
+    except FlowError as exc:
+        for diagnostic in exc.diagnostics:
+            print(diagnostic, file=err)
+        print(f"{path}: invalid flow, not run", file=err)
+        return None
+    except OSError as exc:
+        print(f"{path}: cannot read: {exc.strerror or exc}", file=err)
+        return None
+
+
+def _default_number(flow: FlowVersion, key: str, default: str) -> str:
+    value = flow.match.get(key) if flow.match else None
+    # Only an exact number can be dialled; a glob falls back to the default.
+    if isinstance(value, str) and not any(c in value for c in "*?["):
+        return value
+    return default
+
+
+async def run_calls(
+    runtime: FlowRuntime, client: Any, count: int, printer: TracePrinter | None = None
+) -> list[SessionReport]:
+    """Take the next ``count`` inbound calls from ``client`` and run each through the flow,
+    concurrently as they come; returns their reports in the order they ended."""
+    reports: list[SessionReport] = []
+
+    async def run_one(call: Any) -> None:
+        if printer is not None:
+            printer.call_started(call)
+        session = Session(runtime, call, on_step=printer.step if printer else None)
+        report = await session.run()
+        reports.append(report)
+        if printer is not None:
+            printer.report(call, report)
+
+    async with anyio.create_task_group() as tg:
+        taken = 0
+        async for call in client.incoming_calls():
+            tg.start_soon(run_one, call, name=f"call {call.call_id}")
+            taken += 1
+            if taken >= count:
+                break
+    return reports
+
+
+async def run_command(args: argparse.Namespace) -> int:
+    """Run ``args.flow`` for ``args.count`` calls; the exit code says how the flows went."""
+    from flowengine.relay import RelayClient, RelayConfig, RelayError
+
+    out, err = sys.stdout, sys.stderr
+    flow = _load(args.flow, err)
+    if flow is None:
+        return EXIT_INVALID
+    runtime = FlowRuntime(flow)
+    count = max(1, args.count)
+    printer = TracePrinter(out, quiet=args.quiet, multi=count > 1)
+    config = RelayConfig.from_env(args.relay_url)
+    contexts = list(flow.contexts)
+
+    async with AsyncExitStack() as stack:
+        if config is None:
+            from flowengine.sim import Simulator
+
+            project, token = "sim-project", secrets.token_hex(16)
+            sim = await stack.enter_async_context(
+                Simulator(port=0, project=project, token=token, time_scale=args.time_scale))
+            config = RelayConfig(url=sim.url, project=project, token=token)
+            from_number = args.from_number or _default_number(flow, "from", "+15551230000")
+            to_number = args.to_number or _default_number(flow, "to", "+15559870000")
+            print(f"flow {flow.name} (version {flow.version[:12]}) from {flow.file}", file=out)
+            print(f"no RELAY credentials set: running on the embedded simulator at {sim.url}; "
+                  f"caller {args.caller!r}, time scale {args.time_scale:g}", file=out)
+            for _ in range(count):
+                sim.offer_call(context=contexts[0], from_number=from_number,
+                               to_number=to_number, caller=args.caller)
+        else:
+            print(f"flow {flow.name} (version {flow.version[:12]}) from {flow.file}", file=out)
+            print(f"connecting to {config.url}; waiting for {count} inbound "
+                  f"call(s) on context(s) {', '.join(contexts)}", file=out, flush=True)
+        try:
+            client = await stack.enter_async_context(RelayClient(config, contexts))
+        except RelayError as exc:
+            print(f"error: {exc}", file=err)
+            return EXIT_FLOW_FAILED
+
+        reports = await run_calls(runtime, client, count, printer)
+    failed = sum(1 for r in reports if r.status != "completed")
+    return EXIT_FLOW_FAILED if failed or len(reports) < count else EXIT_OK

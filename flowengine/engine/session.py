@@ -1,0 +1,251 @@
+"""One call running through one FlowVersion.
+
+A Session is the model of its flow's shared machine (``machine.py``) and the only code that
+moves it, from the call's own task: no locks, no re-entry. Per-call state lives here and
+nowhere else; what is shared between calls (the FlowVersion, its machine) is immutable.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from flowengine.actions import ACTIONS
+from flowengine.actions.base import StepResult
+from flowengine.engine.machine import END, FlowRuntime, step_outcomes
+from flowengine.flow.templates import TemplateRenderError, render
+
+if TYPE_CHECKING:
+    from flowengine.flow import Step
+    from flowengine.relay import Call
+
+logger = logging.getLogger("flowengine.engine")
+
+#: How long the end of a flow waits for RELAY to confirm that the call has ended.
+HANGUP_WAIT = 10.0
+
+
+@dataclass(slots=True)
+class TraceEntry:
+    """One step of one call, as the trace and the log show it."""
+
+    call_id: str
+    flow: str
+    version: str
+    step: str
+    action: str
+    outcome: str
+    next_step: str | None
+    started: float  # seconds since the call's flow started
+    duration: float
+    method: str | None = None
+    control_id: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class SessionReport:
+    """How a call's flow ended."""
+
+    #: "completed" (reached its end, the caller's hangup handled or not) or "failed"
+    #: (an error no edge handled, a step limit, or max_duration).
+    status: str
+    steps: dict[str, dict[str, Any]]
+    vars: dict[str, Any]
+    trace: list[TraceEntry]
+    caller_hung_up: bool
+    end_reason: str | None
+    error: str | None = None
+
+
+class Session:
+    """The state of one call in its flow: current step, ``steps`` results, ``vars``."""
+
+    def __init__(
+        self,
+        runtime: FlowRuntime,
+        call: Call,
+        *,
+        on_step: Callable[[TraceEntry], None] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.flow = runtime.flow
+        self.call = call
+        self.on_step = on_step
+        #: The machine's model attribute: the id of the step running now.
+        self.state = self.flow.start
+        self.steps: dict[str, dict[str, Any]] = {}
+        self.vars: dict[str, Any] = {}
+        self.trace: list[TraceEntry] = []
+        self.hangup_handled = False
+        self.error_handled = False
+        #: True once a step ended with outcome `hangup`: the caller left.
+        self.caller_hung_up = False
+        #: True once a `hangup` step sent calling.end: the flow's end must not send another.
+        self.hangup_sent = False
+        self._call_info = {
+            "id": call.call_id,
+            "from": call.from_number,
+            "to": call.to_number,
+            "direction": call.direction,
+            "context": call.context,
+            "state": call.state,
+        }
+        self._flow_info = {"name": self.flow.name, "version": self.flow.version,
+                           "file": str(self.flow.file)}
+        self._context = {"call": self._call_info, "steps": self.steps, "vars": self.vars,
+                         "flow": self._flow_info}
+        self._t0 = 0.0
+
+    # -- what actions and templates use ------------------------------------------------
+
+    def template_context(self) -> dict[str, Any]:
+        """The names templates see: ``call``, ``steps``, ``vars``, ``flow`` (live views)."""
+        self._call_info["state"] = self.call.state
+        return self._context
+
+    def evaluate(self, compiled: Any) -> Any:
+        """Render one compiled template or expression against this call."""
+        return render(compiled, self.template_context())
+
+    def log(self, text: str) -> None:
+        """A ``log`` step's line: to the engine's logger, tagged with call, flow and version."""
+        logger.info("%s", text, extra=self._log_extra())
+
+    def _log_extra(self) -> dict[str, Any]:
+        return {"call_id": self.call.call_id, "flow": self.flow.name,
+                "flow_version": self.flow.version}
+
+    # -- running -------------------------------------------------------------------------
+
+    async def run(self) -> SessionReport:
+        """Run the flow to its end and make sure the call ends too."""
+        flow = self.flow
+        self._t0 = time.monotonic()
+        error: str | None = None
+        failed = False
+        try:
+            error = self._init_vars()
+            if error is None:
+                deadline = flow.max_duration if flow.max_duration else float("inf")
+                with anyio.move_on_after(deadline) as scope:
+                    failed, error = await self._run_steps()
+                if scope.cancelled_caught:
+                    failed, error = True, f"the flow ran longer than max_duration ({flow.max_duration} s)"
+            else:
+                failed = True
+        finally:
+            # Every call ends: if the flow stopped while the call is live, hang it up.
+            with anyio.move_on_after(HANGUP_WAIT, shield=True):
+                if not self.call.ended and not self.hangup_sent:
+                    try:
+                        await self.call.hangup("hangup")
+                    except Exception as exc:  # the call may have gone meanwhile
+                        logger.debug("hangup at flow end failed: %s", exc)
+                await self.call.wait_for_ended()
+        return SessionReport(
+            status="failed" if failed else "completed",
+            steps=self.steps,
+            vars=self.vars,
+            trace=self.trace,
+            caller_hung_up=self.caller_hung_up,
+            end_reason=self.call.end_reason,
+            error=error,
+        )
+
+    def _init_vars(self) -> str | None:
+        for name, compiled in self.flow.vars.items():
+            try:
+                self.vars[name] = render(compiled, self.template_context())
+            except TemplateRenderError as exc:
+                return str(exc)
+        return None
+
+    async def _run_steps(self) -> tuple[bool, str | None]:
+        flow, runtime = self.flow, self.runtime
+        count = 0
+        while self.state != END:
+            count += 1
+            if count > flow.max_steps:
+                return True, f"more than max_steps ({flow.max_steps}) steps ran: a loop without exit?"
+            step = flow.steps[self.state]
+            started = time.monotonic()
+            result = await self._run_step(step)
+            outcome = result.outcome
+            if outcome == "hangup":
+                self.caller_hung_up = True
+            self.steps[step.id] = result.result
+            # Which edge the outcome takes is the machine's business; the flags its
+            # conditions read change only after it moved.
+            runtime.fire(self, outcome)
+            if outcome == "hangup" and self.state == flow.on_hangup:
+                self.hangup_handled = True
+            if outcome == "error" and flow.on_error and self.state == flow.on_error:
+                self.error_handled = True
+            self._record(step, result, started)
+            if outcome == "error" and self.state == END:
+                return True, result.error or f"step '{step.id}' failed"
+        return False, None
+
+    async def _run_step(self, step: Step) -> StepResult:
+        spec = ACTIONS[step.action]
+        if spec.needs_call and self.call.ended and not spec.ends_flow:
+            # From a hangup on, a step that needs the live call ends at once (contract).
+            return StepResult("hangup", {"state": "ended"})
+        if spec.needs_call and self.call.ended:
+            return StepResult("finished", {"reason": self.call.end_reason})
+        try:
+            params = render(step.params, self.template_context())
+            runner = self.runtime.runners[step.action]
+            if step.timeout is not None and step.action not in ("play", "record"):
+                # play/record stop their RELAY action themselves and keep its result.
+                with anyio.move_on_after(step.timeout):
+                    return self._settle(step, await runner(self, step, params))
+                return StepResult("timeout", {}, error=f"step ran longer than {step.timeout} s")
+            return self._settle(step, await runner(self, step, params))
+        except TemplateRenderError as exc:
+            return StepResult("error", {}, error=str(exc))
+
+    def _settle(self, step: Step, result: StepResult) -> StepResult:
+        """Map what the action saw onto the step's outcomes."""
+        spec = ACTIONS[step.action]
+        if (spec.needs_call and not spec.ends_flow and self.call.ended
+                and result.outcome != "timeout"):
+            # The caller hung up during the step: its outcome is `hangup`, its result
+            # (a recording's url, say) is kept.
+            result.outcome = "hangup"
+        if result.outcome not in step_outcomes(step):
+            result.error = result.error or f"unexpected outcome '{result.outcome}' from {step.action}"
+            result.outcome = "error"
+        return result
+
+    def _record(self, step: Step, result: StepResult, started: float) -> None:
+        entry = TraceEntry(
+            call_id=self.call.call_id,
+            flow=self.flow.name,
+            version=self.flow.version,
+            step=step.id,
+            action=step.action,
+            outcome=result.outcome,
+            next_step=None if self.state == END else self.state,
+            started=started - self._t0,
+            duration=time.monotonic() - started,
+            method=result.method,
+            control_id=result.control_id,
+            result=result.result,
+            error=result.error,
+        )
+        self.trace.append(entry)
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "step %s (%s) -> %s%s", step.id, step.action, result.outcome,
+                f": {result.error}" if result.error else "", extra=self._log_extra(),
+            )
+        if self.on_step is not None:
+            self.on_step(entry)

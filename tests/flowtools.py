@@ -1,0 +1,65 @@
+"""Running flows over the real simulator, for the engine's tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flowengine.engine import FlowRuntime, SessionReport
+from flowengine.engine.runner import run_calls
+from flowengine.flow import FlowVersion, load_flow
+from flowengine.relay import RelayClient, RelayConfig
+from flowengine.sim import Simulator
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOWS = ROOT / "flows"
+#: Simulated time runs this much faster than real time in tests.
+TIME_SCALE = 0.01
+
+
+@dataclass
+class Run:
+    reports: list[SessionReport]
+    summary: dict[str, Any]
+    sim_calls: list[Any]
+
+    @property
+    def report(self) -> SessionReport:
+        assert len(self.reports) == 1
+        return self.reports[0]
+
+    def path(self, index: int = 0) -> list[tuple[str, str]]:
+        """The (step, outcome) pairs one call went through."""
+        return [(e.step, e.outcome) for e in self.reports[index].trace]
+
+
+async def run_flow(flow: FlowVersion | Path | str, caller: str = "speak:3", *, calls: int = 1,
+                   time_scale: float = TIME_SCALE, setup: Callable[[Simulator], Any] | None = None,
+                   **offer: Any) -> Run:
+    """Offer ``calls`` inbound calls on the flow's context and run each through the flow.
+
+    ``setup(sim)`` runs before the calls are offered (fault injection).
+    """
+    if not isinstance(flow, FlowVersion):
+        flow = load_flow(flow)
+    runtime = FlowRuntime(flow)
+    async with Simulator(port=0, project="p", token="t", time_scale=time_scale) as sim:
+        if setup is not None:
+            setup(sim)
+        sim_calls = [sim.offer_call(context=flow.contexts[0], caller=caller, **offer)
+                     for _ in range(calls)]
+        async with RelayClient(RelayConfig(url=sim.url, project="p", token="t"),
+                               flow.contexts) as client:
+            reports = await run_calls(runtime, client, calls)
+        for call in sim_calls:
+            await call.wait_ended()
+        summary = sim.summary()
+    return Run(reports, summary, sim_calls)
+
+
+def write_flow(tmp_path: Path, text: str, name: str = "flow.yaml") -> FlowVersion:
+    path = tmp_path / name
+    path.write_text(text)
+    return load_flow(path)
