@@ -1,1 +1,38 @@
-"""The RELAY client: a sans-I/O protocol core, the websocket connection, Call handles."""
+"""The RELAY client: a sans-I/O protocol core, the websocket connection, Call handles.
+
+Public API (see docs/internals.md and docs/relay-client.md)::
+
+    from flowengine.relay import RelayConfig, RelayClient, Call, Action, ActionResult
+    from flowengine.relay import RelayError, CallEnded, ConnectionLost, RequestTimeout
+"""
+
+from .call import HANGUP_RESULT, Action, ActionResult, Call
+from .client import RelayClient
+from .config import RelayConfig
+from .errors import (
+    CallEnded,
+    ConnectionLost,
+    LocalProtocolError,
+    ProtocolError,
+    RelayError,
+    RemoteProtocolError,
+    RequestTimeout,
+)
+from .protocol import RelayProtocol
+
+__all__ = [
+    "HANGUP_RESULT",
+    "Action",
+    "ActionResult",
+    "Call",
+    "CallEnded",
+    "ConnectionLost",
+    "LocalProtocolError",
+    "ProtocolError",
+    "RelayClient",
+    "RelayConfig",
+    "RelayError",
+    "RelayProtocol",
+    "RemoteProtocolError",
+    "RequestTimeout",
+]

@@ -73,6 +73,11 @@ class RequestTimeout(RelayError):
     Its message is the official SDK's: ``Request timeout for <method>``.
     """
 
+    @classmethod
+    def for_method(cls, method: str) -> RequestTimeout:
+        """The timeout error of one request."""
+        return cls(-1, method, f"Request timeout for {method}")
+
 
 class ProtocolError(Exception):
     """Base class of the protocol-misuse errors; never raised itself."""

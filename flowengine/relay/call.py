@@ -1,0 +1,412 @@
+"""Call and Action handles: what a flow step holds on to while a call is live.
+
+Events reach these objects synchronously from the connection's reader task (never
+through a per-call task or queue): the reader calls :meth:`Call._handle_event`, which
+updates state and resolves :class:`Action` waiters by setting an ``anyio.Event``.
+
+The hang-up guarantee: when a call reaches ``ended`` every pending action resolves with
+an :class:`ActionResult` whose state is ``hangup``. Where the official SDK lets
+``wait()`` hang forever (§6.6), no task waiting on a flowengine action ever does.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .errors import CallEnded, RelayError
+from .events import CallEvent
+
+if TYPE_CHECKING:
+    from .client import RelayClient
+
+__all__ = ["Action", "ActionResult", "Call", "CALL_STATES", "PLAY_TERMINAL", "RECORD_TERMINAL"]
+
+logger = logging.getLogger("flowengine.relay")
+
+#: §4.2: the order of call states; a call never moves back.
+CALL_STATES = ("created", "ringing", "answered", "ending", "ended")
+_STATE_RANK = {state: rank for rank, state in enumerate(CALL_STATES)}
+#: §4.3: a play ends on ``finished`` or ``error``.
+PLAY_TERMINAL = frozenset({"finished", "error"})
+#: §4.4: a record ends on ``finished`` or ``no_input`` (``error`` is not terminal).
+RECORD_TERMINAL = frozenset({"finished", "no_input"})
+#: §7: the codes that mean "this call is gone".
+_GONE_CODES = (404, 410)
+
+EventHandler = Callable[[CallEvent], Any]
+
+
+def _lookup(params: Mapping[str, Any], key: str) -> Any:
+    # §4.4: the real server puts url/duration/size at the top level; some servers nest
+    # them under "record". Top level first, then the nested copy.
+    value = params.get(key)
+    if value is None:
+        nested = params.get("record")
+        if isinstance(nested, Mapping):
+            value = nested.get(key)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """How an action ended.
+
+    Attributes:
+        state: the terminal state (``finished``, ``error``, ``no_input``…) or ``hangup``
+            when the call ended first, the server answered 404/410, or the action was
+            started on a call that had already ended.
+        event_type: the terminal event's type (``calling.call.record``), ``""`` for a
+            synthesized ``hangup`` result.
+        params: the raw inner params of the terminal event (empty when synthesized).
+    """
+
+    state: str
+    event_type: str
+    params: Mapping[str, Any]
+
+    @property
+    def url(self) -> str | None:
+        """The recording URL (record actions), or ``None``."""
+        value = _lookup(self.params, "url")
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def duration(self) -> float | None:
+        """The recording length in seconds, or ``None``."""
+        value = _lookup(self.params, "duration")
+        try:
+            return float(value) if value is not None else None
+        except (TypeError, ValueError):
+            return None
+
+    @property
+    def size(self) -> int | None:
+        """The recording size in bytes, or ``None``."""
+        value = _lookup(self.params, "size")
+        try:
+            return int(value) if value is not None else None
+        except (TypeError, ValueError):
+            return None
+
+
+#: The one result of every action cut short by the end of its call.
+HANGUP_RESULT = ActionResult(state="hangup", event_type="", params=MappingProxyType({}))
+
+
+class Action:
+    """A long-running call operation (play, record…) started by :class:`Call`.
+
+    Attributes:
+        call: the call it runs on.
+        control_id: the id RELAY echoes in the action's events (§5.1).
+        kind: ``play``, ``record``…; controls are sent as ``calling.<kind>.<verb>``.
+        result: the :class:`ActionResult` once done, else ``None``.
+    """
+
+    __slots__ = ("call", "control_id", "kind", "result", "_terminal", "_done")
+
+    def __init__(self, call: Call, kind: str, control_id: str,
+                 terminal_states: Collection[str]) -> None:
+        self.call = call
+        self.kind = kind
+        self.control_id = control_id
+        self.result: ActionResult | None = None
+        self._terminal = terminal_states
+        # Created only when someone waits: most results are set before anyone looks.
+        self._done: anyio.Event | None = None
+
+    def __repr__(self) -> str:
+        state = self.result.state if self.result is not None else "pending"
+        return f"<Action {self.kind} {self.control_id} {state}>"
+
+    @property
+    def done(self) -> bool:
+        """True once the action has its result."""
+        return self.result is not None
+
+    async def wait(self, timeout: float | None = None) -> ActionResult:
+        """Wait for the result.
+
+        Args:
+            timeout: seconds to wait; ``None`` waits until the action ends, which it
+                always does (at the latest when the call ends).
+
+        Raises:
+            TimeoutError: ``timeout`` ran out. The action carries on; wait again or
+                :meth:`stop` it.
+        """
+        if self.result is None:
+            if self._done is None:
+                self._done = anyio.Event()
+            with anyio.fail_after(timeout):
+                await self._done.wait()
+        assert self.result is not None
+        return self.result
+
+    async def stop(self) -> dict[str, Any]:
+        """Stop the action (``calling.<kind>.stop``); its terminal event follows.
+
+        A no-op returning ``{}`` when the action is done or the call is gone.
+        """
+        return await self._control("stop", {})
+
+    async def pause(self, behavior: str | None = None) -> dict[str, Any]:
+        """Pause the action (``calling.<kind>.pause``; record accepts ``silence``/``skip``).
+
+        A no-op returning ``{}`` when the action is done or the call is gone.
+        """
+        return await self._control("pause", {"behavior": behavior} if behavior else {})
+
+    async def resume(self) -> dict[str, Any]:
+        """Resume a paused action (``calling.<kind>.resume``).
+
+        A no-op returning ``{}`` when the action is done or the call is gone.
+        """
+        return await self._control("resume", {})
+
+    async def _control(self, verb: str, extra: dict[str, Any]) -> dict[str, Any]:
+        if self.result is not None or self.call.state == "ended":
+            return {}
+        try:
+            return await self.call.execute(f"{self.kind}.{verb}",
+                                           {"control_id": self.control_id, **extra})
+        except CallEnded:
+            return {}
+
+    def _resolve(self, result: ActionResult) -> None:
+        if self.result is None:
+            self.result = result
+            if self._done is not None:
+                self._done.set()
+
+
+class Call:
+    """One live call, offered by :meth:`RelayClient.incoming_calls`.
+
+    Attributes:
+        call_id, node_id: RELAY's ids for the call (sent with every command).
+        context: the context the call was offered on.
+        direction: ``inbound`` or ``outbound``.
+        device: the raw device object (§4.1).
+        from_number, to_number: taken from the device (phone numbers or SIP addresses).
+        tag: the client tag, if any.
+        state: ``created``, ``ringing``, ``answered``, ``ending`` or ``ended``.
+        end_reason: why it ended (``hangup``, ``busy``…; ``session_lost`` when the RELAY
+            session was replaced, ``client_closed`` when the client closed first).
+    """
+
+    __slots__ = (
+        "_client", "call_id", "node_id", "context", "direction", "device", "tag",
+        "from_number", "to_number", "state", "end_reason", "_actions", "_ended_event",
+        "_listeners",
+    )
+
+    def __init__(self, client: RelayClient, params: Mapping[str, Any]) -> None:
+        self._client = client
+        self.call_id: str = params["call_id"]
+        self.node_id: str = str(params.get("node_id", ""))
+        self.context: str = str(params.get("context", ""))
+        self.direction: str = str(params.get("direction", "inbound"))
+        device = params.get("device")
+        self.device: dict[str, Any] = device if isinstance(device, dict) else {}
+        tag = params.get("tag")
+        self.tag: str | None = tag if isinstance(tag, str) else None
+        device_params = self.device.get("params")
+        if not isinstance(device_params, dict):
+            device_params = {}
+        self.from_number: str = str(device_params.get("from_number")
+                                    or device_params.get("from") or "")
+        self.to_number: str = str(device_params.get("to_number")
+                                  or device_params.get("to") or "")
+        state = params.get("call_state")
+        self.state: str = state if state in _STATE_RANK else "created"
+        self.end_reason: str | None = None
+        self._actions: dict[str, Action] = {}
+        self._ended_event: anyio.Event | None = None
+        self._listeners: dict[str, list[EventHandler]] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Call {self.call_id} {self.state} {self.from_number}→{self.to_number}>"
+
+    @property
+    def ended(self) -> bool:
+        """True once the call is ``ending`` or ``ended``."""
+        return _STATE_RANK[self.state] >= _STATE_RANK["ending"]
+
+    # ------------------------------------------------------------------ commands
+
+    async def execute(self, verb: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Send ``calling.<verb>`` for this call (``node_id``/``call_id`` are added).
+
+        Returns:
+            the result object of a 2xx reply.
+
+        Raises:
+            CallEnded: the call is gone (404/410, §7).
+            RelayError: any other non-2xx reply, a timeout or a lost link.
+        """
+        method = f"calling.{verb}"
+        request = {"node_id": self.node_id, "call_id": self.call_id}
+        if params:
+            request.update(params)
+        try:
+            return await self._client.execute(method, request)
+        except RelayError as exc:
+            if exc.code in _GONE_CODES and type(exc) is RelayError:
+                raise CallEnded(exc.code, exc.method, exc.message) from None
+            raise
+
+    async def answer(self, **extra: Any) -> dict[str, Any]:
+        """Answer the call (``calling.answer``; extra keys such as ``max_duration`` pass through).
+
+        Raises:
+            CallEnded: the call has ended or is gone (404/410).
+            RelayError: any other failure.
+        """
+        if self.state == "ended":
+            # §5.1: like the SDK, send nothing for an ended call.
+            raise CallEnded(410, "calling.answer", "the call has already ended")
+        return await self.execute("answer", extra)
+
+    async def hangup(self, reason: str = "hangup") -> None:
+        """Hang up (``calling.end``). A no-op once the call is ending or ended, or gone.
+
+        It returns when RELAY accepted the command; :meth:`wait_for_ended` waits for the
+        end itself.
+        """
+        if self.ended:
+            return
+        try:
+            await self.execute("end", {"reason": reason})
+        except CallEnded:
+            pass
+
+    async def play(self, media: list[dict[str, Any]], *, volume: float | None = None,
+                   **extra: Any) -> Action:
+        """Start playing ``media`` (``calling.play``, §5.3); returns when RELAY accepted it.
+
+        Args:
+            media: RELAY play items, e.g. ``[{"type": "tts", "params": {"text": "Hi"}}]``.
+            volume: gain in dB (0 = unchanged); left out when ``None``.
+            extra: other top-level keys (``direction``, ``loop``…).
+
+        Returns:
+            the :class:`Action`; ``wait()`` gives ``finished``, ``error`` or ``hangup``.
+
+        Raises:
+            RelayError: a non-2xx reply other than 404/410, a timeout or a lost link.
+        """
+        params: dict[str, Any] = {"play": media, **extra}
+        if volume is not None:
+            params["volume"] = volume
+        return await self.start_action("play", params, PLAY_TERMINAL)
+
+    async def record(self, audio: dict[str, Any] | None = None, **extra: Any) -> Action:
+        """Start recording (``calling.record``, §5.4); returns when RELAY accepted it.
+
+        Args:
+            audio: the ``record.audio`` object (``beep``, ``format``, ``terminators``,
+                ``end_silence_timeout``…).
+            extra: other top-level keys (§6.1: they do not go into ``record``).
+
+        Returns:
+            the :class:`Action`; ``wait()`` gives ``finished``, ``no_input`` or ``hangup``,
+            with ``url``/``duration``/``size`` on the result.
+
+        Raises:
+            RelayError: a non-2xx reply other than 404/410, a timeout or a lost link.
+        """
+        return await self.start_action(
+            "record", {"record": {"audio": audio or {}}, **extra}, RECORD_TERMINAL)
+
+    async def start_action(self, kind: str, params: Mapping[str, Any],
+                           terminal_states: Collection[str]) -> Action:
+        """Start any action verb: send ``calling.<kind>`` with a fresh ``control_id``.
+
+        The action resolves on the first event with its ``control_id`` whose ``state``
+        is in ``terminal_states``, or with ``hangup`` when the call ends first.
+        """
+        action = Action(self, kind, str(uuid.uuid4()), terminal_states)
+        if self.state == "ended":
+            # §5.1: nothing is sent for an ended call; the action is already over.
+            action._resolve(HANGUP_RESULT)
+            return action
+        # §6.1: register before sending: events may arrive before the reply.
+        self._actions[action.control_id] = action
+        try:
+            await self.execute(kind, {"control_id": action.control_id, **params})
+        except CallEnded:
+            # §7: 404/410, the call is gone: a finished action, not an error.
+            self._actions.pop(action.control_id, None)
+            action._resolve(HANGUP_RESULT)
+        except BaseException:
+            self._actions.pop(action.control_id, None)
+            raise
+        return action
+
+    async def wait_for_ended(self) -> None:
+        """Wait until the call's state is ``ended`` (at once if it already is)."""
+        if self.state != "ended":
+            if self._ended_event is None:
+                self._ended_event = anyio.Event()
+            await self._ended_event.wait()
+
+    def on(self, event_type: str, handler: EventHandler) -> None:
+        """Call ``handler(event)`` for every later event of this type on this call.
+
+        The handler runs synchronously in the reader: keep it short and non-blocking.
+        Exceptions it raises are logged and ignored.
+        """
+        if self._listeners is None:
+            self._listeners = {}
+        self._listeners.setdefault(event_type, []).append(handler)
+
+    # ------------------------------------------------------- events (reader side)
+
+    def _handle_event(self, event: CallEvent) -> None:
+        """Apply one event. Runs in the reader task; never awaits."""
+        params = event.params
+        if event.event_type == "calling.call.state":
+            state = params.get("call_state")
+            if state in _STATE_RANK and _STATE_RANK[state] > _STATE_RANK[self.state]:
+                self.state = state
+                if state == "ended":
+                    reason = params.get("end_reason")
+                    self.end_reason = reason if isinstance(reason, str) else "hangup"
+        elif event.control_id is not None:
+            action = self._actions.get(event.control_id)
+            if action is not None and params.get("state") in action._terminal:
+                del self._actions[event.control_id]
+                action._resolve(ActionResult(state=params["state"],
+                                             event_type=event.event_type, params=params))
+        if self._listeners is not None:
+            for handler in self._listeners.get(event.event_type, ()):
+                try:
+                    handler(event)
+                except Exception:
+                    logger.exception("! listener for %s on call %s failed",
+                                     event.event_type, self.call_id)
+        if self.state == "ended":
+            self._finish()
+
+    def _end_locally(self, reason: str) -> None:
+        """End the call without a server event (session lost, client closed)."""
+        if self.state != "ended":
+            self.state = "ended"
+            self.end_reason = reason
+        self._finish()
+
+    def _finish(self) -> None:
+        # The hang-up guarantee: every pending action resolves, nothing waits forever.
+        actions, self._actions = self._actions, {}
+        for action in actions.values():
+            action._resolve(HANGUP_RESULT)
+        if self._ended_event is not None:
+            self._ended_event.set()

@@ -1,0 +1,319 @@
+"""RelayClient: one RELAY session kept alive across dropped links.
+
+It owns its task group: one reader per websocket, a keepalive, and the reconnect loop.
+Calls are routed by ``call_id`` to :class:`~flowengine.relay.call.Call` objects, which
+survive a reconnect because the session is resumed with its ``protocol`` and
+``authorization_state`` (§2.1, §2.8).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from types import MappingProxyType
+from typing import Any
+
+import anyio
+from anyio import AsyncContextManagerMixin
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from .call import Call
+from .config import RelayConfig
+from .connection import RelayConnection, backoff, open_connection
+from .errors import ConnectionLost, RelayError, RequestTimeout
+from .events import (
+    AuthorizationState,
+    CallEvent,
+    CallReceived,
+    DisconnectRequested,
+    Event,
+    OtherEvent,
+    ProtocolViolation,
+    ServerPing,
+)
+from .protocol import CONNECT_METHOD, Resume
+
+__all__ = ["RelayClient"]
+
+logger = logging.getLogger("flowengine.relay")
+
+
+class RelayClient(AsyncContextManagerMixin):
+    """A RELAY client session; use it as ``async with RelayClient(config, contexts) as c``.
+
+    Entering returns once the first ``signalwire.connect`` was accepted. After that a
+    dropped link is reconnected in the background (backoff ``reconnect_delay`` doubling
+    up to ``reconnect_max_delay``), resuming the same session: calls in flight carry on.
+
+    Args:
+        config: where and how to connect.
+        contexts: contexts to receive inbound calls for (sent in ``signalwire.connect``).
+        max_pending_calls: how many offered calls may wait for :meth:`incoming_calls`
+            before further offers are dropped (and logged).
+
+    Attributes:
+        protocol: the session's protocol (resumed on reconnect), ``None`` before the first
+            connect.
+        reconnects: how many times the link was re-established.
+        connected: True while a link accepts requests.
+
+    Raises (on entering):
+        RelayError: the server rejected the credentials (the message names the project,
+            never the token), or did not answer in time.
+        ConnectionLost: the server could not be reached.
+    """
+
+    def __init__(self, config: RelayConfig, contexts: Iterable[str] = (), *,
+                 max_pending_calls: int = 10_000) -> None:
+        self.config = config
+        self.protocol: str | None = None
+        self.reconnects = 0
+        self.connected = False
+        self._contexts = list(dict.fromkeys(contexts))
+        self._authorization_state = ""
+        # True when the next connect must start a new session (§2.7 restart, or a
+        # refused resume) instead of resuming `protocol`.
+        self._fresh_session = False
+        self._ssl = config.ssl_context()
+        self._calls: dict[str, Call] = {}
+        self._incoming_send, self._incoming_recv = anyio.create_memory_object_stream[Call](
+            max_pending_calls)
+        self._conn: RelayConnection | None = None  # the link that takes requests, if any
+        self._link_up = anyio.Event()
+        self._probe = anyio.Event()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "connected" if self.connected else "closed" if self._closed else "connecting"
+        return f"<RelayClient {self.config.url} {state} calls={len(self._calls)}>"
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def contexts(self) -> tuple[str, ...]:
+        """The contexts this session receives calls for."""
+        return tuple(self._contexts)
+
+    @property
+    def calls(self) -> Mapping[str, Call]:
+        """The live calls by ``call_id`` (read-only). Ended calls leave it."""
+        return MappingProxyType(self._calls)
+
+    def incoming_calls(self) -> MemoryObjectReceiveStream[Call]:
+        """The calls offered by ``calling.call.receive``, in order (an async iterator).
+
+        Iteration ends when the client closes. Use one consumer.
+        """
+        return self._incoming_recv
+
+    async def execute(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Send a raw request and return its result.
+
+        While the link is down the request waits for the reconnect, within the same
+        deadline (``config.request_timeout``).
+
+        Raises:
+            RelayError: the server answered with a JSON-RPC error or a non-2xx code.
+            RequestTimeout: no reply before the deadline.
+            ConnectionLost: the link dropped after the request was sent, or the client
+                is closed.
+        """
+        try:
+            with anyio.fail_after(self.config.request_timeout):
+                while True:
+                    conn = self._conn
+                    if conn is not None and conn.accepting:
+                        return await conn.request(method, params)
+                    if self._closed:
+                        raise ConnectionLost(-1, method, "the RELAY client is closed")
+                    await self._link_up.wait()
+        except TimeoutError:
+            # A silent server may mean a half-open link: probe it now (§2.6).
+            self._probe.set()
+            raise RequestTimeout.for_method(method) from None
+
+    async def receive(self, contexts: Iterable[str]) -> None:
+        """Also receive calls for ``contexts`` (``signalwire.receive``, §2.4)."""
+        new = list(dict.fromkeys(contexts))
+        await self.execute("signalwire.receive", {"contexts": new})
+        self._contexts.extend(c for c in new if c not in self._contexts)
+
+    async def unreceive(self, contexts: Iterable[str]) -> None:
+        """Stop receiving calls for ``contexts`` (``signalwire.unreceive``, §2.4)."""
+        gone = list(dict.fromkeys(contexts))
+        await self.execute("signalwire.unreceive", {"contexts": gone})
+        self._contexts = [c for c in self._contexts if c not in gone]
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncGenerator[RelayClient]:
+        if self._closed:
+            raise RuntimeError("a RelayClient can be entered only once")
+        # Fail fast on the first connect: a rejection is a configuration error.
+        conn = await self._connect()
+        body_error: BaseException | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._maintain, conn, name="relay link")
+            try:
+                yield self
+            except BaseException as exc:
+                # Re-raised below, outside the task group, so the caller sees its own
+                # exception rather than an ExceptionGroup around it.
+                body_error = exc
+            finally:
+                self._close()
+                tg.cancel_scope.cancel()
+        for call in list(self._calls.values()):
+            call._end_locally("client_closed")
+        self._calls.clear()
+        if body_error is not None:
+            raise body_error
+
+    def _close(self) -> None:
+        self._closed = True
+        self._link_up.set()  # wake requests waiting for a link: they fail now
+        self._incoming_send.close()
+
+    async def _connect(self) -> RelayConnection:
+        resume = None
+        if self.protocol is not None and not self._fresh_session:
+            resume = Resume(self.protocol, self._authorization_state)
+        try:
+            conn, result = await open_connection(
+                self.config.url, ssl=self._ssl, auth=self.config.authentication,
+                contexts=self._contexts, resume=resume, timeout=self.config.request_timeout,
+                on_event=self._on_event, on_unusable=self._on_unusable)
+        except RelayError as exc:
+            if type(exc) is not RelayError:
+                raise  # unreachable, timed out: not about the credentials
+            if resume is not None:
+                # The server would not resume: start a new session next time.
+                logger.warning("! RELAY refused to resume session %s (%s); "
+                               "the next attempt starts a new session", resume.protocol, exc)
+                self._fresh_session, self._authorization_state = True, ""
+            raise RelayError(exc.code, CONNECT_METHOD, self._rejection(exc.message)) from None
+        if self.protocol is not None and result.protocol != self.protocol:
+            # A new session: the old one's calls will get no more events. End them here
+            # so that nothing waits on them forever.
+            logger.warning("! RELAY started a new session %s instead of resuming %s; "
+                           "%d call(s) of the old session ended", result.protocol,
+                           self.protocol, len(self._calls))
+            for call in list(self._calls.values()):
+                call._end_locally("session_lost")
+            self._calls.clear()
+        self.protocol = result.protocol
+        self._fresh_session = False
+        logger.info("= connected to %s (protocol %s%s)", self.config.url, result.protocol,
+                    ", resumed" if resume is not None and resume.protocol == result.protocol
+                    else "")
+        return conn
+
+    def _rejection(self, server_message: str) -> str:
+        for secret in self.config.secrets:
+            server_message = server_message.replace(secret, "***")
+        who = (f"project {self.config.project!r}" if not self.config.jwt_token
+               else "the JWT (SIGNALWIRE_JWT_TOKEN)")
+        return f"RELAY at {self.config.url} rejected the credentials for {who}: {server_message}"
+
+    async def _maintain(self, conn: RelayConnection) -> None:
+        """Serve links one after another for as long as the client is open."""
+        while True:
+            await self._serve(conn)
+            delays = backoff(self.config.reconnect_delay, self.config.reconnect_max_delay)
+            while True:
+                delay = next(delays)
+                logger.info("= reconnecting to %s in %.2g s", self.config.url, delay)
+                await anyio.sleep(delay)
+                try:
+                    conn = await self._connect()
+                except RelayError as exc:
+                    logger.warning("! reconnect failed: %s", exc)
+                else:
+                    self.reconnects += 1
+                    break
+
+    async def _serve(self, conn: RelayConnection) -> None:
+        """Run one link (reader and keepalive) until it is gone."""
+        if conn.accepting:
+            self._conn = conn
+            self.connected = True
+            self._link_up.set()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._keepalive, conn, name="relay keepalive")
+            await conn.run(closing_grace=self.config.request_timeout)
+            tg.cancel_scope.cancel()
+
+    async def _keepalive(self, conn: RelayConnection) -> None:
+        """§2.5–2.6: ping every ``ping_interval``; drop the link if a ping goes unanswered."""
+        while conn.accepting:
+            with anyio.move_on_after(self.config.ping_interval):
+                await self._probe.wait()
+            self._probe = anyio.Event()
+            if not conn.accepting:
+                return
+            try:
+                with anyio.fail_after(self.config.request_timeout):
+                    await conn.request("signalwire.ping", {})
+            except TimeoutError:
+                logger.warning("! no reply to signalwire.ping within %g s: dropping the link",
+                               self.config.request_timeout)
+                conn.abort()
+                return
+            except ConnectionLost:
+                return
+            except RelayError:
+                pass  # an error reply still proves the link is alive
+
+    # ------------------------------------------------ events (in the reader task)
+
+    def _on_unusable(self, conn: RelayConnection) -> None:
+        # Synchronous, from the reader: from now on requests wait for the next link.
+        if self._conn is conn:
+            self._conn = None
+            self.connected = False
+            if not self._closed:
+                self._link_up = anyio.Event()
+
+    def _on_event(self, event: Event) -> None:
+        """Route one event. Runs in the reader and never awaits (§3: already ACKed)."""
+        if type(event) is CallEvent:
+            call = self._calls.get(event.call_id)
+            if call is None:
+                # §3: an unknown or ended call: ACKed, dropped.
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("= %s for unknown call %s dropped", event.event_type,
+                                 event.call_id)
+                return
+            call._handle_event(event)
+            if call.state == "ended":
+                del self._calls[event.call_id]
+        elif type(event) is CallReceived:
+            self._offer(event)
+        elif type(event) is AuthorizationState:
+            self._authorization_state = event.blob
+        elif type(event) is DisconnectRequested:
+            logger.info("= the server asked to disconnect (restart=%s)", event.restart)
+            if event.restart:
+                # §2.7: forget the session; the next connect starts a new one.
+                self._fresh_session, self._authorization_state = True, ""
+        elif type(event) is ProtocolViolation:
+            logger.warning("! dropped a frame from RELAY: %s: %s", event.reason, event.frame)
+        elif type(event) is OtherEvent or type(event) is ServerPing:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("= %s ignored", event)
+
+    def _offer(self, event: CallReceived) -> None:
+        if event.call_id in self._calls:
+            return  # a repeated offer (e.g. replayed after a resume)
+        call = Call(self, event.params)
+        try:
+            self._incoming_send.send_nowait(call)
+        except anyio.WouldBlock:
+            logger.error("! %d offered calls are waiting already: call %s dropped",
+                         self._incoming_send.statistics().current_buffer_used, call.call_id)
+            return
+        except anyio.ClosedResourceError:
+            return
+        self._calls[call.call_id] = call

@@ -1,0 +1,276 @@
+"""The I/O driver: one websocket, its :class:`RelayProtocol`, its reader and its waiters.
+
+This is the only module that imports ``websockets``. Its exceptions are mapped to
+:class:`~flowengine.relay.errors.ConnectionLost` here, so nothing above sees them.
+
+One :class:`RelayConnection` lives as long as one websocket. The client makes a new
+one for every reconnect and hands it the previous session's :class:`Resume`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from ssl import SSLContext
+from typing import Any
+
+import anyio
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
+
+from .errors import ConnectionLost, RelayError, RequestTimeout
+from .events import ConnectResult, Event, RequestFailed, RequestSucceeded
+from .protocol import CONNECT_METHOD, OPEN, RelayProtocol, Resume, mask_secrets
+
+__all__ = ["MAX_FRAME_SIZE", "RelayConnection", "backoff", "open_connection"]
+
+logger = logging.getLogger("flowengine.relay")
+_DEBUG = logging.DEBUG
+
+#: §1: the official SDK's limit on one frame.
+MAX_FRAME_SIZE = 10 * 1024 * 1024
+#: How long closing a websocket may take before the TCP connection is aborted.
+_CLOSE_TIMEOUT = 2.0
+#: Errors that mean "the transport is gone" at this boundary.
+_TRANSPORT_ERRORS = (OSError, WebSocketException)
+
+
+def backoff(initial: float = 1.0, maximum: float = 30.0, factor: float = 2.0) -> Iterator[float]:
+    """Reconnect delays: ``initial``, doubled each time, capped at ``maximum`` (§2.8).
+
+    A plain generator (policy only): the caller sleeps.
+    """
+    delay = initial
+    while True:
+        yield min(delay, maximum)
+        delay = min(delay * factor, maximum)
+
+
+class _Waiter:
+    """One request waiting for its reply: an event plus a result slot (httpcore-style)."""
+
+    __slots__ = ("done", "result", "error")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.result: dict[str, Any] | None = None
+        self.error: RelayError | None = None
+
+
+class RelayConnection:
+    """One websocket to RELAY, after its ``signalwire.connect`` was accepted.
+
+    Args:
+        ws: the open websocket.
+        proto: its protocol core.
+        on_event: called, synchronously and in order, with every event that is not a
+            reply (calls, pings, disconnects, violations). It must not block.
+        on_unusable: called once, synchronously, when the connection stops taking
+            requests (the server asked to disconnect, or the link is gone).
+    """
+
+    def __init__(
+        self,
+        ws: ClientConnection,
+        proto: RelayProtocol,
+        on_event: Callable[[Event], None],
+        on_unusable: Callable[[RelayConnection], None],
+    ) -> None:
+        self.ws = ws
+        self.proto = proto
+        self.waiters: dict[str, _Waiter] = {}
+        self._on_event = on_event
+        self._on_unusable = on_unusable
+        self._usable = True
+
+    @property
+    def accepting(self) -> bool:
+        """True while requests may be sent on this connection."""
+        return self._usable and self.proto.state is OPEN
+
+    async def request(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Send one request on this link and wait for its reply (no deadline here).
+
+        Raises:
+            RelayError: the server answered with an error or a non-2xx code.
+            ConnectionLost: the link is closing, or dropped before the reply.
+        """
+        if not self.accepting:
+            raise ConnectionLost(-1, method, "Connection closed")
+        request_id, frame = self.proto.send_request(method, params)
+        waiter = _Waiter()
+        self.waiters[request_id] = waiter
+        try:
+            if logger.isEnabledFor(_DEBUG):
+                logger.debug("> %s", frame)
+            try:
+                await self.ws.send(frame)
+            except _TRANSPORT_ERRORS:
+                raise ConnectionLost(-1, method, "Connection closed") from None
+            await waiter.done.wait()
+        finally:
+            if self.waiters.pop(request_id, None) is not None and not waiter.done.is_set():
+                self.proto.abandon(request_id)  # cancelled or timed out: drop a late reply
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.result is not None
+        return waiter.result
+
+    async def handshake(self, auth: Mapping[str, str], contexts: Sequence[str],
+                        resume: Resume | None) -> ConnectResult:
+        """Send ``signalwire.connect`` and read until its reply (before any reader runs).
+
+        Raises:
+            RelayError: the server rejected the connect (code and message are its own).
+            ConnectionLost: the link dropped first.
+        """
+        request_id, frame = self.proto.connect(auth, contexts, resume)
+        if logger.isEnabledFor(_DEBUG):
+            logger.debug("> %s", mask_secrets(frame))  # the token never reaches a log
+        try:
+            await self.ws.send(frame)
+            while True:
+                events = self._receive(await self.ws.recv())
+                await self._flush()  # §3: ACK before processing
+                for event in events:
+                    if type(event) is ConnectResult:
+                        return event
+                    if type(event) is RequestFailed and event.id == request_id:
+                        raise RelayError(event.code, CONNECT_METHOD, event.message)
+                    self._on_event(event)  # e.g. a call offered before the reply
+        except _TRANSPORT_ERRORS:
+            raise ConnectionLost(-1, CONNECT_METHOD,
+                                 "the server closed the link during signalwire.connect"
+                                 ) from None
+
+    async def run(self, closing_grace: float) -> None:
+        """The reader: receive frames until the link ends, then fail pending requests.
+
+        Args:
+            closing_grace: after ``signalwire.disconnect``, how long to wait for the
+                server to close the link (§2.7) before closing it ourselves.
+        """
+        ws = self.ws
+        try:
+            while self.proto.state is OPEN:
+                events = self._receive(await ws.recv())
+                await self._flush()  # §3: ACK before processing
+                self._dispatch(events)
+            # §2.7: the server closes the link after a disconnect; in-flight replies may
+            # still arrive meanwhile. If it does not close it in time, we do.
+            with anyio.move_on_after(closing_grace):
+                while True:
+                    events = self._receive(await ws.recv())
+                    await self._flush()
+                    self._dispatch(events)
+        except _TRANSPORT_ERRORS as exc:
+            logger.info("= link closed: %s", exc)
+        finally:
+            self._mark_unusable()
+            for event in self.proto.receive_eof():
+                waiter = self.waiters.get(event.id) if type(event) is RequestFailed else None
+                if waiter is not None:
+                    waiter.error = ConnectionLost(-1, event.method, event.message)
+                    waiter.done.set()
+            await self.close()
+
+    def abort(self) -> None:
+        """Drop the link at once (no closing handshake): the peer stopped answering."""
+        self._mark_unusable()
+        transport = self.ws.transport
+        if transport is not None:
+            transport.abort()
+
+    async def close(self) -> None:
+        """Close the websocket, bounded in time and safe to call during cancellation."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT) as scope:
+            await self.ws.close()
+        if scope.cancelled_caught:
+            self.abort()
+
+    # ----------------------------------------------------------------- internal
+
+    def _receive(self, text: str | bytes) -> list[Event]:
+        if logger.isEnabledFor(_DEBUG):
+            logger.debug("< %s", mask_secrets(text if type(text) is str
+                                              else bytes(text).decode("utf-8", "replace")))
+        events = self.proto.receive_frame(text)
+        if self._usable and self.proto.state is not OPEN:
+            self._mark_unusable()  # a disconnect: stop sending before we even ACK it
+        return events
+
+    async def _flush(self) -> None:
+        for frame in self.proto.frames_to_send():
+            if logger.isEnabledFor(_DEBUG):
+                logger.debug("> %s", frame)
+            await self.ws.send(frame)
+
+    def _dispatch(self, events: list[Event]) -> None:
+        for event in events:
+            if type(event) is RequestSucceeded:
+                waiter = self.waiters.get(event.id)
+                if waiter is not None:
+                    waiter.result = event.result
+                    waiter.done.set()
+            elif type(event) is RequestFailed:
+                waiter = self.waiters.get(event.id)
+                if waiter is not None:
+                    waiter.error = RelayError(event.code, event.method, event.message)
+                    waiter.done.set()
+            else:
+                self._on_event(event)
+
+    def _mark_unusable(self) -> None:
+        if self._usable:
+            self._usable = False
+            self._on_unusable(self)
+
+
+async def open_connection(
+    url: str,
+    *,
+    ssl: SSLContext | None,
+    auth: Mapping[str, str],
+    contexts: Sequence[str],
+    resume: Resume | None,
+    timeout: float,
+    on_event: Callable[[Event], None],
+    on_unusable: Callable[[RelayConnection], None],
+) -> tuple[RelayConnection, ConnectResult]:
+    """Open a websocket to ``url`` and authenticate on it, all within ``timeout``.
+
+    Returns:
+        the connection (its reader not started yet: call :meth:`RelayConnection.run`)
+        and the connect result.
+
+    Raises:
+        RelayError: the server rejected ``signalwire.connect``.
+        RequestTimeout: no connect result within ``timeout``.
+        ConnectionLost: the server could not be reached, or the link dropped.
+    """
+    options: dict[str, Any] = {}
+    if ssl is not None:
+        options["ssl"] = ssl
+    try:
+        with anyio.fail_after(timeout):
+            try:
+                ws = await connect(
+                    url,
+                    compression=None,  # tech-notes §2: deflate costs CPU and memory
+                    ping_interval=None,  # §1: liveness is JSON-RPC pings, not ws pings
+                    max_size=MAX_FRAME_SIZE,
+                    open_timeout=None,  # the deadline above covers the whole handshake
+                    close_timeout=_CLOSE_TIMEOUT,
+                    **options,
+                )
+            except (*_TRANSPORT_ERRORS, ValueError) as exc:
+                raise ConnectionLost(-1, CONNECT_METHOD, f"cannot reach {url}: {exc}") from None
+            conn = RelayConnection(ws, RelayProtocol(), on_event, on_unusable)
+            try:
+                result = await conn.handshake(auth, contexts, resume)
+            except BaseException:
+                await conn.close()
+                raise
+    except TimeoutError:
+        raise RequestTimeout.for_method(CONNECT_METHOD) from None
+    return conn, result
