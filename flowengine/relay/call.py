@@ -379,7 +379,7 @@ class Call:
                 self.state = state
                 if state == "ended":
                     reason = params.get("end_reason")
-                    self.end_reason = reason if isinstance(reason, str) else "hangup"
+                    self.end_reason = reason if isinstance(reason, str) else None
         elif event.control_id is not None:
             action = self._actions.get(event.control_id)
             if action is not None and params.get("state") in action._terminal:
