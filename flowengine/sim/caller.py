@@ -1,0 +1,155 @@
+"""Scripted callers: what the person on the other end of a simulated call does.
+
+A script is a comma-separated list of clauses (the grammar is documented in
+``docs/simulator.md``)::
+
+    speak:3              speaks 3 s into each recording, then presses #
+    speak:3:quiet        speaks 3 s, then goes quiet (end_silence_timeout ends the recording)
+    speak:3:*            speaks 3 s, then presses * (a terminator ends the recording at once)
+    silent               says nothing (recordings end no_input, collects no_input)
+    hangup:20            hangs up 20 s after the call is answered
+    hangup@play          hangs up halfway through the first play
+    hangup@record:2      hangs up 2 s into the first recording
+    hangup@collect:1     hangs up 1 s into the first collect
+    digits:12#/3         presses 1 2 # in the first collect, 3 in the second
+    say:sales/billing    says "sales" in the first speech collect, "billing" in the second
+
+Parsing is pure; the simulator core decides when each part happens.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+#: Seconds of speech in each recording when the script does not say.
+DEFAULT_SPEAK = 2.0
+#: How far into a record or collect ``hangup@record`` / ``hangup@collect`` hangs up
+#: when no offset is given (a play defaults to halfway through instead).
+DEFAULT_HANGUP_OFFSET = 1.0
+
+_DTMF = "0123456789*#ABCD"
+_NUMBER = r"(\d+(?:\.\d+)?|\.\d+)"
+_HANGUP_KINDS = ("play", "record", "collect")
+
+_SPEAK_RE = re.compile(rf"speak:{_NUMBER}(?::(quiet|[{re.escape(_DTMF)}]))?")
+_HANGUP_AFTER_RE = re.compile(rf"hangup:{_NUMBER}")
+_HANGUP_DURING_RE = re.compile(rf"hangup@({'|'.join(_HANGUP_KINDS)})(?::{_NUMBER})?")
+_DIGITS_RE = re.compile(rf"digits:([{re.escape(_DTMF)}/]+)")
+_SAY_RE = re.compile(r"say:(.+)")
+
+GRAMMAR = (
+    "speak:N[:quiet|:KEY] | silent | hangup:N | hangup@play|record|collect[:N] | "
+    "digits:KEYS[/KEYS…] | say:TEXT[/TEXT…], joined with commas"
+)
+
+
+class CallerScriptError(ValueError):
+    """Raised when a caller script does not follow the grammar; the message names the clause."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallerScript:
+    """What a simulated caller does. Build one directly or with :meth:`parse`.
+
+    Durations are simulated seconds (the simulator multiplies them by its ``time_scale``).
+    """
+
+    #: Seconds spoken into each recording; ``None`` = silent; ``math.inf`` = talks until
+    #: hanging up (the default when the script hangs up during a recording and says
+    #: nothing about speaking).
+    speak: float | None = DEFAULT_SPEAK
+    #: DTMF key pressed after speaking ("" = goes quiet instead).
+    after_speech: str = "#"
+    #: Hang up this many seconds after the call is answered.
+    hangup_after: float | None = None
+    #: Hang up during the first action of this kind: "play", "record" or "collect".
+    hangup_during: str | None = None
+    #: Seconds into that action; ``None`` = halfway through a play, 1 s into the others.
+    hangup_offset: float | None = None
+    #: DTMF groups, one consumed by each collect that accepts digits.
+    digits: tuple[str, ...] = ()
+    #: Phrases, one consumed by each collect that accepts speech.
+    say: tuple[str, ...] = ()
+    #: The text this script was parsed from ("" when built directly).
+    source: str = field(default="", compare=False)
+
+    @classmethod
+    def parse(cls, text: str | None) -> CallerScript:
+        """Parse a script such as ``"speak:3,hangup:20"``.
+
+        Raises:
+            CallerScriptError: a clause does not match the grammar; nothing is guessed.
+        """
+        text = (text or "").strip()
+        speak: float | None = DEFAULT_SPEAK
+        after = "#"
+        speak_given = False
+        hangup_after: float | None = None
+        hangup_during: str | None = None
+        hangup_offset: float | None = None
+        digits: list[str] = []
+        say: list[str] = []
+        for raw in text.split(",") if text else ():
+            clause = raw.strip()
+            if not clause:
+                raise CallerScriptError(f"empty clause in caller script {text!r}; grammar: {GRAMMAR}")
+            if clause == "silent":
+                speak, after, speak_given = None, "", True
+            elif m := _SPEAK_RE.fullmatch(clause):
+                speak, speak_given = float(m[1]), True
+                after = "" if m[2] == "quiet" else (m[2] or "#")
+            elif m := _HANGUP_AFTER_RE.fullmatch(clause):
+                hangup_after = float(m[1])
+            elif m := _HANGUP_DURING_RE.fullmatch(clause):
+                hangup_during = m[1]
+                hangup_offset = float(m[2]) if m[2] is not None else None
+            elif m := _DIGITS_RE.fullmatch(clause):
+                groups = m[1].split("/")
+                if any(not g for g in groups):
+                    raise CallerScriptError(f"empty digit group in {clause!r}; grammar: {GRAMMAR}")
+                digits.extend(groups)
+            elif m := _SAY_RE.fullmatch(clause):
+                phrases = [p.strip() for p in m[1].split("/")]
+                if any(not p for p in phrases):
+                    raise CallerScriptError(f"empty phrase in {clause!r}; grammar: {GRAMMAR}")
+                say.extend(phrases)
+            else:
+                raise CallerScriptError(
+                    f"unknown caller clause {clause!r} in {text!r}; grammar: {GRAMMAR}")
+        if hangup_during == "record" and not speak_given:
+            # "hangup@record:2" reads as "talks, and hangs up 2 s in": a caller who stopped
+            # talking first would end the recording before the hang-up it asks for.
+            speak, after = math.inf, ""
+        return cls(speak=speak, after_speech=after, hangup_after=hangup_after,
+                   hangup_during=hangup_during, hangup_offset=hangup_offset,
+                   digits=tuple(digits), say=tuple(say), source=text)
+
+    @classmethod
+    def coerce(cls, value: str | CallerScript | None) -> CallerScript:
+        """A script from a string, an existing script, or ``None`` (the default caller)."""
+        if isinstance(value, CallerScript):
+            return value
+        return cls.parse(value)
+
+    def __str__(self) -> str:
+        if self.source:
+            return self.source
+        parts: list[str] = []
+        if self.speak is None:
+            parts.append("silent")
+        elif math.isfinite(self.speak):
+            tail = ":quiet" if not self.after_speech else (
+                "" if self.after_speech == "#" else f":{self.after_speech}")
+            parts.append(f"speak:{self.speak:g}{tail}")
+        if self.hangup_after is not None:
+            parts.append(f"hangup:{self.hangup_after:g}")
+        if self.hangup_during:
+            offset = "" if self.hangup_offset is None else f":{self.hangup_offset:g}"
+            parts.append(f"hangup@{self.hangup_during}{offset}")
+        if self.digits:
+            parts.append("digits:" + "/".join(self.digits))
+        if self.say:
+            parts.append("say:" + "/".join(self.say))
+        return ",".join(parts)

@@ -1,0 +1,778 @@
+"""Simulated calls and the actions running on them (play, record, collect).
+
+Everything here is synchronous and free of I/O: a call emits events through its host (the
+simulator core, :mod:`flowengine.sim.core`) and asks it for timers. Times inside an action
+are *simulated* seconds; the host turns them into real seconds with its ``time_scale``.
+
+The ordering rules of the protocol live here (``§n`` = a section of relay-protocol.md):
+
+- a command's reply is queued before any event it causes (the ``reply`` callable is
+  always called first);
+- when a call ends, ``ending`` comes first, then the terminal event of every running
+  action, then ``ended`` (§3: the SDK drops events for a call after ``ended``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
+
+from flowengine.sim import audio
+from flowengine.sim.caller import DEFAULT_HANGUP_OFFSET, CallerScript
+from flowengine.sim.timers import Timer
+
+if TYPE_CHECKING:
+    from flowengine.sim.core import Session
+
+Reply = Callable[[dict[str, Any]], None]
+
+#: End reasons a client may ask for in ``calling.end`` (§4.2); others become "hangup".
+END_REASONS = frozenset({"hangup", "cancel", "busy", "noAnswer", "decline", "error",
+                         "abandoned", "max_duration", "not_found"})
+
+#: Simulated lengths (seconds) of the media a play can hold.
+TTS_SECONDS_PER_CHAR = 0.06
+TTS_MIN_SECONDS = 0.5
+AUDIO_SECONDS = 2.0
+RINGTONE_SECONDS = 5.0
+SILENCE_SECONDS = 1.0
+#: The beep before a recording; capture (and the caller's speech) starts after it.
+BEEP_SECONDS = 0.5
+#: Record defaults (public RELAY docs): silence before giving up, silence that ends it.
+RECORD_INITIAL_TIMEOUT = 5.0
+RECORD_END_SILENCE_TIMEOUT = 1.0
+RECORD_TERMINATORS = "#*"
+#: Collect defaults and the caller's typing rhythm.
+COLLECT_INITIAL_TIMEOUT = 5.0
+COLLECT_DIGIT_TIMEOUT = 5.0
+COLLECT_MAX_DIGITS = 10
+COLLECT_END_SILENCE_TIMEOUT = 1.0
+CALLER_REACTION_SECONDS = 0.5
+CALLER_KEY_INTERVAL = 0.25
+DIGIT_SEND_SECONDS = 0.1
+
+_TAG_RE = re.compile(r"<[^>]*>")
+
+
+class CallHost(Protocol):
+    """What a call needs from the simulator core."""
+
+    time_scale: float
+
+    @property
+    def now(self) -> float: ...
+    def after(self, sim_seconds: float, callback: Callable[[], None]) -> Timer: ...
+    def emit_call_event(self, call: SimCall, event_type: str, params: dict[str, Any]) -> None: ...
+    def new_recording(self, call: SimCall, control_id: str, fmt: str) -> SimRecording: ...
+    def recording_finished(self, recording: SimRecording) -> None: ...
+    def call_ended(self, call: SimCall) -> None: ...
+
+
+class CommandError(Exception):
+    """A command the call cannot carry out; becomes ``result {"code": code, …}`` (§5.1)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(eq=False, slots=True)
+class SimRecording:
+    """A recording made by ``calling.record``; its file is served over HTTP once finished."""
+
+    id: str
+    url: str
+    format: str            # "wav" or "mp3"
+    call_id: str
+    control_id: str
+    duration: float = 0.0  # simulated seconds recorded
+    spoken: float = 0.0    # of which the caller was speaking (a tone in the WAV)
+    size: int = 0          # byte length of data()
+    finished: bool = False
+
+    @property
+    def content_type(self) -> str:
+        """The HTTP Content-Type of :meth:`data`."""
+        return "audio/mpeg" if self.format == "mp3" else "audio/wav"
+
+    def data(self) -> bytes:
+        """The audio file, built on demand (recordings are not kept in memory)."""
+        if self.format == "mp3":
+            return audio.mp3_bytes(self.duration)
+        return audio.wav_bytes(self.duration, self.spoken)
+
+
+def media_length(media: Any) -> float:
+    """Simulated seconds a ``play`` list lasts.
+
+    Accepts the §5.3 shape ``{"type": "tts", "params": {"text": …}}`` and the flat
+    ``{"type": "tts", "text": …}`` of the SDK's own record example.
+
+    Raises:
+        CommandError: "400" for anything that is not a non-empty list of known media.
+    """
+    if not isinstance(media, list) or not media:
+        raise CommandError("400", "play must be a non-empty list of media")
+    total = 0.0
+    for item in media:
+        if not isinstance(item, dict):
+            raise CommandError("400", "each play item must be an object")
+        kind = item.get("type")
+        p = item.get("params")
+        if not isinstance(p, dict):
+            p = item
+        if kind == "tts":
+            text = p.get("text") or _TAG_RE.sub("", str(p.get("ssml") or ""))
+            total += max(TTS_MIN_SECONDS, TTS_SECONDS_PER_CHAR * len(str(text)))
+        elif kind == "audio":
+            total += AUDIO_SECONDS
+        elif kind == "silence":
+            total += _seconds(p.get("duration"), SILENCE_SECONDS)
+        elif kind == "ringtone":
+            total += _seconds(p.get("duration"), RINGTONE_SECONDS)
+        else:
+            raise CommandError("400", f"unknown media type {kind!r}")
+    return total
+
+
+def _seconds(value: Any, default: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    return max(0.0, float(value))
+
+
+def _number(value: Any, default: float) -> float:
+    """A timeout from client params; anything that is not a number keeps the default."""
+    return _seconds(value, default)
+
+
+class SimCall:
+    """One simulated inbound call, as the tests and the command line see it.
+
+    Read-only for users: ``call_id``, ``node_id``, ``context``, ``from_number``,
+    ``to_number``, ``caller`` (the :class:`CallerScript`), ``state``
+    (created → answered → ending → ended), ``end_reason``, ``commands`` (every RELAY
+    method received for this call, in order), ``events`` (``(event_type, params)`` for
+    every event sent about it, in order), ``recordings``, ``protocol`` (the session it
+    was offered to) and ``leaked`` (still up when the simulator shut down).
+    """
+
+    def __init__(self, host: CallHost, *, call_id: str, node_id: str, context: str,
+                 from_number: str, to_number: str, caller: CallerScript,
+                 tag: str | None = None) -> None:
+        self.call_id = call_id
+        self.node_id = node_id
+        self.context = context
+        self.from_number = from_number
+        self.to_number = to_number
+        self.caller = caller
+        self.tag = tag
+        self.state = "created"
+        self.end_reason: str | None = None
+        self.commands: list[str] = []
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.recordings: list[SimRecording] = []
+        self.protocol: str | None = None
+        self.leaked = False
+        self._host = host
+        self._session: Session | None = None
+        self._actions: dict[str, _Action] = {}
+        self._timers: list[Timer] = []
+        self._started_kinds: set[str] = set()
+        self._digits_used = 0
+        self._say_used = 0
+        self._passed_by: set[str] = set()
+        self._waiters: list[anyio.Event] = []
+
+    def __repr__(self) -> str:
+        return (f"<SimCall {self.call_id} {self.context} {self.state}"
+                f"{' ' + self.end_reason if self.end_reason else ''} caller={self.caller}>")
+
+    @property
+    def ended(self) -> bool:
+        """True once ``calling.call.state ended`` was sent."""
+        return self.state == "ended"
+
+    @property
+    def device(self) -> dict[str, Any]:
+        """The caller's device as RELAY describes it (§4.1)."""
+        return {"type": "phone",
+                "params": {"from_number": self.from_number, "to_number": self.to_number}}
+
+    async def wait_ended(self, timeout: float | None = None) -> None:
+        """Wait until the call has ended.
+
+        Raises:
+            TimeoutError: ``timeout`` (real seconds) passed first.
+        """
+        if self.ended:
+            return
+        event = anyio.Event()
+        self._waiters.append(event)
+        with anyio.fail_after(timeout):
+            await event.wait()
+
+    # -- events ---------------------------------------------------------------------------
+
+    def _ids(self) -> dict[str, Any]:
+        return {"call_id": self.call_id, "node_id": self.node_id}
+
+    def emit(self, event_type: str, params: dict[str, Any]) -> None:
+        """Record an event about this call and send it to the session that owns it."""
+        self.events.append((event_type, params))
+        self._host.emit_call_event(self, event_type, params)
+
+    def receive_params(self) -> dict[str, Any]:
+        """Inner params of ``calling.call.receive`` (§4.1)."""
+        params = {**self._ids(), "call_state": self.state, "context": self.context,
+                  "direction": "inbound", "device": self.device}
+        if self.tag:
+            params["tag"] = self.tag
+        return params
+
+    def _state_event(self, state: str, end_reason: str | None = None) -> None:
+        # §4.2: end_reason only on "ended".
+        params: dict[str, Any] = {**self._ids(), "call_state": state, "direction": "inbound",
+                                  "device": self.device}
+        if self.tag:
+            params["tag"] = self.tag
+        if end_reason is not None:
+            params["end_reason"] = end_reason
+        self.emit("calling.call.state", params)
+
+    # -- timers owned by the call -----------------------------------------------------------
+
+    def after(self, sim_seconds: float, callback: Callable[[], None]) -> Timer:
+        """A timer that dies with the call."""
+        timer = self._host.after(sim_seconds, callback)
+        self._timers.append(timer)
+        if len(self._timers) > 32:
+            self._timers = [t for t in self._timers if not t.cancelled]
+        return timer
+
+    # -- the caller's script ----------------------------------------------------------------
+
+    def action_started(self, kind: str, length: float | None) -> None:
+        """Hook for ``hangup@play|record|collect``: only the first action of a kind counts."""
+        if kind in self._started_kinds:
+            return
+        self._started_kinds.add(kind)
+        if self.caller.hangup_during != kind:
+            return
+        offset = self.caller.hangup_offset
+        if offset is None:
+            offset = length / 2 if kind == "play" and length is not None else DEFAULT_HANGUP_OFFSET
+        self.after(offset, self._caller_hangs_up)
+
+    def _caller_hangs_up(self) -> None:
+        self.end("hangup")
+
+    def next_digits(self) -> str | None:
+        """The caller's next DTMF group (each collect consumes one), or ``None``."""
+        if self._digits_used >= len(self.caller.digits):
+            return None
+        self._digits_used += 1
+        return self.caller.digits[self._digits_used - 1]
+
+    def next_phrase(self) -> str | None:
+        """The caller's next phrase for a speech collect, or ``None``."""
+        if self._say_used >= len(self.caller.say):
+            return None
+        self._say_used += 1
+        return self.caller.say[self._say_used - 1]
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def offered(self, session: Session) -> None:
+        """Sent to ``session`` as ``calling.call.receive``."""
+        self._session = session
+        self.protocol = session.protocol
+        self.emit("calling.call.receive", self.receive_params())
+
+    def answer(self, params: dict[str, Any], reply: Reply) -> None:
+        """``calling.answer`` (§5.2): 200, then ``calling.call.state answered``."""
+        reply({"code": "200", "message": "Answered"})
+        if self.state != "created":
+            return
+        self.state = "answered"
+        self._state_event("answered")
+        if self.caller.hangup_after is not None:
+            self.after(self.caller.hangup_after, self._caller_hangs_up)
+
+    def hangup(self, params: dict[str, Any], reply: Reply) -> None:
+        """``calling.end`` (§5.2): 200, then ending → terminal action events → ended."""
+        reason = params.get("reason")
+        reply({"code": "200", "message": "Disconnecting call"})
+        self.end(reason if reason in END_REASONS else "hangup")
+
+    def end(self, reason: str) -> None:
+        """End the call (either side). Safe to call on an ended call."""
+        if self.state in ("ending", "ended"):
+            return
+        self.state = "ending"
+        self._state_event("ending")
+        # §3 / checklist 6: terminal action events before "ended", or the SDK drops them.
+        for action in list(self._actions.values()):
+            action.terminate()
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        self.state = "ended"
+        self.end_reason = reason
+        self._state_event("ended", reason)
+        self._host.call_ended(self)
+        for event in self._waiters:
+            event.set()
+        self._waiters.clear()
+
+    # -- action verbs ---------------------------------------------------------------------------
+
+    def _control_id(self, params: dict[str, Any]) -> str:
+        cid = params.get("control_id")
+        if not isinstance(cid, str) or not cid:
+            raise CommandError("400", "control_id is required")
+        if cid in self._actions:
+            raise CommandError("409", f"control_id {cid} is already running")
+        return cid
+
+    def _action_reply(self, message: str, cid: str, **extra: Any) -> dict[str, Any]:
+        # §5.1: action verbs must answer with a non-empty 2xx result.
+        return {"code": "200", "message": message, "call_id": self.call_id,
+                "control_id": cid, **extra}
+
+    def play(self, params: dict[str, Any], reply: Reply) -> None:
+        """``calling.play`` (§5.3): 200 "Playing", ``playing`` … ``finished``."""
+        cid = self._control_id(params)
+        length = media_length(params.get("play"))
+        loop = params.get("loop")
+        if isinstance(loop, int) and not isinstance(loop, bool) and loop > 1:
+            length *= loop
+        reply(self._action_reply("Playing", cid))
+        PlayAction(self, cid, length).start()
+
+    def record(self, params: dict[str, Any], reply: Reply) -> None:
+        """``calling.record`` (§5.4): 200 "Recording" with url, ``recording``, then the end."""
+        cid = self._control_id(params)
+        record = params.get("record")
+        audio_params = record.get("audio") if isinstance(record, dict) else None
+        if not isinstance(audio_params, dict):
+            audio_params = {}
+        action = RecordAction(self, cid, audio_params)
+        reply(self._action_reply("Recording", cid, url=action.recording.url))
+        action.start()
+
+    def collect(self, params: dict[str, Any], reply: Reply) -> None:
+        """``calling.collect`` (§5.5): digits/speech at the top level of params."""
+        cid = self._control_id(params)
+        reply(self._action_reply("Collecting", cid))
+        CollectAction(self, cid, "collect", params, None).start()
+
+    def play_and_collect(self, params: dict[str, Any], reply: Reply) -> None:
+        """``calling.play_and_collect`` (§5.5): the prompt, then the collect under ``collect``."""
+        cid = self._control_id(params)
+        length = media_length(params.get("play"))
+        cfg = params.get("collect")
+        if not isinstance(cfg, dict):
+            raise CommandError("400", "collect must be an object")
+        reply(self._action_reply("Playing and collecting", cid))
+        CollectAction(self, cid, "play_and_collect", cfg, length).start()
+
+    def send_digits(self, params: dict[str, Any], reply: Reply) -> None:
+        """``calling.send_digits``: 200, then ``calling.call.send_digits finished``."""
+        digits = params.get("digits")
+        if not isinstance(digits, str) or not digits:
+            raise CommandError("400", "digits is required")
+        cid = params.get("control_id") if isinstance(params.get("control_id"), str) else ""
+        reply({"code": "200", "message": "Sending Digits", "call_id": self.call_id})
+        done = {**self._ids(), "control_id": cid, "state": "finished"}
+        self.after(DIGIT_SEND_SECONDS * len(digits),
+                   lambda: self.emit("calling.call.send_digits", done))
+
+    def control(self, kinds: tuple[str, ...], verb: str, params: dict[str, Any],
+                reply: Reply) -> None:
+        """``calling.<kind>.<verb>`` on a running action (stop/pause/resume/volume/…)."""
+        cid = params.get("control_id")
+        action = self._actions.get(cid) if isinstance(cid, str) else None
+        if action is None or action.kind not in kinds:
+            # The action already finished (a normal race) or never existed; the SDK
+            # treats 404 as "gone" and returns {} (§5.1).
+            reply({"code": "404", "message": f"No running {kinds[0]} with control_id {cid}"})
+            return
+        if verb == "stop":
+            reply({"code": "200", "message": "Stopped", "control_id": cid})
+            action.stop()
+        elif verb == "pause":
+            reply({"code": "200", "message": "Paused", "control_id": cid})
+            behavior = params.get("behavior")
+            action.pause(behavior if isinstance(behavior, str) else None)
+        elif verb == "resume":
+            reply({"code": "200", "message": "Resumed", "control_id": cid})
+            action.resume()
+        elif verb == "volume":
+            if isinstance(params.get("volume"), bool) or not isinstance(params.get("volume"),
+                                                                        (int, float)):
+                raise CommandError("400", "volume must be a number")
+            reply({"code": "200", "message": "Volume changed", "control_id": cid})
+        elif verb == "start_input_timers":
+            reply({"code": "200", "message": "Timers started", "control_id": cid})
+            action.start_input_timers()
+        else:  # the core only routes the verbs above
+            raise CommandError("400", f"unsupported control {verb}")
+
+
+class _Action(ABC):
+    """A running action: one control_id, one terminal event (§5.1)."""
+
+    kind = ""
+
+    def __init__(self, call: SimCall, control_id: str, *, register: bool = True) -> None:
+        self.call = call
+        self.control_id = control_id
+        self.done = False
+        self._timer: Timer | None = None
+        if register:
+            call._actions[control_id] = self
+
+    def _ids(self) -> dict[str, Any]:
+        return {"call_id": self.call.call_id, "node_id": self.call.node_id,
+                "control_id": self.control_id}
+
+    def _schedule(self, sim_seconds: float, callback: Callable[[], None]) -> None:
+        self._cancel_timer()
+        self._timer = self.call.after(sim_seconds, callback)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _close(self) -> None:
+        self.done = True
+        self._cancel_timer()
+        if self.call._actions.get(self.control_id) is self:
+            del self.call._actions[self.control_id]
+
+    def stop(self) -> None:
+        """The client stopped it: send the terminal event now."""
+        self.terminate()
+
+    def pause(self, behavior: str | None) -> None:
+        """Pausing is a no-op for actions that cannot pause."""
+
+    def resume(self) -> None:
+        """Resuming is a no-op for actions that cannot pause."""
+
+    def start_input_timers(self) -> None:
+        """Only collects have input timers."""
+
+    @abstractmethod
+    def terminate(self) -> None:
+        """The call is ending (or the client stopped it): send the terminal event."""
+
+
+class PlayAction(_Action):
+    """``calling.play``: ``playing`` → (``paused`` ⇄ ``playing``) → ``finished``."""
+
+    kind = "play"
+
+    def __init__(self, call: SimCall, control_id: str, length: float, *, register: bool = True,
+                 on_finished: Callable[[], None] | None = None) -> None:
+        super().__init__(call, control_id, register=register)
+        self.length = length
+        self._on_finished = on_finished
+        self._remaining = length   # simulated seconds left, kept while paused
+        self._resumed_at = 0.0     # host time when it last started playing
+        self.paused = False
+
+    def _event(self, state: str) -> None:
+        self.call.emit("calling.call.play", {**self._ids(), "state": state})
+
+    def start(self) -> None:
+        """Start playing (the reply was already sent)."""
+        self._event("playing")
+        self._run()
+        self.call.action_started("play", self.length)
+
+    def _run(self) -> None:
+        self._resumed_at = self.call._host.now
+        self._schedule(self._remaining, self._finish)
+
+    def _finish(self) -> None:
+        if self.done:
+            return
+        self._close()
+        self._event("finished")
+        if self._on_finished is not None:
+            self._on_finished()
+
+    def pause(self, behavior: str | None) -> None:
+        if self.paused or self.done:
+            return
+        host = self.call._host
+        self._remaining = max(0.0, self._remaining - (host.now - self._resumed_at) / host.time_scale)
+        self._cancel_timer()
+        self.paused = True
+        self._event("paused")
+
+    def resume(self) -> None:
+        if not self.paused or self.done:
+            return
+        self.paused = False
+        self._event("playing")
+        self._run()
+
+    def terminate(self) -> None:
+        # Stopped or hung up: the playback is over, "finished" (§4.3).
+        self._on_finished = None
+        self._finish()
+
+
+class RecordAction(_Action):
+    """``calling.record``: ``recording`` → (``paused`` ⇄ ``recording``) → ``finished`` | ``no_input``.
+
+    The recording has its own clock (``position``, simulated seconds captured) that stops
+    while paused. The caller's speech is laid on that clock: speaking from 0 to
+    ``caller.speak``, then a key press or silence.
+    """
+
+    kind = "record"
+
+    def __init__(self, call: SimCall, control_id: str, audio_params: dict[str, Any]) -> None:
+        super().__init__(call, control_id)
+        self.audio = dict(audio_params)
+        fmt = "mp3" if self.audio.get("format") == "mp3" else "wav"
+        self.recording = call._host.new_recording(call, control_id, fmt)
+        self.beep = bool(self.audio.get("beep"))
+        self.initial_timeout = _number(self.audio.get("initial_timeout"), RECORD_INITIAL_TIMEOUT)
+        self.end_silence_timeout = _number(self.audio.get("end_silence_timeout"),
+                                           RECORD_END_SILENCE_TIMEOUT)
+        terminators = self.audio.get("terminators")
+        self.terminators = terminators if isinstance(terminators, str) else RECORD_TERMINATORS
+        # What the server echoes back under "record" (§4.4), defaults filled in.
+        self.echo = {"audio": {"format": fmt, "direction": "both", "stereo": False, **self.audio}}
+        self.capturing = False     # past the beep
+        self.paused = False
+        self._position = 0.0       # simulated seconds captured before _running_since
+        self._running_since: float | None = None
+        self._silence_pad = 0.0    # paused time recorded as silence (behavior "silence")
+        self._paused_at = 0.0
+        self._pause_behavior = "silence"
+        self._speech_over = False  # the caller finished speaking (pressed a key or went quiet)
+
+    def _event(self, state: str, **extra: Any) -> None:
+        self.call.emit("calling.call.record", {**self._ids(), "state": state, **extra})
+
+    def start(self) -> None:
+        """Start: ``recording`` now; capture starts after the beep, if any."""
+        url = self.recording.url
+        self._event("recording", url=url, record={**self.echo, "url": url})
+        if self.beep:
+            self._schedule(BEEP_SECONDS, self._capture)
+        else:
+            self._capture()
+
+    def position(self) -> float:
+        """Simulated seconds captured so far."""
+        pos = self._position
+        if self._running_since is not None:
+            host = self.call._host
+            pos += (host.now - self._running_since) / host.time_scale
+        return pos
+
+    def _capture(self) -> None:
+        self.capturing = True
+        if not self.paused:
+            self._running_since = self.call._host.now
+            self._plan()
+        self.call.action_started("record", None)
+
+    def _plan(self) -> None:
+        """Schedule the next thing that happens on the recording clock."""
+        speak = self.call.caller.speak
+        pos = self.position()
+        if speak is None:
+            self._schedule(max(0.0, self.initial_timeout - pos), self._no_input)
+        elif not self._speech_over:
+            if math.isfinite(speak):
+                self._schedule(max(0.0, speak - pos), self._speech_ends)
+        else:
+            self._schedule(max(0.0, speak + self.end_silence_timeout - pos), self._finished)
+
+    def _speech_ends(self) -> None:
+        self._speech_over = True
+        key = self.call.caller.after_speech
+        if key and key in self.terminators:
+            self._finished()  # §5.4: a terminator ends the recording at once
+        else:
+            self._plan()      # quiet (or a key that is not a terminator): end_silence_timeout
+
+    def _heard(self, pos: float) -> float:
+        speak = self.call.caller.speak
+        return 0.0 if speak is None else min(speak, pos)
+
+    def _no_input(self) -> None:
+        if self.done:
+            return
+        self._close()
+        self._event("no_input", record=self.echo)
+
+    def _finished(self) -> None:
+        if self.done:
+            return
+        pos = self.position()
+        if self.paused and self._pause_behavior == "silence":
+            self._silence_pad += (self.call._host.now - self._paused_at) / self.call._host.time_scale
+        spoken = self._heard(pos)
+        if spoken <= 0:
+            self._no_input()
+            return
+        self._close()
+        rec = self.recording
+        rec.duration = round(pos + self._silence_pad, 3)
+        rec.spoken = round(spoken, 3)
+        rec.size = audio.mp3_size(rec.duration) if rec.format == "mp3" else audio.wav_size(rec.duration)
+        rec.finished = True
+        self.call.recordings.append(rec)
+        self.call._host.recording_finished(rec)
+        # §4.4: url/duration/size top-level (the real server's shape), and a copy under
+        # "record" for readers of params.record.url (the SDK's own example does that).
+        result = {"url": rec.url, "duration": rec.duration, "size": rec.size}
+        self._event("finished", **result, record={**self.echo, **result})
+
+    def pause(self, behavior: str | None) -> None:
+        if self.paused or self.done:
+            return
+        self._position = self.position()
+        self._running_since = None
+        self._cancel_timer()
+        self.paused = True
+        self._paused_at = self.call._host.now
+        self._pause_behavior = "skip" if behavior == "skip" else "silence"
+        self._event("paused")
+
+    def resume(self) -> None:
+        if not self.paused or self.done:
+            return
+        if self._pause_behavior == "silence":
+            self._silence_pad += (self.call._host.now - self._paused_at) / self.call._host.time_scale
+        self.paused = False
+        self._event("recording", url=self.recording.url)
+        if self.capturing:
+            self._running_since = self.call._host.now
+            self._plan()
+
+    def terminate(self) -> None:
+        # Stopped or hung up: keep what was said (finished with the url and the length so
+        # far), or no_input when the caller said nothing.
+        self._finished()
+
+
+class CollectAction(_Action):
+    """``calling.collect`` / ``calling.play_and_collect``: one ``calling.call.collect`` result.
+
+    For play_and_collect the prompt plays first (``calling.call.play`` events with the
+    same control_id, §4.5); the caller answers after it.
+    """
+
+    def __init__(self, call: SimCall, control_id: str, kind: str, cfg: dict[str, Any],
+                 prompt_length: float | None) -> None:
+        super().__init__(call, control_id)
+        self.kind = kind
+        digits = cfg.get("digits")
+        speech = cfg.get("speech")
+        self.digits_cfg = digits if isinstance(digits, dict) else None
+        self.speech_cfg = speech if isinstance(speech, dict) else None
+        self.initial_timeout = _number(cfg.get("initial_timeout"), COLLECT_INITIAL_TIMEOUT)
+        self.timers_started = cfg.get("start_input_timers") is not False
+        self.collected = ""
+        self._prompt = (PlayAction(call, control_id, prompt_length, register=False,
+                                   on_finished=self._listen)
+                        if prompt_length is not None else None)
+        self._listening = False
+        self._waiting_for_input = False
+
+    def start(self) -> None:
+        """Start the prompt, or listen at once."""
+        if self._prompt is not None:
+            self._prompt.start()
+        else:
+            self._listen()
+
+    def _listen(self) -> None:
+        if self.done:
+            return
+        self._listening = True
+        self.call.action_started("collect", None)
+        if self.digits_cfg is not None and (keys := self.call.next_digits()) is not None:
+            for i, key in enumerate(keys):
+                self.call.after(CALLER_REACTION_SECONDS + i * CALLER_KEY_INTERVAL,
+                                lambda key=key: self._press(key))
+            return
+        if self.speech_cfg is not None and (phrase := self.call.next_phrase()) is not None:
+            talk = max(TTS_MIN_SECONDS, TTS_SECONDS_PER_CHAR * len(phrase))
+            silence = _number(self.speech_cfg.get("end_silence_timeout"),
+                              COLLECT_END_SILENCE_TIMEOUT)
+            self._schedule(CALLER_REACTION_SECONDS + talk + silence,
+                           lambda: self._finish("speech", {"text": phrase, "confidence": 0.95}))
+            return
+        self._waiting_for_input = True
+        if self.timers_started:
+            self._schedule(self.initial_timeout, lambda: self._finish("no_input"))
+
+    def start_input_timers(self) -> None:
+        if self.timers_started or self.done:
+            return
+        self.timers_started = True
+        if self._waiting_for_input:
+            self._schedule(self.initial_timeout, lambda: self._finish("no_input"))
+
+    def _press(self, key: str) -> None:
+        if self.done:
+            return
+        cfg = self.digits_cfg or {}
+        terminators = cfg.get("terminators") if isinstance(cfg.get("terminators"), str) else ""
+        if key in terminators:
+            self._finish("digit", {"digits": self.collected, "terminator": key})
+            return
+        self.collected += key
+        max_digits = cfg.get("max")
+        if isinstance(max_digits, bool) or not isinstance(max_digits, int) or max_digits < 1:
+            max_digits = COLLECT_MAX_DIGITS
+        if len(self.collected) >= max_digits:
+            self._finish("digit", {"digits": self.collected, "terminator": ""})
+            return
+        self._schedule(_number(cfg.get("digit_timeout"), COLLECT_DIGIT_TIMEOUT),
+                       lambda: self._finish("digit", {"digits": self.collected,
+                                                      "terminator": ""}))
+
+    def _finish(self, result_type: str, result_params: dict[str, Any] | None = None) -> None:
+        if self.done:
+            return
+        self._close()
+        result: dict[str, Any] = {"type": result_type}
+        if result_params is not None:
+            result["params"] = result_params
+        state = "finished" if result_type in ("digit", "speech") else result_type
+        self.call.emit("calling.call.collect",
+                       {**self._ids(), "final": True, "state": state, "result": result})
+
+    def stop(self) -> None:
+        if self._prompt is not None and not self._prompt.done:
+            self._prompt.terminate()
+        if self.collected:
+            self._finish("digit", {"digits": self.collected, "terminator": ""})
+        else:
+            self._finish("no_input")
+
+    def terminate(self) -> None:
+        # The call is ending: the prompt is over and nothing more can be collected.
+        if self._prompt is not None and not self._prompt.done:
+            self._prompt.terminate()
+        self._finish("error")

@@ -1,0 +1,716 @@
+"""The simulator's RELAY server logic, without I/O (the websockets/h11 habit).
+
+:class:`SimCore` is fed what happens on the wire — :meth:`SimCore.connection_made`,
+:meth:`SimCore.receive_frame`, :meth:`SimCore.connection_lost` — and the passing of time
+(:meth:`SimCore.run_due`). Its output is the frames queued on each :class:`Connection`'s
+``outbox``; the driver (:mod:`flowengine.sim.server`) writes them to the socket. Nothing
+here awaits, opens a socket or reads a clock other than the one it was given, so the whole
+protocol can be tested with plain lists of frames.
+
+Section numbers (``§n``) refer to relay-protocol.md, the wire protocol as the official SDK
+speaks it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import Any
+
+from flowengine.sim.caller import CallerScript
+from flowengine.sim.calls import CommandError, SimCall, SimRecording
+from flowengine.sim.timers import Timer, TimerHeap
+
+logger = logging.getLogger("flowengine.sim")
+
+# JSON-RPC error codes (§1, §2.2).
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+NOT_CONNECTED = -32000
+AUTH_FAILED = -32002
+
+#: How many ended calls are remembered, so that late commands get "410" instead of "404".
+GONE_CALLS_KEPT = 10_000
+#: How many finished recordings stay downloadable (oldest forgotten first).
+RECORDINGS_KEPT = 100_000
+
+# Call verbs → SimCall method name; controls → (action kinds, verb).
+_CALL_VERBS = {
+    "calling.answer": "answer",
+    "calling.end": "hangup",
+    "calling.play": "play",
+    "calling.record": "record",
+    "calling.collect": "collect",
+    "calling.play_and_collect": "play_and_collect",
+    "calling.send_digits": "send_digits",
+}
+_CONTROLS: dict[str, tuple[tuple[str, ...], str]] = {
+    "calling.play.stop": (("play",), "stop"),
+    "calling.play.pause": (("play",), "pause"),
+    "calling.play.resume": (("play",), "resume"),
+    "calling.play.volume": (("play",), "volume"),
+    "calling.record.stop": (("record",), "stop"),
+    "calling.record.pause": (("record",), "pause"),
+    "calling.record.resume": (("record",), "resume"),
+    "calling.collect.stop": (("collect",), "stop"),
+    "calling.collect.start_input_timers": (("collect", "play_and_collect"), "start_input_timers"),
+    "calling.play_and_collect.stop": (("play_and_collect",), "stop"),
+    "calling.play_and_collect.volume": (("play_and_collect",), "volume"),
+}
+#: Every method the simulator answers (anything else gets -32601).
+METHODS = frozenset({"signalwire.connect", "signalwire.ping", "signalwire.receive",
+                     "signalwire.unreceive", "calling.pass", *_CALL_VERBS, *_CONTROLS})
+
+
+def _noop() -> None:
+    return None
+
+
+class Connection:
+    """One client socket as the core sees it.
+
+    ``outbox`` holds ``(frame, is_event)`` pairs for the driver to send, in order; the
+    driver sets ``wake`` to learn that something was queued. ``close_requested`` asks the
+    driver to close the socket once the outbox is sent.
+    """
+
+    __slots__ = ("id", "peer", "session", "outbox", "wake", "close_requested", "closed",
+                 "pending")
+
+    def __init__(self, conn_id: int, peer: str = "") -> None:
+        self.id = conn_id
+        self.peer = peer
+        self.session: Session | None = None
+        self.outbox: deque[tuple[str, bool]] = deque()
+        self.wake: Callable[[], None] = _noop
+        self.close_requested = False
+        self.closed = False
+        #: Our own requests (pings, disconnects) waiting for the client's reply.
+        self.pending: dict[str, Callable[[bool], None] | None] = {}
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.id} {self.peer} session={getattr(self.session, 'protocol', None)}>"
+
+    def push(self, frame: str, is_event: bool) -> None:
+        """Queue a frame for the socket."""
+        self.outbox.append((frame, is_event))
+        self.wake()
+
+    def take_frames(self) -> list[str]:
+        """Remove and return every queued frame (the driver, and tests without a socket)."""
+        frames = [frame for frame, _ in self.outbox]
+        self.outbox.clear()
+        return frames
+
+
+class Session:
+    """A RELAY session: what a ``protocol`` names, outliving any one socket (§2.1)."""
+
+    __slots__ = ("protocol", "session_id", "authorization_state", "signature", "contexts",
+                 "conn", "backlog", "calls", "expiry")
+
+    def __init__(self, protocol: str, session_id: str) -> None:
+        self.protocol = protocol
+        self.session_id = session_id
+        self.authorization_state = ""
+        self.signature = secrets.token_hex(16)
+        self.contexts: list[str] = []
+        self.conn: Connection | None = None
+        #: Events that happened while no socket was attached, delivered on resume.
+        self.backlog: deque[str] = deque()
+        self.calls: dict[str, SimCall] = {}
+        self.expiry: Timer | None = None
+
+    def __repr__(self) -> str:
+        return f"<Session {self.protocol} contexts={self.contexts} connected={self.conn is not None}>"
+
+
+def _contexts(params: dict[str, Any]) -> list[str] | None:
+    """``contexts`` (a list) or a single ``context`` (§2.4); None when neither is valid."""
+    value = params.get("contexts")
+    if value is None and isinstance(params.get("context"), str):
+        value = [params["context"]]
+    if not isinstance(value, list) or not all(isinstance(c, str) and c for c in value):
+        return None
+    return list(dict.fromkeys(value))
+
+
+class SimCore:
+    """Sessions, calls and the answers to every request; see the module docstring.
+
+    Args:
+        project, token: the accepted credentials (``jwt_token`` is accepted when it equals
+            ``token``).
+        time_scale: simulated seconds → real seconds (0.001 makes a 30 s call take 30 ms).
+        http_url: where recordings are served (``http://host:port``, no trailing slash).
+        resume_window: real seconds a session without a socket keeps its calls.
+        clock: a monotonic clock in seconds (tests inject a fake one).
+        wallclock: epoch seconds for event timestamps.
+    """
+
+    def __init__(self, *, project: str = "sim-project", token: str = "sim-token",
+                 time_scale: float = 1.0, http_url: str = "http://127.0.0.1",
+                 resume_window: float = 30.0, clock: Callable[[], float] = time.monotonic,
+                 wallclock: Callable[[], float] = time.time) -> None:
+        if not time_scale > 0:
+            raise ValueError("time_scale must be a positive number")
+        self.project = project
+        self._token = token
+        self.time_scale = float(time_scale)
+        self.http_url = http_url
+        self.resume_window = resume_window
+        self.timers = TimerHeap()
+        self._clock = clock
+        self._wallclock = wallclock
+        self._now = clock()
+        self.node_id = f"sim-node-{uuid.uuid4().hex[:12]}"
+        self.space_id = str(uuid.uuid4())
+        self._master_node_id = f"sim-master-{uuid.uuid4().hex[:12]}"
+        self._ids = itertools.count(1)
+        self._id_prefix = uuid.uuid4().hex[:8]
+        self._conn_ids = itertools.count(1)
+        self.connections: set[Connection] = set()
+        self._sessions: dict[str, Session] = {}
+        self._subscribers: dict[str, list[Session]] = {}
+        self._round_robin: dict[str, int] = {}
+        self._waiting: dict[str, deque[SimCall]] = {}   # offered, no session took them yet
+        self._active: dict[str, SimCall] = {}
+        self._gone: OrderedDict[str, SimCall] = OrderedDict()
+        self._recordings: OrderedDict[str, SimRecording] = OrderedDict()
+        self._delays: dict[str | None, float] = {}
+        self._failures: dict[str, deque[tuple[str, str]]] = {}
+        self._offered = 0
+        self._ended = 0
+        self._leaked = 0
+        self._by_reason: dict[str, int] = {}
+        #: Called when no call is in flight any more (after the last one ended).
+        self.on_idle: Callable[[], None] = _noop
+        self._debug = logger.isEnabledFor(logging.DEBUG)
+
+    # -- time ---------------------------------------------------------------------------------
+
+    @property
+    def now(self) -> float:
+        """The core's current instant (real seconds on ``clock``).
+
+        While a timer runs this is its deadline, not the moment it actually ran, so a
+        caller's script plays out the same way however busy the event loop is.
+        """
+        return self._now
+
+    def after(self, sim_seconds: float, callback: Callable[[], None]) -> Timer:
+        """Run ``callback`` after ``sim_seconds`` of simulated time."""
+        return self.timers.call_at(self._now + sim_seconds * self.time_scale, callback)
+
+    def after_real(self, seconds: float, callback: Callable[[], None]) -> Timer:
+        """Run ``callback`` after ``seconds`` of real time (resume window, reply delays)."""
+        return self.timers.call_at(self._now + seconds, callback)
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`run_due` next has something to do (``clock`` seconds), or ``None``."""
+        return self.timers.next_deadline()
+
+    def run_due(self, now: float | None = None) -> None:
+        """Run every timer due at ``now`` (default: the clock), earliest first."""
+        if now is None:
+            now = self._clock()
+        while (timer := self.timers.pop_due(now)) is not None:
+            self._now = max(self._now, timer.deadline)
+            callback = timer.callback
+            timer.cancel()
+            try:
+                callback()
+            except Exception:  # one broken timer must not stop the simulator
+                logger.exception("simulator timer failed")
+        self._now = max(self._now, now)
+
+    def _tick(self) -> None:
+        # Every input first catches up with time, so that a timer that is already due
+        # (say, the caller hanging up) happens before a frame that arrived after it.
+        self.run_due(self._clock())
+
+    # -- connections ------------------------------------------------------------------------
+
+    def connection_made(self, peer: str = "") -> Connection:
+        """A client socket opened."""
+        conn = Connection(next(self._conn_ids), peer)
+        self.connections.add(conn)
+        return conn
+
+    def connection_lost(self, conn: Connection) -> None:
+        """The socket is gone (closed cleanly or not). Its session waits for a resume."""
+        if conn.closed:
+            return
+        self._tick()
+        conn.closed = True
+        self.connections.discard(conn)
+        for callback in conn.pending.values():
+            if callback is not None:
+                callback(False)
+        conn.pending.clear()
+        self._detach(conn)
+        conn.outbox.clear()
+
+    def _detach(self, conn: Connection) -> None:
+        session = conn.session
+        if session is None:
+            return
+        conn.session = None
+        # Events queued on this socket but never written go back to the session, in order.
+        unsent = [frame for frame, is_event in conn.outbox if is_event]
+        conn.outbox = deque(item for item in conn.outbox if not item[1])
+        if session.conn is conn:
+            session.conn = None
+            session.backlog.extendleft(reversed(unsent))
+            session.expiry = self.after_real(self.resume_window, lambda: self._expire(session))
+
+    def _expire(self, session: Session) -> None:
+        """The resume window passed: end the session's calls so nothing leaks."""
+        session.expiry = None
+        if session.conn is not None:
+            return
+        for call in list(session.calls.values()):
+            call.end("error")
+        self._sessions.pop(session.protocol, None)
+        for context in session.contexts:
+            subs = self._subscribers.get(context)
+            if subs and session in subs:
+                subs.remove(session)
+        session.backlog.clear()
+        if self._debug:
+            logger.debug("= session %s expired", session.protocol)
+
+    # -- frames in ------------------------------------------------------------------------------
+
+    def receive_frame(self, conn: Connection, data: str | bytes) -> None:
+        """Process one text frame from ``conn``. Never raises: bad input gets an error reply."""
+        self._tick()
+        if conn.closed:
+            return
+        try:
+            msg = json.loads(data)
+        except ValueError:  # includes UnicodeDecodeError
+            self._send_error(conn, None, PARSE_ERROR, "Parse error")
+            return
+        if not isinstance(msg, dict):
+            self._send_error(conn, None, INVALID_REQUEST, "Invalid Request")
+            return
+        req_id = msg.get("id")
+        if req_id is not None and (isinstance(req_id, bool) or not isinstance(req_id, (str, int))):
+            self._send_error(conn, None, INVALID_REQUEST, "Invalid Request")
+            return
+        method = msg.get("method")
+        if method is None:
+            if "result" in msg or "error" in msg:
+                self._receive_response(conn, req_id)
+            else:
+                self._send_error(conn, req_id, INVALID_REQUEST, "Invalid Request")
+            return
+        if not isinstance(method, str):
+            self._send_error(conn, req_id, INVALID_REQUEST, "Invalid Request")
+            return
+        if self._debug:
+            logger.debug("< %s %s", method,
+                         "(credentials masked)" if method == "signalwire.connect" else data)
+        if req_id is None:
+            # A JSON-RPC notification cannot be answered; RELAY clients never send them.
+            return
+        params = msg.get("params", {})
+        if not isinstance(params, dict):
+            self._send_error(conn, req_id, INVALID_PARAMS, "Invalid params")
+            return
+        delay = self._delays.get(method, self._delays.get(None))
+        if delay:
+            self.after_real(delay, lambda: self._dispatch(conn, req_id, method, params))
+        else:
+            self._dispatch(conn, req_id, method, params)
+
+    def _receive_response(self, conn: Connection, req_id: Any) -> None:
+        # §3: the client ACKs every event with {"id","result":{}}: nothing to do. Replies to
+        # our own pings and disconnects resolve their waiters.
+        if isinstance(req_id, str) and req_id in conn.pending:
+            callback = conn.pending.pop(req_id)
+            if callback is not None:
+                callback(True)
+
+    def _dispatch(self, conn: Connection, req_id: str | int, method: str,
+                  params: dict[str, Any]) -> None:
+        if conn.closed:
+            return
+        try:
+            if method == "signalwire.connect":
+                self._connect(conn, req_id, params)
+            elif conn.session is None:
+                self._send_error(conn, req_id, NOT_CONNECTED,
+                                 "Not connected: send signalwire.connect first")
+            elif method not in METHODS:
+                self._send_error(conn, req_id, METHOD_NOT_FOUND, "Method not found")
+            elif method.startswith("calling."):
+                self._calling(conn, req_id, method, params)
+            elif (failure := self._take_failure(method)) is not None:
+                self._send_error(conn, req_id, _int_code(failure[0]), failure[1])
+            elif method == "signalwire.ping":
+                self._send_result(conn, req_id, {})  # §2.5: any result will do
+            elif method == "signalwire.receive":
+                self._receive(conn, req_id, params, subscribe=True)
+            else:
+                self._receive(conn, req_id, params, subscribe=False)
+        except Exception:
+            logger.exception("simulator failed on %s", method)
+            self._send_error(conn, req_id, INTERNAL_ERROR, "Internal error")
+
+    # -- frames out ------------------------------------------------------------------------------
+
+    def _new_id(self) -> str:
+        return f"{self._id_prefix}-{next(self._ids)}"
+
+    def _push(self, conn: Connection, frame: dict[str, Any], is_event: bool = False) -> None:
+        text = json.dumps(frame, separators=(",", ":"))
+        if self._debug:
+            logger.debug("> %s", text)
+        conn.push(text, is_event)
+
+    def _send_result(self, conn: Connection, req_id: Any, result: dict[str, Any]) -> None:
+        self._push(conn, {"jsonrpc": "2.0", "id": req_id, "result": result})
+
+    def _send_error(self, conn: Connection, req_id: Any, code: int, message: str) -> None:
+        self._push(conn, {"jsonrpc": "2.0", "id": req_id,
+                          "error": {"code": code, "message": message}})
+
+    def _send_event(self, session: Session, event_type: str, params: dict[str, Any]) -> None:
+        # §3: the envelope, with an id so the client ACKs it.
+        frame = {"jsonrpc": "2.0", "id": self._new_id(), "method": "signalwire.event",
+                 "params": {"event_type": event_type, "timestamp": self._wallclock(),
+                            "event_channel": session.protocol, "project_id": self.project,
+                            "space_id": self.space_id, "params": params}}
+        conn = session.conn
+        if conn is not None:
+            self._push(conn, frame, is_event=True)
+        else:
+            session.backlog.append(json.dumps(frame, separators=(",", ":")))
+
+    def emit_call_event(self, call: SimCall, event_type: str, params: dict[str, Any]) -> None:
+        """Send a call's event to the session that owns the call (CallHost)."""
+        session = call._session
+        if session is not None:
+            self._send_event(session, event_type, params)
+
+    # -- session methods -----------------------------------------------------------------------
+
+    def _authenticate(self, auth: Any) -> bool:
+        if not isinstance(auth, dict):
+            return False
+        jwt = auth.get("jwt_token")
+        if isinstance(jwt, str) and jwt:
+            return hmac.compare_digest(jwt.encode(), self._token.encode())
+        project, token = auth.get("project"), auth.get("token")
+        return (isinstance(project, str) and isinstance(token, str)
+                and hmac.compare_digest(project.encode(), self.project.encode())
+                and hmac.compare_digest(token.encode(), self._token.encode()))
+
+    def _connect(self, conn: Connection, req_id: Any, params: dict[str, Any]) -> None:
+        """``signalwire.connect`` (§2.1–2.3): a new session, or the resume of a known one."""
+        if not self._authenticate(params.get("authentication")):
+            # §2.2; the message never repeats what was sent.
+            self._send_error(conn, req_id, AUTH_FAILED, "Authentication failed")
+            return
+        session: Session | None = None
+        protocol = params.get("protocol")
+        if isinstance(protocol, str):
+            session = self._sessions.get(protocol)
+            blob = params.get("authorization_state")
+            if session is not None and isinstance(blob, str) and blob != session.authorization_state:
+                session = None  # a stale or foreign blob: start afresh rather than hijack
+        if conn.session is not None and conn.session is not session:
+            self._detach(conn)  # a second connect on one socket switches sessions
+        restored = session is not None
+        if session is None:
+            session = Session(f"signalwire_{uuid.uuid4().hex}", str(uuid.uuid4()))
+            self._sessions[session.protocol] = session
+        else:
+            old = session.conn
+            if old is not None and old is not conn:
+                # The client came back on a new socket before we noticed the old one die.
+                self._detach(old)
+                old.close_requested = True
+                old.wake()
+            if session.expiry is not None:
+                session.expiry.cancel()
+                session.expiry = None
+        session.conn = conn
+        conn.session = session
+        contexts = _contexts(params) or []
+        self._subscribe(session, contexts)
+        session.authorization_state = secrets.token_urlsafe(24)
+        self._send_result(conn, req_id, {
+            "identity": f"{self.project}@{self.node_id}",
+            "protocol": session.protocol,
+            "sessionid": session.session_id,
+            "nodeid": self.node_id,
+            "master_nodeid": self._master_node_id,
+            "session_restored": restored,
+            "authorization": {"project": self.project, "scopes": ["calling", "messaging"],
+                              "signature": session.signature},
+        })
+        self._send_event(session, "signalwire.authorization.state",
+                         {"authorization_state": session.authorization_state})
+        # Resume: what happened while the socket was gone, in order.
+        while session.backlog:
+            conn.push(session.backlog.popleft(), True)
+        for context in session.contexts:
+            self._route(context)
+        if self._debug:
+            logger.debug("= session %s %s contexts=%s", session.protocol,
+                         "resumed" if restored else "started", session.contexts)
+
+    def _subscribe(self, session: Session, contexts: list[str]) -> None:
+        for context in contexts:
+            if context not in session.contexts:
+                session.contexts.append(context)
+                self._subscribers.setdefault(context, []).append(session)
+
+    def _receive(self, conn: Connection, req_id: Any, params: dict[str, Any], *,
+                 subscribe: bool) -> None:
+        """``signalwire.receive`` / ``signalwire.unreceive`` (§2.4)."""
+        session = conn.session
+        assert session is not None
+        contexts = _contexts(params)
+        if not contexts:
+            self._send_result(conn, req_id, {"code": "400",
+                                             "message": "contexts must be a list of names"})
+            return
+        if subscribe:
+            self._subscribe(session, contexts)
+            self._send_result(conn, req_id, {
+                "code": "200",
+                "message": "Receiving all inbound related to the requested relay contexts"})
+            for context in contexts:
+                self._route(context)
+        else:
+            for context in contexts:
+                if context in session.contexts:
+                    session.contexts.remove(context)
+                    self._subscribers[context].remove(session)
+            self._send_result(conn, req_id, {
+                "code": "200",
+                "message": "No longer receiving inbound related to the requested relay contexts"})
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    def offer_call(self, context: str = "default", from_number: str = "+15551230000",
+                   to_number: str = "+15559870000", caller: str | CallerScript | None = None,
+                   *, tag: str | None = None) -> SimCall:
+        """A new inbound call on ``context``, offered at once if a session takes that
+        context (round-robin between sessions), else as soon as one subscribes."""
+        script = CallerScript.coerce(caller)
+        self._tick()
+        call = SimCall(self, call_id=str(uuid.uuid4()), node_id=self.node_id, context=context,
+                       from_number=from_number, to_number=to_number, caller=script, tag=tag)
+        self._active[call.call_id] = call
+        self._offered += 1
+        self._waiting.setdefault(context, deque()).append(call)
+        self._route(context)
+        return call
+
+    def _route(self, context: str) -> None:
+        """Hand waiting calls of ``context`` to connected subscribers, round-robin (§4.1)."""
+        queue = self._waiting.get(context)
+        if not queue:
+            return
+        live = [s for s in self._subscribers.get(context, ()) if s.conn is not None]
+        if not live:
+            return
+        skipped: deque[SimCall] = deque()
+        while queue:
+            call = queue.popleft()
+            eligible = ([s for s in live if s.protocol not in call._passed_by]
+                        if call._passed_by else live)
+            if not eligible:
+                skipped.append(call)  # every live session passed on it: wait for another
+                continue
+            turn = self._round_robin.get(context, 0)
+            self._round_robin[context] = turn + 1
+            session = eligible[turn % len(eligible)]
+            session.calls[call.call_id] = call
+            call.offered(session)
+        if skipped:
+            self._waiting[context] = skipped
+        else:
+            del self._waiting[context]
+
+    def _calling(self, conn: Connection, req_id: Any, method: str,
+                 params: dict[str, Any]) -> None:
+        """A ``calling.*`` command: find the call, then let it answer (§5)."""
+        session = conn.session
+        assert session is not None
+        replied = False
+
+        def reply(result: dict[str, Any]) -> None:
+            nonlocal replied
+            replied = True
+            self._send_result(conn, req_id, result)
+
+        call_id = params.get("call_id")
+        call = self._active.get(call_id) if isinstance(call_id, str) else None
+        if call is None or call._session is not session:
+            gone = self._gone.get(call_id) if isinstance(call_id, str) else None
+            if gone is not None and gone.protocol == session.protocol:
+                gone.commands.append(method)
+                reply({"code": "410", "message": "Call has ended"})  # §7
+            else:
+                reply({"code": "404", "message": "Call not found"})  # §7, checklist 8
+            return
+        call.commands.append(method)
+        failure = self._take_failure(method)
+        if failure is not None:
+            reply({"code": failure[0], "message": failure[1]})
+            return
+        try:
+            if method == "calling.pass":
+                self._pass(call, reply)
+            elif method in _CALL_VERBS:
+                getattr(call, _CALL_VERBS[method])(params, reply)
+            else:
+                kinds, verb = _CONTROLS[method]
+                call.control(kinds, verb, params, reply)
+        except CommandError as exc:
+            if not replied:
+                reply({"code": exc.code, "message": exc.message})
+
+    def _pass(self, call: SimCall, reply: Callable[[dict[str, Any]], None]) -> None:
+        """``calling.pass`` (§5.2): back to routing, offered to another session."""
+        if call.state != "created":
+            raise CommandError("409", "Only an unanswered call can be passed")
+        reply({"code": "200", "message": "Passing call"})
+        session = call._session
+        assert session is not None
+        session.calls.pop(call.call_id, None)
+        call._passed_by.add(session.protocol)
+        call._session = None
+        call.protocol = None
+        self._waiting.setdefault(call.context, deque()).append(call)
+        self._route(call.context)
+
+    def call_ended(self, call: SimCall) -> None:
+        """Bookkeeping once a call sent ``ended`` (CallHost)."""
+        self._active.pop(call.call_id, None)
+        session = call._session
+        if session is not None:
+            session.calls.pop(call.call_id, None)
+        else:
+            queue = self._waiting.get(call.context)
+            if queue is not None and call in queue:
+                queue.remove(call)
+        if call.leaked:
+            self._leaked += 1
+        else:
+            self._ended += 1
+            reason = call.end_reason or "hangup"
+            self._by_reason[reason] = self._by_reason.get(reason, 0) + 1
+        self._gone[call.call_id] = call
+        if len(self._gone) > GONE_CALLS_KEPT:
+            self._gone.popitem(last=False)
+        if not self._active:
+            self.on_idle()
+
+    @property
+    def active_calls(self) -> int:
+        """Calls offered and not ended yet (waiting for a session included)."""
+        return len(self._active)
+
+    # -- recordings ----------------------------------------------------------------------------
+
+    def new_recording(self, call: SimCall, control_id: str, fmt: str) -> SimRecording:
+        """A recording id and its URL on the simulator's HTTP side (CallHost)."""
+        rec_id = uuid.uuid4().hex
+        return SimRecording(id=rec_id, url=f"{self.http_url}/recordings/{rec_id}.{fmt}",
+                            format=fmt, call_id=call.call_id, control_id=control_id)
+
+    def recording_finished(self, recording: SimRecording) -> None:
+        """Make a finished recording downloadable (CallHost)."""
+        self._recordings[recording.id] = recording
+        if len(self._recordings) > RECORDINGS_KEPT:
+            self._recordings.popitem(last=False)
+
+    def recording(self, rec_id: str) -> SimRecording | None:
+        """A finished recording by id, or ``None``."""
+        return self._recordings.get(rec_id)
+
+    # -- server requests and fault injection ---------------------------------------------------
+
+    def send_ping(self, conn: Connection,
+                  on_reply: Callable[[bool], None] | None = None) -> str:
+        """Server ``signalwire.ping`` (§2.5); ``on_reply(answered)`` when it is settled."""
+        return self._server_request(conn, "signalwire.ping",
+                                    {"timestamp": self._wallclock()}, on_reply)
+
+    def send_disconnect(self, conn: Connection, restart: bool = False,
+                        on_reply: Callable[[bool], None] | None = None) -> str:
+        """Server ``signalwire.disconnect`` (§2.7). The driver closes the socket after it."""
+        return self._server_request(conn, "signalwire.disconnect", {"restart": bool(restart)},
+                                    on_reply)
+
+    def _server_request(self, conn: Connection, method: str, params: dict[str, Any],
+                        on_reply: Callable[[bool], None] | None) -> str:
+        self._tick()
+        rid = self._new_id()
+        conn.pending[rid] = on_reply
+        self._push(conn, {"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
+        return rid
+
+    def delay_replies(self, seconds: float, method: str | None = None) -> None:
+        """Handle requests (of ``method``, or all) ``seconds`` of real time late; 0 undoes it."""
+        if seconds > 0:
+            self._delays[method] = float(seconds)
+        else:
+            self._delays.pop(method, None)
+
+    def fail_next(self, method: str, code: str = "500", message: str = "Internal error") -> None:
+        """The next request of ``method`` fails: ``result {"code": code}`` for ``calling.*``,
+        a JSON-RPC ``error`` (integer code) for ``signalwire.*``. Calls stack up."""
+        self._failures.setdefault(method, deque()).append((str(code), message))
+
+    def _take_failure(self, method: str) -> tuple[str, str] | None:
+        queue = self._failures.get(method)
+        if not queue:
+            return None
+        failure = queue.popleft()
+        if not queue:
+            del self._failures[method]
+        return failure
+
+    # -- the end --------------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """``{"offered", "ended", "by_end_reason", "leaked", "active"}``: ``ended`` and
+        ``by_end_reason`` count calls that ended on their own; ``leaked`` those still up at
+        shutdown; ``active`` those in flight now."""
+        return {"offered": self._offered, "ended": self._ended,
+                "by_end_reason": dict(sorted(self._by_reason.items())),
+                "leaked": self._leaked, "active": len(self._active)}
+
+    def shutdown(self) -> int:
+        """Count every call still up as leaked, then end it (its client sees ``ended``)."""
+        self._tick()
+        leaked = list(self._active.values())
+        for call in leaked:
+            call.leaked = True
+            call.end("error")
+        return len(leaked)
+
+
+def _int_code(code: str) -> int:
+    try:
+        return int(code)
+    except ValueError:
+        return INTERNAL_ERROR

@@ -1,0 +1,353 @@
+"""The simulator's I/O: one websocket port that also serves the recordings over HTTP.
+
+This driver owns no protocol logic. Per client socket it runs a reader (frames into
+:meth:`SimCore.receive_frame`) and a writer (the connection's outbox onto the socket,
+so a slow client never stalls anyone else); one scheduler task runs the core's timers.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from contextlib import AsyncExitStack
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from flowengine.sim.caller import CallerScript
+from flowengine.sim.calls import SimCall
+from flowengine.sim.core import Connection, SimCore
+
+logger = logging.getLogger("flowengine.sim")
+
+#: §1: the SDK's own limit; RELAY frames are small, but a play list can be long.
+MAX_FRAME_BYTES = 10 * 1024 * 1024
+_RECORDING_PATH = re.compile(r"/recordings/([0-9a-f]{32})\.(wav|mp3)")
+
+
+class _Flag:
+    """A re-armable wake-up: ``set`` from sync code, ``wait`` from one task."""
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+        self._event = anyio.Event()
+
+
+class _Link:
+    """A live socket and its core-side :class:`Connection`."""
+
+    def __init__(self, ws: ServerConnection, conn: Connection) -> None:
+        self.ws = ws
+        self.conn = conn
+        self.flag = _Flag()
+        self.done = anyio.Event()
+
+
+class Simulator:
+    """A local RELAY server with scripted callers (see docs/simulator.md).
+
+    Use it as an async context manager; it listens once entered::
+
+        async with Simulator(port=0, time_scale=0.01) as sim:
+            call = sim.offer_call(context="office", caller="speak:3")
+            ...   # point a RELAY client at sim.url with sim's project/token
+            await call.wait_ended()
+
+    Args:
+        host, port: where to listen; ``port=0`` picks a free port.
+        project, token: the credentials clients must present (``jwt_token`` = ``token``
+            is accepted too).
+        time_scale: every simulated duration is multiplied by it (0.001: a 30 s call
+            takes 30 ms).
+        resume_window: real seconds a session keeps its calls after its socket is gone.
+        ping_interval: send ``signalwire.ping`` to every client this often (real
+            seconds); ``None`` = only on :meth:`ping_clients`.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, project: str = "sim-project",
+                 token: str = "sim-token", time_scale: float = 1.0, *,
+                 resume_window: float = 30.0, ping_interval: float | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.project = project
+        self.ping_interval = ping_interval
+        self.core = SimCore(project=project, token=token, time_scale=time_scale,
+                            resume_window=resume_window)
+        self._links: dict[Connection, _Link] = {}
+        self._server: Server | None = None
+        self._stack: AsyncExitStack | None = None
+        self._timer_flag: _Flag | None = None
+        self._idle_waiters: list[anyio.Event] = []
+
+    def __repr__(self) -> str:
+        where = self.url if self._server is not None else "not started"
+        return f"<Simulator {where} {self.core.summary()}>"
+
+    # -- addresses -------------------------------------------------------------------------
+
+    def _hostport(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the simulator is not running; use 'async with Simulator(...)'")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The websocket URL, ``ws://HOST:PORT`` (any path is accepted)."""
+        return f"ws://{self._hostport()}"
+
+    @property
+    def http_url(self) -> str:
+        """``http://HOST:PORT``: recordings are served from the same port."""
+        return f"http://{self._hostport()}"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Simulator:
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            tg = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(tg.cancel_scope.cancel)  # runs before the group is exited
+            self._timer_flag = _Flag()
+            self.core.timers.on_earlier = self._timer_flag.set
+            self.core.on_idle = self._wake_idle_waiters
+            # §1 / tech notes §2: no compression, no websocket-level pings (RELAY pings
+            # in JSON-RPC), the SDK's 10 MiB frame limit.
+            self._server = await serve(
+                self._handle, self.host, self.port, compression=None, max_size=MAX_FRAME_BYTES,
+                ping_interval=None, close_timeout=2, process_request=self._process_request)
+            self.port = self._server.sockets[0].getsockname()[1]
+            self.core.http_url = self.http_url
+            stack.push_async_callback(self._close_server)
+            tg.start_soon(self._scheduler, name="sim scheduler")
+            if self.ping_interval:
+                tg.start_soon(self._pinger, self.ping_interval, name="sim pinger")
+        except BaseException:
+            await stack.__aexit__(None, None, None)
+            self._server = None
+            raise
+        self._stack = stack
+        logger.info("RELAY simulator listening on %s", self.url)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return
+        try:
+            leaked = self.core.shutdown()
+            if leaked:
+                logger.warning("%d call(s) still up at shutdown: counted as leaked", leaked)
+            # Let the writers deliver the final "ended" events before the sockets close.
+            with anyio.move_on_after(1.0, shield=True):
+                while any(link.conn.outbox for link in self._links.values()):
+                    await anyio.sleep(0.005)
+        finally:
+            await stack.__aexit__(exc_type, exc, tb)
+
+    async def _close_server(self) -> None:
+        server = self._server
+        if server is None:
+            return
+        server.close()  # closes every client socket (1001 going away)
+        with anyio.move_on_after(5, shield=True):
+            await server.wait_closed()
+
+    # -- tasks -----------------------------------------------------------------------------------
+
+    async def _scheduler(self) -> None:
+        """Sleep until the core's next timer, run what is due, repeat."""
+        core, flag = self.core, self._timer_flag
+        assert flag is not None
+        while True:
+            deadline = core.next_deadline()
+            if deadline is None:
+                await flag.wait()
+            else:
+                delay = deadline - time.monotonic()
+                if delay > 0:
+                    with anyio.move_on_after(delay):
+                        await flag.wait()
+            core.run_due()
+
+    async def _pinger(self, interval: float) -> None:
+        while True:
+            await anyio.sleep(interval)
+            for conn in list(self._links):
+                if conn.session is not None and not conn.closed:
+                    self.core.send_ping(conn)
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        """One client socket: a reader here, a writer beside it."""
+        conn = self.core.connection_made(peer=str(ws.remote_address))
+        link = _Link(ws, conn)
+        conn.wake = link.flag.set
+        self._links[conn] = link
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._writer, link)
+                try:
+                    async for message in ws:
+                        self.core.receive_frame(conn, message)
+                except ConnectionClosed:
+                    pass
+                finally:
+                    tg.cancel_scope.cancel()
+        finally:
+            self.core.connection_lost(conn)
+            self._links.pop(conn, None)
+            link.done.set()
+
+    async def _writer(self, link: _Link) -> None:
+        conn, ws = link.conn, link.ws
+        try:
+            while True:
+                while conn.outbox:
+                    frame, _ = conn.outbox.popleft()
+                    await ws.send(frame)
+                if conn.close_requested:
+                    await ws.close()
+                    return
+                await link.flag.wait()
+        except ConnectionClosed:
+            return
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Plain HTTP GETs for recordings; websocket upgrades go through untouched."""
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return None
+        match = _RECORDING_PATH.fullmatch(urlsplit(request.path).path)
+        if match is None:
+            return None  # websockets answers 426 Upgrade Required
+        recording = self.core.recording(match[1])
+        if recording is None or recording.format != match[2]:
+            return connection.respond(HTTPStatus.NOT_FOUND, "No such recording\n")
+        body = recording.data()
+        headers = Headers([("Content-Type", recording.content_type),
+                           ("Content-Length", str(len(body))),
+                           ("Connection", "close")])
+        return Response(HTTPStatus.OK.value, HTTPStatus.OK.phrase, headers, body)
+
+    def _wake_idle_waiters(self) -> None:
+        for event in self._idle_waiters:
+            event.set()
+        self._idle_waiters.clear()
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    def offer_call(self, context: str = "default", from_number: str = "+15551230000",
+                   to_number: str = "+15559870000", caller: str | CallerScript | None = None,
+                   *, tag: str | None = None) -> SimCall:
+        """Place an inbound call on ``context``.
+
+        It is offered (``calling.call.receive``) at once to a session subscribed to the
+        context — round-robin between several — or queued until one subscribes.
+        ``caller`` is a script (``"speak:3"``, see docs/simulator.md) or a
+        :class:`CallerScript`; ``None`` is the default caller (``speak:2``).
+
+        Raises:
+            CallerScriptError: the script does not parse.
+        """
+        return self.core.offer_call(context, from_number, to_number, caller, tag=tag)
+
+    async def wait_all_ended(self, timeout: float | None = None) -> None:
+        """Wait until no offered call is still up.
+
+        Raises:
+            TimeoutError: ``timeout`` (real seconds) passed first.
+        """
+        with anyio.fail_after(timeout):
+            while self.core.active_calls:
+                event = anyio.Event()
+                self._idle_waiters.append(event)
+                await event.wait()
+
+    def summary(self) -> dict[str, Any]:
+        """``{"offered", "ended", "by_end_reason", "leaked", "active"}`` (see SimCore.summary)."""
+        return self.core.summary()
+
+    # -- fault injection -----------------------------------------------------------------------
+
+    async def drop_connections(self) -> None:
+        """Abort every client socket (no close frame) and wait until each is seen as gone.
+        Sessions stay resumable for ``resume_window``."""
+        links = list(self._links.values())
+        for link in links:
+            transport = link.ws.transport
+            if transport is not None:
+                transport.abort()
+        with anyio.move_on_after(5):
+            for link in links:
+                await link.done.wait()
+
+    def delay_replies(self, seconds: float, method: str | None = None) -> None:
+        """Handle requests of ``method`` (or of every method) ``seconds`` of *real* time
+        late, replies and effects alike; ``seconds=0`` undoes it."""
+        self.core.delay_replies(seconds, method)
+
+    def fail_next(self, method: str, code: str = "500", message: str = "Internal error") -> None:
+        """The next ``method`` request fails with ``code`` (see SimCore.fail_next)."""
+        self.core.fail_next(method, code, message)
+
+    async def send_disconnect(self, restart: bool = False, timeout: float = 2.0) -> None:
+        """``signalwire.disconnect`` to every client (§2.7), then close their sockets.
+
+        Waits up to ``timeout`` for the replies, then closes; returns once every socket
+        is closed. With ``restart=False`` the sessions stay resumable.
+        """
+        links = [link for link in self._links.values() if not link.conn.closed]
+        events = []
+        for link in links:
+            event = anyio.Event()
+            events.append(event)
+            self.core.send_disconnect(link.conn, restart, lambda _ok, e=event: e.set())
+        with anyio.move_on_after(timeout):
+            for event in events:
+                await event.wait()
+        for link in links:
+            link.conn.close_requested = True
+            link.conn.wake()
+        with anyio.move_on_after(5):
+            for link in links:
+                await link.done.wait()
+
+    async def ping_clients(self, timeout: float = 10.0) -> int:
+        """Server ``signalwire.ping`` to every connected session (§2.5).
+
+        Returns once every ping is answered (or its socket closed, or ``timeout`` passed)
+        with the number of clients that answered.
+        """
+        answered = 0
+        events = []
+        for conn in list(self._links):
+            if conn.session is None or conn.closed:
+                continue
+            event = anyio.Event()
+            events.append(event)
+
+            def settled(ok: bool, event: anyio.Event = event) -> None:
+                nonlocal answered
+                answered += ok
+                event.set()
+
+            self.core.send_ping(conn, settled)
+        with anyio.move_on_after(timeout):
+            for event in events:
+                await event.wait()
+        return answered
