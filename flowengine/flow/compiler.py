@@ -1,0 +1,626 @@
+"""From flow file to ``FlowVersion``: strict YAML → JSON Schema → semantic checks → build.
+
+The stages, each reporting every problem it finds with its ``file:line:col``:
+
+1. read the bytes (their sha256 is the version) and decode UTF-8;
+2. strict YAML 1.2 load (:mod:`.loader`): syntax errors, duplicate keys;
+3. the JSON Schema (:mod:`.schema`): unknown keys, wrong types, missing keys;
+4. semantic checks, once the file matches the schema:
+
+   * edges (``start``, ``next``, ``on``, ``goto``, ``on_hangup``, ``on_error``) to steps that
+     do not exist; ``on:`` outcomes the action cannot end with;
+   * templates that do not compile, or read names that cannot exist: top-level names other
+     than ``call``/``steps``/``vars``/``flow``, ``steps.X`` of no step, a result field step X
+     does not have, ``vars.X`` that neither ``vars`` nor any ``set`` step defines, unknown
+     ``call``/``flow`` fields, ``**`` and ``_``-attributes;
+   * loops with no way out (error); steps no path reaches, ``steps.X`` read where X may not
+     have run, loops only a caller's hangup ends (warnings).
+
+Stages 3 and 4 run only when the previous stage found no errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path as FsPath
+from types import MappingProxyType
+from typing import Any
+
+from flowengine.actions import ACTIONS
+
+from .diagnostics import ERROR, WARNING, Diagnostic, FlowError, did_you_mean, sort_key
+from .loader import MAX_FILE_BYTES, Document, Path, load_yaml
+from .model import Branch, FlowVersion, Step, possible_outcomes, route
+from .schema import describe, validate
+from .templates import (
+    CALL_FIELDS, CONTEXT_NAMES, ENV, FLOW_FIELDS, CompiledExpression, CompiledTemplate, Mode,
+    Origin, TemplateCompileError, compile_expression, compile_text, freeze,
+)
+
+#: Default of ``limits.max_steps``.
+DEFAULT_MAX_STEPS = 1000
+#: Default RELAY context.
+DEFAULT_CONTEXT = "default"
+#: File name endings ``check`` and the daemon read in a directory.
+FLOW_SUFFIXES = (".yaml", ".yml")
+#: Names a step id or variable cannot take: ``steps.items`` would be the mapping's method.
+RESERVED_NAMES = frozenset(n for n in dir(dict) if not n.startswith("_"))
+#: Common keys of a step (besides its action).
+STEP_KEYS = ("next", "on", "timeout", "description")
+
+
+@dataclass(frozen=True, slots=True)
+class CompileResult:
+    """What compiling one flow file gave: the version (None if there were errors) and findings."""
+
+    version: FlowVersion | None
+    diagnostics: tuple[Diagnostic, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when the flow compiled (warnings allowed)."""
+        return self.version is not None
+
+
+def compile_flow(source: bytes | str, file: str) -> CompileResult:
+    """Compile the text of one flow file; never raises for a problem in the flow."""
+    result, _ = _compile(source, file)
+    return result
+
+
+def load_flow(path: str | os.PathLike[str]) -> FlowVersion:
+    """Load, check and compile one flow file.
+
+    Raises:
+        FlowError: carrying every finding when the file cannot be read or has errors.
+    """
+    file = os.fspath(path)
+    try:
+        source = FsPath(file).read_bytes()
+    except OSError as exc:
+        raise FlowError([Diagnostic(file, None, None, ERROR,
+                                    f"cannot read the file: {exc.strerror or exc}")]) from None
+    result = compile_flow(source, file)
+    if result.version is None:
+        raise FlowError(result.diagnostics)
+    return result.version
+
+
+def flow_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], list[Diagnostic]]:
+    """The flow files named by ``paths``: files as given, and each directory's ``*.yaml`` /
+    ``*.yml`` (not recursive; dotfiles skipped, as the daemon does)."""
+    files: list[str] = []
+    problems: list[Diagnostic] = []
+    for path in paths:
+        name = os.fspath(path)
+        if os.path.isdir(name):
+            found = sorted(
+                os.path.join(name, entry) for entry in os.listdir(name)
+                if entry.endswith(FLOW_SUFFIXES) and not entry.startswith(".")
+                and os.path.isfile(os.path.join(name, entry))
+            )
+            if not found:
+                problems.append(Diagnostic(name, None, None, WARNING,
+                                           "no flow files (*.yaml, *.yml) in this directory"))
+            files.extend(found)
+        elif os.path.exists(name):
+            files.append(name)
+        else:
+            problems.append(Diagnostic(name, None, None, ERROR, "no such file or directory"))
+    return files, problems
+
+
+def check_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Diagnostic]:
+    """Check flow files and directories; every finding, sorted by file and position.
+
+    Besides each file's own findings, two flows with the same ``name`` are an error (one
+    daemon serves flows by name).
+    """
+    files, diagnostics = flow_files(paths)
+    names: dict[str, str] = {}
+    for file in files:
+        try:
+            source = FsPath(file).read_bytes()
+        except OSError as exc:
+            diagnostics.append(Diagnostic(file, None, None, ERROR,
+                                          f"cannot read the file: {exc.strerror or exc}"))
+            continue
+        result, doc = _compile(source, file)
+        diagnostics.extend(result.diagnostics)
+        name = doc.data.get("name") if doc is not None and isinstance(doc.data, dict) else None
+        if isinstance(name, str):
+            if name in names:
+                diagnostics.append(doc.diagnostic(  # type: ignore[union-attr]
+                    ("name",), f"flow name '{name}' is also used by {names[name]}",
+                    hint="flow names must be unique among the flows one daemon serves"))
+            else:
+                names[name] = file
+    return sorted(diagnostics, key=sort_key)
+
+
+def _compile(source: bytes | str, file: str) -> tuple[CompileResult, Document | None]:
+    raw = source.encode("utf-8") if isinstance(source, str) else source
+    digest = hashlib.sha256(raw).hexdigest()
+    if len(raw) > MAX_FILE_BYTES:
+        return _failed(Diagnostic(file, None, None, ERROR,
+                                  f"the file is too large ({len(raw)} bytes; at most {MAX_FILE_BYTES})")), None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        return _failed(Diagnostic(file, line, col, ERROR, "the file is not valid UTF-8 text")), None
+    try:
+        doc = load_yaml(text, file)
+    except FlowError as exc:
+        return CompileResult(None, exc.diagnostics), None
+    if doc.data is None:
+        return _failed(Diagnostic(file, 1, 1, ERROR, "the file is empty; a flow needs at least "
+                                  "name and steps")), doc
+    if not isinstance(doc.data, dict):
+        return _failed(doc.diagnostic((), "a flow is a mapping with name, steps, …, not "
+                                      + ("a list" if isinstance(doc.data, list) else "a single value"))), doc
+    problems = validate(doc)
+    if problems:
+        return CompileResult(None, tuple(sorted(problems, key=sort_key))), doc
+    compiler = _Compiler(doc, digest)
+    version = compiler.build()
+    diagnostics = tuple(sorted(compiler.diagnostics, key=sort_key))
+    if any(d.is_error for d in diagnostics):
+        return CompileResult(None, diagnostics), doc
+    return CompileResult(version, diagnostics), doc
+
+
+def _failed(diagnostic: Diagnostic) -> CompileResult:
+    return CompileResult(None, (diagnostic,))
+
+
+_Checked = CompiledTemplate | CompiledExpression
+
+
+class _Compiler:
+    """Builds the FlowVersion of one schema-valid document, collecting semantic findings."""
+
+    def __init__(self, doc: Document, digest: str) -> None:
+        self.doc = doc
+        self.data: dict[str, Any] = doc.data
+        self.file = doc.file
+        self.digest = digest
+        self.diagnostics: list[Diagnostic] = []
+        self.step_data: dict[str, dict[str, Any]] = self.data["steps"]
+        self.step_ids = list(self.step_data)
+        self.actions = {sid: _action_of(step) for sid, step in self.step_data.items()}
+        self.known_vars = set(self.data.get("vars") or {})
+        for step in self.step_data.values():
+            if isinstance(step.get("set"), dict):
+                self.known_vars.update(step["set"])
+        #: (step id or None for vars, path, compiled template/expression)
+        self.templates: list[tuple[str | None, Path, _Checked]] = []
+
+    # -- findings -----------------------------------------------------------------------------
+
+    def error(self, path: Path, message: str, *, key: bool = False, hint: str | None = None) -> None:
+        self.diagnostics.append(self.doc.diagnostic(path, message, key=key, hint=hint))
+
+    def warning(self, path: Path, message: str, *, key: bool = False, hint: str | None = None) -> None:
+        self.diagnostics.append(self.doc.diagnostic(path, message, key=key, hint=hint,
+                                                    severity=WARNING))
+
+    def origin(self, path: Path, step: str | None) -> Origin:
+        line, col = self.doc.position(path)
+        return Origin(self.file, line, col, step, describe(path))
+
+    # -- building -----------------------------------------------------------------------------
+
+    def build(self) -> FlowVersion:
+        data = self.data
+        self.check_names()
+        name = data["name"]
+        version_short = self.digest[:12]
+        template_flow = MappingProxyType({"name": name, "version": version_short, "file": self.file})
+        variables = {key: self.value(value, ("vars", key), None)
+                     for key, value in (data.get("vars") or {}).items()}
+        steps = {sid: self.step(sid, index) for index, sid in enumerate(self.step_ids)}
+        start = data.get("start", self.step_ids[0])
+        for key in ("start", "on_hangup", "on_error"):
+            if key in data:
+                self.check_target(data[key], (key,), key)
+        context = data.get("context", DEFAULT_CONTEXT)
+        limits = data.get("limits") or {}
+        version = FlowVersion(
+            name=name,
+            description=data.get("description"),
+            file=self.file,
+            version=self.digest,
+            contexts=tuple([context] if isinstance(context, str) else context),
+            match=MappingProxyType(dict(data.get("match") or {})),
+            start=start,
+            steps=MappingProxyType(steps),
+            on_hangup=data.get("on_hangup"),
+            on_error=data.get("on_error"),
+            max_steps=limits.get("max_steps", DEFAULT_MAX_STEPS),
+            max_duration=limits.get("max_duration"),
+            vars=MappingProxyType(freeze(variables)),
+            edges=MappingProxyType({}),
+            warnings=(),
+            template_flow=template_flow,
+        )
+        edges = {sid: MappingProxyType({o: route(version, step, o).target for o in step.outcomes()})
+                 for sid, step in steps.items()}
+        for owner, path, compiled in self.templates:
+            self.check_references(owner, path, compiled)
+        if not any(d.is_error for d in self.diagnostics):
+            self.check_graph(version, edges)
+        warnings = tuple(sorted((d for d in self.diagnostics if not d.is_error), key=sort_key))
+        return dataclasses.replace(version, edges=MappingProxyType(edges), warnings=warnings)
+
+    def check_names(self) -> None:
+        for sid in self.step_ids:
+            if sid in RESERVED_NAMES:
+                self.error(("steps", sid), f"'{sid}' cannot be a step id: in templates "
+                           f"steps.{sid} is a method of the mapping", key=True,
+                           hint="choose another name")
+        for path in [("vars", n) for n in self.data.get("vars") or {}] + [
+                ("steps", sid, "set", n) for sid, step in self.step_data.items()
+                for n in (step.get("set") or {})]:
+            name = path[-1]
+            if name in RESERVED_NAMES:
+                self.error(path, f"'{name}' cannot be a variable name: in templates vars.{name} "
+                           "is a method of the mapping", key=True, hint="choose another name")
+
+    def step(self, sid: str, index: int) -> Step:
+        raw = self.step_data[sid]
+        action = self.actions[sid]
+        base: Path = ("steps", sid)
+        line, col = self.doc.position(base, key=True)
+        params: Any = MappingProxyType({})
+        branches: tuple[Branch, ...] = ()
+        value = raw[action]
+        apath: Path = (*base, action)
+        if action == "answer":
+            params = freeze(dict(value or {}))
+        elif action == "play":
+            if isinstance(value, list):
+                media, volume, mpath = value, None, apath
+            else:
+                media, volume, mpath = value["media"], value.get("volume"), (*apath, "media")
+            items = [self.media(item, (*mpath, i), sid) for i, item in enumerate(media)]
+            params = freeze({"media": items, "volume": volume})
+        elif action == "record":
+            params = freeze(dict(value or {}))
+        elif action == "hangup":
+            params = freeze({"reason": (value or {}).get("reason", "hangup")})
+        elif action == "set":
+            params = freeze({k: self.value(v, (*apath, k), sid) for k, v in value.items()})
+        elif action == "log":
+            params = self.text(value, apath, sid)
+        elif action == "branch":
+            branches = tuple(self.branch(sid, value, apath))
+
+        on = dict(raw.get("on") or {})
+        timeout = raw.get("timeout")
+        self.check_outcomes(sid, action, on, timeout is not None, branches)
+        if "next" in raw:
+            nxt = raw["next"]
+            self.check_target(nxt, (*base, "next"), "next")
+            if action == "branch" and branches and branches[-1].when is None:
+                self.warning((*base, "next"), f"next in step '{sid}' is never used: the branch "
+                             "always takes one of its choices (the last has no when)", key=True)
+        elif ACTIONS[action].ends_flow:
+            nxt = None
+        else:
+            nxt = self.step_ids[index + 1] if index + 1 < len(self.step_ids) else None
+        if timeout is not None and not ACTIONS[action].needs_call:
+            self.warning((*base, "timeout"), f"timeout has no effect on a {action} step "
+                         "(it does not wait for anything)", key=True)
+        return Step(id=sid, action=action, params=params, on=MappingProxyType(on), next=nxt,
+                    timeout=timeout, line=line, col=col, branches=branches,
+                    description=raw.get("description"))
+
+    def media(self, item: dict[str, Any], path: Path, sid: str) -> dict[str, Any]:
+        if "say" in item:
+            out = {"say": self.text(item["say"], (*path, "say"), sid)}
+            for key in ("language", "gender", "voice"):
+                if key in item:
+                    out[key] = self.text(item[key], (*path, key), sid)
+            return out
+        if "audio" in item:
+            return {"audio": self.text(item["audio"], (*path, "audio"), sid)}
+        if "silence" in item:
+            return {"silence": item["silence"]}
+        out = {"ringtone": item["ringtone"]}
+        if "duration" in item:
+            out["duration"] = item["duration"]
+        return out
+
+    def branch(self, sid: str, choices: list[dict[str, Any]], path: Path) -> Iterator[Branch]:
+        last = len(choices) - 1
+        for i, choice in enumerate(choices):
+            cpath = (*path, i)
+            line, col = self.doc.position(cpath)
+            when = None
+            if "when" in choice:
+                wpath = (*cpath, "when")
+                try:
+                    when = compile_expression(choice["when"], self.origin(wpath, sid))
+                    self.templates.append((sid, wpath, when))
+                except TemplateCompileError as exc:
+                    self.template_error(wpath, exc)
+            elif i != last:
+                self.error(cpath, f"only the last choice of a branch can leave out when (it is "
+                           f"the default); choices after it are never tried")
+            goto = choice["goto"]
+            self.check_target(goto, (*cpath, "goto"), "goto")
+            text = choice.get("when")
+            yield Branch(index=i, when=when, when_text=None if text is None else str(text).lower()
+                         if isinstance(text, bool) else text, goto=goto, line=line, col=col)
+
+    def text(self, value: str, path: Path, sid: str | None) -> Any:
+        return self.compile(value, path, sid, "text")
+
+    def value(self, value: Any, path: Path, sid: str | None) -> Any:
+        if isinstance(value, dict):
+            return {k: self.value(v, (*path, k), sid) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.value(v, (*path, i), sid) for i, v in enumerate(value)]
+        if isinstance(value, str):
+            return self.compile(value, path, sid, "value")
+        return value
+
+    def compile(self, value: str, path: Path, sid: str | None, mode: Mode) -> Any:
+        try:
+            compiled = compile_text(value, mode, self.origin(path, sid))
+        except TemplateCompileError as exc:
+            self.template_error(path, exc)
+            return value
+        if isinstance(compiled, CompiledTemplate):
+            self.templates.append((sid, path, compiled))
+        return compiled
+
+    def template_error(self, path: Path, exc: TemplateCompileError) -> None:
+        message = exc.message.rstrip(".")
+        if exc.lineno > 1:
+            message += f" (line {exc.lineno} of the template)"
+        self.error(path, f"invalid template in {describe(path)}: {message}")
+
+    # -- edges --------------------------------------------------------------------------------
+
+    def check_target(self, target: str | None, path: Path, what: str) -> None:
+        if target is None or target in self.step_data:
+            return
+        self.error(path, f"unknown step '{target}' in {what}",
+                   hint=did_you_mean(target, self.step_ids))
+
+    def check_outcomes(self, sid: str, action: str, on: dict[str, Any], has_timeout: bool,
+                       branches: tuple[Branch, ...]) -> None:
+        spec = ACTIONS[action]
+        allowed = possible_outcomes(action, has_timeout=has_timeout)
+        writable = [o for o in allowed if o != "next" and not o.startswith("branch:")]
+        for outcome, target in on.items():
+            path: Path = ("steps", sid, "on", outcome)
+            if outcome not in writable:
+                if outcome == "timeout" and spec.needs_call:
+                    self.error(path, f"step '{sid}' has no timeout, so it cannot end with "
+                               "'timeout'", key=True, hint="add timeout: SECONDS to the step")
+                elif not spec.outcomes:
+                    how = ("a branch goes where its choices say" if action == "branch"
+                           else "use next: to say where to go after it")
+                    self.error(path, f"{action} cannot end with '{outcome}'; its only outcome "
+                               f"for on: is error", key=True, hint=how)
+                else:
+                    hint = did_you_mean(outcome, writable)
+                    self.error(path, f"{action} cannot end with '{outcome}'; its outcomes are "
+                               + ", ".join(writable), key=True, hint=hint)
+            self.check_target(target, path, f"on.{outcome}")
+
+    # -- templates ----------------------------------------------------------------------------
+
+    def check_references(self, owner: str | None, path: Path, compiled: _Checked) -> None:
+        reported: set[str] = set()
+
+        def report(message: str, hint: str | None = None) -> None:
+            if message not in reported:
+                reported.add(message)
+                self.error(path, message, hint=hint)
+
+        for message, _ in compiled.unsafe:
+            report(message)
+        for ref in compiled.references:
+            chain = ref.chain
+            root = chain[0]
+            if root not in CONTEXT_NAMES:
+                if root not in ENV.globals:
+                    report(f"unknown name '{root}' in a template; templates can use call, steps, "
+                           "vars and flow", did_you_mean(root, CONTEXT_NAMES))
+                continue
+            if owner is None and root in ("steps", "vars"):
+                report(f"vars values can use only call and flow ({root} is not set yet when "
+                       "the call starts)")
+                continue
+            if len(chain) < 2:
+                continue
+            key = chain[1]
+            if root == "steps":
+                if key not in self.step_data:
+                    report(f"unknown step '{key}' in steps.{key}", did_you_mean(key, self.step_ids))
+                    continue
+                action = self.actions[key]
+                fields = ACTIONS[action].result_fields
+                if len(chain) >= 3 and chain[2] not in fields:
+                    listed = (f"a {action} step's results are {', '.join(fields)}" if fields
+                              else f"a {action} step has no results")
+                    report(f"steps.{key} has no result '{chain[2]}'",
+                           did_you_mean(chain[2], fields) or listed)
+            elif root == "vars":
+                if key not in self.known_vars:
+                    report(f"unknown variable '{key}' in vars.{key}",
+                           did_you_mean(key, self.known_vars)
+                           or "define it under vars: or in a set step")
+            elif root == "call" and key not in CALL_FIELDS:
+                report(f"unknown call field '{key}' in call.{key}",
+                       did_you_mean(key, CALL_FIELDS) or f"call has {', '.join(CALL_FIELDS)}")
+            elif root == "flow" and key not in FLOW_FIELDS:
+                report(f"unknown flow field '{key}' in flow.{key}",
+                       did_you_mean(key, FLOW_FIELDS) or f"flow has {', '.join(FLOW_FIELDS)}")
+
+    # -- the graph ----------------------------------------------------------------------------
+
+    def check_graph(self, version: FlowVersion, edges: dict[str, Any]) -> None:
+        roots = [r for r in (version.start, version.on_hangup, version.on_error) if r]
+        reachable: set[str] = set()
+        todo = list(roots)
+        while todo:
+            sid = todo.pop()
+            if sid in reachable:
+                continue
+            reachable.add(sid)
+            todo.extend(t for t in edges[sid].values() if t is not None)
+        for sid in self.step_ids:
+            if sid not in reachable:
+                self.warning(("steps", sid), f"step '{sid}' is never reached", key=True,
+                             hint="no path leads to it from start, on_hangup or on_error")
+        self.check_loops(version, edges)
+        self.check_may_not_have_run(roots, reachable, edges)
+
+    def check_loops(self, version: FlowVersion, edges: dict[str, Any]) -> None:
+        steps = version.steps
+
+        def exits(sid: str, with_hangup: bool) -> set[str | None]:
+            found: set[str | None] = set()
+            for outcome, target in edges[sid].items():
+                if outcome == "error" or (outcome == "hangup" and not with_hangup):
+                    continue
+                found.add(target)
+            if with_hangup and steps[sid].spec.needs_call:
+                found.add(None)  # the caller can always hang up, and a second hangup ends the flow
+            return found
+
+        trapped: set[str] = set()
+        for with_hangup in (True, False):
+            graph = {sid: exits(sid, with_hangup) for sid in self.step_ids}
+            for component in _bottom_components(self.step_ids, graph):
+                if trapped & set(component):
+                    continue
+                trapped |= set(component)
+                names = ", ".join(f"'{s}'" for s in component)
+                first = component[0]
+                if with_hangup:
+                    subject = (f"step '{first}' always goes back to itself" if len(component) == 1
+                               else f"steps {names} loop forever")
+                    self.error(("steps", first), f"{subject}: no path leads out of the loop or "
+                               "to the end of the flow", key=True,
+                               hint="give one of them a way out (a branch choice, next or on: "
+                               "to a step outside the loop)")
+                else:
+                    subject = (f"step '{first}' repeats" if len(component) == 1
+                               else f"steps {names} repeat")
+                    self.warning(("steps", first), f"{subject} until the caller hangs up", key=True,
+                                 hint="add a way out if that is not what you want")
+
+    def check_may_not_have_run(self, roots: list[str], reachable: set[str],
+                               edges: dict[str, Any]) -> None:
+        preds: dict[str, set[str]] = {sid: set() for sid in self.step_ids}
+        for sid in reachable:
+            for target in edges[sid].values():
+                if target is not None:
+                    preds[target].add(sid)
+        everything = set(self.step_ids)
+        must: dict[str, set[str]] = {sid: (set() if sid in roots else set(everything))
+                                     for sid in reachable}
+        changed = True
+        while changed:
+            changed = False
+            for sid in self.step_ids:
+                if sid not in reachable or sid in roots:
+                    continue
+                new = set(everything)
+                for p in preds[sid]:
+                    new &= must[p] | {p}
+                if new != must[sid]:
+                    must[sid] = new
+                    changed = True
+        warned: set[tuple[str, str, Path]] = set()
+        for owner, path, compiled in self.templates:
+            if owner is None or owner not in reachable:
+                continue
+            for ref in compiled.references:
+                if ref.guarded or ref.chain[0] != "steps" or len(ref.chain) < 2:
+                    continue
+                key = ref.chain[1]
+                if key not in self.step_data or key in must[owner] or (owner, key, path) in warned:
+                    continue
+                warned.add((owner, key, path))
+                self.warning(path, f"steps.{key} may be undefined here: step '{owner}' can be "
+                             f"reached without '{key}' having run",
+                             hint=f"guard it with `steps.{key} is defined` or `| default(...)`")
+
+
+def _action_of(step: dict[str, Any]) -> str:
+    return next(key for key in step if key in ACTIONS)
+
+
+def _bottom_components(order: list[str], graph: dict[str, set[str | None]]) -> list[list[str]]:
+    """Strongly connected sets of steps that nothing leads out of (and not to the end).
+
+    Each is returned in file order; the list is in the order of each set's first step.
+    """
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+    counter = 0
+
+    def strongconnect(root: str) -> None:
+        nonlocal counter
+        # Iterative Tarjan: (node, iterator over its successors).
+        work = [(root, iter(sorted((t for t in graph[root] if t is not None), key=order.index)))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, successors = work[-1]
+            advanced = False
+            for succ in successors:
+                if succ not in index:
+                    index[succ] = low[succ] = counter
+                    counter += 1
+                    stack.append(succ)
+                    on_stack.add(succ)
+                    work.append((succ, iter(sorted((t for t in graph[succ] if t is not None),
+                                                   key=order.index))))
+                    advanced = True
+                    break
+                if succ in on_stack:
+                    low[node] = min(low[node], index[succ])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                components.append(component)
+
+    for sid in order:
+        if sid not in index:
+            strongconnect(sid)
+    bottoms = []
+    for component in components:
+        members = set(component)
+        leaves = any(t is None or t not in members for sid in component for t in graph[sid])
+        if not leaves:
+            bottoms.append(sorted(component, key=order.index))
+    return sorted(bottoms, key=lambda c: order.index(c[0]))

@@ -1,0 +1,91 @@
+"""Findings about a flow file, and the one exception a user sees for a flow that cannot load.
+
+Every finding points at a place in a file (``file:line:col``, 1-based) so that editors and
+terminals can jump to it, the way a compiler reports errors::
+
+    flows/voicemail.yaml:23:7: error: unknown key 'end_silence_timout' in record; did you mean 'end_silence_timeout'?
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+
+ERROR: Severity = "error"
+WARNING: Severity = "warning"
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One finding about a flow file.
+
+    ``line`` and ``col`` are 1-based; both are ``None`` when the finding concerns the file as
+    a whole (it cannot be read, for instance). ``hint`` is a short suggestion such as
+    ``did you mean 'play'?``; ``str()`` appends it to the message after a semicolon.
+    """
+
+    file: str
+    line: int | None
+    col: int | None
+    severity: Severity
+    message: str
+    hint: str | None = None
+
+    @property
+    def location(self) -> str:
+        """``file:line:col``, or just ``file`` when there is no position."""
+        if self.line is None:
+            return self.file
+        return f"{self.file}:{self.line}:{self.col or 1}"
+
+    @property
+    def is_error(self) -> bool:
+        """True for an error (a warning does not stop a flow from loading)."""
+        return self.severity == ERROR
+
+    def as_dict(self) -> dict[str, object]:
+        """The finding as plain JSON-ready values (``flowengine check --format json``)."""
+        return {
+            "file": self.file,
+            "line": self.line,
+            "col": self.col,
+            "severity": self.severity,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+    def __str__(self) -> str:
+        text = f"{self.location}: {self.severity}: {self.message}"
+        return f"{text}; {self.hint}" if self.hint else text
+
+
+class FlowError(Exception):
+    """Raised when a flow file cannot be loaded; carries every finding (errors and warnings).
+
+    ``str()`` lists the findings one per line, compiler-style. Any other exception escaping
+    ``load_flow`` is a bug in flowengine, not in the flow.
+    """
+
+    def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
+        self.diagnostics: tuple[Diagnostic, ...] = tuple(diagnostics)
+        super().__init__("\n".join(str(d) for d in self.diagnostics))
+
+    @property
+    def errors(self) -> tuple[Diagnostic, ...]:
+        """Only the errors."""
+        return tuple(d for d in self.diagnostics if d.is_error)
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
+    """A ``did you mean 'x'?`` hint for a misspelled name, or None when nothing is close."""
+    matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f"did you mean '{matches[0]}'?" if matches else None
+
+
+def sort_key(d: Diagnostic) -> tuple[str, int, int, int]:
+    """Order findings by file and position, errors before warnings at the same place."""
+    return (d.file, d.line or 0, d.col or 0, 0 if d.is_error else 1)

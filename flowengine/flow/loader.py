@@ -1,0 +1,249 @@
+"""The strict YAML reader: YAML 1.2 scalars, no duplicate keys, a position for every node.
+
+PyYAML implements YAML 1.1, where ``on``/``off``/``yes``/``no`` are booleans, ``0123`` is
+octal and ``12:30`` is a sexagesimal number — so the key ``on:`` of a step would become
+``True``. Editors (yaml-language-server) read YAML 1.2. This module keeps libyaml's fast C
+parser (``CSafeLoader``) for the syntax and replaces the scalar rules:
+
+========================  =====================================================
+plain scalar              value
+========================  =====================================================
+``true``, ``false``       booleans (also ``True``/``TRUE``, ``False``/``FALSE``)
+``null``, ``~``, empty    ``None`` (also ``Null``/``NULL``)
+``-12``, ``0``, ``42``    int (decimal only, no leading ``+`` or ``0``)
+``1.5``, ``-2e3``         float
+anything else             the text as written: ``on``, ``yes``, ``no``, ``0123``,
+                          ``+15551234567``, ``12:30``, ``0x1F``, ``1_000``, ``.5``
+========================  =====================================================
+
+Phone numbers and digit strings therefore stay text as written even unquoted (YAML 1.2's
+core schema would read ``0123`` as 123 and ``+15551234567`` as a number; editors may flag
+them against the schema — quote them and both agree).
+
+Mapping keys are always text (``1:`` is the key ``"1"``). A duplicate key is an error, as
+are custom tags (``!foo``) and anything that does not fit in JSON. Merge keys (``<<``) are
+YAML 1.1 only and are read as an ordinary key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from .diagnostics import ERROR, Diagnostic, FlowError
+
+#: A place in the document: mapping keys and list indexes from the root.
+Path = tuple[str | int, ...]
+#: (line, col), 1-based.
+Position = tuple[int, int]
+
+#: Larger files are refused before parsing (a flow is a few kilobytes).
+MAX_FILE_BYTES = 1024 * 1024
+#: Nodes after aliases are expanded; stops "billion laughs" documents.
+MAX_NODES = 100_000
+#: Nesting depth of mappings and lists.
+MAX_DEPTH = 64
+
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_SEQ = "tag:yaml.org,2002:seq"
+_MAP = "tag:yaml.org,2002:map"
+
+_INT_RE = re.compile(r"^-?(?:0|[1-9][0-9]*)$")
+_FLOAT_RE = re.compile(r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+(?:[eE][-+]?[0-9]+)?|[eE][-+]?[0-9]+)$")
+_BOOL_RE = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_NULL_RE = re.compile(r"^(?:~|null|Null|NULL|)$")
+
+
+class _Yaml12Loader(yaml.CSafeLoader):  # type: ignore[misc]
+    """libyaml's parser with YAML 1.2 implicit scalar types instead of PyYAML's 1.1 ones."""
+
+    # A fresh table: the 1.1 resolvers of the base class must not apply.
+    yaml_implicit_resolvers: dict[Any, list[Any]] = {}
+
+
+_Yaml12Loader.add_implicit_resolver(_BOOL, _BOOL_RE, list("tTfF"))
+_Yaml12Loader.add_implicit_resolver(_NULL, _NULL_RE, ["~", "n", "N", ""])
+_Yaml12Loader.add_implicit_resolver(_INT, _INT_RE, list("-0123456789"))
+_Yaml12Loader.add_implicit_resolver(_FLOAT, _FLOAT_RE, list("-0123456789"))
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A loaded YAML document: plain data plus where each part of it was written."""
+
+    file: str
+    #: dicts (str keys, in file order), lists, str, int, float, bool, None.
+    data: Any
+    #: path → position of the value written there.
+    positions: Mapping[Path, Position]
+    #: path → position of the key that names it (mapping entries only).
+    key_positions: Mapping[Path, Position]
+
+    def position(self, path: Path, *, key: bool = False) -> Position:
+        """The position of ``path`` (of its key when ``key``), else of its nearest ancestor."""
+        if key and path in self.key_positions:
+            return self.key_positions[path]
+        while path not in self.positions and path:
+            path = path[:-1]
+        return self.positions.get(path, (1, 1))
+
+    def diagnostic(
+        self, path: Path, message: str, *, key: bool = False, hint: str | None = None,
+        severity: str = ERROR,
+    ) -> Diagnostic:
+        """A finding positioned at ``path``."""
+        line, col = self.position(path, key=key)
+        return Diagnostic(self.file, line, col, severity, message, hint)  # type: ignore[arg-type]
+
+
+def _mark(node: Node) -> Position:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def syntax_diagnostic(file: str, exc: yaml.YAMLError, text: str = "") -> Diagnostic:
+    """Turn a PyYAML/libyaml exception into one positioned finding."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    context_mark = getattr(exc, "context_mark", None)
+    hint = None
+    if context == "expected a single document in the stream":
+        message = "a flow file holds one YAML document, but this is a second one"
+    else:
+        message = f"invalid YAML: {problem}"
+        if context:
+            started = ""
+            if context_mark is not None and mark is not None and (
+                    context_mark.line, context_mark.column) != (mark.line, mark.column):
+                started = f" that started at line {context_mark.line + 1}, column {context_mark.column + 1}"
+            message += f" ({context}{started})"
+    if mark is None:
+        return Diagnostic(file, None, None, ERROR, message)
+    lines = text.splitlines()
+    if mark.line < len(lines) and lines[mark.line][mark.column:mark.column + 1] == "\t":
+        hint = "YAML does not allow tabs for indentation; use spaces"
+    return Diagnostic(file, mark.line + 1, mark.column + 1, ERROR, message, hint)
+
+
+class _Builder:
+    """Walks the composed node tree into plain data, recording positions and problems."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.positions: dict[Path, Position] = {}
+        self.key_positions: dict[Path, Position] = {}
+        self.problems: list[Diagnostic] = []
+        self.count = 0
+        self._active: set[int] = set()
+
+    def problem(self, node: Node, message: str) -> None:
+        line, col = _mark(node)
+        self.problems.append(Diagnostic(self.file, line, col, ERROR, message))
+
+    def build(self, node: Node, path: Path, depth: int = 0) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            if self.count == MAX_NODES + 1:
+                self.problem(node, f"the document is too large (more than {MAX_NODES} values "
+                             "once aliases are expanded)")
+            return None
+        self.positions.setdefault(path, _mark(node))
+        if isinstance(node, ScalarNode):
+            return self.scalar(node)
+        if depth >= MAX_DEPTH:
+            self.problem(node, f"the document is nested too deeply (more than {MAX_DEPTH} levels)")
+            return None
+        if id(node) in self._active:
+            self.problem(node, "an alias refers to the list or mapping that contains it")
+            return None
+        self._active.add(id(node))
+        try:
+            if isinstance(node, SequenceNode):
+                if node.tag != _SEQ:
+                    self.problem(node, f"unsupported YAML tag '{node.tag}'")
+                return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+            if isinstance(node, MappingNode):
+                if node.tag != _MAP:
+                    self.problem(node, f"unsupported YAML tag '{node.tag}'")
+                return self.mapping(node, path, depth)
+        finally:
+            self._active.discard(id(node))
+        self.problem(node, "unsupported YAML node")  # pragma: no cover - composer makes only 3 kinds
+        return None
+
+    def mapping(self, node: MappingNode, path: Path, depth: int) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        first_seen: dict[str, Position] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, ScalarNode):
+                self.problem(key_node, "a key must be plain text, not a list or mapping")
+                continue
+            key = key_node.value
+            if key in first_seen:
+                first_line = first_seen[key][0]
+                self.problem(key_node, f"duplicate key '{key}' (first at line {first_line})")
+                continue
+            first_seen[key] = _mark(key_node)
+            child = (*path, key)
+            self.key_positions[child] = _mark(key_node)
+            result[key] = self.build(value_node, child, depth + 1)
+        return result
+
+    def scalar(self, node: ScalarNode) -> Any:
+        tag, value = node.tag, node.value
+        if tag == _STR:
+            return value
+        if tag == _NULL:
+            if _NULL_RE.match(value):
+                return None
+        elif tag == _BOOL:
+            if _BOOL_RE.match(value):
+                return value.lower() == "true"
+        elif tag == _INT:
+            for base in (10, 0):
+                try:
+                    return int(value, base)
+                except ValueError:
+                    pass
+        elif tag == _FLOAT:
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        else:
+            self.problem(node, f"unsupported YAML tag '{tag}'")
+            return value
+        self.problem(node, f"cannot read '{value}' as {tag.rsplit(':', 1)[-1]}")
+        return value
+
+
+def load_yaml(text: str, file: str) -> Document:
+    """Read one YAML document with YAML 1.2 scalar rules and positions for every node.
+
+    Raises:
+        FlowError: for a syntax error, a duplicate key, an unsupported tag or an oversized
+            document — each finding with its position. Never raises a PyYAML exception.
+    """
+    loader = _Yaml12Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.YAMLError as exc:
+        raise FlowError([syntax_diagnostic(file, exc, text)]) from None
+    finally:
+        loader.dispose()
+    if node is None:
+        return Document(file, None, {(): (1, 1)}, {})
+    builder = _Builder(file)
+    data = builder.build(node, ())
+    if builder.problems:
+        raise FlowError(builder.problems)
+    return Document(file, data, builder.positions, builder.key_positions)

@@ -1,0 +1,242 @@
+"""The compiled flow: an immutable ``FlowVersion`` of ``Step``\\ s, and where each outcome leads.
+
+A ``FlowVersion`` is built once per file version (``load_flow``) and shared by every call
+running it; nothing in it changes afterwards (frozen, slotted dataclasses; mappings are
+read-only; lists are tuples). The engine keeps per-call state elsewhere.
+
+The flow as a table: ``FlowVersion.edges[step_id][outcome]`` is the step that outcome leads
+to (``None``: the flow ends), built with :func:`route`, which the engine, the checker and
+the graph command share.
+
+Step parameters (``Step.params``), one shape per action, after :func:`~flowengine.flow.templates.render`:
+
+``answer``
+    ``{"max_duration": int}`` or ``{}``.
+``play``
+    ``{"media": [item, ...], "volume": float | None}``; each item is exactly one of
+    ``{"say": str, "language"?: str, "gender"?: "male"|"female", "voice"?: str}``,
+    ``{"audio": url}``, ``{"silence": seconds}``, ``{"ringtone": code, "duration"?: seconds}``.
+``record``
+    The RELAY audio parameters the flow sets (RELAY's defaults apply to the others):
+    ``direction``, ``format``, ``stereo``, ``initial_timeout``, ``end_silence_timeout``,
+    ``terminators``, ``beep``, ``input_sensitivity``.
+``hangup``
+    ``{"reason": str}`` (default ``"hangup"``).
+``set``
+    ``{name: value}``; a value that is one ``{{ expression }}`` keeps the expression's type.
+``log``
+    the rendered text (``str``).
+``branch``
+    ``{}``; the choices are ``Step.branches`` (use ``choose_branch``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from flowengine.actions import ACTIONS, CALL_OUTCOMES, TIMEOUT_OUTCOME, ActionSpec
+
+from .diagnostics import Diagnostic
+
+if TYPE_CHECKING:
+    from .templates import CompiledExpression
+
+#: The outcome of a step whose action has no named outcomes (set, log, hangup) or of a
+#: branch step where no choice matched: the flow follows ``next``.
+NEXT = "next"
+#: The outcome every step can end with: it failed (RELAY error, a template that cannot render).
+ERROR = "error"
+#: The outcome of a step during which the caller hung up.
+HANGUP = "hangup"
+#: Prefix of a branch step's outcomes: ``branch:0`` is its first choice.
+BRANCH_PREFIX = "branch:"
+
+
+def branch_outcome(index: int) -> str:
+    """The outcome of a branch step that took its ``index``-th choice (0-based)."""
+    return f"{BRANCH_PREFIX}{index}"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Branch:
+    """One choice of a ``branch`` step."""
+
+    #: 0-based position among the step's choices.
+    index: int
+    #: The compiled condition; None for the default choice (written without ``when``).
+    when: CompiledExpression | None
+    #: The condition as written (None for the default).
+    when_text: str | None
+    #: Where to go when it matches (None: the flow ends).
+    goto: str | None
+    line: int
+    col: int
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Step:
+    """One step: an action with its compiled parameters and its edges."""
+
+    id: str
+    #: The action name: answer, play, record, branch, set, log, hangup.
+    action: str
+    #: The compiled parameter tree (read-only; see the module docstring for each shape).
+    params: Any
+    #: outcome → step id (None: the flow ends), as written under ``on:``.
+    on: Mapping[str, str | None]
+    #: Where the flow goes after this step by default: the explicit ``next``, else the step
+    #: written after it, else None (the flow ends). None after a ``hangup`` without ``next``.
+    next: str | None
+    #: Seconds; the step ends with outcome ``timeout`` if it runs longer. None: no limit.
+    timeout: float | None
+    #: Position of the step's id in the file.
+    line: int
+    col: int
+    #: The choices of a ``branch`` step, in order; empty for other actions.
+    branches: tuple[Branch, ...] = ()
+    description: str | None = None
+
+    @property
+    def spec(self) -> ActionSpec:
+        """The action's registry entry (outcomes, result fields, whether it needs the call)."""
+        return ACTIONS[self.action]
+
+    def outcomes(self) -> tuple[str, ...]:
+        """Every outcome this step can end with (including ``error``; ``timeout`` only with a
+        timeout; ``branch:N`` for each choice of a branch step)."""
+        return possible_outcomes(self.action, has_timeout=self.timeout is not None,
+                                 branches=len(self.branches), has_default=any(
+                                     b.when is None for b in self.branches))
+
+
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
+class FlowVersion:
+    """One compiled version of one flow file. Immutable; shared by all calls running it.
+
+    Compare versions with ``.version`` (identity otherwise); instances can be held in a
+    ``weakref.WeakSet`` to track which versions still have calls.
+    """
+
+    name: str
+    description: str | None
+    #: The path the flow was loaded from, as given.
+    file: str
+    #: sha256 of the file's bytes, hex.
+    version: str
+    #: RELAY contexts whose inbound calls this flow takes.
+    contexts: tuple[str, ...]
+    #: Optional routing inside the contexts: ``to``/``from`` → exact number or glob.
+    match: Mapping[str, str]
+    #: The first step's id.
+    start: str
+    #: step id → Step, in file order.
+    steps: Mapping[str, Step]
+    on_hangup: str | None
+    on_error: str | None
+    max_steps: int
+    #: Seconds, or None for no limit.
+    max_duration: float | None
+    #: name → compiled value (render with ``initial_vars``).
+    vars: Mapping[str, Any]
+    #: step id → outcome → next step id (None: the flow ends), via :func:`route` as for a
+    #: call where neither on_hangup nor on_error has been taken yet.
+    edges: Mapping[str, Mapping[str, str | None]]
+    #: Warnings found when it was checked (it loaded, so there are no errors).
+    warnings: tuple[Diagnostic, ...]
+    #: ``flow`` in templates: ``name``, ``version`` (the short form), ``file``.
+    template_flow: Mapping[str, str]
+
+    @property
+    def short_version(self) -> str:
+        """The first 12 hex digits of ``version``, for logs and ``flow.version``."""
+        return self.version[:12]
+
+    def __repr__(self) -> str:
+        return f"<FlowVersion {self.name}@{self.short_version} {self.file} ({len(self.steps)} steps)>"
+
+
+def possible_outcomes(action: str, *, has_timeout: bool = False, branches: int = 0,
+                      has_default: bool = False) -> tuple[str, ...]:
+    """Every outcome a step with this action can end with.
+
+    The registry's outcomes, plus ``error`` for every step (any template can fail to render),
+    ``timeout`` when the step has a timeout, ``next`` for actions without named outcomes, and
+    ``branch:N`` for each choice of a branch (``next`` too when it has no default choice).
+    """
+    spec = ACTIONS[action]
+    found: list[str] = list(spec.outcomes)
+    if action == "branch":
+        found = [branch_outcome(i) for i in range(branches)]
+        if not has_default:
+            found.append(NEXT)
+    elif not spec.outcomes:
+        found.append(NEXT)
+    if ERROR not in found:
+        found.append(ERROR)
+    if has_timeout and spec.needs_call:
+        found.append(TIMEOUT_OUTCOME)
+    return tuple(found)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one outcome of one step leads."""
+
+    outcome: str
+    #: The next step's id; None: the flow ends (the call is hung up if still live).
+    target: str | None
+    #: Why: ``on`` (the step's own edge), ``branch`` (a branch choice), ``next`` (the default
+    #: path), ``on_error`` / ``on_hangup`` (the flow's handlers), ``end`` (an ``error`` or
+    #: ``hangup`` no handler took: the flow ends with it).
+    via: Literal["on", "branch", "next", "on_error", "on_hangup", "end"]
+
+    @property
+    def ends(self) -> bool:
+        """True when the flow ends here."""
+        return self.target is None
+
+
+class Handlers(Protocol):
+    """What :func:`route` needs of a flow: its two handlers (a FlowVersion has them)."""
+
+    @property
+    def on_error(self) -> str | None: ...
+
+    @property
+    def on_hangup(self) -> str | None: ...
+
+
+def route(flow: Handlers, step: Step, outcome: str, *, hangup_handled: bool = False,
+          error_handled: bool = False) -> Route:
+    """Where the flow goes after ``step`` ended with ``outcome`` (the contract's edge rules).
+
+    1. The step's own ``on: {outcome: target}`` edge, if it has one.
+    2. A branch step's ``branch:N`` outcome → that choice's ``goto``.
+    3. ``error`` → the flow's ``on_error`` (once per call: pass ``error_handled=True`` after it
+       was taken), else the flow ends with the error.
+    4. ``hangup`` → the flow's ``on_hangup`` (once per call: pass ``hangup_handled=True``
+       after it was taken), else the flow ends.
+    5. Any other outcome → ``step.next`` (None: the flow ends).
+    """
+    if outcome in step.on:
+        return Route(outcome, step.on[outcome], "on")
+    if outcome.startswith(BRANCH_PREFIX) and step.branches:
+        index = int(outcome[len(BRANCH_PREFIX):])
+        return Route(outcome, step.branches[index].goto, "branch")
+    if outcome == ERROR:
+        if flow.on_error is not None and not error_handled:
+            return Route(outcome, flow.on_error, "on_error")
+        return Route(outcome, None, "end")
+    if outcome == HANGUP:
+        if flow.on_hangup is not None and not hangup_handled:
+            return Route(outcome, flow.on_hangup, "on_hangup")
+        return Route(outcome, None, "end")
+    return Route(outcome, step.next, "next")
+
+
+__all__ = [
+    "BRANCH_PREFIX", "CALL_OUTCOMES", "ERROR", "HANGUP", "NEXT", "Branch", "FlowVersion", "Handlers", "Route",
+    "Step", "branch_outcome", "possible_outcomes", "route",
+]

@@ -1,0 +1,308 @@
+"""Validation against ``schemas/flow.schema.json``, with every error short, human and positioned.
+
+jsonschema's own messages ("Additional properties are not allowed ('urll' was unexpected)",
+"… is not valid under any of the given schemas") are written for schema authors. Each error
+is rewritten here from its validator keyword, the path of the offending node and the node
+itself, and placed at the node (at the key, for an unknown or misnamed key)::
+
+    unknown key 'end_silence_timout' in record; did you mean 'end_silence_timeout'?
+    end_silence_timeout in record must be a number, not the text 'three'
+    unknown action 'plya'; did you mean 'play'?
+
+The schema is kept to what draft-07 understands (editors validate with draft-07); two custom
+keywords that yaml-language-server also shows, ``errorMessage`` and ``patternErrorMessage``,
+carry hand-written messages. A ``oneOf`` whose branches each start with ``required: [key]``
+is read as "exactly one of these keys" (a step's action, a media item's kind).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError
+
+from .diagnostics import Diagnostic, did_you_mean
+from .loader import Document, Path
+
+#: The JSON Schema's ``$id``; bumped with the language version.
+SCHEMA_FILE = "flow.schema.json"
+
+_TYPE_NAMES = {
+    "string": "text",
+    "number": "a number",
+    "integer": "a whole number",
+    "boolean": "true or false",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "empty (null)",
+}
+
+
+@functools.cache
+def flow_schema() -> dict[str, Any]:
+    """The flow language's JSON Schema (``flowengine/schemas/flow.schema.json``), parsed once."""
+    text = resources.files("flowengine").joinpath("schemas", SCHEMA_FILE).read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@functools.cache
+def _validator() -> jsonschema.protocols.Validator:
+    schema = flow_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema)
+
+
+def validate(doc: Document) -> list[Diagnostic]:
+    """Every schema error in ``doc``, each rewritten as one positioned finding."""
+    found: dict[tuple[object, ...], Diagnostic] = {}
+    for error in _validator().iter_errors(doc.data):
+        for diag in _translate(error, doc):
+            found.setdefault((diag.line, diag.col, diag.message), diag)
+    return list(found.values())
+
+
+# -- describing where a node is -------------------------------------------------------------
+
+def describe(path: Path) -> str:
+    """What the node at ``path`` is, for a message: ``step 'greet'``, ``record``, ``play item 2``."""
+    if not path:
+        return "the flow"
+    if len(path) >= 2 and path[0] == "steps":
+        step = path[1]
+        rest = path[2:]
+        if not rest:
+            return f"step '{step}'"
+        if len(rest) == 1:
+            return str(rest[0]) if rest[0] not in ("on", "next", "timeout", "description") \
+                else f"{rest[0]} in step '{step}'"
+        if rest[0] == "play" and (isinstance(rest[-1], int) and len(rest) in (2, 3)):
+            return f"play item {rest[-1] + 1}"
+        if rest[0] == "branch" and len(rest) == 2 and isinstance(rest[1], int):
+            return f"branch choice {rest[1] + 1}"
+    last = path[-1]
+    if isinstance(last, int):
+        return f"item {last + 1} of {describe(path[:-1])}"
+    if len(path) == 1:
+        return str(last)
+    return f"{last} in {describe(path[:-1])}"
+
+
+def _key_noun(path: Path) -> str:
+    """The word for a key of the mapping at ``path`` when it names a choice (action, media)."""
+    if len(path) == 2 and path[0] == "steps":
+        return "action"
+    return "media type"
+
+
+def _name_noun(path: Path) -> str:
+    """The word for a key of the mapping at ``path`` that is a name (propertyNames)."""
+    if path == ("steps",):
+        return "step id"
+    if path == ("vars",) or (len(path) == 3 and path[0] == "steps" and path[2] == "set"):
+        return "variable name"
+    return f"key in {describe(path)}"
+
+
+def _show(value: Any) -> str:
+    """A value as a message shows it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "empty (null)"
+    if isinstance(value, str):
+        text = value if len(value) <= 40 else value[:37] + "..."
+        return f"the text '{text}'"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, list):
+        return "a list"
+    return "a mapping"
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _expected(types: Any) -> str:
+    names = [_TYPE_NAMES.get(t, t) for t in ([types] if isinstance(types, str) else types)]
+    return " or ".join(names)
+
+
+def _choice_keys(schema: dict[str, Any]) -> list[str] | None:
+    """For a ``oneOf`` of ``required: [key]`` branches: those keys, else None."""
+    branches = schema.get("oneOf")
+    if not isinstance(branches, list):
+        return None
+    keys = []
+    for branch in branches:
+        required = branch.get("required") if isinstance(branch, dict) else None
+        if not required:
+            return None
+        keys.append(required[0])
+    return keys
+
+
+# -- rewriting one error ---------------------------------------------------------------------
+
+def _translate(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
+    path: Path = tuple(error.absolute_path)
+    value = error.instance
+    kind = error.validator
+    schema = error.schema if isinstance(error.schema, dict) else {}
+
+    if "propertyNames" in error.absolute_schema_path:
+        # The error is about a key (``value``) of the mapping at ``path``.
+        noun = _name_noun(path)
+        hint = schema.get("patternErrorMessage") if kind == "pattern" else None
+        if kind == "maxLength":
+            message = f"{noun} '{_short(value)}' is too long ({len(value)} characters; at most {error.validator_value})"
+        else:
+            message = f"invalid {noun} '{_short(value)}'"
+        yield doc.diagnostic((*path, value), message, key=True, hint=hint)
+        return
+
+    where = describe(path)
+    if kind == "additionalProperties":
+        known = list(schema.get("properties", {}))
+        choices = _choice_keys(schema)
+        no_choice = choices is not None and not any(k in value for k in choices)
+        for key in value:
+            if key in known:
+                continue
+            if no_choice and choices is not None:
+                message = f"unknown {_key_noun(path)} '{key}'"
+                hint = did_you_mean(key, choices) or did_you_mean(key, known)
+                if len(path) != 2 or path[0] != "steps":
+                    message += f" in {where}"
+            else:
+                message = f"unknown key '{key}' in {where}"
+                hint = did_you_mean(key, known)
+            yield doc.diagnostic((*path, key), message, key=True, hint=hint)
+        return
+
+    if kind == "oneOf":
+        yield from _one_of(error, doc, path, schema)
+        return
+
+    if kind == "type":
+        hint = None
+        if len(path) == 2 and path[0] == "steps" and isinstance(value, str) and value in \
+                schema.get("properties", {}):
+            hint = f"write '{value}: {{}}' on its own line under the step"
+        yield doc.diagnostic(path, f"{where} must be {_expected(error.validator_value)}, not {_show(value)}",
+                             hint=hint)
+        return
+
+    if kind == "enum":
+        options = [str(o) for o in error.validator_value]
+        listed = ", ".join(options) if len(options) <= 8 else ", ".join(options[:6]) + ", …"
+        message = f"{where} must be one of {listed}, not {_show(value)}"
+        hint = did_you_mean(str(value), options) if isinstance(value, str) else None
+        yield doc.diagnostic(path, message, hint=hint)
+        return
+
+    if kind == "required":
+        missing = [k for k in error.validator_value if isinstance(value, dict) and k not in value]
+        for key in missing:
+            yield doc.diagnostic(path, f"{where} needs '{key}'", key=True)
+        return
+
+    limit = error.validator_value
+    bounds = {
+        "minimum": "at least", "maximum": "at most",
+        "exclusiveMinimum": "greater than", "exclusiveMaximum": "less than",
+    }
+    if kind in bounds:
+        message = f"{where} must be {bounds[kind]} {limit}, not {_short(value)}"
+    elif kind in ("minLength", "minItems", "minProperties") and limit == 1:
+        message = f"{where} must not be empty"
+    elif kind == "minLength":
+        message = f"{where} must be at least {limit} characters long"
+    elif kind == "maxLength":
+        message = f"{where} is too long ({len(value)} characters; at most {limit})"
+    elif kind in ("minItems", "minProperties"):
+        message = f"{where} needs at least {limit} entries"
+    elif kind in ("maxItems", "maxProperties"):
+        message = f"{where} has too many entries ({len(value)}; at most {limit})"
+    elif kind == "pattern":
+        yield doc.diagnostic(path, f"invalid value '{_short(value)}' for {where}",
+                             hint=schema.get("patternErrorMessage"))
+        return
+    else:
+        message = f"{where}: {error.message}"
+    yield doc.diagnostic(path, message)
+
+
+def _one_of(error: ValidationError, doc: Document, path: Path,
+            schema: dict[str, Any]) -> Iterator[Diagnostic]:
+    """A ``oneOf`` failure: usually "exactly one of these keys" gone wrong."""
+    value = error.instance
+    choices = _choice_keys(schema)
+    where = describe(path)
+    if not isinstance(value, dict):
+        return  # a wrong type, reported by "type"
+    if choices is None:
+        yield doc.diagnostic(path, f"{where}: {schema.get('errorMessage') or error.message}")
+        return
+    present = [k for k in choices if k in value]
+    noun = _key_noun(path)
+    if len(present) == 1:
+        # The node chose its branch; report what is wrong inside that branch.
+        index = choices.index(present[0])
+        for sub in error.context or ():
+            if sub.relative_schema_path and sub.relative_schema_path[0] == index:
+                if sub.validator == "additionalProperties" and isinstance(sub.instance, dict):
+                    yield from _wrong_keys_for_choice(sub, doc, path, present[0], schema)
+                else:
+                    yield from _translate(sub, doc)
+        return
+    if len(present) > 1:
+        second = present[1]
+        yield doc.diagnostic(
+            (*path, second),
+            f"{where} has more than one {noun}: " + ", ".join(f"'{k}'" for k in present),
+            key=True,
+            hint="a step takes exactly one action; split it into two steps" if noun == "action"
+            else "write each as its own item",
+        )
+        return
+    known = set(schema.get("properties", {}))
+    for branch in schema.get("oneOf", []):
+        known |= set(branch.get("properties", {}))
+    unknown = [k for k in value if k not in known]
+    if unknown:
+        if schema.get("additionalProperties") is False:
+            return  # reported as "unknown action" by additionalProperties
+        for key in unknown:
+            yield doc.diagnostic((*path, key), f"unknown {noun} '{key}' in {where}", key=True,
+                                 hint=did_you_mean(key, choices) or did_you_mean(key, known))
+        return
+    options = ", ".join(choices)
+    yield doc.diagnostic(path, f"{where} has no {noun}; it needs one of {options}", key=True)
+
+
+def _wrong_keys_for_choice(sub: ValidationError, doc: Document, path: Path, chosen: str,
+                           schema: dict[str, Any]) -> Iterator[Diagnostic]:
+    """Keys that do not go with the chosen kind (``duration`` on a ``say`` item)."""
+    allowed = set(sub.schema.get("properties", {})) if isinstance(sub.schema, dict) else set()
+    owners = {}
+    for branch in schema.get("oneOf", []):
+        for key in branch.get("properties", {}):
+            owners.setdefault(key, branch["required"][0])
+    where = describe(path)
+    for key in sub.instance:
+        if key in allowed:
+            continue
+        if key in owners:
+            yield doc.diagnostic((*path, key), f"'{key}' does not go with {chosen} in {where}",
+                                 key=True, hint=f"'{key}' belongs to {owners[key]}")
+        else:
+            yield doc.diagnostic((*path, key), f"unknown key '{key}' in {where}", key=True,
+                                 hint=did_you_mean(key, allowed))
