@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,10 +37,11 @@ class Run:
 
 async def run_flow(flow: FlowVersion | Path | str, caller: str = "speak:3", *, calls: int = 1,
                    time_scale: float = TIME_SCALE, setup: Callable[[Simulator], Any] | None = None,
-                   **offer: Any) -> Run:
+                   inside: Callable[[Run], Awaitable[Any]] | None = None, **offer: Any) -> Run:
     """Offer ``calls`` inbound calls on the flow's context and run each through the flow.
 
-    ``setup(sim)`` runs before the calls are offered (fault injection).
+    ``setup(sim)`` runs before the calls are offered (fault injection); ``inside(run)``
+    runs once the calls ended, while the simulator still serves (to fetch recordings).
     """
     if not isinstance(flow, FlowVersion):
         flow = load_flow(flow)
@@ -55,8 +56,10 @@ async def run_flow(flow: FlowVersion | Path | str, caller: str = "speak:3", *, c
             reports = await run_calls(runtime, client, calls)
         for call in sim_calls:
             await call.wait_ended()
-        summary = sim.summary()
-    return Run(reports, summary, sim_calls)
+        run = Run(reports, sim.summary(), sim_calls)
+        if inside is not None:
+            await inside(run)
+    return run
 
 
 def write_flow(tmp_path: Path, text: str, name: str = "flow.yaml") -> FlowVersion:

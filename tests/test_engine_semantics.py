@@ -71,7 +71,7 @@ steps:
     run = await run_flow(flow, "speak:1")
     assert run.path() == [("greet", "answered"), ("too_early", "error")]
     error = run.report.trace[-1].error
-    assert "too_early" in error and "flow.yaml:7" in error
+    assert "too_early" in error and "flow.yaml:8:10" in error
     assert run.report.status == "failed"
 
 
