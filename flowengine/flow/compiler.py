@@ -34,7 +34,7 @@ from flowengine.actions import ACTIONS
 
 from .diagnostics import ERROR, WARNING, Diagnostic, FlowError, did_you_mean, sort_key
 from .loader import MAX_FILE_BYTES, Document, Path, load_yaml
-from .model import Branch, FlowVersion, Step, possible_outcomes, route
+from .model import BRANCH_PREFIX, Branch, FlowVersion, Step, possible_outcomes, route
 from .schema import describe, validate
 from .templates import (
     CALL_FIELDS, CONTEXT_NAMES, ENV, FLOW_FIELDS, CompiledExpression, CompiledTemplate, Mode,
@@ -399,7 +399,7 @@ class _Compiler:
                        branches: tuple[Branch, ...]) -> None:
         spec = ACTIONS[action]
         allowed = possible_outcomes(action, has_timeout=has_timeout)
-        writable = [o for o in allowed if o != "next" and not o.startswith("branch:")]
+        writable = [o for o in allowed if o != "next" and not (action == "branch" and o != "error")]
         for outcome, target in on.items():
             path: Path = ("steps", sid, "on", outcome)
             if outcome not in writable:
@@ -484,7 +484,7 @@ class _Compiler:
                 self.warning(("steps", sid), f"step '{sid}' is never reached", key=True,
                              hint="no path leads to it from start, on_hangup or on_error")
         self.check_loops(version, edges)
-        self.check_may_not_have_run(roots, reachable, edges)
+        self.check_may_not_have_run(version, roots, reachable, edges)
 
     def check_loops(self, version: FlowVersion, edges: dict[str, Any]) -> None:
         steps = version.steps
@@ -521,13 +521,23 @@ class _Compiler:
                     self.warning(("steps", first), f"{subject} until the caller hangs up", key=True,
                                  hint="add a way out if that is not what you want")
 
-    def check_may_not_have_run(self, roots: list[str], reachable: set[str],
+    def check_may_not_have_run(self, version: FlowVersion, roots: list[str], reachable: set[str],
                                edges: dict[str, Any]) -> None:
-        preds: dict[str, set[str]] = {sid: set() for sid in self.step_ids}
+        # must[s]: steps that have run on every path from a root to s (a forward dataflow).
+        # A branch choice whose when checks `steps.X is defined` counts X as run on its edge.
+        incoming: dict[str, list[tuple[str, set[str]]]] = {sid: [] for sid in self.step_ids}
         for sid in reachable:
-            for target in edges[sid].values():
-                if target is not None:
-                    preds[target].add(sid)
+            step = version.steps[sid]
+            for outcome, target in edges[sid].items():
+                if target is None:
+                    continue
+                extra: set[str] = {sid}
+                if step.branches and outcome.startswith(BRANCH_PREFIX):
+                    when = step.branches[int(outcome[len(BRANCH_PREFIX):])].when
+                    if when is not None:
+                        extra |= {c[1] for c in when.ensures_defined
+                                  if len(c) >= 2 and c[0] == "steps"}
+                incoming[target].append((sid, extra))
         everything = set(self.step_ids)
         must: dict[str, set[str]] = {sid: (set() if sid in roots else set(everything))
                                      for sid in reachable}
@@ -538,8 +548,8 @@ class _Compiler:
                 if sid not in reachable or sid in roots:
                     continue
                 new = set(everything)
-                for p in preds[sid]:
-                    new &= must[p] | {p}
+                for pred, extra in incoming[sid]:
+                    new &= must[pred] | extra
                 if new != must[sid]:
                     must[sid] = new
                     changed = True

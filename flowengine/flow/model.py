@@ -50,8 +50,9 @@ NEXT = "next"
 ERROR = "error"
 #: The outcome of a step during which the caller hung up.
 HANGUP = "hangup"
-#: Prefix of a branch step's outcomes: ``branch:0`` is its first choice.
-BRANCH_PREFIX = "branch:"
+#: Prefix of a branch step's outcomes: ``branch0`` is its first choice (the engine's
+#: machine triggers use the same names, see ``flowengine.actions.logic``).
+BRANCH_PREFIX = "branch"
 
 
 def branch_outcome(index: int) -> str:
@@ -105,7 +106,7 @@ class Step:
 
     def outcomes(self) -> tuple[str, ...]:
         """Every outcome this step can end with (including ``error``; ``timeout`` only with a
-        timeout; ``branch:N`` for each choice of a branch step)."""
+        timeout; ``branchN`` for each choice of a branch step)."""
         return possible_outcomes(self.action, has_timeout=self.timeout is not None,
                                  branches=len(self.branches), has_default=any(
                                      b.when is None for b in self.branches))
@@ -163,7 +164,7 @@ def possible_outcomes(action: str, *, has_timeout: bool = False, branches: int =
 
     The registry's outcomes, plus ``error`` for every step (any template can fail to render),
     ``timeout`` when the step has a timeout, ``next`` for actions without named outcomes, and
-    ``branch:N`` for each choice of a branch (``next`` too when it has no default choice).
+    ``branchN`` for each choice of a branch (``next`` too when it has no default choice).
     """
     spec = ACTIONS[action]
     found: list[str] = list(spec.outcomes)
@@ -213,7 +214,7 @@ def route(flow: Handlers, step: Step, outcome: str, *, hangup_handled: bool = Fa
     """Where the flow goes after ``step`` ended with ``outcome`` (the contract's edge rules).
 
     1. The step's own ``on: {outcome: target}`` edge, if it has one.
-    2. A branch step's ``branch:N`` outcome → that choice's ``goto``.
+    2. A branch step's ``branchN`` outcome → that choice's ``goto``.
     3. ``error`` → the flow's ``on_error`` (once per call: pass ``error_handled=True`` after it
        was taken), else the flow ends with the error.
     4. ``hangup`` → the flow's ``on_hangup`` (once per call: pass ``hangup_handled=True``
@@ -222,7 +223,7 @@ def route(flow: Handlers, step: Step, outcome: str, *, hangup_handled: bool = Fa
     """
     if outcome in step.on:
         return Route(outcome, step.on[outcome], "on")
-    if outcome.startswith(BRANCH_PREFIX) and step.branches:
+    if step.branches and outcome.startswith(BRANCH_PREFIX) and outcome[len(BRANCH_PREFIX):].isdigit():
         index = int(outcome[len(BRANCH_PREFIX):])
         return Route(outcome, step.branches[index].goto, "branch")
     if outcome == ERROR:

@@ -193,9 +193,13 @@ def _translate(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
 
     if kind == "type":
         hint = None
+        expected = error.validator_value
         if len(path) == 2 and path[0] == "steps" and isinstance(value, str) and value in \
                 schema.get("properties", {}):
             hint = f"write '{value}: {{}}' on its own line under the step"
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                expected == "string" or (isinstance(expected, list) and "string" in expected)):
+            hint = f'quote it: "{value}"'
         yield doc.diagnostic(path, f"{where} must be {_expected(error.validator_value)}, not {_show(value)}",
                              hint=hint)
         return

@@ -5,8 +5,9 @@ without braces. This module owns the one Jinja environment flowengine uses:
 
 * ``ImmutableSandboxedEnvironment``: no access to Python internals (``__class__`` …), no
   methods that modify a value (``vars.update({})``);
-* ``StrictUndefined``: an undefined name is an error, never an empty string; the message says
+* strict undefined: an undefined name is an error, never an empty string; the message says
   what is missing (``steps.take_message is undefined: step 'take_message' has not run``);
+  ``| default(...)`` and ``is defined`` work on whole chains (``steps.rec.url | default('')``);
 * size limits: ``**`` is refused; repeating a string or list (``'x' * n``) is refused past
   :data:`MAX_REPEAT`; every string a template builds (``~``, ``+``, ``%``, ``join``,
   ``replace``, ``center``, ``format`` …) and every rendered text is capped at
@@ -33,7 +34,7 @@ from functools import wraps
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.environment import Template
 from jinja2.exceptions import SecurityError, UndefinedError
@@ -119,8 +120,13 @@ class CallInfo(dict[str, Any]):
     __slots__ = ()
 
 
-class _Undefined(StrictUndefined):
-    """StrictUndefined whose message says which step, variable or call field is missing."""
+class _Undefined(ChainableUndefined, StrictUndefined):
+    """Strict: using an undefined value (printing, comparing, testing its truth) is an error.
+
+    Chainable: ``steps.rec.url`` is still undefined (not an error) while only looked at, so
+    ``steps.rec.url | default('none')`` and ``steps.rec.url is defined`` work when step
+    ``rec`` has not run. The message names the first missing link: which step, variable or
+    call field."""
 
     __slots__ = ()
 
@@ -389,8 +395,7 @@ class _RefCollector:
         if isinstance(node, nodes.Pow):
             self.unsafe.append(("the ** operator is not allowed in templates", lineno))
         if isinstance(node, nodes.Getattr) and node.attr.startswith("_"):
-            self.unsafe.append((f"attribute '{node.attr}' is not allowed in templates "
-                                "(names starting with '_' are Python internals)", lineno))
+            self.unsafe.append((f"'{node.attr}'", lineno))
         if isinstance(node, nodes.Test) and node.name in ("defined", "undefined"):
             guarded = True
         if isinstance(node, nodes.Filter) and node.name in ("default", "d"):
@@ -436,6 +441,15 @@ def _analyse(tree: nodes.Node) -> tuple[tuple[Reference, ...], tuple[tuple[str, 
 
     collector = _RefCollector()
     collector.visit(tree, frozenset(), False)
+    private = sorted({m for m, _ in collector.unsafe if m.startswith("'")})
+    if private:
+        # One finding for all of them: ''.__class__.__mro__ is one mistake.
+        names = ", ".join(private)
+        verb = "is" if len(private) == 1 else "are"
+        lineno = min(n for m, n in collector.unsafe if m.startswith("'"))
+        collector.unsafe = [(m, n) for m, n in collector.unsafe if not m.startswith("'")]
+        collector.unsafe.append((f"{names} {verb} not allowed in templates (names starting "
+                                 "with '_' reach Python internals)", lineno))
     # Names bound inside the template ({% set %}, loop variables) are not context names.
     if isinstance(tree, nodes.Template):
         free = meta.find_undeclared_variables(tree)
@@ -499,29 +513,38 @@ class CompiledTemplate:
 class CompiledExpression:
     """A ``when:`` condition: a Jinja expression without braces (or a literal true/false)."""
 
-    __slots__ = ("source", "origin", "references", "unsafe", "_template", "_constant")
+    __slots__ = ("source", "origin", "references", "unsafe", "ensures_defined", "_template",
+                 "_constant")
 
     def __init__(self, source: str, origin: Origin, template: Template | None,
                  references: tuple[Reference, ...], unsafe: tuple[tuple[str, int], ...],
-                 constant: bool | None = None) -> None:
+                 constant: bool | None = None,
+                 ensures_defined: frozenset[tuple[str, ...]] = frozenset()) -> None:
         self.source = source
         self.origin = origin
         self.references = references
         self.unsafe = unsafe
+        #: Chains the expression checks with ``is defined`` in its top-level ``and`` terms:
+        #: when it is true, those are defined (``steps.rec is defined and …``).
+        self.ensures_defined = ensures_defined
         self._template = template
         self._constant = constant
 
     def __repr__(self) -> str:
         return f"CompiledExpression({self.source!r})"
 
-    def is_true(self, context: Mapping[str, Any]) -> bool:
-        """Evaluate for one call and take its truth. Raises TemplateRenderError."""
+    def evaluate(self, context: Mapping[str, Any]) -> Any:
+        """The expression's value for one call. Raises TemplateRenderError."""
         if self._template is None:
-            return bool(self._constant)
+            return self._constant
         try:
-            return bool(_evaluate(self._template, context))
+            return _plain(_evaluate(self._template, context))
         except Exception as exc:
             raise TemplateRenderError(self.origin, _reason(exc)) from None
+
+    def is_true(self, context: Mapping[str, Any]) -> bool:
+        """Evaluate for one call and take its truth. Raises TemplateRenderError."""
+        return bool(self.evaluate(context))
 
 
 def _reason(exc: BaseException) -> str:
@@ -636,10 +659,22 @@ def compile_expression(source: str | bool, origin: Origin) -> CompiledExpression
             raise TemplateSyntaxError(f"unexpected '{parser.stream.current.value}' after the expression",
                                       parser.stream.current.lineno, None, None)
         references, unsafe = _analyse(expr)
+        ensured = _conjunct_defined(expr)
         template = _expression_template(expr)
     except TemplateSyntaxError as exc:
         raise TemplateCompileError(exc.message or str(exc), exc.lineno or 1) from None
-    return CompiledExpression(source, origin, template, references, unsafe)
+    return CompiledExpression(source, origin, template, references, unsafe,
+                              ensures_defined=ensured)
+
+
+def _conjunct_defined(expr: nodes.Node) -> frozenset[tuple[str, ...]]:
+    """Chains tested with ``is defined`` in the top-level ``and`` terms of ``expr``."""
+    if isinstance(expr, nodes.And):
+        return _conjunct_defined(expr.left) | _conjunct_defined(expr.right)
+    if isinstance(expr, nodes.Test) and expr.name == "defined":
+        chain = _chain(expr.node)
+        return frozenset([chain]) if chain else frozenset()
+    return frozenset()
 
 
 # -- compiled trees ----------------------------------------------------------------------------
@@ -656,11 +691,15 @@ def freeze(value: Any) -> Any:
 def render(tree: Any, context: Mapping[str, Any]) -> Any:
     """Render a compiled tree into fresh plain values (dicts, lists, str, numbers …).
 
+    A :class:`CompiledExpression` (a ``when:``) gives the expression's value.
+
     Raises:
         TemplateRenderError: naming the step and the template's file:line:col.
     """
     if isinstance(tree, CompiledTemplate):
         return tree.render(context)
+    if isinstance(tree, CompiledExpression):
+        return tree.evaluate(context)
     if isinstance(tree, Mapping):
         return {k: render(v, context) for k, v in tree.items()}
     if isinstance(tree, (tuple, list)):
