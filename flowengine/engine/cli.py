@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--relay-url", default=None, metavar="URL",
                         help="a ws:// or wss:// RELAY endpoint other than the space "
                              "(env FLOWENGINE_RELAY_URL)")
+    parser.add_argument("--save-recordings", default=None, metavar="DIR",
+                        help="download each recording the flow produced into DIR (the embedded "
+                             "simulator serves them only while `run` runs)")
     parser.add_argument("--quiet", "-q", action="store_true",
                         help="print only the summary of each call")
     parser.add_argument("--log-level", default="warning",

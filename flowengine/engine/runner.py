@@ -6,6 +6,7 @@ import argparse
 import secrets
 import sys
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import IO, Any
 
 import anyio
@@ -20,8 +21,10 @@ EXIT_OK, EXIT_FLOW_FAILED, EXIT_INVALID = 0, 1, 2
 class TracePrinter:
     """Prints each step as it ends, then what the call's flow produced."""
 
-    def __init__(self, out: IO[str], *, quiet: bool = False, multi: bool = False) -> None:
+    def __init__(self, out: IO[str], flow: FlowVersion, *, quiet: bool = False,
+                 multi: bool = False) -> None:
         self.out = out
+        self.flow = flow
         self.quiet = quiet
         self.multi = multi
 
@@ -38,15 +41,30 @@ class TracePrinter:
             return
         prefix = f"[{entry.call_id[:8]}] " if self.multi else ""
         method = entry.method or "-"
-        dest = entry.next_step or "end"
+        dest = entry.next_step or "(flow ends)"
         line = (f"{prefix}{entry.started:8.3f}s  {entry.step:<16} {entry.action:<7} "
                 f"{method:<16} → {entry.outcome:<9} {_ms(entry.duration):>9}  next: {dest}")
         self._p(line)
-        detail = _result_text(entry)
+        detail = self._result_text(entry)
         if detail:
             self._p(f"{prefix}{'':10}{detail}")
         if entry.error:
             self._p(f"{prefix}{'':10}error: {entry.error}")
+
+    def _result_text(self, entry: TraceEntry) -> str:
+        result = entry.result
+        if entry.action == "record" and result.get("url"):
+            return (f"url={result['url']} duration={result.get('duration')} "
+                    f"size={result.get('size')}")
+        if entry.action == "log":
+            return f"log: {result.get('text', '')}"
+        if entry.action == "branch":
+            index = result.get("index")
+            if index is None:
+                return "no condition held"
+            branch = self.flow.steps[entry.step].branches[index]
+            return f"when {branch.when_text}" if branch.when_text else "default choice"
+        return ""
 
     def report(self, call: Any, report: SessionReport) -> None:
         prefix = f"[{call.call_id[:8]}] " if self.multi else ""
@@ -55,9 +73,7 @@ class TracePrinter:
                 f"({report.end_reason or 'unknown'})")
         if report.error:
             self._p(f"{prefix}  error: {report.error}")
-        recordings = [(s, r["url"]) for s, r in report.steps.items()
-                      if isinstance(r, dict) and r.get("url")]
-        for step, url in recordings:
+        for step, url in _recordings(report):
             self._p(f"{prefix}  recording ({step}): {url}")
         if report.vars and not self.quiet:
             shown = ", ".join(f"{k}={v!r}" for k, v in report.vars.items())
@@ -66,18 +82,6 @@ class TracePrinter:
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
-
-
-def _result_text(entry: TraceEntry) -> str:
-    result = entry.result
-    if entry.action == "record" and result.get("url"):
-        return (f"url={result['url']} duration={result.get('duration')} "
-                f"size={result.get('size')}")
-    if entry.action == "log":
-        return f"log: {result.get('text', '')}"
-    if entry.action == "branch":
-        return f"branch {result.get('index')} taken" if result.get("index") is not None else ""
-    return ""
 
 
 def _load(path: str, err: IO[str]) -> FlowVersion | None:
@@ -127,6 +131,33 @@ async def run_calls(
     return reports
 
 
+def _recordings(report: SessionReport) -> list[tuple[str, str]]:
+    """(step id, url) of every recording a call's flow produced."""
+    return [(step, result["url"]) for step, result in report.steps.items()
+            if isinstance(result, dict) and result.get("url")]
+
+
+async def save_recordings(reports: list[SessionReport], directory: Path, out: IO[str],
+                          err: IO[str]) -> None:
+    """Download every recording into ``directory`` (named after the url's last segment)."""
+    import urllib.request
+
+    def fetch(url: str, target: Path) -> None:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            target.write_bytes(response.read())
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for report in reports:
+        for _step, url in _recordings(report):
+            target = directory / url.rstrip("/").rsplit("/", 1)[-1]
+            try:
+                await anyio.to_thread.run_sync(fetch, url, target)
+            except OSError as exc:
+                print(f"could not save {url}: {exc}", file=err)
+            else:
+                print(f"saved {target}", file=out)
+
+
 async def run_command(args: argparse.Namespace) -> int:
     """Run ``args.flow`` for ``args.count`` calls; the exit code says how the flows went."""
     from flowengine.relay import RelayClient, RelayConfig, RelayError
@@ -137,7 +168,7 @@ async def run_command(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     runtime = FlowRuntime(flow)
     count = max(1, args.count)
-    printer = TracePrinter(out, quiet=args.quiet, multi=count > 1)
+    printer = TracePrinter(out, flow, quiet=args.quiet, multi=count > 1)
     config = RelayConfig.from_env(args.relay_url)
     contexts = list(flow.contexts)
 
@@ -168,5 +199,7 @@ async def run_command(args: argparse.Namespace) -> int:
             return EXIT_FLOW_FAILED
 
         reports = await run_calls(runtime, client, count, printer)
+        if args.save_recordings:
+            await save_recordings(reports, Path(args.save_recordings), out, err)
     failed = sum(1 for r in reports if r.status != "completed")
     return EXIT_FLOW_FAILED if failed or len(reports) < count else EXIT_OK

@@ -211,6 +211,11 @@ class Session:
             return self._settle(step, await runner(self, step, params))
         except TemplateRenderError as exc:
             return StepResult("error", {}, error=str(exc))
+        except Exception as exc:
+            # A bug or a malformed reply must not kill the call: the step fails, the flow's
+            # error edges decide what happens next, and the call still ends.
+            logger.exception("step %s (%s) raised", step.id, step.action, extra=self._log_extra())
+            return StepResult("error", {}, error=f"internal error in {step.action}: {exc!r}")
 
     def _settle(self, step: Step, result: StepResult) -> StepResult:
         """Map what the action saw onto the step's outcomes."""
