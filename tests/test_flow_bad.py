@@ -13,51 +13,51 @@ BAD = Path(__file__).parent / "flows_bad"
 
 # file → (line, col, what follows "error: ")
 EXPECTED = {
-    "yaml_syntax.yaml": (5, 3, "invalid YAML: did not find expected ',' or ']' (while parsing "
-                               "a flow sequence that started at line 4, column 11)"),
-    "tab_indent.yaml": (3, 1, "invalid YAML: found character that cannot start any token (while "
+    "yaml_syntax.yaml": (5, 3, ("invalid YAML: did not find expected ',' or ']' (while parsing "
+                               "a flow sequence that started at line 4, column 11)")),
+    "tab_indent.yaml": (3, 1, ("invalid YAML: found character that cannot start any token (while "
                               "scanning for the next token); YAML does not allow tabs for "
-                              "indentation; use spaces"),
+                              "indentation; use spaces")),
     "duplicate_key.yaml": (8, 3, "duplicate key 'greet' (first at line 3)"),
     "unknown_action.yaml": (6, 5, "unknown action 'plya'; did you mean 'play'?"),
-    "misspelled_record_param.yaml": (6, 7, "unknown key 'end_silence_timout' in record; did you "
-                                           "mean 'end_silence_timeout'?"),
-    "wrong_type.yaml": (5, 28, "end_silence_timeout in record must be a number, not the text "
-                               "'three'"),
+    "misspelled_record_param.yaml": (6, 7, ("unknown key 'end_silence_timout' in record; did you "
+                                           "mean 'end_silence_timeout'?")),
+    "wrong_type.yaml": (5, 28, ("end_silence_timeout in record must be a number, not the text "
+                               "'three'")),
     "on_yes_strings.yaml": (5, 9, "on in step 'greet' must be a mapping, not the text 'yes'"),
-    "unquoted_number.yaml": (3, 7, "to in match must be text, not the number 15559870000; "
-                                   "quote it: \"15559870000\""),
-    "two_actions.yaml": (6, 5, "step 'prompt' has more than one action: 'play', 'record'; a step "
-                               "takes exactly one action; split it into two steps"),
-    "media_two_kinds.yaml": (6, 9, "play item 1 has more than one media type: 'say', 'audio'; "
-                                   "write each as its own item"),
+    "unquoted_number.yaml": (3, 7, ("to in match must be text, not the number 15559870000; "
+                                   "quote it: \"15559870000\"")),
+    "two_actions.yaml": (6, 5, ("step 'prompt' has more than one action: 'play', 'record'; a step "
+                               "takes exactly one action; split it into two steps")),
+    "media_two_kinds.yaml": (6, 9, ("play item 1 has more than one media type: 'say', 'audio'; "
+                                   "write each as its own item")),
     "edge_to_missing_step.yaml": (5, 11, "unknown step 'thank' in next; did you mean 'thanks'?"),
     "missing_start.yaml": (2, 8, "unknown step 'greeting' in start; did you mean 'greet'?"),
-    "impossible_outcome.yaml": (7, 7, "play cannot end with 'no_input'; its outcomes are "
-                                      "finished, error, hangup"),
-    "timeout_without_timeout.yaml": (7, 7, "step 'prompt' has no timeout, so it cannot end with "
-                                           "'timeout'; add timeout: SECONDS to the step"),
-    "default_choice_not_last.yaml": (5, 9, "only the last choice of a branch can leave out when "
-                                           "(it is the default); choices after it are never tried"),
-    "undefined_name.yaml": (5, 14, "unknown name 'caller' in a template; templates can use call, "
-                                   "steps, vars and flow; did you mean 'call'?"),
-    "missing_step_reference.yaml": (6, 10, "unknown step 'take_mesage' in steps.take_mesage; did "
-                                           "you mean 'take_message'?"),
-    "unknown_result_field.yaml": (6, 10, "steps.take_message has no result 'urll'; did you mean "
-                                         "'url'?"),
-    "unknown_variable.yaml": (7, 14, "unknown variable 'mailbx' in vars.mailbx; did you mean "
-                                     "'mailbox'?"),
-    "vars_use_steps.yaml": (3, 8, "vars values can use only call and flow (steps is not set yet "
-                                  "when the call starts)"),
+    "impossible_outcome.yaml": (7, 7, ("play cannot end with 'no_input'; its outcomes are "
+                                      "finished, error, hangup")),
+    "timeout_without_timeout.yaml": (7, 7, ("step 'prompt' has no timeout, so it cannot end with "
+                                           "'timeout'; add timeout: SECONDS to the step")),
+    "default_choice_not_last.yaml": (5, 9, ("only the last choice of a branch can leave out when "
+                                           "(it is the default); choices after it are never tried")),
+    "undefined_name.yaml": (5, 14, ("unknown name 'caller' in a template; templates can use call, "
+                                   "steps, vars and flow; did you mean 'call'?")),
+    "missing_step_reference.yaml": (6, 10, ("unknown step 'take_mesage' in steps.take_mesage; did "
+                                           "you mean 'take_message'?")),
+    "unknown_result_field.yaml": (6, 10, ("steps.take_message has no result 'urll'; did you mean "
+                                         "'url'?")),
+    "unknown_variable.yaml": (7, 14, ("unknown variable 'mailbx' in vars.mailbx; did you mean "
+                                     "'mailbox'?")),
+    "vars_use_steps.yaml": (3, 8, ("vars values can use only call and flow (steps is not set yet "
+                                  "when the call starts)")),
     "template_syntax.yaml": (7, 14, "invalid template in say in play item 1: unexpected '}'"),
-    "when_with_braces.yaml": (5, 15, "invalid template in when in branch choice 1: when is an "
+    "when_with_braces.yaml": (5, 15, ("invalid template in when in branch choice 1: when is an "
                                      "expression without {{ }}; write: when: call.from == "
-                                     "'+15551230001'"),
-    "python_internals.yaml": (4, 10, "'__class__', '__mro__' are not allowed in templates (names "
-                                     "starting with '_' reach Python internals)"),
-    "loop_no_exit.yaml": (7, 3, "steps 'count_up', 'report' loop forever: no path leads out of "
+                                     "'+15551230001'")),
+    "python_internals.yaml": (4, 10, ("'__class__', '__mro__' are not allowed in templates (names "
+                                     "starting with '_' reach Python internals)")),
+    "loop_no_exit.yaml": (7, 3, ("steps 'count_up', 'report' loop forever: no path leads out of "
                                 "the loop or to the end of the flow; give one of them a way out "
-                                "(a branch choice, next or on: to a step outside the loop)"),
+                                "(a branch choice, next or on: to a step outside the loop)")),
 }
 
 

@@ -27,8 +27,8 @@ def test_all_schema_errors_are_reported_at_once():
         "t.yaml:5:20: error: beep in record must be true or false, not the text 'maybe'",
         "t.yaml:5:35: error: format in record must be one of mp3, wav, not the text 'ogg'",
         "t.yaml:7:5: error: unknown action 'plya'; did you mean 'play'?",
-        "t.yaml:8:3: error: step 'c' has no action; it needs one of answer, play, record, branch, "
-        "set, log, hangup",
+        ("t.yaml:8:3: error: step 'c' has no action; it needs one of answer, play, record, branch, "
+        "set, log, hangup"),
     ]
 
 
@@ -53,10 +53,10 @@ def test_all_semantic_errors_are_reported_at_once():
         "t.yaml:2:11: error: unknown step 'oops' in on_error",
         "t.yaml:5:18: error: unknown call field 'frm' in call.frm; did you mean 'from'?",
         "t.yaml:5:18: error: unknown flow field 'nme' in flow.nme; did you mean 'name'?",
-        "t.yaml:6:10: error: play cannot end with 'finish'; its outcomes are finished, error, "
-        "hangup; did you mean 'finished'?",
-        "t.yaml:9:10: error: log cannot end with 'finished'; its only outcome for on: is error; "
-        "use next: to say where to go after it",
+        ("t.yaml:6:10: error: play cannot end with 'finish'; its outcomes are finished, error, "
+        "hangup; did you mean 'finished'?"),
+        ("t.yaml:9:10: error: log cannot end with 'finished'; its only outcome for on: is error; "
+        "use next: to say where to go after it"),
     ]
 
 
@@ -75,8 +75,8 @@ def test_warnings_do_not_stop_a_flow_from_loading():
         """), "t.yaml")
     assert result.ok and result.version is not None
     assert [str(d) for d in result.version.warnings] == [
-        "t.yaml:6:3: warning: step 'b' is never reached; no path leads to it from start, "
-        "on_hangup or on_error",
+        ("t.yaml:6:3: warning: step 'b' is never reached; no path leads to it from start, "
+        "on_hangup or on_error"),
         "t.yaml:10:5: warning: timeout has no effect on a log step (it does not wait for anything)",
     ]
 
@@ -93,8 +93,8 @@ def test_a_step_result_read_where_the_step_may_not_have_run():
           gone:
             log: "{{ steps.rec.url }}"
         """) == [
-        "t.yaml:9:10: warning: steps.rec may be undefined here: step 'gone' can be reached "
-        "without 'rec' having run; guard it with `steps.rec is defined` or `| default(...)`"]
+        ("t.yaml:9:10: warning: steps.rec may be undefined here: step 'gone' can be reached "
+        "without 'rec' having run; guard it with `steps.rec is defined` or `| default(...)`")]
 
 
 def test_guards_silence_the_may_not_have_run_warning():
@@ -132,8 +132,8 @@ def test_a_loop_only_the_caller_can_end_is_a_warning():
           hold:
             play: [{ringtone: us, duration: 30}]
             next: hold
-        """) == ["t.yaml:5:3: warning: step 'hold' repeats until the caller hangs up; add a way "
-                 "out if that is not what you want"]
+        """) == [("t.yaml:5:3: warning: step 'hold' repeats until the caller hangs up; add a way "
+                 "out if that is not what you want")]
 
 
 def test_a_loop_with_a_branch_out_is_fine():
@@ -159,9 +159,9 @@ def test_a_self_loop_without_exit():
           spin:
             log: again
             next: spin
-        """) == ["t.yaml:3:3: error: step 'spin' always goes back to itself: no path leads out of "
+        """) == [("t.yaml:3:3: error: step 'spin' always goes back to itself: no path leads out of "
                  "the loop or to the end of the flow; give one of them a way out (a branch "
-                 "choice, next or on: to a step outside the loop)"]
+                 "choice, next or on: to a step outside the loop)")]
 
 
 def test_variables_set_by_a_set_step_are_known():
@@ -183,17 +183,17 @@ def test_names_that_would_be_mapping_methods_are_refused():
           items:
             log: x
         """) == [
-        "t.yaml:2:8: error: 'keys' cannot be a variable name: in templates vars.keys is a method "
-        "of the mapping; choose another name",
-        "t.yaml:4:3: error: 'items' cannot be a step id: in templates steps.items is a method of "
-        "the mapping; choose another name",
+        ("t.yaml:2:8: error: 'keys' cannot be a variable name: in templates vars.keys is a method "
+        "of the mapping; choose another name"),
+        ("t.yaml:4:3: error: 'items' cannot be a step id: in templates steps.items is a method of "
+        "the mapping; choose another name"),
     ]
 
 
 def test_invalid_names_are_refused_by_the_schema():
     assert findings("name: t\nsteps:\n  my-step:\n    log: x\n") == [
-        "t.yaml:3:3: error: invalid step id 'my-step'; use letters, digits and '_', starting with "
-        "a letter or '_' (templates write steps.<id> and vars.<name>)"]
+        ("t.yaml:3:3: error: invalid step id 'my-step'; use letters, digits and '_', starting with "
+        "a letter or '_' (templates write steps.<id> and vars.<name>)")]
 
 
 def test_file_level_problems():
@@ -213,8 +213,8 @@ def test_check_paths_scans_directories_and_compares_names(tmp_path):
     (tmp_path / "sub" / "deep.yaml").write_text("not: [valid")
     assert [str(d) for d in check_paths([tmp_path, tmp_path / "missing.yaml"])] == [
         f"{tmp_path}/missing.yaml: error: no such file or directory",
-        f"{tmp_path}/two.yml:1:7: error: flow name 'same' is also used by {tmp_path}/one.yaml; "
-        "flow names must be unique among the flows one daemon serves",
+        (f"{tmp_path}/two.yml:1:7: error: flow name 'same' is also used by {tmp_path}/one.yaml; "
+        "flow names must be unique among the flows one daemon serves"),
     ]
 
 

@@ -13,7 +13,7 @@ BAD = Path("tests") / "flows_bad"
 
 def check(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "flowengine.cli", "check", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_clean_flows_exit_0_with_a_summary_on_stderr():
@@ -28,8 +28,8 @@ def test_errors_exit_1_one_line_each():
     assert run.returncode == 1
     assert run.stdout.splitlines() == [
         "tests/flows_bad/unknown_action.yaml:6:5: error: unknown action 'plya'; did you mean 'play'?",
-        "tests/flows_bad/wrong_type.yaml:5:28: error: end_silence_timeout in record must be a "
-        "number, not the text 'three'",
+        ("tests/flows_bad/wrong_type.yaml:5:28: error: end_silence_timeout in record must be a "
+        "number, not the text 'three'"),
     ]
     assert run.stderr == "checked 2 files: 2 errors\n"
 
@@ -78,5 +78,5 @@ def test_the_installed_command_runs():
     if not exe.exists():  # running outside the project's venv
         exe = ROOT / ".venv" / "bin" / "flowengine"
     run = subprocess.run([str(exe), "check", "flows"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=60)
+                         timeout=60, check=False)
     assert (run.returncode, run.stderr) == (0, "checked 3 files: no problems\n")

@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from flowengine.flow import (
-    FlowVersion, check_paths, compile_flow, load_flow, render, route, template_context,
+    FlowVersion,
+    check_paths,
+    compile_flow,
+    load_flow,
+    render,
+    route,
+    template_context,
 )
 from flowengine.flow.templates import CompiledTemplate
 

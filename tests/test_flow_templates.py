@@ -8,11 +8,20 @@ import textwrap
 import pytest
 
 from flowengine.flow import (
-    TemplateRenderError, choose_branch, compile_flow, initial_vars, render, render_params,
+    TemplateRenderError,
+    choose_branch,
+    compile_flow,
+    initial_vars,
+    render,
+    render_params,
     template_context,
 )
 from flowengine.flow.templates import (
-    MAX_RENDERED_LENGTH, CompiledTemplate, Origin, TemplateCompileError, compile_expression,
+    MAX_RENDERED_LENGTH,
+    CompiledTemplate,
+    Origin,
+    TemplateCompileError,
+    compile_expression,
     compile_text,
 )
 
@@ -129,10 +138,10 @@ def test_power_operator_is_refused():
         "{{ range(100000) | join('x' * 4000) }}",
         "{{ ('x' * 9000).replace('x', 'y' * 1000) }}",
         "{{ ('x' * 9000) | replace('x', 'y' * 1000) }}",
-        "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}"
-        "{% endfor %}{{ ns.s | length }}",
-        "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}"
-        "{% endfor %}{{ ns.s | length }}",
+        ("{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}"
+        "{% endfor %}{{ ns.s | length }}"),
+        ("{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}"
+        "{% endfor %}{{ ns.s | length }}"),
         "{% for i in range(100000) %}xxxxxxxxxx{% endfor %}",
     ],
 )

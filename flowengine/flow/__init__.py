@@ -14,12 +14,31 @@ See ``docs/flow-language.md`` for the language and ``docs/internals.md`` for the
 from .compiler import CompileResult, check_paths, compile_flow, flow_files, load_flow
 from .diagnostics import Diagnostic, FlowError
 from .model import (
-    BRANCH_PREFIX, ERROR, HANGUP, NEXT, Branch, FlowVersion, Route, Step, branch_outcome,
-    possible_outcomes, route,
+    BRANCH_PREFIX,
+    ERROR,
+    HANGUP,
+    NEXT,
+    Branch,
+    FlowVersion,
+    Route,
+    Step,
+    branch_outcome,
+    possible_outcomes,
+    route,
 )
 from .templates import (
-    CALL_FIELDS, CONTEXT_NAMES, FLOW_FIELDS, CallInfo, FlowVars, StepResults,
-    TemplateRenderError, choose_branch, initial_vars, render, render_params, template_context,
+    CALL_FIELDS,
+    CONTEXT_NAMES,
+    FLOW_FIELDS,
+    CallInfo,
+    FlowVars,
+    StepResults,
+    TemplateRenderError,
+    choose_branch,
+    initial_vars,
+    render,
+    render_params,
+    template_context,
 )
 
 __all__ = [

@@ -37,8 +37,18 @@ from .loader import MAX_FILE_BYTES, Document, Path, load_yaml
 from .model import BRANCH_PREFIX, Branch, FlowVersion, Step, possible_outcomes, route
 from .schema import describe, validate
 from .templates import (
-    CALL_FIELDS, CONTEXT_NAMES, ENV, FLOW_FIELDS, CompiledExpression, CompiledTemplate, Mode,
-    Origin, TemplateCompileError, compile_expression, compile_text, freeze,
+    CALL_FIELDS,
+    CONTEXT_NAMES,
+    ENV,
+    FLOW_FIELDS,
+    CompiledExpression,
+    CompiledTemplate,
+    Mode,
+    Origin,
+    TemplateCompileError,
+    compile_expression,
+    compile_text,
+    freeze,
 )
 
 #: Default of ``limits.max_steps``.
@@ -351,8 +361,8 @@ class _Compiler:
                 except TemplateCompileError as exc:
                     self.template_error(wpath, exc)
             elif i != last:
-                self.error(cpath, f"only the last choice of a branch can leave out when (it is "
-                           f"the default); choices after it are never tried")
+                self.error(cpath, "only the last choice of a branch can leave out when (it is "
+                           "the default); choices after it are never tried")
             goto = choice["goto"]
             self.check_target(goto, (*cpath, "goto"), "goto")
             text = choice.get("when")

@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -63,11 +63,11 @@ _BOOL_RE = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _NULL_RE = re.compile(r"^(?:~|null|Null|NULL|)$")
 
 
-class _Yaml12Loader(yaml.CSafeLoader):  # type: ignore[misc]
+class _Yaml12Loader(yaml.CSafeLoader):
     """libyaml's parser with YAML 1.2 implicit scalar types instead of PyYAML's 1.1 ones."""
 
     # A fresh table: the 1.1 resolvers of the base class must not apply.
-    yaml_implicit_resolvers: dict[Any, list[Any]] = {}
+    yaml_implicit_resolvers: ClassVar[dict[Any, list[Any]]] = {}  # type: ignore[misc]
 
 
 _Yaml12Loader.add_implicit_resolver(_BOOL, _BOOL_RE, list("tTfF"))

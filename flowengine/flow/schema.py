@@ -153,8 +153,9 @@ def _choice_keys(schema: dict[str, Any]) -> list[str] | None:
 
 def _translate(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
     path: Path = tuple(error.absolute_path)
-    value = error.instance
+    value: Any = error.instance
     kind = error.validator
+    rule: Any = error.validator_value
     schema = error.schema if isinstance(error.schema, dict) else {}
 
     if "propertyNames" in error.absolute_schema_path:
@@ -193,7 +194,7 @@ def _translate(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
 
     if kind == "type":
         hint = None
-        expected = error.validator_value
+        expected = rule
         if len(path) == 2 and path[0] == "steps" and isinstance(value, str) and value in \
                 schema.get("properties", {}):
             hint = f"write '{value}: {{}}' on its own line under the step"
@@ -205,7 +206,7 @@ def _translate(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
         return
 
     if kind == "enum":
-        options = [str(o) for o in error.validator_value]
+        options = [str(o) for o in rule]
         listed = ", ".join(options) if len(options) <= 8 else ", ".join(options[:6]) + ", …"
         message = f"{where} must be one of {listed}, not {_show(value)}"
         hint = did_you_mean(str(value), options) if isinstance(value, str) else None
@@ -213,12 +214,12 @@ def _translate(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
         return
 
     if kind == "required":
-        missing = [k for k in error.validator_value if isinstance(value, dict) and k not in value]
+        missing = [k for k in rule if isinstance(value, dict) and k not in value]
         for key in missing:
             yield doc.diagnostic(path, f"{where} needs '{key}'", key=True)
         return
 
-    limit = error.validator_value
+    limit = rule
     bounds = {
         "minimum": "at least", "maximum": "at most",
         "exclusiveMinimum": "greater than", "exclusiveMaximum": "less than",
@@ -247,7 +248,7 @@ def _translate(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
 def _one_of(error: ValidationError, doc: Document, path: Path,
             schema: dict[str, Any]) -> Iterator[Diagnostic]:
     """A ``oneOf`` failure: usually "exactly one of these keys" gone wrong."""
-    value = error.instance
+    value: Any = error.instance
     choices = _choice_keys(schema)
     where = describe(path)
     if not isinstance(value, dict):
@@ -296,12 +297,13 @@ def _wrong_keys_for_choice(sub: ValidationError, doc: Document, path: Path, chos
                            schema: dict[str, Any]) -> Iterator[Diagnostic]:
     """Keys that do not go with the chosen kind (``duration`` on a ``say`` item)."""
     allowed = set(sub.schema.get("properties", {})) if isinstance(sub.schema, dict) else set()
-    owners = {}
+    owners: dict[str, str] = {}
     for branch in schema.get("oneOf", []):
         for key in branch.get("properties", {}):
             owners.setdefault(key, branch["required"][0])
     where = describe(path)
-    for key in sub.instance:
+    instance: Any = sub.instance
+    for key in instance:
         if key in allowed:
             continue
         if key in owners:

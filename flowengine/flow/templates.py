@@ -304,10 +304,10 @@ class FlowEnvironment(ImmutableSandboxedEnvironment):
             _check_percent_format(left)
         return _check_size(super().call_binop(context, operator, left, right))
 
-    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Check string methods that can build large strings before calling them."""
         # The sandbox hands out str.format wrapped; the bound method is under __wrapped__.
-        target = getattr(__obj, "__wrapped__", __obj)
+        target = getattr(obj, "__wrapped__", obj)
         owner = getattr(target, "__self__", None)
         if isinstance(owner, str):
             name = getattr(target, "__name__", "")
@@ -324,7 +324,7 @@ class FlowEnvironment(ImmutableSandboxedEnvironment):
                 _check_replace(owner, args[0], args[1], args[2] if len(args) > 2 else kwargs.get("count", -1))
             elif name == "join" and args:
                 args = (_joined(args[0], owner), *args[1:])
-        return _check_size(super().call(__context, __obj, *args, **kwargs))
+        return _check_size(super().call(context, obj, *args, **kwargs))
 
     def checked_concat(self, parts: tuple[Any, ...]) -> str:
         """``a ~ b``: join as text, refusing results beyond the cap."""
@@ -448,8 +448,8 @@ def _analyse(tree: nodes.Node) -> tuple[tuple[Reference, ...], tuple[tuple[str, 
         verb = "is" if len(private) == 1 else "are"
         lineno = min(n for m, n in collector.unsafe if m.startswith("'"))
         collector.unsafe = [(m, n) for m, n in collector.unsafe if not m.startswith("'")]
-        collector.unsafe.append((f"{names} {verb} not allowed in templates (names starting "
-                                 "with '_' reach Python internals)", lineno))
+        collector.unsafe.append(((f"{names} {verb} not allowed in templates (names starting "
+                                 "with '_' reach Python internals)"), lineno))
     # Names bound inside the template ({% set %}, loop variables) are not context names.
     if isinstance(tree, nodes.Template):
         free = meta.find_undeclared_variables(tree)
@@ -480,7 +480,7 @@ class CompiledTemplate:
     its type, the text around it is never re-parsed.
     """
 
-    __slots__ = ("source", "mode", "origin", "references", "unsafe", "_template", "_expression")
+    __slots__ = ("_expression", "_template", "mode", "origin", "references", "source", "unsafe")
 
     def __init__(self, source: str, mode: Mode, origin: Origin, template: Template,
                  expression: bool, references: tuple[Reference, ...],
@@ -506,15 +506,22 @@ class CompiledTemplate:
             return _render_text(self._template, context)
         except TemplateRenderError:
             raise
-        except Exception as exc:  # any failure inside a template is the flow's, not ours
+        except Exception as exc:  # noqa: BLE001 - any failure inside a template is the flow's
             raise TemplateRenderError(self.origin, _reason(exc)) from None
 
 
 class CompiledExpression:
     """A ``when:`` condition: a Jinja expression without braces (or a literal true/false)."""
 
-    __slots__ = ("source", "origin", "references", "unsafe", "ensures_defined", "_template",
-                 "_constant")
+    __slots__ = (
+        "_constant",
+        "_template",
+        "ensures_defined",
+        "origin",
+        "references",
+        "source",
+        "unsafe",
+    )
 
     def __init__(self, source: str, origin: Origin, template: Template | None,
                  references: tuple[Reference, ...], unsafe: tuple[tuple[str, int], ...],
@@ -539,7 +546,7 @@ class CompiledExpression:
             return self._constant
         try:
             return _plain(_evaluate(self._template, context))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure inside a template is the flow's
             raise TemplateRenderError(self.origin, _reason(exc)) from None
 
     def is_true(self, context: Mapping[str, Any]) -> bool:
@@ -592,8 +599,8 @@ def _plain(value: Any, depth: int = 0) -> Any:
         if len(value) > MAX_VALUE_ITEMS:
             raise SecurityError(f"the value has more than {MAX_VALUE_ITEMS} entries")
         return {str(k): _plain(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple, range)) or isinstance(value, Iterator):
-        items = []
+    if isinstance(value, (list, tuple, range, Iterator)):
+        items: list[Any] = []
         for item in value:
             if len(items) >= MAX_VALUE_ITEMS:
                 raise SecurityError(f"the value has more than {MAX_VALUE_ITEMS} entries")
@@ -649,7 +656,7 @@ def compile_expression(source: str | bool, origin: Origin) -> CompiledExpression
     if isinstance(source, bool):
         return CompiledExpression(str(source).lower(), origin, None, (), (), constant=source)
     stripped = source.strip()
-    if stripped.startswith("{{") or stripped.startswith("{%"):
+    if stripped.startswith(("{{", "{%")):
         inner = stripped.removeprefix("{{").removesuffix("}}").strip()
         raise TemplateCompileError(f"when is an expression without {{{{ }}}}; write: when: {inner}")
     try:
