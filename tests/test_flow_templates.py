@@ -259,3 +259,13 @@ def test_default_covers_a_whole_chain_but_plain_use_does_not():
     assert info.value.reason == "steps.rec is undefined: step 'rec' has not run on this call"
     assert refused("{% if steps.rec.url %}x{% endif %}") == \
         "steps.rec is undefined: step 'rec' has not run on this call"
+
+
+def test_plain_dicts_in_the_context_get_the_same_messages():
+    plain = {"call": dict(CALL), "steps": {}, "vars": {}, "flow": FLOW}
+    with pytest.raises(TemplateRenderError) as info:
+        render(compile_text("{{ steps.rec.url }}", "text", ORIGIN), plain)
+    assert info.value.reason == "steps.rec is undefined: step 'rec' has not run on this call"
+    with pytest.raises(TemplateRenderError) as info:
+        render(compile_text("{{ vars.update({}) }}", "text", ORIGIN), plain)
+    assert "access to attribute 'update'" in info.value.reason

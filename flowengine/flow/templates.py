@@ -563,8 +563,22 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+_NAMESPACES = (("call", CallInfo), ("steps", StepResults), ("vars", FlowVars))
+
+
+def _names(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The template's variables; plain dicts for call/steps/vars get their namespace type
+    (a cheap copy) so that undefined-name messages can say which step or variable is missing."""
+    names = dict(context)
+    for name, kind in _NAMESPACES:
+        value = names.get(name)
+        if type(value) is dict:
+            names[name] = kind(value)
+    return names
+
+
 def _evaluate(template: Template, context: Mapping[str, Any]) -> Any:
-    ctx = template.new_context(dict(context))
+    ctx = template.new_context(_names(context))
     for _ in template.root_render_func(ctx):
         pass
     value = ctx.vars["result"]
@@ -576,7 +590,7 @@ def _evaluate(template: Template, context: Mapping[str, Any]) -> Any:
 def _render_text(template: Template, context: Mapping[str, Any]) -> str:
     out = []
     size = 0
-    for chunk in template.root_render_func(template.new_context(dict(context))):
+    for chunk in template.root_render_func(template.new_context(_names(context))):
         size += len(chunk)
         if size > MAX_RENDERED_LENGTH:
             raise _too_long("the rendered text", size)
