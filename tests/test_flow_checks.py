@@ -221,3 +221,20 @@ def test_check_paths_scans_directories_and_compares_names(tmp_path):
 def test_an_empty_directory_is_a_warning(tmp_path):
     assert [str(d) for d in check_paths([tmp_path])] == [
         f"{tmp_path}: warning: no flow files (*.yaml, *.yml) in this directory"]
+
+
+def test_a_value_of_the_wrong_type_gets_one_message():
+    assert findings("""\
+        name: t
+        steps:
+          a:
+            log: x
+            on: {error: 3}
+            next: [x]
+          b:
+            hangup: {reason: }
+        """) == [
+        "t.yaml:5:17: error: on.error in step 'a' must be a step id or null, not the number 3",
+        "t.yaml:6:11: error: next in step 'a' must be a step id or null, not a list",
+        "t.yaml:8:22: error: reason in hangup must be text, not empty (null)",
+    ]

@@ -60,8 +60,14 @@ def _validator() -> jsonschema.protocols.Validator:
 
 def validate(doc: Document) -> list[Diagnostic]:
     """Every schema error in ``doc``, each rewritten as one positioned finding."""
+    errors = list(_validator().iter_errors(doc.data))
+    # A value of the wrong type gets one message, not also "must be one of …" and the like.
+    mistyped = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
     found: dict[tuple[object, ...], Diagnostic] = {}
-    for error in _validator().iter_errors(doc.data):
+    for error in errors:
+        if error.validator != "type" and tuple(error.absolute_path) in mistyped \
+                and "propertyNames" not in error.absolute_schema_path:
+            continue
         for diag in _translate(error, doc):
             found.setdefault((diag.line, diag.col, diag.message), diag)
     return list(found.values())
@@ -78,6 +84,8 @@ def describe(path: Path) -> str:
         rest = path[2:]
         if not rest:
             return f"step '{step}'"
+        if len(rest) == 2 and rest[0] == "on":
+            return f"on.{rest[1]} in step '{step}'"
         if len(rest) == 1:
             return str(rest[0]) if rest[0] not in ("on", "next", "timeout", "description") \
                 else f"{rest[0]} in step '{step}'"
@@ -199,10 +207,11 @@ def _translate(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
                 schema.get("properties", {}):
             hint = f"write '{value}: {{}}' on its own line under the step"
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and (
-                expected == "string" or (isinstance(expected, list) and "string" in expected)):
+                expected == "string" or (isinstance(expected, list) and "string" in expected)) \
+                and schema.get("title") != "Step id":
             hint = f'quote it: "{value}"'
-        yield doc.diagnostic(path, f"{where} must be {_expected(error.validator_value)}, not {_show(value)}",
-                             hint=hint)
+        wanted = "a step id or null" if schema.get("title") == "Step id" else _expected(rule)
+        yield doc.diagnostic(path, f"{where} must be {wanted}, not {_show(value)}", hint=hint)
         return
 
     if kind == "enum":
