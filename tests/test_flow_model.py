@@ -227,3 +227,26 @@ def test_flow_version_is_immutable_and_weakly_referenceable():
     assert isinstance(v.steps["prompt"].params["media"], tuple)
     live = weakref.WeakSet([v])
     assert v in live
+
+
+def test_after_hours_branches_on_the_callers_number():
+    from flowengine.flow import choose_branch, initial_vars
+
+    v = load_flow(FLOWS / "after_hours.yaml")
+    step = v.steps["who_is_calling"]
+    for caller, goto in (("+15551230002", "vip_prompt"), ("+15550000000", "closed")):
+        call = {"id": "c", "from": caller, "to": "+15559870000", "direction": "inbound",
+                "context": "after_hours", "state": "answered"}
+        context = template_context(call, {}, initial_vars(v, call), v.template_flow)
+        chosen = choose_branch(step, context)
+        assert chosen is not None and chosen.goto == goto
+
+
+def test_voicemail_hangup_logs_from_on_hangup():
+    v = load_flow(FLOWS / "voicemail_hangup.yaml")
+    assert v.on_hangup == "hung_up"
+    assert route(v, v.steps["thanks"], "hangup").target == "hung_up"
+    assert route(v, v.steps["take_message"], "finished").target == "thanks"
+    assert v.steps["log_recording"].next is None
+    hung_up = v.steps["hung_up"]
+    assert [b.goto for b in hung_up.branches] == ["log_recording", "log_no_recording"]
