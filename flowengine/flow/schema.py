@@ -29,7 +29,7 @@ from jsonschema.exceptions import ValidationError
 from .diagnostics import Diagnostic, did_you_mean
 from .loader import Document, Path
 
-#: The JSON Schema's ``$id``; bumped with the language version.
+#: The flow schema's file name in ``flowengine/schemas/`` (a link to ``schemas/`` in the repository).
 SCHEMA_FILE = "flow.schema.json"
 
 _TYPE_NAMES = {
