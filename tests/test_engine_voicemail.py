@@ -25,7 +25,7 @@ async def test_message_left_follows_the_finished_path_and_keeps_a_real_recording
     assert run.path() == [
         ("greet", "answered"), ("prompt", "finished"), ("take_message", "finished"),
         ("check_length", "branch0"), ("thanks", "finished"), ("bye", "next"),
-        ("end", "finished"),
+        ("end", "next"),
     ]
     assert report.status == "completed" and not report.caller_hung_up
     rec = report.steps["take_message"]
@@ -66,7 +66,7 @@ async def test_silent_caller_gets_no_input_and_the_goodbye():
     run = await run_flow(VOICEMAIL, "silent")
     assert run.path() == [
         ("greet", "answered"), ("prompt", "finished"), ("take_message", "no_input"),
-        ("nothing_heard", "finished"), ("bye", "next"), ("end", "finished"),
+        ("nothing_heard", "finished"), ("bye", "next"), ("end", "next"),
     ]
     assert run.report.status == "completed"
 

@@ -32,4 +32,4 @@ async def run_hangup(session: Session, step: Step, params: dict[str, Any]) -> St
     except RelayError as exc:
         return StepResult("error", {"reason": reason}, method="calling.end", error=str(exc))
     session.hangup_sent = True
-    return StepResult("finished", {"reason": reason}, method="calling.end")
+    return StepResult("next", {"reason": reason}, method="calling.end")

@@ -5,6 +5,10 @@ it (``Session``), registered the "lean" way of tech-notes §1.4: no bound trigge
 the model, triggers fired as ``machine.events[outcome].trigger(model, model)``. Conditions
 are Python callables taking the session — nothing from YAML ever reaches ``transitions``
 as a name (it would import dotted paths).
+
+Where each outcome leads is ``flowengine.flow.route`` — the same rules the checker and the
+graph use. The machine adds the only run-time part: ``on_hangup`` and ``on_error`` are taken
+once per call, as conditions on the session's flags.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from transitions import Machine
 
-from flowengine.actions import ACTIONS, TIMEOUT_OUTCOME
-from flowengine.actions.logic import NO_BRANCH, branch_outcome
+from flowengine.actions import ACTIONS
+from flowengine.flow import route
 
 if TYPE_CHECKING:
     from flowengine.engine.session import Session
@@ -24,40 +28,24 @@ if TYPE_CHECKING:
 
 #: The state a call's flow is in once it has ended.
 END = "__end__"
-#: The trigger of steps that have no outcomes of their own (set, log).
-NEXT = "next"
 
 
-def _first_hangup(session: Session) -> bool:
+def _hangup_not_handled(session: Session) -> bool:
     return not session.hangup_handled
 
 
-def _first_error(session: Session) -> bool:
+def _error_not_handled(session: Session) -> bool:
     return not session.error_handled
 
 
-def step_outcomes(step: Step) -> list[str]:
-    """Every trigger a step can fire."""
-    spec = ACTIONS[step.action]
-    outcomes = list(spec.outcomes) or [NEXT]
-    if step.action == "branch":
-        outcomes = [branch_outcome(i) for i in range(len(step.branches))] + [NO_BRANCH]
-    if step.action == "hangup":
-        outcomes = ["finished", "error"]
-    if step.timeout is not None:
-        outcomes.append(TIMEOUT_OUTCOME)
-    if spec.needs_call and "hangup" not in outcomes:
-        outcomes.append("hangup")
-    # A template that fails to render ends any step with `error`.
-    if "error" not in outcomes:
-        outcomes.append("error")
-    return outcomes
+#: route()'s `via` for the once-per-call handlers → the condition that guards them.
+_ONCE = {"on_hangup": _hangup_not_handled, "on_error": _error_not_handled}
 
 
 class FlowRuntime:
     """A FlowVersion made runnable: its machine and its action runners, built once."""
 
-    __slots__ = ("flow", "machine", "runners", "__weakref__")
+    __slots__ = ("flow", "machine", "runners", "outcomes", "__weakref__")
 
     def __init__(self, flow: FlowVersion) -> None:
         self.flow = flow
@@ -68,6 +56,8 @@ class FlowRuntime:
             auto_transitions=False,
             send_event=False,
         )
+        #: step id → the outcomes it can end with (anything else is reported as `error`).
+        self.outcomes: dict[str, frozenset[str]] = {}
         self.runners: dict[str, Callable[..., Any]] = {}
         for step in flow.steps.values():
             self._add_step(step)
@@ -77,26 +67,18 @@ class FlowRuntime:
 
     def _add_step(self, step: Step) -> None:
         flow, add = self.flow, self.machine.add_transition
-        after_step = step.next or END
-        for outcome in step_outcomes(step):
-            if outcome in step.on:
-                add(outcome, step.id, step.on[outcome])
-            elif outcome.startswith("branch") and outcome != NO_BRANCH:
-                add(outcome, step.id, step.branches[int(outcome[6:])].goto)
-            elif outcome == "error":
-                # The flow-level catch runs once: an error inside it ends the call.
-                if flow.on_error and flow.on_error != step.id:
-                    add(outcome, step.id, flow.on_error, conditions=[_first_error])
-                add(outcome, step.id, END)
-            elif outcome == "hangup":
-                # on_hangup runs once per call (flow-language contract).
-                if flow.on_hangup:
-                    add(outcome, step.id, flow.on_hangup, conditions=[_first_hangup])
-                add(outcome, step.id, END)
-            elif step.action == "hangup":
-                add(outcome, step.id, END if step.next is None else step.next)
+        outcomes = step.outcomes()
+        self.outcomes[step.id] = frozenset(outcomes)
+        for outcome in outcomes:
+            first = route(flow, step, outcome)
+            if first.via in _ONCE:
+                # Transitions are tried in order: the handler while it has not run on this
+                # call, else where the outcome leads once it has.
+                add(outcome, step.id, first.target, conditions=[_ONCE[first.via]])
+                then = route(flow, step, outcome, hangup_handled=True, error_handled=True)
+                add(outcome, step.id, then.target or END)
             else:
-                add(outcome, step.id, after_step)
+                add(outcome, step.id, first.target or END)
 
     def fire(self, session: Session, outcome: str) -> None:
         """Move ``session`` along the edge its step's ``outcome`` selects."""

@@ -17,8 +17,8 @@ import anyio
 
 from flowengine.actions import ACTIONS
 from flowengine.actions.base import StepResult
-from flowengine.engine.machine import END, FlowRuntime, step_outcomes
-from flowengine.flow.templates import TemplateRenderError, render
+from flowengine.engine.machine import END, FlowRuntime
+from flowengine.flow import TemplateRenderError, initial_vars, render_params
 
 if TYPE_CHECKING:
     from flowengine.flow import Step
@@ -97,10 +97,8 @@ class Session:
             "context": call.context,
             "state": call.state,
         }
-        self._flow_info = {"name": self.flow.name, "version": self.flow.version,
-                           "file": str(self.flow.file)}
         self._context = {"call": self._call_info, "steps": self.steps, "vars": self.vars,
-                         "flow": self._flow_info}
+                         "flow": self.flow.template_flow}
         self._t0 = 0.0
 
     # -- what actions and templates use ------------------------------------------------
@@ -109,10 +107,6 @@ class Session:
         """The names templates see: ``call``, ``steps``, ``vars``, ``flow`` (live views)."""
         self._call_info["state"] = self.call.state
         return self._context
-
-    def evaluate(self, compiled: Any) -> Any:
-        """Render one compiled template or expression against this call."""
-        return render(compiled, self.template_context())
 
     def log(self, text: str) -> None:
         """A ``log`` step's line: to the engine's logger, tagged with call, flow and version."""
@@ -160,11 +154,10 @@ class Session:
         )
 
     def _init_vars(self) -> str | None:
-        for name, compiled in self.flow.vars.items():
-            try:
-                self.vars[name] = render(compiled, self.template_context())
-            except TemplateRenderError as exc:
-                return str(exc)
+        try:
+            self.vars.update(initial_vars(self.flow, self._call_info))
+        except TemplateRenderError as exc:
+            return str(exc)
         return None
 
     async def _run_steps(self) -> tuple[bool, str | None]:
@@ -180,7 +173,7 @@ class Session:
             outcome = result.outcome
             if outcome == "hangup":
                 self.caller_hung_up = True
-            self.steps[step.id] = result.result
+            self.steps[step.id] = self._result_fields(step, result.result)
             # Which edge the outcome takes is the machine's business; the flags its
             # conditions read change only after it moved.
             runtime.fire(self, outcome)
@@ -193,15 +186,24 @@ class Session:
                 return True, result.error or f"step '{step.id}' failed"
         return False, None
 
+    @staticmethod
+    def _result_fields(step: Step, result: dict[str, Any]) -> dict[str, Any]:
+        # Every declared field has a value (None when the step did not produce it), so
+        # `steps.rec.url` after a timeout or an error is None, not a run-time error.
+        fields = ACTIONS[step.action].result_fields
+        if all(name in result for name in fields):
+            return result
+        return {**dict.fromkeys(fields), **result}
+
     async def _run_step(self, step: Step) -> StepResult:
         spec = ACTIONS[step.action]
         if spec.needs_call and self.call.ended and not spec.ends_flow:
             # From a hangup on, a step that needs the live call ends at once (contract).
             return StepResult("hangup", {"state": "ended"})
         if spec.needs_call and self.call.ended:
-            return StepResult("finished", {"reason": self.call.end_reason})
+            return StepResult("next", {"reason": self.call.end_reason})
         try:
-            params = render(step.params, self.template_context())
+            params = render_params(step, self.template_context())
             runner = self.runtime.runners[step.action]
             if step.timeout is not None and step.action not in ("play", "record"):
                 # play/record stop their RELAY action themselves and keep its result.
@@ -225,7 +227,7 @@ class Session:
             # The caller hung up during the step: its outcome is `hangup`, its result
             # (a recording's url, say) is kept.
             result.outcome = "hangup"
-        if result.outcome not in step_outcomes(step):
+        if result.outcome not in self.runtime.outcomes[step.id]:
             result.error = result.error or f"unexpected outcome '{result.outcome}' from {step.action}"
             result.outcome = "error"
         return result
