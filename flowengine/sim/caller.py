@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 
 #: Seconds of speech in each recording when the script does not say.
-DEFAULT_SPEAK = 2.0
+DEFAULT_SPEAK = 3.0
 #: How far into a record or collect ``hangup@record`` / ``hangup@collect`` hangs up
 #: when no offset is given (a play defaults to halfway through instead).
 DEFAULT_HANGUP_OFFSET = 1.0

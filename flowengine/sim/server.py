@@ -259,7 +259,7 @@ class Simulator:
         It is offered (``calling.call.receive``) at once to a session subscribed to the
         context — round-robin between several — or queued until one subscribes.
         ``caller`` is a script (``"speak:3"``, see docs/simulator.md) or a
-        :class:`CallerScript`; ``None`` is the default caller (``speak:2``).
+        :class:`CallerScript`; ``None`` is the default caller (``speak:3``).
 
         Raises:
             CallerScriptError: the script does not parse.

@@ -1,0 +1,130 @@
+"""``flowengine simulator``: run the local RELAY simulator on its own.
+
+The first line on stdout is the websocket URL (flushed at once, so a script can read it);
+with ``--calls N`` it offers N inbound calls, keeps ``--concurrency`` of them in flight and
+exits once all have ended. It also stops on SIGINT/SIGTERM. The last line on stdout is a
+one-line JSON summary. Heavy imports wait inside :func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: the command line must start fast
+    from flowengine.sim.caller import CallerScript
+    from flowengine.sim.server import Simulator
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The simulator's options (see docs/simulator.md)."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0,
+                        help="port to listen on; 0 picks a free one (default 0)")
+    parser.add_argument("--project", default="sim-project",
+                        help="the project id clients must present (default sim-project)")
+    parser.add_argument("--token", default="sim-token",
+                        help="the API token (or JWT) clients must present (default sim-token)")
+    parser.add_argument("--context", default="default",
+                        help="the context the offered calls arrive on (default 'default')")
+    parser.add_argument("--calls", type=int, default=0, metavar="N",
+                        help="offer N inbound calls once a client has subscribed, then exit "
+                             "when all have ended (default 0: offer none, run until stopped)")
+    parser.add_argument("--concurrency", type=int, default=10, metavar="C",
+                        help="keep at most C of those calls in flight (default 10)")
+    parser.add_argument("--caller", default=None, metavar="SCRIPT",
+                        help="what each caller does, e.g. speak:3, silent, hangup@record:2 "
+                             "(default speak:3; grammar in docs/simulator.md)")
+    parser.add_argument("--time-scale", type=float, default=1.0, metavar="X",
+                        help="multiply every simulated duration by X (0.01 = 100 times faster)")
+    parser.add_argument("--from", dest="from_number", default="+15551230000", metavar="NUMBER",
+                        help="the callers' number (default +15551230000)")
+    parser.add_argument("--to", dest="to_number", default="+15559870000", metavar="NUMBER",
+                        help="the number they call (default +15559870000)")
+    parser.add_argument("--resume-window", type=float, default=30.0, metavar="SECONDS",
+                        help="how long a session without a socket keeps its calls (default 30)")
+    parser.add_argument("--ping-interval", type=float, default=None, metavar="SECONDS",
+                        help="send signalwire.ping to every client this often (default: never)")
+    parser.add_argument("--log-level", default="warning",
+                        choices=["debug", "info", "warning", "error"],
+                        help="logging on stderr (default warning)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run until the calls are done or a signal arrives; the exit code (0, or 2 for bad options)."""
+    import logging
+    import sys
+
+    import anyio
+
+    from flowengine.sim.caller import CallerScript, CallerScriptError
+
+    try:
+        caller = CallerScript.parse(args.caller)
+    except CallerScriptError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.calls < 0 or args.concurrency < 1 or not args.time_scale > 0:
+        print("error: --calls must be ≥ 0, --concurrency ≥ 1 and --time-scale > 0",
+              file=sys.stderr)
+        return 2
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return anyio.run(_main, args, caller, backend="asyncio")
+
+
+async def _main(args: argparse.Namespace, caller: CallerScript) -> int:
+    import json
+    import signal
+
+    import anyio
+
+    from flowengine.sim.server import Simulator
+
+    sim = Simulator(args.host, args.port, args.project, args.token, args.time_scale,
+                    resume_window=args.resume_window, ping_interval=args.ping_interval)
+    try:
+        async with sim:
+            print(sim.url, flush=True)
+            async with anyio.create_task_group() as tg:
+
+                async def stop_on_signal() -> None:
+                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                        async for _ in signals:
+                            tg.cancel_scope.cancel()
+                            return
+
+                tg.start_soon(stop_on_signal)
+                if args.calls:
+                    await _offer_calls(sim, args, caller)
+                    tg.cancel_scope.cancel()
+                else:
+                    await anyio.sleep_forever()
+    except OSError as exc:  # the port is taken, the host does not exist …
+        import sys
+
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(sim.summary(), separators=(",", ":")), flush=True)
+    return 0
+
+
+async def _offer_calls(sim: Simulator, args: argparse.Namespace, caller: CallerScript) -> None:
+    """Offer ``--calls`` calls, at most ``--concurrency`` in flight; return when all ended."""
+    import anyio
+
+    from flowengine.sim.calls import SimCall
+
+    slots = anyio.Semaphore(args.concurrency)
+
+    async def until_ended(call: SimCall) -> None:
+        try:
+            await call.wait_ended()
+        finally:
+            slots.release()
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(args.calls):
+            await slots.acquire()
+            call = sim.offer_call(args.context, args.from_number, args.to_number, caller)
+            tg.start_soon(until_ended, call)
