@@ -53,7 +53,7 @@ async def run_flow(flow: FlowVersion | Path | str, caller: str = "speak:3", *, c
                      for _ in range(calls)]
         async with RelayClient(RelayConfig(url=sim.url, project="p", token="t"),
                                flow.contexts) as client:
-            reports = await run_calls(runtime, client, calls)
+            reports = await run_calls(runtime, client, calls, time_scale=time_scale)
         for call in sim_calls:
             await call.wait_ended()
         run = Run(reports, sim.summary(), sim_calls)

@@ -150,3 +150,26 @@ steps:
     assert vip.report.steps["vip"]["text"] == "vip +15550000001"  # the + is kept: a string
     regular = await run_flow(flow, "speak:1", from_number="+15550000002")
     assert [s for s, _ in regular.path()] == ["route", "regular", "done"]
+
+
+async def test_max_duration_hangs_up_a_call_that_runs_too_long(tmp_path):
+    flow = write_flow(tmp_path, """
+name: long
+context: office
+limits:
+  max_duration: 30
+steps:
+  greet:
+    answer: {}
+  music:
+    play: [{silence: 3600}]
+  never:
+    log: "not reached"
+""")
+    run = await run_flow(flow, "speak:1")
+    report = run.report
+    assert [s for s, _ in run.path()] == ["greet"]  # the play was cut, not finished
+    assert report.status == "completed" and "max_duration (30 s)" in report.note
+    assert run.sim_calls[0].end_reason == "hangup"
+    assert "calling.end" in run.sim_calls[0].commands
+    assert run.summary["leaked"] == 0

@@ -39,7 +39,7 @@ async def run_play(session: Session, step: Step, params: dict[str, Any]) -> Step
         action = await session.call.play(media, volume=params.get("volume"))
     except RelayError as exc:
         return StepResult("error", {"state": "error"}, method="calling.play", error=str(exc))
-    result, timed_out = await wait_action(action, step.timeout)
+    result, timed_out = await wait_action(action, session.step_timeout(step))
     state = result.state if result is not None else "error"
     outcome = "timeout" if timed_out else state
     return StepResult(outcome, {"state": state}, method="calling.play", control_id=action.control_id)
@@ -57,7 +57,7 @@ async def run_record(session: Session, step: Step, params: dict[str, Any]) -> St
         action = await session.call.record(audio)
     except RelayError as exc:
         return StepResult("error", {"state": "error"}, method="calling.record", error=str(exc))
-    result, timed_out = await wait_action(action, step.timeout)
+    result, timed_out = await wait_action(action, session.step_timeout(step))
     fields: dict[str, Any] = {
         "state": result.state if result is not None else "error",
         "url": result.url if result is not None else None,

@@ -73,6 +73,8 @@ class TracePrinter:
                 f"({report.end_reason or 'unknown'})")
         if report.error:
             self._p(f"{prefix}  error: {report.error}")
+        if report.note:
+            self._p(f"{prefix}  {report.note}")
         for step, url in _recordings(report):
             self._p(f"{prefix}  recording ({step}): {url}")
         if report.vars and not self.quiet:
@@ -106,7 +108,8 @@ def _default_number(flow: FlowVersion, key: str, default: str) -> str:
 
 
 async def run_calls(
-    runtime: FlowRuntime, client: Any, count: int, printer: TracePrinter | None = None
+    runtime: FlowRuntime, client: Any, count: int, printer: TracePrinter | None = None,
+    *, time_scale: float = 1.0,
 ) -> list[SessionReport]:
     """Take the next ``count`` inbound calls from ``client`` and run each through the flow,
     concurrently as they come; returns their reports in the order they ended."""
@@ -115,7 +118,8 @@ async def run_calls(
     async def run_one(call: Any) -> None:
         if printer is not None:
             printer.call_started(call)
-        session = Session(runtime, call, on_step=printer.step if printer else None)
+        session = Session(runtime, call, on_step=printer.step if printer else None,
+                          time_scale=time_scale)
         report = await session.run()
         reports.append(report)
         if printer is not None:
@@ -172,8 +176,10 @@ async def run_command(args: argparse.Namespace) -> int:
     config = RelayConfig.from_env(args.relay_url)
     contexts = list(flow.contexts)
 
+    time_scale = 1.0  # real RELAY runs in real time
     async with AsyncExitStack() as stack:
         if config is None:
+            time_scale = args.time_scale
             from flowengine.sim import Simulator
 
             project, token = "sim-project", secrets.token_hex(16)
@@ -198,7 +204,7 @@ async def run_command(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=err)
             return EXIT_FLOW_FAILED
 
-        reports = await run_calls(runtime, client, count, printer)
+        reports = await run_calls(runtime, client, count, printer, time_scale=time_scale)
         if args.save_recordings:
             await save_recordings(reports, Path(args.save_recordings), out, err)
     failed = sum(1 for r in reports if r.status != "completed")

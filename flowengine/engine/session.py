@@ -53,8 +53,8 @@ class TraceEntry:
 class SessionReport:
     """How a call's flow ended."""
 
-    #: "completed" (reached its end, the caller's hangup handled or not) or "failed"
-    #: (an error no edge handled, a step limit, or max_duration).
+    #: "completed" (reached its end, the caller's hangup handled or not, or cut at the
+    #: flow's max_duration) or "failed" (an error no edge handled, or max_steps).
     status: str
     steps: dict[str, dict[str, Any]]
     vars: dict[str, Any]
@@ -62,6 +62,8 @@ class SessionReport:
     caller_hung_up: bool
     end_reason: str | None
     error: str | None = None
+    #: Set when a limit ended the flow, e.g. "max_duration (900 s) reached: hung up".
+    note: str | None = None
 
 
 class Session:
@@ -73,11 +75,15 @@ class Session:
         call: Call,
         *,
         on_step: Callable[[TraceEntry], None] | None = None,
+        time_scale: float = 1.0,
     ) -> None:
         self.runtime = runtime
         self.flow = runtime.flow
         self.call = call
         self.on_step = on_step
+        #: On the simulator, the flow's own clocks (step timeouts, max_duration) run at the
+        #: simulator's pace, so a simulated call behaves as the real one would.
+        self.time_scale = time_scale
         #: The machine's model attribute: the id of the step running now.
         self.state = self.flow.start
         self.steps: dict[str, dict[str, Any]] = {}
@@ -108,6 +114,10 @@ class Session:
         self._call_info["state"] = self.call.state
         return self._context
 
+    def step_timeout(self, step: Step) -> float | None:
+        """The step's ``timeout`` in real seconds (scaled on the simulator)."""
+        return None if step.timeout is None else step.timeout * self.time_scale
+
     def log(self, text: str) -> None:
         """A ``log`` step's line: to the engine's logger, tagged with call, flow and version."""
         logger.info("%s", text, extra=self._log_extra())
@@ -123,15 +133,19 @@ class Session:
         flow = self.flow
         self._t0 = time.monotonic()
         error: str | None = None
+        note: str | None = None
         failed = False
         try:
             error = self._init_vars()
             if error is None:
-                deadline = flow.max_duration if flow.max_duration else float("inf")
+                deadline = (flow.max_duration * self.time_scale if flow.max_duration
+                            else float("inf"))
                 with anyio.move_on_after(deadline) as scope:
                     failed, error = await self._run_steps()
                 if scope.cancelled_caught:
-                    failed, error = True, f"the flow ran longer than max_duration ({flow.max_duration} s)"
+                    # A configured limit, not a failure: the call is hung up below.
+                    note = f"max_duration ({flow.max_duration:g} s) reached: hung up"
+                    logger.info("%s", note, extra=self._log_extra())
             else:
                 failed = True
         finally:
@@ -151,6 +165,7 @@ class Session:
             caller_hung_up=self.caller_hung_up,
             end_reason=self.call.end_reason,
             error=error,
+            note=note,
         )
 
     def _init_vars(self) -> str | None:
@@ -207,7 +222,7 @@ class Session:
             runner = self.runtime.runners[step.action]
             if step.timeout is not None and step.action not in ("play", "record"):
                 # play/record stop their RELAY action themselves and keep its result.
-                with anyio.move_on_after(step.timeout):
+                with anyio.move_on_after(self.step_timeout(step)):
                     return self._settle(step, await runner(self, step, params))
                 return StepResult("timeout", {}, error=f"step ran longer than {step.timeout} s")
             return self._settle(step, await runner(self, step, params))
