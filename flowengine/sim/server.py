@@ -159,7 +159,9 @@ class Simulator:
                 while any(link.conn.outbox for link in self._links.values()):
                     await anyio.sleep(0.005)
         finally:
-            await stack.__aexit__(exc_type, exc, tb)
+            # The body's own exception is not the task group's business: passing it in
+            # would come back wrapped in an ExceptionGroup. It propagates unchanged.
+            await stack.__aexit__(None, None, None)
 
     async def _close_server(self) -> None:
         server = self._server
