@@ -25,6 +25,8 @@ class StepResult:
     control_id: str | None = None
     #: A readable reason when the outcome is ``error``.
     error: str | None = None
+    #: The step's parameters as rendered for this call (set by the session, for the trace).
+    params: Any = None
 
 
 async def wait_action(

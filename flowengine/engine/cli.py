@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-recordings", default=None, metavar="DIR",
                         help="download each recording the flow produced into DIR (the embedded "
                              "simulator serves them only while `run` runs)")
+    parser.add_argument("--trace", default=None, metavar="FILE",
+                        help="append one JSON line per step to FILE (read it with "
+                             "`flowengine trace FILE`)")
     parser.add_argument("--quiet", "-q", action="store_true",
                         help="print only the summary of each call")
     parser.add_argument("--log-level", default="warning",

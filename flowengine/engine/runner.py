@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import secrets
 import sys
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import IO, Any
@@ -13,6 +14,7 @@ import anyio
 
 from flowengine.engine.machine import FlowRuntime
 from flowengine.engine.session import Session, SessionReport, TraceEntry
+from flowengine.engine.trace import TraceWriter
 from flowengine.flow import FlowError, FlowVersion, load_flow
 
 EXIT_OK, EXIT_FLOW_FAILED, EXIT_INVALID = 0, 1, 2
@@ -109,16 +111,21 @@ def _default_number(flow: FlowVersion, key: str, default: str) -> str:
 
 async def run_calls(
     runtime: FlowRuntime, client: Any, count: int, printer: TracePrinter | None = None,
-    *, time_scale: float = 1.0,
+    *, time_scale: float = 1.0, trace: Callable[[TraceEntry], None] | None = None,
 ) -> list[SessionReport]:
     """Take the next ``count`` inbound calls from ``client`` and run each through the flow,
     concurrently as they come; returns their reports in the order they ended."""
     reports: list[SessionReport] = []
+    hooks = [h for h in (printer.step if printer else None, trace) if h is not None]
+
+    def on_step(entry: TraceEntry) -> None:
+        for hook in hooks:
+            hook(entry)
 
     async def run_one(call: Any) -> None:
         if printer is not None:
             printer.call_started(call)
-        session = Session(runtime, call, on_step=printer.step if printer else None,
+        session = Session(runtime, call, on_step=on_step if hooks else None,
                           time_scale=time_scale)
         report = await session.run()
         reports.append(report)
@@ -204,7 +211,11 @@ async def run_command(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=err)
             return EXIT_FLOW_FAILED
 
-        reports = await run_calls(runtime, client, count, printer, time_scale=time_scale)
+        writer = TraceWriter(args.trace) if args.trace else None
+        if writer is not None:
+            stack.callback(writer.close)
+        reports = await run_calls(runtime, client, count, printer, time_scale=time_scale,
+                                  trace=writer)
         if args.save_recordings:
             await save_recordings(reports, Path(args.save_recordings), out, err)
     failed = sum(1 for r in reports if r.status != "completed")

@@ -47,6 +47,10 @@ class TraceEntry:
     control_id: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    #: The parameters as rendered for this call (None when rendering failed).
+    params: Any = None
+    #: Wall-clock time the step started (seconds since the epoch).
+    at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -106,6 +110,7 @@ class Session:
         self._context = {"call": self._call_info, "steps": self.steps, "vars": self.vars,
                          "flow": self.flow.template_flow}
         self._t0 = 0.0
+        self._wall0 = 0.0
 
     # -- what actions and templates use ------------------------------------------------
 
@@ -132,6 +137,7 @@ class Session:
         """Run the flow to its end and make sure the call ends too."""
         flow = self.flow
         self._t0 = time.monotonic()
+        self._wall0 = time.time()
         error: str | None = None
         note: str | None = None
         failed = False
@@ -223,9 +229,14 @@ class Session:
             if step.timeout is not None and step.action not in ("play", "record"):
                 # play/record stop their RELAY action themselves and keep its result.
                 with anyio.move_on_after(self.step_timeout(step)):
-                    return self._settle(step, await runner(self, step, params))
-                return StepResult("timeout", {}, error=f"step ran longer than {step.timeout} s")
-            return self._settle(step, await runner(self, step, params))
+                    result = self._settle(step, await runner(self, step, params))
+                    result.params = params
+                    return result
+                return StepResult("timeout", {}, error=f"step ran longer than {step.timeout} s",
+                                  params=params)
+            result = self._settle(step, await runner(self, step, params))
+            result.params = params
+            return result
         except TemplateRenderError as exc:
             return StepResult("error", {}, error=str(exc))
         except Exception as exc:
@@ -262,6 +273,8 @@ class Session:
             control_id=result.control_id,
             result=result.result,
             error=result.error,
+            params=result.params,
+            at=self._wall0 + (started - self._t0),
         )
         self.trace.append(entry)
         if logger.isEnabledFor(logging.INFO):
