@@ -105,8 +105,9 @@ def format_timeline(records: Iterable[Mapping[str, Any]]) -> str:
         for r in steps:
             duration = float(r.get("duration") or 0)
             took = f"{duration * 1000:.0f} ms" if duration < 1 else f"{duration:.2f} s"
+            offset = f"+{float(r.get('started') or 0):.3f}s"
             lines.append(
-                f"  +{float(r.get('started') or 0):8.3f}s  {r.get('step')!s:<16} "
+                f"  {offset:<10} {r.get('step')!s:<16} "
                 f"{r.get('action')!s:<7} {r.get('method') or '-':<16} → "
                 f"{r.get('outcome')!s:<9} {took:>9}  next: {r.get('next') or '(flow ends)'}")
             result = r.get("result") or {}
