@@ -83,28 +83,30 @@ async def _main(args: argparse.Namespace, caller: CallerScript) -> int:
 
     sim = Simulator(args.host, args.port, args.project, args.token, args.time_scale,
                     resume_window=args.resume_window, ping_interval=args.ping_interval)
-    try:
-        async with sim:
-            print(sim.url, flush=True)
-            async with anyio.create_task_group() as tg:
+    # The handlers are in place before the URL is printed: whoever reads the URL may
+    # signal at once.
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        try:
+            async with sim:
+                print(sim.url, flush=True)
+                async with anyio.create_task_group() as tg:
 
-                async def stop_on_signal() -> None:
-                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async def stop_on_signal() -> None:
                         async for _ in signals:
                             tg.cancel_scope.cancel()
                             return
 
-                tg.start_soon(stop_on_signal)
-                if args.calls:
-                    await _offer_calls(sim, args, caller)
-                    tg.cancel_scope.cancel()
-                else:
-                    await anyio.sleep_forever()
-    except OSError as exc:  # the port is taken, the host does not exist …
-        import sys
+                    tg.start_soon(stop_on_signal)
+                    if args.calls:
+                        await _offer_calls(sim, args, caller)
+                        tg.cancel_scope.cancel()
+                    else:
+                        await anyio.sleep_forever()
+        except OSError as exc:  # the port is taken, the host does not exist …
+            import sys
 
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
+            print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+            return 1
     print(json.dumps(sim.summary(), separators=(",", ":")), flush=True)
     return 0
 
