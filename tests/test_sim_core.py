@@ -141,7 +141,7 @@ def test_connect_sends_authorization_state_and_never_the_token(core: SimCore, cl
 def test_every_event_carries_the_section_3_envelope(core: SimCore, peer: Peer) -> None:
     peer.connect(["office"])
     core.offer_call("office")
-    frame = [f for f in peer.frames() if f.get("method") == "signalwire.event"][0]
+    frame = next(f for f in peer.frames() if f.get("method") == "signalwire.event")
     assert frame["id"]
     outer = frame["params"]
     for key in ("event_type", "timestamp", "event_channel", "project_id", "space_id", "params"):
@@ -229,6 +229,7 @@ def test_record_sequence_with_a_speaking_caller(core: SimCore, peer: Peer) -> No
     assert states(peer.frames()) == ["calling.call.record recording"]
     peer.advance(0.2)
     [(etype, p)] = events(peer.frames())
+    assert etype == "calling.call.record"
     assert p["state"] == "finished" and p["control_id"] == "k1"
     assert p["url"] == result["url"] and p["duration"] == 3.0
     assert p["size"] == 44 + 3 * 8000 * 2
@@ -479,7 +480,7 @@ def test_offers_wait_for_a_subscriber_and_shutdown_counts_leaks(core: SimCore, p
 
 
 def test_fail_next_and_delayed_replies(core: SimCore, peer: Peer) -> None:
-    call, ids = answered_call(core, peer)
+    _, ids = answered_call(core, peer)
     core.fail_next("calling.play", code="503", message="Busy")
     reply = peer.request("calling.play", {**ids, "control_id": "k", "play": [{"type": "audio"}]})
     assert reply["result"] == {"code": "503", "message": "Busy"}

@@ -60,7 +60,7 @@ class Outcome:
     async def run(self, body: Callable[[], Awaitable[None]]) -> None:
         try:
             await body()
-        except BaseException as exc:  # surfaced by wait(): the SDK would only log it
+        except Exception as exc:  # noqa: BLE001  (re-raised by wait(); the SDK would only log it)
             self.error = exc
         finally:
             self.done.set()
@@ -229,11 +229,11 @@ async def test_two_sdk_clients_share_one_context_and_answer_server_pings(
     async with Simulator(time_scale=TIME_SCALE) as sim:
         handled: dict[str, list[str]] = {"a": [], "b": []}
         clients = {}
-        for name in handled:
+        for name, calls_handled in handled.items():
             client = sdk_client(sim, ["office"])
 
-            async def handle_call(call: Any, name: str = name) -> None:
-                handled[name].append(call.call_id)
+            async def handle_call(call: Any, calls_handled: list[str] = calls_handled) -> None:
+                calls_handled.append(call.call_id)
                 await call.answer()
                 await call.hangup()
 

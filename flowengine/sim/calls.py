@@ -14,6 +14,7 @@ The ordering rules of the protocol live here (``§n`` = a section of relay-proto
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from abc import ABC, abstractmethod
@@ -713,7 +714,7 @@ class CollectAction(_Action):
         if self.digits_cfg is not None and (keys := self.call.next_digits()) is not None:
             for i, key in enumerate(keys):
                 self.call.after(CALLER_REACTION_SECONDS + i * CALLER_KEY_INTERVAL,
-                                lambda key=key: self._press(key))
+                                functools.partial(self._press, key))
             return
         if self.speech_cfg is not None and (phrase := self.call.next_phrase()) is not None:
             talk = max(TTS_MIN_SECONDS, TTS_SECONDS_PER_CHAR * len(phrase))
@@ -737,8 +738,8 @@ class CollectAction(_Action):
         if self.done:
             return
         cfg = self.digits_cfg or {}
-        terminators = cfg.get("terminators") if isinstance(cfg.get("terminators"), str) else ""
-        if key in terminators:
+        terminators = cfg.get("terminators")
+        if isinstance(terminators, str) and key in terminators:
             self._finish("digit", {"digits": self.collected, "terminator": key})
             return
         self.collected += key

@@ -84,8 +84,8 @@ class Connection:
     driver to close the socket once the outbox is sent.
     """
 
-    __slots__ = ("id", "peer", "session", "outbox", "wake", "close_requested", "closed",
-                 "pending")
+    __slots__ = ("close_requested", "closed", "id", "outbox", "peer", "pending", "session",
+                 "wake")
 
     def __init__(self, conn_id: int, peer: str = "") -> None:
         self.id = conn_id
@@ -116,8 +116,8 @@ class Connection:
 class Session:
     """A RELAY session: what a ``protocol`` names, outliving any one socket (§2.1)."""
 
-    __slots__ = ("protocol", "session_id", "authorization_state", "signature", "contexts",
-                 "conn", "backlog", "calls", "expiry")
+    __slots__ = ("authorization_state", "backlog", "calls", "conn", "contexts", "expiry",
+                 "protocol", "session_id", "signature")
 
     def __init__(self, protocol: str, session_id: str) -> None:
         self.protocol = protocol

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import anyio
@@ -45,6 +46,15 @@ class _Flag:
     async def wait(self) -> None:
         await self._event.wait()
         self._event = anyio.Event()
+
+
+def _set_when_settled(event: anyio.Event) -> Callable[[bool], None]:
+    """A server-request callback that only wakes ``event`` (answered or not)."""
+
+    def settled(_answered: bool) -> None:
+        event.set()
+
+    return settled
 
 
 class _Link:
@@ -117,7 +127,7 @@ class Simulator:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Simulator:
+    async def __aenter__(self) -> Self:
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
@@ -318,7 +328,7 @@ class Simulator:
         for link in links:
             event = anyio.Event()
             events.append(event)
-            self.core.send_disconnect(link.conn, restart, lambda _ok, e=event: e.set())
+            self.core.send_disconnect(link.conn, restart, _set_when_settled(event))
         with anyio.move_on_after(timeout):
             for event in events:
                 await event.wait()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 class Timer:
     """A scheduled callback; :meth:`cancel` is cheap (the heap skips it later)."""
 
-    __slots__ = ("deadline", "callback", "cancelled")
+    __slots__ = ("callback", "cancelled", "deadline")
 
     def __init__(self, deadline: float, callback: Callable[[], None]) -> None:
         self.deadline = deadline
