@@ -69,6 +69,12 @@ class Peer:
             self.inbox = []
         return reply
 
+    @property
+    def protocol(self) -> str:
+        session = self.conn.session
+        assert session is not None
+        return session.protocol
+
     def advance(self, seconds: float) -> None:
         self.clock.t += seconds
         self.core.run_due()
@@ -178,11 +184,12 @@ def test_requests_before_connect_are_refused_and_the_connection_still_works(peer
 
 def test_bad_frames_get_json_rpc_errors(core: SimCore, peer: Peer) -> None:
     peer.connect()
-    for raw, code in [("{not json", -32700), (b"\xff\xfe", -32700), ("[1, 2]", -32600),
+    cases: list[tuple[str | bytes, int]] = [("{not json", -32700), (b"\xff\xfe", -32700), ("[1, 2]", -32600),
                       ('{"jsonrpc":"2.0","id":"x"}', -32600),
                       ('{"jsonrpc":"2.0","id":"x","method":5}', -32600),
                       ('{"jsonrpc":"2.0","id":"x","method":"signalwire.ping","params":[1]}', -32602),
-                      ('{"jsonrpc":"2.0","id":"x","method":"calling.teleport","params":{}}', -32601)]:
+                      ('{"jsonrpc":"2.0","id":"x","method":"calling.teleport","params":{}}', -32601)]
+    for raw, code in cases:
         core.receive_frame(peer.conn, raw)
         [reply] = peer.frames()
         assert reply["error"]["code"] == code, raw
@@ -197,7 +204,7 @@ def test_receive_and_unreceive_change_which_calls_are_offered(core: SimCore, pee
     assert events(peer.frames()) == []
     assert peer.request("signalwire.receive", {"context": "billing"})["result"]["code"] == "200"
     assert [e for e, p in events(peer.frames())] == ["calling.call.receive"]
-    assert call.protocol == peer.conn.session.protocol
+    assert call.protocol == peer.protocol
     assert peer.request("signalwire.unreceive", {"contexts": ["billing"]})["result"]["code"] == "200"
     core.offer_call("billing")
     assert events(peer.frames()) == []
@@ -415,13 +422,13 @@ def test_pass_offers_the_call_to_another_session(core: SimCore, clock: FakeClock
     a.connect(["office"])
     b.connect(["office"])
     call = core.offer_call("office")
-    first, second = (a, b) if call.protocol == a.conn.session.protocol else (b, a)
+    first, second = (a, b) if call.protocol == a.protocol else (b, a)
     first.frames()
     second.frames()
     ids = {"node_id": call.node_id, "call_id": call.call_id}
     assert first.request("calling.pass", ids)["result"]["code"] == "200"
     assert [e for e, _ in events(second.frames())] == ["calling.call.receive"]
-    assert call.protocol == second.conn.session.protocol
+    assert call.protocol == second.protocol
 
 
 # -- sessions without a socket ---------------------------------------------------------------------
@@ -434,7 +441,7 @@ def test_events_while_disconnected_are_delivered_on_resume(core: SimCore, clock:
     call = core.offer_call("office", caller="hangup:1")
     p.frames()
     p.request("calling.answer", {"node_id": call.node_id, "call_id": call.call_id})
-    protocol = p.conn.session.protocol
+    protocol = p.protocol
     core.connection_lost(p.conn)
     p.advance(2)  # the caller hangs up while nobody is listening
     assert call.state == "ended"

@@ -48,7 +48,7 @@ class RawClient:
 
     async def reply_to(self, rid: Any) -> dict[str, Any]:
         """Frames until the reply to ``rid``; the others are set aside for later."""
-        aside = []
+        aside: list[dict[str, Any]] = []
         while True:
             frame = await self.next()
             if frame.get("id") == rid and "method" not in frame:
@@ -61,7 +61,7 @@ class RawClient:
 
     async def event(self, event_type: str, **match: Any) -> dict[str, Any]:
         """Inner params of the next event of that type (and those values); ACKs it (§3)."""
-        aside = []
+        aside: list[dict[str, Any]] = []
         while True:
             frame = await self.next()
             params = frame.get("params", {})
