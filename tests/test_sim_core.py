@@ -134,7 +134,8 @@ def test_connect_returns_a_new_protocol_per_session(core: SimCore, clock: FakeCl
         assert result[key]
 
 
-def test_connect_sends_authorization_state_and_never_the_token(core: SimCore, clock: FakeClock) -> None:
+def test_connect_sends_authorization_state_and_never_the_token(core: SimCore,
+                                                               clock: FakeClock) -> None:
     p = Peer(core, clock)
     p.send("signalwire.connect", {"authentication": {"project": "p", "token": "secret-token"}})
     frames = p.frames()
@@ -184,11 +185,15 @@ def test_requests_before_connect_are_refused_and_the_connection_still_works(peer
 
 def test_bad_frames_get_json_rpc_errors(core: SimCore, peer: Peer) -> None:
     peer.connect()
-    cases: list[tuple[str | bytes, int]] = [("{not json", -32700), (b"\xff\xfe", -32700), ("[1, 2]", -32600),
-                      ('{"jsonrpc":"2.0","id":"x"}', -32600),
-                      ('{"jsonrpc":"2.0","id":"x","method":5}', -32600),
-                      ('{"jsonrpc":"2.0","id":"x","method":"signalwire.ping","params":[1]}', -32602),
-                      ('{"jsonrpc":"2.0","id":"x","method":"calling.teleport","params":{}}', -32601)]
+    cases: list[tuple[str | bytes, int]] = [
+        ("{not json", -32700),
+        (b"\xff\xfe", -32700),
+        ("[1, 2]", -32600),
+        ('{"jsonrpc":"2.0","id":"x"}', -32600),
+        ('{"jsonrpc":"2.0","id":"x","method":5}', -32600),
+        ('{"jsonrpc":"2.0","id":"x","method":"signalwire.ping","params":[1]}', -32602),
+        ('{"jsonrpc":"2.0","id":"x","method":"calling.teleport","params":{}}', -32601),
+    ]
     for raw, code in cases:
         core.receive_frame(peer.conn, raw)
         [reply] = peer.frames()
@@ -205,7 +210,8 @@ def test_receive_and_unreceive_change_which_calls_are_offered(core: SimCore, pee
     assert peer.request("signalwire.receive", {"context": "billing"})["result"]["code"] == "200"
     assert [e for e, p in events(peer.frames())] == ["calling.call.receive"]
     assert call.protocol == peer.protocol
-    assert peer.request("signalwire.unreceive", {"contexts": ["billing"]})["result"]["code"] == "200"
+    unreceived = peer.request("signalwire.unreceive", {"contexts": ["billing"]})
+    assert unreceived["result"]["code"] == "200"
     core.offer_call("billing")
     assert events(peer.frames()) == []
 
@@ -302,7 +308,8 @@ def test_quiet_caller_is_ended_by_end_silence_timeout(core: SimCore, peer: Peer)
     assert p["state"] == "finished" and p["duration"] == 5.0
 
 
-def test_a_key_that_is_not_a_terminator_does_not_end_the_recording(core: SimCore, peer: Peer) -> None:
+def test_a_key_that_is_not_a_terminator_does_not_end_the_recording(core: SimCore,
+                                                                   peer: Peer) -> None:
     _, ids = answered_call(core, peer, "speak:2")
     peer.request("calling.record", {**ids, "control_id": "k1",
                                     "record": {"audio": {"terminators": "*"}}})
@@ -321,7 +328,8 @@ def test_record_stop_keeps_what_was_said(core: SimCore, peer: Peer) -> None:
     assert frames[1]["result"]["code"] == "200"
     assert [(p["state"], p["duration"]) for _, p in events(frames)[1:]] == [("finished", 4.0)]
     # A second stop: the action is gone, and the SDK reads 404 as "gone" (§5.1).
-    assert peer.request("calling.record.stop", {**ids, "control_id": "k1"})["result"]["code"] == "404"
+    again = peer.request("calling.record.stop", {**ids, "control_id": "k1"})
+    assert again["result"]["code"] == "404"
 
 
 def test_paused_play_does_not_finish_until_resumed(core: SimCore, peer: Peer) -> None:

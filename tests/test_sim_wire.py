@@ -92,7 +92,7 @@ def download(url: str) -> tuple[int, str, bytes]:
         return exc.code, exc.headers["Content-Type"], exc.read()
 
 
-# -- bad input ---------------------------------------------------------------------------------------
+# -- bad input -------------------------------------------------------------------------------------
 
 
 async def test_bad_input_gets_protocol_answers_and_a_good_client_is_served_after() -> None:
@@ -146,7 +146,7 @@ async def test_a_plain_http_get_is_not_a_websocket_and_unknown_recordings_are_40
         assert status == 404
 
 
-# -- routing -----------------------------------------------------------------------------------------
+# -- routing ---------------------------------------------------------------------------------------
 
 
 async def test_two_clients_on_one_context_share_the_calls_round_robin() -> None:
@@ -175,7 +175,7 @@ async def test_calls_wait_until_a_client_subscribes_to_their_context() -> None:
         await client.ws.close()
 
 
-# -- resume ------------------------------------------------------------------------------------------
+# -- resume ----------------------------------------------------------------------------------------
 
 
 async def test_a_dropped_session_resumes_with_its_protocol_and_gets_the_missed_events() -> None:
@@ -219,7 +219,7 @@ async def test_calls_of_a_session_that_never_comes_back_end_with_error() -> None
         assert sim.summary()["by_end_reason"] == {"error": 1}
 
 
-# -- server-side requests and fault injection ---------------------------------------------------------
+# -- server-side requests and fault injection ------------------------------------------------------
 
 
 async def test_disconnect_asks_the_client_then_closes_the_socket() -> None:
@@ -300,7 +300,7 @@ async def test_fail_next_fails_exactly_one_request() -> None:
         await client.ws.close()
 
 
-# -- recordings over HTTP ------------------------------------------------------------------------------
+# -- recordings over HTTP --------------------------------------------------------------------------
 
 
 async def _record(sim: Simulator, audio: dict[str, Any], caller: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""``python -m flowengine.sim``: the same as ``flowengine simulator``, without the other commands."""
+"""``python -m flowengine.sim``: ``flowengine simulator`` without the other commands."""
 
 from __future__ import annotations
 

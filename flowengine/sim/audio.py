@@ -23,7 +23,8 @@ MP3_BITRATE = 32000
 #: 144 * bitrate / sample rate, no padding needed at 32 kHz.
 MP3_FRAME_BYTES = 144 * MP3_BITRATE // MP3_RATE
 # Sync 0xFFF, MPEG-1 (11), Layer III (01), no CRC (1) | bitrate index 1 (32 kbit/s),
-# 32 kHz (10), no padding, private 0 | mono (11), mode ext 00, not copyrighted, original, no emphasis.
+# 32 kHz (10), no padding, private 0 | mono (11), mode ext 00, not copyrighted, original,
+# no emphasis.
 _MP3_HEADER = bytes((0xFF, 0xFB, 0x18, 0xC4))
 _MP3_FRAME = _MP3_HEADER + bytes(MP3_FRAME_BYTES - len(_MP3_HEADER))
 

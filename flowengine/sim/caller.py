@@ -94,7 +94,8 @@ class CallerScript:
         for raw in text.split(",") if text else ():
             clause = raw.strip()
             if not clause:
-                raise CallerScriptError(f"empty clause in caller script {text!r}; grammar: {GRAMMAR}")
+                raise CallerScriptError(
+                    f"empty clause in caller script {text!r}; grammar: {GRAMMAR}")
             if clause == "silent":
                 speak, after, speak_given = None, "", True
             elif m := _SPEAK_RE.fullmatch(clause):

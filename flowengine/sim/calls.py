@@ -517,7 +517,8 @@ class PlayAction(_Action):
         if self.paused or self.done:
             return
         host = self.call._host
-        self._remaining = max(0.0, self._remaining - (host.now - self._resumed_at) / host.time_scale)
+        played = (host.now - self._resumed_at) / host.time_scale
+        self._remaining = max(0.0, self._remaining - played)
         self._cancel_timer()
         self.paused = True
         self._event("paused")
@@ -536,7 +537,7 @@ class PlayAction(_Action):
 
 
 class RecordAction(_Action):
-    """``calling.record``: ``recording`` → (``paused`` ⇄ ``recording``) → ``finished`` | ``no_input``.
+    """``calling.record``: ``recording`` → (``paused`` ⇄ ``recording``) → ``finished``/``no_input``.
 
     The recording has its own clock (``position``, simulated seconds captured) that stops
     while paused. The caller's speech is laid on that clock: speaking from 0 to
@@ -566,6 +567,11 @@ class RecordAction(_Action):
         self._paused_at = 0.0
         self._pause_behavior = "silence"
         self._speech_over = False  # the caller finished speaking (pressed a key or went quiet)
+
+    def _paused_for(self) -> float:
+        """Simulated seconds since the recording was paused."""
+        host = self.call._host
+        return (host.now - self._paused_at) / host.time_scale
 
     def _event(self, state: str, **extra: Any) -> None:
         self.call.emit("calling.call.record", {**self._ids(), "state": state, **extra})
@@ -629,7 +635,7 @@ class RecordAction(_Action):
             return
         pos = self.position()
         if self.paused and self._pause_behavior == "silence":
-            self._silence_pad += (self.call._host.now - self._paused_at) / self.call._host.time_scale
+            self._silence_pad += self._paused_for()
         spoken = self._heard(pos)
         if spoken <= 0:
             self._no_input()
@@ -638,7 +644,8 @@ class RecordAction(_Action):
         rec = self.recording
         rec.duration = round(pos + self._silence_pad, 3)
         rec.spoken = round(spoken, 3)
-        rec.size = audio.mp3_size(rec.duration) if rec.format == "mp3" else audio.wav_size(rec.duration)
+        size_of = audio.mp3_size if rec.format == "mp3" else audio.wav_size
+        rec.size = size_of(rec.duration)
         rec.finished = True
         self.call.recordings.append(rec)
         self.call._host.recording_finished(rec)
@@ -662,7 +669,7 @@ class RecordAction(_Action):
         if not self.paused or self.done:
             return
         if self._pause_behavior == "silence":
-            self._silence_pad += (self.call._host.now - self._paused_at) / self.call._host.time_scale
+            self._silence_pad += self._paused_for()
         self.paused = False
         self._event("recording", url=self.recording.url)
         if self.capturing:

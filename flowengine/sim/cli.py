@@ -18,7 +18,8 @@ if TYPE_CHECKING:  # annotations only: the command line must start fast
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The simulator's options (see docs/simulator.md)."""
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0,
                         help="port to listen on; 0 picks a free one (default 0)")
     parser.add_argument("--project", default="sim-project",

@@ -99,7 +99,8 @@ class Connection:
         self.pending: dict[str, Callable[[bool], None] | None] = {}
 
     def __repr__(self) -> str:
-        return f"<Connection {self.id} {self.peer} session={getattr(self.session, 'protocol', None)}>"
+        protocol = self.session.protocol if self.session is not None else None
+        return f"<Connection {self.id} {self.peer} session={protocol}>"
 
     def push(self, frame: str, is_event: bool) -> None:
         """Queue a frame for the socket."""
@@ -132,7 +133,8 @@ class Session:
         self.expiry: Timer | None = None
 
     def __repr__(self) -> str:
-        return f"<Session {self.protocol} contexts={self.contexts} connected={self.conn is not None}>"
+        connected = self.conn is not None
+        return f"<Session {self.protocol} contexts={self.contexts} connected={connected}>"
 
 
 def _contexts(params: dict[str, Any]) -> list[str] | None:
@@ -429,7 +431,9 @@ class SimCore:
         if isinstance(protocol, str):
             session = self._sessions.get(protocol)
             blob = params.get("authorization_state")
-            if session is not None and isinstance(blob, str) and blob != session.authorization_state:
+            stale = isinstance(blob, str) and session is not None and (
+                blob != session.authorization_state)
+            if stale:
                 session = None  # a stale or foreign blob: start afresh rather than hijack
         if conn.session is not None and conn.session is not session:
             self._detach(conn)  # a second connect on one socket switches sessions
