@@ -259,3 +259,39 @@ async def test_wrong_token_is_rejected_as_the_sdk_expects(
             await client.connect()
         await client.disconnect()
         assert err.value.code == -32002
+
+
+async def test_the_sdk_resumes_its_session_after_a_dropped_socket(
+        sdk_client: Callable[..., RelayClient]) -> None:
+    async with Simulator(time_scale=TIME_SCALE) as sim:
+        sim_call = sim.offer_call(context="office", caller="speak:5")
+        outcome = Outcome()
+        client = sdk_client(sim, ["office"])
+
+        @client.on_call
+        async def handle_call(call: Any) -> None:
+            async def body() -> None:
+                await call.answer()
+                action = await call.record(audio={"terminators": "#"})
+                outcome.values["event"] = await action.wait()
+                await call.hangup()
+
+            await outcome.run(body)
+
+        async with client:
+            protocol = client.relay_protocol
+            with anyio.fail_after(5):
+                while "calling.record" not in sim_call.commands:
+                    await anyio.sleep(0.005)
+            await sim.drop_connections()
+            with anyio.fail_after(5):  # the recording ends while the client is away
+                while not sim_call.recordings:
+                    await anyio.sleep(0.005)
+            await client.connect()  # what the SDK's run() loop does after a drop
+            values = await outcome.wait()
+            assert client.relay_protocol == protocol
+            await sim_call.wait_ended(timeout=5)
+        # The record event queued during the outage reached the action on resume.
+        assert values["event"].state == "finished" and values["event"].duration == 5.0
+        assert sim_call.end_reason == "hangup"
+        assert sim_call.commands == ["calling.answer", "calling.record", "calling.end"]
