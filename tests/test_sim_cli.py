@@ -53,8 +53,7 @@ async def test_simulator_command_offers_its_calls_and_prints_a_summary(
         url = await first_line(stdout)
         assert url.startswith("ws://127.0.0.1:")
 
-        client: RelayClient = RelayClient(project="sim-project", token="sim-token",
-                                          host=url.removeprefix("ws://"), contexts=["default"])
+        client: RelayClient = sdk_client(url, ["default"])
         handled: list[str] = []
 
         @client.on_call

@@ -37,9 +37,11 @@ def sdk_client(monkeypatch: pytest.MonkeyPatch) -> Callable[..., RelayClient]:
     monkeypatch.setattr(relay_client_module, "websockets", types.SimpleNamespace(
         connect=connect_plain, exceptions=websockets.exceptions))
 
-    def make(sim: Simulator, contexts: list[str], **kwargs: Any) -> RelayClient:
+    def make(sim: Simulator | str, contexts: list[str], **kwargs: Any) -> RelayClient:
+        """A client for a Simulator, or for a ws:// URL (a simulator in another process)."""
+        url = sim if isinstance(sim, str) else sim.url
         return RelayClient(project="sim-project", token="sim-token",
-                           host=sim.url.removeprefix("ws://"), contexts=contexts, **kwargs)
+                           host=url.removeprefix("ws://"), contexts=contexts, **kwargs)
 
     return make
 
