@@ -332,6 +332,19 @@ def test_record_stop_keeps_what_was_said(core: SimCore, peer: Peer) -> None:
     assert again["result"]["code"] == "404"
 
 
+def test_record_paused_during_the_beep_starts_when_resumed(core: SimCore, peer: Peer) -> None:
+    _, ids = answered_call(core, peer, "speak:2")
+    peer.request("calling.record", {**ids, "control_id": "k1",
+                                    "record": {"audio": {"beep": True}}})
+    peer.request("calling.record.pause", {**ids, "control_id": "k1", "behavior": "skip"})
+    peer.advance(10)
+    peer.request("calling.record.resume", {**ids, "control_id": "k1"})
+    peer.advance(2.1)
+    assert states(peer.frames()) == ["calling.call.record recording", "calling.call.record paused",
+                                     "calling.call.record recording",
+                                     "calling.call.record finished"]
+
+
 def test_paused_play_does_not_finish_until_resumed(core: SimCore, peer: Peer) -> None:
     _, ids = answered_call(core, peer)
     peer.request("calling.play", {**ids, "control_id": "k1",

@@ -659,7 +659,8 @@ class RecordAction(_Action):
             return
         self._position = self.position()
         self._running_since = None
-        self._cancel_timer()
+        if self.capturing:
+            self._cancel_timer()  # during the beep the timer is the beep's: let it end
         self.paused = True
         self._paused_at = self.call._host.now
         self._pause_behavior = "skip" if behavior == "skip" else "silence"
