@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("flowengine.engine.cli", "run a flow for one call (on the embedded simulator without credentials)"),
     "check": ("flowengine.flow.cli", "check flow files and report every problem as file:line:col"),
     "graph": ("flowengine.flow.graph", "print a flow's graph (states and edges) as Mermaid or DOT"),
+    "test": ("flowengine.scenario.cli", "run the scenario tests of flows over the simulator"),
     "trace": ("flowengine.engine.trace", "print a readable timeline of the calls in a trace file"),
     "simulator": ("flowengine.sim.cli", "run the local RELAY simulator"),
 }

@@ -1,0 +1,362 @@
+"""Scenario files: reading, checking and the model the runner uses.
+
+A scenario file (``*.test.yaml``, usually in ``flows/tests/``) names one flow and lists
+scenarios: who calls, what the simulated caller does, which RELAY requests fail, and what
+must happen. It is read with the flow language's strict YAML 1.2 loader, validated against
+``schemas/scenario.schema.json`` and then against the flow itself (step ids, outcomes,
+result fields, the caller script), every problem reported as ``file:line:col`` like
+``flowengine check`` does. See ``docs/testing.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path as FsPath
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError
+
+from flowengine.actions import ACTIONS
+from flowengine.flow import FlowError, FlowVersion, load_flow
+from flowengine.flow.diagnostics import Diagnostic, did_you_mean, sort_key
+from flowengine.flow.loader import Document, Path, load_yaml
+from flowengine.flow.schema import _expected, _show
+
+#: The scenario schema's file name in ``flowengine/schemas/``.
+SCHEMA_FILE = "scenario.schema.json"
+#: File names ``flowengine test`` picks up in a directory (recursively).
+SCENARIO_SUFFIX = ".test.yaml"
+#: Simulated time runs this much faster than real time unless a file or scenario says.
+DEFAULT_TIME_SCALE = 0.01
+DEFAULT_CALLER = "speak:3"
+DEFAULT_FROM = "+15551230000"
+DEFAULT_TO = "+15559870000"
+#: Default tolerance of ``recording.duration`` (seconds) and of ``approx`` matchers.
+RECORDING_WITHIN = 0.6
+APPROX_WITHIN = 0.5
+#: The RELAY request each action that talks to the call sends (what a fault fails).
+ACTION_METHODS = {"answer": "calling.answer", "play": "calling.play",
+                  "record": "calling.record", "hangup": "calling.end"}
+
+
+class ScenarioFileError(Exception):
+    """A scenario file that cannot run; carries every finding, positioned."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        self.diagnostics = tuple(sorted(diagnostics, key=sort_key))
+        super().__init__("\n".join(str(d) for d in self.diagnostics))
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """The next run of ``step`` gets an error reply to its RELAY request."""
+
+    step: str
+    method: str
+    code: str = "500"
+    message: str = "Internal error"
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One simulated call and what must happen on it."""
+
+    name: str
+    #: Where the scenario is written (its ``name:``).
+    line: int
+    from_number: str
+    to_number: str
+    context: str
+    caller: str
+    time_scale: float
+    faults: tuple[Fault, ...]
+    #: The ``expect:`` mapping as written (checked against the flow when loaded).
+    expect: Mapping[str, Any]
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioFile:
+    """A loaded scenario file: its flow and its scenarios."""
+
+    file: str
+    flow: FlowVersion
+    scenarios: tuple[Scenario, ...] = field(default_factory=tuple)
+
+
+@functools.cache
+def scenario_schema() -> dict[str, Any]:
+    """The scenario files' JSON Schema, parsed once."""
+    text = resources.files("flowengine").joinpath("schemas", SCHEMA_FILE).read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def scenario_files(paths: list[str]) -> tuple[list[str], list[Diagnostic]]:
+    """The scenario files named by ``paths``: files as given, and every ``*.test.yaml``
+    under each directory (recursively, dot-directories skipped), in sorted order."""
+    files: list[str] = []
+    problems: list[Diagnostic] = []
+    for name in paths:
+        if os.path.isdir(name):
+            found = []
+            for root, dirs, names in os.walk(name):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                found.extend(os.path.join(root, n) for n in names
+                             if n.endswith(SCENARIO_SUFFIX) and not n.startswith("."))
+            if not found:
+                problems.append(Diagnostic(name, None, None, "error",
+                                           f"no scenario files (*{SCENARIO_SUFFIX}) under this directory"))
+            files.extend(sorted(found))
+        elif os.path.exists(name):
+            files.append(name)
+        else:
+            problems.append(Diagnostic(name, None, None, "error", "no such file or directory"))
+    return files, problems
+
+
+def load_scenarios(path: str | os.PathLike[str]) -> ScenarioFile:
+    """Read and check one scenario file (and load its flow).
+
+    Raises:
+        ScenarioFileError: with every finding when the file, or its flow, has problems.
+    """
+    file = os.fspath(path)
+    try:
+        text = FsPath(file).read_text("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not valid UTF-8 text"
+        raise ScenarioFileError([Diagnostic(file, None, None, "error",
+                                            f"cannot read the file: {reason or exc}")]) from None
+    try:
+        doc = load_yaml(text, file)
+    except FlowError as exc:
+        raise ScenarioFileError(list(exc.diagnostics)) from None
+    if not isinstance(doc.data, dict):
+        raise ScenarioFileError([doc.diagnostic((), "a scenario file is a mapping with flow and "
+                                                "scenarios")])
+    problems = [d for error in _validator().iter_errors(doc.data) for d in _translate(error, doc)]
+    if problems:
+        raise ScenarioFileError(_unique(problems))
+    return _Checker(doc).build()
+
+
+@functools.cache
+def _validator() -> jsonschema.protocols.Validator:
+    schema = scenario_schema()
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
+def _unique(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    seen: dict[tuple[Any, ...], Diagnostic] = {}
+    for d in diagnostics:
+        seen.setdefault((d.line, d.col, d.message), d)
+    return list(seen.values())
+
+
+def describe(path: Path) -> str:
+    """What the node at ``path`` of a scenario file is, for a message."""
+    if not path:
+        return "the scenario file"
+    if path[0] == "scenarios" and len(path) >= 2:
+        where = f"scenario {int(path[1]) + 1}"
+        rest = path[2:]
+        if not rest:
+            return where
+        if rest[0] == "faults" and len(rest) >= 2:
+            inner = f"fault {int(rest[1]) + 1} of {where}"
+            return inner if len(rest) == 2 else f"{'.'.join(map(str, rest[2:]))} in {inner}"
+        return f"{'.'.join(str(p) if not isinstance(p, int) else str(p + 1) for p in rest)} in {where}"
+    return ".".join(str(p) for p in path)
+
+
+def _translate(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
+    """One schema error as a short, positioned message."""
+    path: Path = tuple(error.absolute_path)
+    value: Any = error.instance
+    kind = error.validator
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    where = describe(path)
+    if kind == "additionalProperties":
+        known = list(schema.get("properties", {}))
+        for key in value:
+            if key not in known:
+                yield doc.diagnostic((*path, key), f"unknown key '{key}' in {where}", key=True,
+                                     hint=did_you_mean(key, known))
+    elif kind == "required":
+        for key in error.validator_value:
+            if isinstance(value, dict) and key not in value:
+                yield doc.diagnostic(path, f"{where} needs '{key}'", key=True)
+    elif kind == "type":
+        hint = (f'quote it: "{value}"' if isinstance(value, (int, float))
+                and not isinstance(value, bool) and "string" in str(error.validator_value) else None)
+        yield doc.diagnostic(path, f"{where} must be {_expected(error.validator_value)}, not "
+                             f"{_show(value)}", hint=hint)
+    elif kind == "enum":
+        options = ", ".join("false" if o is False else str(o) for o in error.validator_value)
+        yield doc.diagnostic(path, f"{where} must be one of {options}, not {_show(value)}")
+    elif kind == "pattern":
+        yield doc.diagnostic(path, f"invalid value '{value}' for {where}",
+                             hint=schema.get("patternErrorMessage"))
+    elif kind == "anyOf":
+        # A matcher or a recording given as the wrong kind of thing: say what fits.
+        subs = [s for s in error.context or () if s.validator != "type"]
+        if subs and isinstance(value, dict):
+            for sub in subs:
+                yield from _translate(sub, doc)
+        else:
+            yield doc.diagnostic(path, f"{where} cannot be {_show(value)}",
+                                 hint=f"see {schema.get('title') or 'the schema'} in docs/testing.md")
+    elif kind in ("minItems", "minProperties"):
+        yield doc.diagnostic(path, f"{where} must not be empty")
+    elif kind in ("exclusiveMinimum", "minimum", "maximum"):
+        bound = {"exclusiveMinimum": "greater than", "minimum": "at least", "maximum": "at most"}
+        yield doc.diagnostic(path, f"{where} must be {bound[kind]} {error.validator_value}, "
+                             f"not {value}")
+    elif "propertyNames" in error.absolute_schema_path:
+        yield doc.diagnostic((*path, value), f"invalid step id '{value}' in {where}", key=True)
+    else:
+        yield doc.diagnostic(path, f"{where}: {error.message}")
+
+
+class _Checker:
+    """Checks a schema-valid scenario file against its flow and builds the model."""
+
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.data: dict[str, Any] = doc.data
+        self.problems: list[Diagnostic] = []
+
+    def error(self, path: Path, message: str, *, key: bool = False, hint: str | None = None) -> None:
+        self.problems.append(self.doc.diagnostic(path, message, key=key, hint=hint))
+
+    def build(self) -> ScenarioFile:
+        flow_ref = self.data["flow"]
+        flow_path = os.path.normpath(os.path.join(os.path.dirname(self.doc.file), flow_ref))
+        try:
+            flow = load_flow(flow_path)
+        except FlowError as exc:
+            self.error(("flow",), f"the flow {flow_path} does not load "
+                       f"({len(exc.errors)} error{'s' if len(exc.errors) != 1 else ''})",
+                       hint=f"run `flowengine check {flow_path}`")
+            raise ScenarioFileError([*self.problems, *exc.errors]) from None
+        defaults_call = self.data.get("call") or {}
+        default_caller = self.data.get("caller", DEFAULT_CALLER)
+        default_scale = self.data.get("time_scale", DEFAULT_TIME_SCALE)
+        if "caller" in self.data:
+            self.check_caller(default_caller, ("caller",))
+        if "call" in self.data:
+            self.check_context(flow, defaults_call, ("call",))
+        scenarios = []
+        names: dict[str, int] = {}
+        for index, raw in enumerate(self.data["scenarios"]):
+            base: Path = ("scenarios", index)
+            name = raw["name"]
+            line, _ = self.doc.position((*base, "name"))
+            if name in names:
+                self.error((*base, "name"), f"two scenarios are named '{name}' (the other at "
+                           f"line {names[name]})", hint="scenario names must be unique in a file")
+            names.setdefault(name, line)
+            call = {**defaults_call, **(raw.get("call") or {})}
+            if "call" in raw:
+                self.check_context(flow, raw["call"], (*base, "call"))
+            caller = raw.get("caller", default_caller)
+            if "caller" in raw:
+                self.check_caller(caller, (*base, "caller"))
+            faults = tuple(self.fault(flow, f, (*base, "faults", i))
+                           for i, f in enumerate(raw.get("faults") or ()))
+            self.check_expect(flow, raw["expect"], (*base, "expect"))
+            scenarios.append(Scenario(
+                name=name, line=line,
+                from_number=call.get("from", _exact(flow, "from", DEFAULT_FROM)),
+                to_number=call.get("to", _exact(flow, "to", DEFAULT_TO)),
+                context=call.get("context", flow.contexts[0]),
+                caller=caller, time_scale=raw.get("time_scale", default_scale),
+                faults=faults, expect=raw["expect"], description=raw.get("description")))
+        if self.problems:
+            raise ScenarioFileError(self.problems)
+        return ScenarioFile(self.doc.file, flow, tuple(scenarios))
+
+    # -- pieces ---------------------------------------------------------------------------
+
+    def check_caller(self, script: str, path: Path) -> None:
+        from flowengine.sim.caller import CallerScript, CallerScriptError
+
+        try:
+            CallerScript.parse(script)
+        except CallerScriptError as exc:
+            self.error(path, f"invalid caller script: {exc}")
+
+    def check_context(self, flow: FlowVersion, call: Mapping[str, Any], path: Path) -> None:
+        context = call.get("context")
+        if context is not None and context not in flow.contexts:
+            self.error((*path, "context"), f"flow {flow.name} does not take calls on context "
+                       f"'{context}'; its contexts: {', '.join(flow.contexts)}",
+                       hint=did_you_mean(context, flow.contexts))
+
+    def step_ref(self, flow: FlowVersion, step: str, path: Path, *, key: bool = False) -> bool:
+        if step in flow.steps:
+            return True
+        self.error(path, f"flow {flow.name} has no step '{step}'", key=key,
+                   hint=did_you_mean(step, list(flow.steps)))
+        return False
+
+    def fault(self, flow: FlowVersion, raw: Mapping[str, Any], path: Path) -> Fault:
+        step = raw["step"]
+        method = ""
+        if self.step_ref(flow, step, (*path, "step")):
+            action = flow.steps[step].action
+            method = ACTION_METHODS.get(action, "")
+            if not method:
+                self.error((*path, "step"), f"step '{step}' ({action}) sends no RELAY request, so "
+                           "it cannot be made to fail",
+                           hint="faults apply to answer, play, record and hangup steps")
+        return Fault(step, method, raw.get("code", "500"), raw.get("message", "Internal error"))
+
+    def check_expect(self, flow: FlowVersion, expect: Mapping[str, Any], path: Path) -> None:
+        for key in ("path", "path_includes", "not_visited"):
+            for i, step in enumerate(expect.get(key) or ()):
+                self.step_ref(flow, step, (*path, key, i))
+        for step, outcome in (expect.get("outcomes") or {}).items():
+            opath: Path = (*path, "outcomes", step)
+            if self.step_ref(flow, step, opath, key=True):
+                possible = flow.steps[step].outcomes()
+                if outcome not in possible:
+                    self.error(opath, f"step '{step}' ({flow.steps[step].action}) cannot end with "
+                               f"'{outcome}'; its outcomes are {', '.join(possible)}",
+                               hint=did_you_mean(outcome, possible))
+        for step, fields in (expect.get("steps") or {}).items():
+            spath: Path = (*path, "steps", step)
+            if self.step_ref(flow, step, spath, key=True):
+                known = ACTIONS[flow.steps[step].action].result_fields
+                for name in fields:
+                    if name not in known:
+                        listed = ", ".join(known) if known else "none"
+                        self.error((*spath, name), f"steps.{step} has no result '{name}'",
+                                   key=True, hint=did_you_mean(name, known)
+                                   or f"a {flow.steps[step].action} step's results: {listed}")
+        recording = expect.get("recording")
+        if isinstance(recording, dict) and "step" in recording:
+            rpath: Path = (*path, "recording", "step")
+            step = recording["step"]
+            if self.step_ref(flow, step, rpath) and flow.steps[step].action != "record":
+                self.error(rpath, f"step '{step}' is a {flow.steps[step].action} step, not record")
+        elif isinstance(recording, dict) and \
+                sum(1 for s in flow.steps.values() if s.action == "record") != 1:
+            self.error((*path, "recording"), f"flow {flow.name} has "
+                       f"{'no' if not any(s.action == 'record' for s in flow.steps.values()) else 'several'}"
+                       " record steps", key=True, hint="say which with step: STEP_ID")
+
+
+def _exact(flow: FlowVersion, key: str, default: str) -> str:
+    """The flow's ``match.<key>`` when it is an exact number (a glob cannot be dialled)."""
+    value = flow.match.get(key) if flow.match else None
+    if isinstance(value, str) and not any(c in value for c in "*?["):
+        return value
+    return default

@@ -1,0 +1,317 @@
+"""Running scenarios over the real simulator, and comparing what happened with ``expect``.
+
+Each scenario gets its own in-process :class:`~flowengine.sim.Simulator` (so faults and
+timers of one cannot touch another), one inbound call on the scenario's context, and a
+:class:`~flowengine.relay.RelayClient` whose call runs through the flow exactly as
+``flowengine run`` would run it. What the call did (the engine's ``SessionReport`` and its
+trace of rendered parameters) is then compared with the scenario's expectations; every
+difference becomes a :class:`Mismatch` that shows the expected and the actual value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import secrets
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from flowengine.engine import FlowRuntime, SessionReport
+from flowengine.engine.runner import run_calls
+from flowengine.engine.session import TraceEntry
+from flowengine.flow import FlowVersion
+
+from .model import APPROX_WITHIN, RECORDING_WITHIN, Fault, Scenario, ScenarioFile
+
+#: Real seconds a scenario may take before it counts as stuck.
+SCENARIO_TIMEOUT = 60.0
+#: How the end of the flow is shown in a path.
+END = "(end)"
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    """One expectation that did not hold."""
+
+    #: What was compared, e.g. ``path``, ``steps.take_message.duration``, ``said[2]``.
+    what: str
+    expected: str
+    actual: str
+
+    def lines(self) -> list[str]:
+        """The mismatch as the test report prints it."""
+        return [f"{self.what}:", f"  expected: {self.expected}", f"  actual:   {self.actual}"]
+
+
+@dataclass(slots=True)
+class ScenarioResult:
+    """What one scenario did and whether it held."""
+
+    file: str
+    flow: FlowVersion
+    scenario: Scenario
+    report: SessionReport | None = None
+    mismatches: list[Mismatch] = field(default_factory=list)
+    #: Set when the scenario could not run to the end (stuck, simulator or client failure).
+    error: str | None = None
+    #: (step, outcome, next step or None) for every step the call ran, in order.
+    taken: list[tuple[str, str, str | None]] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """True when the call ran and every expectation held."""
+        return self.error is None and not self.mismatches
+
+    def failure_text(self) -> str:
+        """Why it failed, followed by the path the call actually took."""
+        lines: list[str] = []
+        if self.error:
+            lines.append(f"error: {self.error}")
+        for mismatch in self.mismatches:
+            lines.extend(mismatch.lines())
+        if self.taken:
+            lines.append("the call: " + " → ".join(f"{s} ({o})" for s, o, _ in self.taken)
+                         + (f" → {END}" if self.taken[-1][2] is None else ""))
+        if self.report is not None and self.report.error and not any(
+                m.what == "error" for m in self.mismatches):
+            lines.append(f"flow error: {self.report.error}")
+        return "\n".join(lines)
+
+
+# -- running -----------------------------------------------------------------------------------
+
+async def run_scenario(flow: FlowVersion, scenario: Scenario, *, file: str = "",
+                       runtime: FlowRuntime | None = None,
+                       timeout: float = SCENARIO_TIMEOUT) -> ScenarioResult:
+    """Run one scenario on its own simulator and compare the call with its expectations."""
+    from flowengine.relay import RelayClient, RelayConfig
+    from flowengine.sim import Simulator
+
+    runtime = runtime or FlowRuntime(flow)
+    result = ScenarioResult(file, flow, scenario)
+    token = secrets.token_hex(12)
+    pending: dict[str, deque[Fault]] = {}
+    for fault in scenario.faults:
+        pending.setdefault(fault.step, deque()).append(fault)
+
+    async with Simulator(port=0, project="scenario", token=token,
+                         time_scale=scenario.time_scale) as sim:
+
+        def arm(step_id: str | None) -> None:
+            # The step runs next: its request is the next one of its method.
+            queue = pending.get(step_id or "")
+            if queue:
+                fault = queue.popleft()
+                sim.fail_next(fault.method, fault.code, fault.message)
+
+        def on_step(entry: TraceEntry) -> None:
+            result.taken.append((entry.step, entry.outcome, entry.next_step))
+            arm(entry.next_step)
+
+        arm(flow.start)
+        sim_call = sim.offer_call(context=scenario.context, from_number=scenario.from_number,
+                                  to_number=scenario.to_number, caller=scenario.caller)
+        config = RelayConfig(url=sim.url, project="scenario", token=token)
+        try:
+            with anyio.fail_after(timeout):
+                async with RelayClient(config, flow.contexts) as client:
+                    reports = await run_calls(runtime, client, 1, time_scale=scenario.time_scale,
+                                              trace=on_step)
+                await sim_call.wait_ended()
+        except TimeoutError:
+            result.error = (f"the call did not end within {timeout:g} s (real time); "
+                            "is the flow waiting forever?")
+            return result
+        except Exception as exc:  # the client or the simulator failed: say so, do not crash
+            result.error = f"the scenario could not run: {exc!r}"
+            return result
+    result.report = reports[0]
+    result.mismatches = compare(flow, scenario.expect, result.report)
+    return result
+
+
+async def run_file(loaded: ScenarioFile, *, names: Sequence[str] | None = None,
+                   timeout: float = SCENARIO_TIMEOUT) -> list[ScenarioResult]:
+    """Run the scenarios of one file in order (only those whose name contains one of
+    ``names``, when given)."""
+    runtime = FlowRuntime(loaded.flow)
+    results = []
+    for scenario in loaded.scenarios:
+        if names and not any(n in scenario.name for n in names):
+            continue
+        results.append(await run_scenario(loaded.flow, scenario, file=loaded.file,
+                                          runtime=runtime, timeout=timeout))
+    return results
+
+
+# -- comparing ---------------------------------------------------------------------------------
+
+def show(value: Any) -> str:
+    """A value as the report shows it (JSON: strings quoted, null, true/false)."""
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def show_path(steps: Sequence[str]) -> str:
+    """A path of steps, ``a → b → c`` (``(nothing)`` when empty)."""
+    return " → ".join(steps) if steps else "(nothing ran)"
+
+
+def is_subsequence(wanted: Sequence[Any], items: Sequence[Any],
+                   same: Any = lambda want, have: want == have) -> int:
+    """How many items of ``wanted`` were found in order in ``items`` (all: ``len(wanted)``)."""
+    found = 0
+    for item in items:
+        if found < len(wanted) and same(wanted[found], item):
+            found += 1
+    return found
+
+
+def match(expected: Any, actual: Any) -> str | None:
+    """None when ``actual`` fits ``expected`` (a value or a matcher mapping), else how the
+    expectation reads (for the report)."""
+    if not isinstance(expected, Mapping):
+        if _equal(expected, actual):
+            return None
+        return show(expected)
+    problems: list[str] = []
+    if "equals" in expected and not _equal(expected["equals"], actual):
+        problems.append(show(expected["equals"]))
+    if "contains" in expected and not (isinstance(actual, str) and expected["contains"] in actual):
+        problems.append(f"text containing {show(expected['contains'])}")
+    if "matches" in expected and not (isinstance(actual, str)
+                                      and re.search(expected["matches"], actual)):
+        problems.append(f"text matching /{expected['matches']}/")
+    if "approx" in expected:
+        within = expected.get("within", APPROX_WITHIN)
+        if not _number(actual) or abs(float(actual) - float(expected["approx"])) > within:
+            problems.append(f"{expected['approx']:g} ± {within:g}")
+    if "present" in expected and (actual is not None) != expected["present"]:
+        problems.append("a value (not null)" if expected["present"] else "null")
+    return " and ".join(problems) if problems else None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _equal(expected: Any, actual: Any) -> bool:
+    if _number(expected) and _number(actual):
+        return float(expected) == float(actual)
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return expected is actual
+    return bool(expected == actual)
+
+
+def _media(report: SessionReport, kind: str) -> list[str]:
+    """Every ``say`` text (or ``audio`` url) the call's play steps rendered, in order."""
+    found: list[str] = []
+    for entry in report.trace:
+        if entry.action != "play" or not isinstance(entry.params, Mapping):
+            continue
+        for item in entry.params.get("media") or ():
+            if isinstance(item, Mapping) and kind in item:
+                found.append(str(item[kind]))
+    return found
+
+
+def compare(flow: FlowVersion, expect: Mapping[str, Any], report: SessionReport) -> list[Mismatch]:
+    """Every expectation of ``expect`` that ``report`` does not meet."""
+    out: list[Mismatch] = []
+    path = [e.step for e in report.trace]
+
+    if "path" in expect and list(expect["path"]) != path:
+        out.append(Mismatch("path", show_path(expect["path"]), show_path(path)))
+    if "path_includes" in expect:
+        wanted = list(expect["path_includes"])
+        found = is_subsequence(wanted, path)
+        if found < len(wanted):
+            out.append(Mismatch("path_includes", f"{show_path(wanted)} (in this order)",
+                                f"{show_path(path)} (no '{wanted[found]}' after "
+                                f"{show_path(wanted[:found]) if found else 'the start'})"))
+    for step in expect.get("not_visited") or ():
+        if step in path:
+            out.append(Mismatch(f"not_visited {step}", f"step '{step}' does not run",
+                                f"it ran: {show_path(path)}"))
+    last_outcome = {e.step: e.outcome for e in report.trace}
+    for step, outcome in (expect.get("outcomes") or {}).items():
+        have = last_outcome.get(step)
+        if have != outcome:
+            out.append(Mismatch(f"outcomes.{step}", outcome,
+                                have if have is not None else f"step '{step}' did not run"))
+    for key, kind in (("said", "say"), ("played", "audio")):
+        if key in expect:
+            wanted = list(expect[key])
+            have = _media(report, kind)
+            found = is_subsequence(wanted, have, lambda w, h: w in h)
+            if found < len(wanted):
+                out.append(Mismatch(key, " / ".join(map(show, wanted)) + " (in this order)",
+                                    " / ".join(map(show, have)) if have else "nothing"
+                                    + (" was said" if kind == "say" else " was played")))
+    if "recording" in expect:
+        out.extend(_compare_recording(flow, expect["recording"], report))
+    for step, fields in (expect.get("steps") or {}).items():
+        result = report.steps.get(step)
+        for name, want in fields.items():
+            what = f"steps.{step}.{name}"
+            if result is None:
+                out.append(Mismatch(what, _describe(want), f"step '{step}' did not run"))
+                continue
+            wrong = match(want, result.get(name))
+            if wrong is not None:
+                out.append(Mismatch(what, wrong, show(result.get(name))))
+    for name, want in (expect.get("vars") or {}).items():
+        if name not in report.vars:
+            out.append(Mismatch(f"vars.{name}", _describe(want), "not set"))
+            continue
+        wrong = match(want, report.vars[name])
+        if wrong is not None:
+            out.append(Mismatch(f"vars.{name}", wrong, show(report.vars[name])))
+    for key, actual in (("status", report.status), ("caller_hung_up", report.caller_hung_up),
+                        ("end_reason", report.end_reason)):
+        if key in expect and not _equal(expect[key], actual):
+            out.append(Mismatch(key, show(expect[key]), show(actual)))
+    if "error" in expect:
+        want = expect["error"]
+        wrong = match(want, report.error)
+        if wrong is not None:
+            out.append(Mismatch("error", "no error" if want is None else wrong,
+                                "no error" if report.error is None else show(report.error)))
+    return out
+
+
+def _describe(want: Any) -> str:
+    return match(want, object()) or show(want)
+
+
+def _compare_recording(flow: FlowVersion, want: Any, report: SessionReport) -> list[Mismatch]:
+    records = [s.id for s in flow.steps.values() if s.action == "record"]
+    made = {sid: report.steps[sid] for sid in records
+            if sid in report.steps and report.steps[sid].get("url")}
+    if want is False:
+        if made:
+            return [Mismatch("recording", "no recording",
+                             "; ".join(f"{sid}: {r['url']}" for sid, r in made.items()))]
+        return []
+    step = want.get("step") or records[0]
+    rec = made.get(step)
+    if rec is None:
+        ran = report.steps.get(step)
+        actual = (f"step '{step}' did not run" if ran is None
+                  else f"no recording (step '{step}' ended with state {show(ran.get('state'))})")
+        return [Mismatch(f"recording ({step})", "a recording with a url", actual)]
+    out = []
+    if "duration" in want:
+        within = want.get("within", RECORDING_WITHIN)
+        duration = rec.get("duration")
+        if not _number(duration) or abs(float(duration) - float(want["duration"])) > within:
+            out.append(Mismatch(f"recording ({step}) duration", f"{want['duration']:g} s ± {within:g}",
+                                f"{duration} s"))
+    if "format" in want and rec.get("format") != want["format"]:
+        out.append(Mismatch(f"recording ({step}) format", show(want["format"]),
+                            show(rec.get("format"))))
+    return out
