@@ -99,3 +99,12 @@ async def test_voicemail_hangup_silent_caller():
     run = await run_flow(VOICEMAIL_HANGUP, "silent")
     assert steps_of(run) == ["greet", "prompt", "take_message", "nothing_heard", "end"]
     assert run.path()[2] == ("take_message", "no_input")
+
+
+async def test_voicemail_hangup_caller_hangs_up_during_the_thanks_and_the_url_is_logged():
+    run = await run_flow(VOICEMAIL_HANGUP, "speak:3,hangup@play2")
+    assert run.path() == [
+        ("greet", "answered"), ("prompt", "finished"), ("take_message", "finished"),
+        ("thanks", "hangup"), ("hung_up", "branch0"), ("log_recording", "next"),
+    ]
+    assert run.report.steps["take_message"]["url"] in run.report.steps["log_recording"]["text"]

@@ -96,3 +96,13 @@ async def test_two_hundred_concurrent_calls_all_end_and_none_leaks():
     assert run.summary["leaked"] == 0
     urls = {r.steps["take_message"]["url"] for r in run.reports}
     assert len(urls) == 200  # every call got its own recording
+
+
+async def test_caller_hangs_up_during_the_thanks():
+    run = await run_flow(VOICEMAIL, "speak:3,hangup@play2")
+    assert run.path() == [
+        ("greet", "answered"), ("prompt", "finished"), ("take_message", "finished"),
+        ("check_length", "branch0"), ("thanks", "hangup"),
+    ]
+    assert run.report.steps["take_message"]["url"]
+    assert run.report.caller_hung_up and run.summary["leaked"] == 0

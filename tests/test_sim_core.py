@@ -563,3 +563,12 @@ def test_caller_script_grammar() -> None:
 def test_bad_caller_scripts_name_the_clause(bad: str) -> None:
     with pytest.raises(CallerScriptError, match="grammar"):
         CallerScript.parse(bad)
+
+
+def test_hangup_ordinal_picks_which_action_of_a_kind():
+    from flowengine.sim.caller import CallerScript
+
+    script = CallerScript.parse("hangup@play2:1.5")
+    assert (script.hangup_during, script.hangup_ordinal, script.hangup_offset) == ("play", 2, 1.5)
+    assert str(CallerScript(hangup_during="play", hangup_ordinal=2)) == "speak:3,hangup@play2"
+    assert CallerScript.parse("hangup@record").hangup_ordinal == 1

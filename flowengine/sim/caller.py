@@ -10,6 +10,7 @@ A script is a comma-separated list of clauses (the grammar is documented in
     hangup:20            hangs up 20 s after the call is answered
     hangup@play          hangs up halfway through the first play
     hangup@record:2      hangs up 2 s into the first recording
+    hangup@play2         hangs up halfway through the second play
     hangup@collect:1     hangs up 1 s into the first collect
     digits:12#/3         presses 1 2 # in the first collect, 3 in the second
     say:sales/billing    says "sales" in the first speech collect, "billing" in the second
@@ -35,12 +36,13 @@ _HANGUP_KINDS = ("play", "record", "collect")
 
 _SPEAK_RE = re.compile(rf"speak:{_NUMBER}(?::(quiet|[{re.escape(_DTMF)}]))?")
 _HANGUP_AFTER_RE = re.compile(rf"hangup:{_NUMBER}")
-_HANGUP_DURING_RE = re.compile(rf"hangup@({'|'.join(_HANGUP_KINDS)})(?::{_NUMBER})?")
+_HANGUP_DURING_RE = re.compile(
+    rf"hangup@({'|'.join(_HANGUP_KINDS)})([1-9]\d*)?(?::{_NUMBER})?")
 _DIGITS_RE = re.compile(rf"digits:([{re.escape(_DTMF)}/]+)")
 _SAY_RE = re.compile(r"say:(.+)")
 
 GRAMMAR = (
-    "speak:N[:quiet|:KEY] | silent | hangup:N | hangup@play|record|collect[:N] | "
+    "speak:N[:quiet|:KEY] | silent | hangup:N | hangup@play|record|collect[ORDINAL][:N] | "
     "digits:KEYS[/KEYS…] | say:TEXT[/TEXT…], joined with commas"
 )
 
@@ -68,6 +70,9 @@ class CallerScript:
     hangup_during: str | None = None
     #: Seconds into that action; ``None`` = halfway through a play, 1 s into the others.
     hangup_offset: float | None = None
+    #: Which action of that kind: 1 = the first (``hangup@play``), 2 = the second
+    #: (``hangup@play2``), …
+    hangup_ordinal: int = 1
     #: DTMF groups, one consumed by each collect that accepts digits.
     digits: tuple[str, ...] = ()
     #: Phrases, one consumed by each collect that accepts speech.
@@ -89,6 +94,7 @@ class CallerScript:
         hangup_after: float | None = None
         hangup_during: str | None = None
         hangup_offset: float | None = None
+        hangup_ordinal = 1
         digits: list[str] = []
         say: list[str] = []
         for raw in text.split(",") if text else ():
@@ -105,7 +111,8 @@ class CallerScript:
                 hangup_after = float(m[1])
             elif m := _HANGUP_DURING_RE.fullmatch(clause):
                 hangup_during = m[1]
-                hangup_offset = float(m[2]) if m[2] is not None else None
+                hangup_ordinal = int(m[2]) if m[2] is not None else 1
+                hangup_offset = float(m[3]) if m[3] is not None else None
             elif m := _DIGITS_RE.fullmatch(clause):
                 groups = m[1].split("/")
                 if any(not g for g in groups):
@@ -125,6 +132,7 @@ class CallerScript:
             speak, after = math.inf, ""
         return cls(speak=speak, after_speech=after, hangup_after=hangup_after,
                    hangup_during=hangup_during, hangup_offset=hangup_offset,
+                   hangup_ordinal=hangup_ordinal,
                    digits=tuple(digits), say=tuple(say), source=text)
 
     @classmethod
@@ -148,7 +156,8 @@ class CallerScript:
             parts.append(f"hangup:{self.hangup_after:g}")
         if self.hangup_during:
             offset = "" if self.hangup_offset is None else f":{self.hangup_offset:g}"
-            parts.append(f"hangup@{self.hangup_during}{offset}")
+            ordinal = "" if self.hangup_ordinal == 1 else str(self.hangup_ordinal)
+            parts.append(f"hangup@{self.hangup_during}{ordinal}{offset}")
         if self.digits:
             parts.append("digits:" + "/".join(self.digits))
         if self.say:

@@ -186,7 +186,7 @@ class SimCall:
         self._session: Session | None = None
         self._actions: dict[str, _Action] = {}
         self._timers: list[Timer] = []
-        self._started_kinds: set[str] = set()
+        self._started_kinds: dict[str, int] = {}
         self._digits_used = 0
         self._say_used = 0
         self._passed_by: set[str] = set()
@@ -261,11 +261,9 @@ class SimCall:
     # -- the caller's script ----------------------------------------------------------------
 
     def action_started(self, kind: str, length: float | None) -> None:
-        """Hook for ``hangup@play|record|collect``: only the first action of a kind counts."""
-        if kind in self._started_kinds:
-            return
-        self._started_kinds.add(kind)
-        if self.caller.hangup_during != kind:
+        """Hook for ``hangup@play|record|collect[N]``: the N-th action of that kind counts."""
+        started = self._started_kinds[kind] = self._started_kinds.get(kind, 0) + 1
+        if self.caller.hangup_during != kind or started != self.caller.hangup_ordinal:
             return
         offset = self.caller.hangup_offset
         if offset is None:
