@@ -108,7 +108,7 @@ class Coverage:
             counted = [e for e in edges if e.counted]
             missed = cover.missed()
             done = len(counted) - len(missed)
-            name = os.path.relpath(flow.file) if os.path.isabs(flow.file) else flow.file
+            name = _shown_path(flow.file)
             out.append(f"  {name}: {done} of {len(counted)} edges taken"
                        + ("" if missed else " (all)"))
             if detail:
@@ -126,3 +126,9 @@ class Coverage:
                 for edge in missed:
                     out.append(f"    not taken: {edge.text(flow)}")
         return out
+
+
+def _shown_path(file: str) -> str:
+    """A flow's path as the report shows it: relative to the working directory when inside it."""
+    relative = os.path.relpath(file)
+    return file if relative.startswith("..") else relative

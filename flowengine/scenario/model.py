@@ -205,10 +205,12 @@ def _translate(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
         yield doc.diagnostic(path, f"invalid value '{value}' for {where}",
                              hint=schema.get("patternErrorMessage"))
     elif kind == "anyOf":
-        # A matcher or a recording given as the wrong kind of thing: say what fits.
-        subs = [s for s in error.context or () if s.validator != "type"]
-        if subs and isinstance(value, dict):
-            for sub in subs:
+        # A matcher or a recording: report what is wrong inside the branch of the same type
+        # (a mapping's wrong keys), else say the value is not one of the kinds allowed.
+        fitting = [sub for sub in error.context or ()
+                   if _accepts(error.validator_value[sub.relative_schema_path[0]], value)]
+        if fitting:
+            for sub in fitting:
                 yield from _translate(sub, doc)
         else:
             yield doc.diagnostic(path, f"{where} cannot be {_show(value)}",
@@ -223,6 +225,23 @@ def _translate(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
         yield doc.diagnostic((*path, value), f"invalid step id '{value}' in {where}", key=True)
     else:
         yield doc.diagnostic(path, f"{where}: {error.message}")
+
+
+_JSON_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
+
+
+def _accepts(branch: Any, value: Any) -> bool:
+    """Whether an ``anyOf`` branch is meant for values of ``value``'s type."""
+    types = branch.get("type") if isinstance(branch, dict) else None
+    if types is None:
+        return False
+    for name in [types] if isinstance(types, str) else types:
+        if name == "number" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True
+        if name in _JSON_TYPES and isinstance(value, _JSON_TYPES[name]) and not (
+                name != "boolean" and isinstance(value, bool)):
+            return True
+    return False
 
 
 class _Checker:

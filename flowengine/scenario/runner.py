@@ -230,7 +230,7 @@ def compare(flow: FlowVersion, expect: Mapping[str, Any], report: SessionReport)
         wanted = list(expect["path_includes"])
         found = is_subsequence(wanted, path)
         if found < len(wanted):
-            out.append(Mismatch("path_includes", f"{show_path(wanted)} (in this order)",
+            out.append(Mismatch("path_includes", show_path(wanted) + _in_order(wanted),
                                 f"{show_path(path)} (no '{wanted[found]}' after "
                                 f"{show_path(wanted[:found]) if found else 'the start'})"))
     for step in expect.get("not_visited") or ():
@@ -249,7 +249,7 @@ def compare(flow: FlowVersion, expect: Mapping[str, Any], report: SessionReport)
             have = _media(report, kind)
             found = is_subsequence(wanted, have, lambda w, h: w in h)
             if found < len(wanted):
-                out.append(Mismatch(key, " / ".join(map(show, wanted)) + " (in this order)",
+                out.append(Mismatch(key, " / ".join(map(show, wanted)) + _in_order(wanted),
                                     " / ".join(map(show, have)) if have else "nothing"
                                     + (" was said" if kind == "say" else " was played")))
     if "recording" in expect:
@@ -282,6 +282,10 @@ def compare(flow: FlowVersion, expect: Mapping[str, Any], report: SessionReport)
             out.append(Mismatch("error", "no error" if want is None else wrong,
                                 "no error" if report.error is None else show(report.error)))
     return out
+
+
+def _in_order(items: Sequence[Any]) -> str:
+    return " (in this order)" if len(items) > 1 else ""
 
 
 def _describe(want: Any) -> str:
