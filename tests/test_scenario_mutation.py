@@ -14,6 +14,7 @@ from flowengine.scenario import cli
 ROOT = Path(__file__).resolve().parent.parent
 VOICEMAIL = (ROOT / "flows" / "voicemail.yaml").read_text()
 SCENARIOS = (ROOT / "flows" / "tests" / "voicemail.test.yaml").read_text()
+POUND = "a message left with pound is thanked with its length"
 
 
 def run_against(tmp_path: Path, flow_text: str, *names: str) -> tuple[int, str]:
@@ -44,7 +45,7 @@ def test_a_different_branch_threshold_fails_with_the_path_that_changed(tmp_path)
     assert code == 1
     file = tmp_path / "voicemail.test.yaml"
     assert out.splitlines() == [
-        f"FAIL  {file}:9: a message left with pound is thanked with its length",
+        f"FAIL  {file}:{SCENARIOS.splitlines().index('  - name: ' + POUND) + 1}: {POUND}",
         "      path:",
         "        expected: greet → prompt → take_message → check_length → thanks → bye → end",
         "        actual:   greet → prompt → take_message → check_length → too_short → bye → end",
@@ -66,7 +67,7 @@ def test_a_different_branch_threshold_fails_with_the_path_that_changed(tmp_path)
 def test_a_removed_edge_fails_the_scenarios_that_took_it(tmp_path):
     code, out = run_against(tmp_path, changed("      no_input: nothing_heard\n", ""), "silent")
     assert code == 1
-    assert "FAIL" in out and "0 passed, 2 failed" in out
+    assert out.splitlines()[-1] == "0 passed, 3 failed"
     assert ("        expected: greet → prompt → take_message → nothing_heard → bye → end\n"
             "        actual:   greet → prompt → take_message → check_length\n") in out
     # Without the edge, no_input follows next into the branch, whose condition fails.
@@ -99,8 +100,9 @@ def test_a_flow_that_no_longer_hangs_up_fails_the_fault_scenario(tmp_path):
     assert code == 1
     # The scenario file no longer fits the flow: 'end' sends no RELAY request to fail.
     file = tmp_path / "voicemail.test.yaml"
+    line = SCENARIOS.splitlines().index("    faults: [{step: end}]") + 1
     assert out.splitlines()[:2] == [
-        (f"{file}:111:21: error: step 'end' (log) sends no RELAY request, so it cannot be made "
+        (f"{file}:{line}:21: error: step 'end' (log) sends no RELAY request, so it cannot be made "
          "to fail; faults apply to answer, play, record and hangup steps"),
         f"FAIL  {file}: the scenario file cannot run",
     ]
