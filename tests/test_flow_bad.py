@@ -58,6 +58,34 @@ EXPECTED = {
     "loop_no_exit.yaml": (7, 3, ("steps 'count_up', 'report' loop forever: no path leads out of "
                                 "the loop or to the end of the flow; give one of them a way out "
                                 "(a branch choice, next or on: to a step outside the loop)")),
+    # -- added with the authoring tools (issue 5) --
+    "on_to_missing_step.yaml": (6, 17, ("unknown step 'nothing_hard' in on.no_input; did you "
+                                       "mean 'nothing_heard'?")),
+    "goto_missing_step.yaml": (6, 15, "unknown step 'vip_promt' in goto; did you mean 'vip_prompt'?"),
+    "on_hangup_missing_step.yaml": (2, 12, ("unknown step 'log_hangup' in on_hangup; did you mean "
+                                           "'log_hang_up'?")),
+    "self_loop.yaml": (5, 3, ("step 'again' always goes back to itself: no path leads out of the "
+                             "loop or to the end of the flow; give one of them a way out (a branch "
+                             "choice, next or on: to a step outside the loop)")),
+    "unknown_call_field.yaml": (6, 18, ("unknown call field 'frm' in call.frm; did you mean "
+                                       "'from'?")),
+    "reserved_step_id.yaml": (5, 3, ("'items' cannot be a step id: in templates steps.items is a "
+                                    "method of the mapping; choose another name")),
+    "invalid_step_id.yaml": (5, 3, ("invalid step id 'leave-message'; use letters, digits and '_', "
+                                   "starting with a letter or '_' (templates write steps.<id> and "
+                                   "vars.<name>)")),
+    "empty_steps.yaml": (2, 8, "steps must not be empty"),
+    "volume_out_of_range.yaml": (6, 15, "volume in play must be at most 40, not 100"),
+    "log_with_outcome.yaml": (6, 7, ("log cannot end with 'finished'; its only outcome for on: is "
+                                    "error; use next: to say where to go after it")),
+    "power_operator.yaml": (7, 12, "the ** operator is not allowed in templates"),
+    "key_of_another_media.yaml": (6, 9, ("'duration' does not go with say in play item 1; "
+                                        "'duration' belongs to ringtone")),
+    "unknown_filter.yaml": (5, 14, ("invalid template in say in play item 1: unknown filter 'uper'; "
+                                   "did you mean 'upper'?")),
+    "python_tag.yaml": (3, 10, "unsupported YAML tag 'tag:yaml.org,2002:python/object:os.system'"),
+    "step_without_action.yaml": (5, 3, ("step 'prompt' has no action; it needs one of answer, play, "
+                                       "record, branch, set, log, hangup")),
 }
 
 

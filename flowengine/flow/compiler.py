@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path as FsPath
@@ -190,6 +191,10 @@ def _failed(diagnostic: Diagnostic) -> CompileResult:
 
 
 _Checked = CompiledTemplate | CompiledExpression
+#: Jinja's message for a filter or test that does not exist.
+_UNKNOWN_NAME = re.compile(r"No (filter|test) named '(\w+)'(?: found)?")
+#: What the may-not-have-run dataflow tracks: ("step", id) ran, ("var", name) was set.
+_Token = tuple[str, str]
 
 
 class _Compiler:
@@ -393,9 +398,16 @@ class _Compiler:
 
     def template_error(self, path: Path, exc: TemplateCompileError) -> None:
         message = exc.message.rstrip(".")
+        hint = None
+        unknown = _UNKNOWN_NAME.fullmatch(message)
+        if unknown:
+            # Jinja's "No filter named 'uper'": say it our way, with the closest name.
+            kind, name = unknown[1], unknown[2]
+            message = f"unknown {kind} '{name}'"
+            hint = did_you_mean(name, ENV.filters if kind == "filter" else ENV.tests)
         if exc.lineno > 1:
             message += f" (line {exc.lineno} of the template)"
-        self.error(path, f"invalid template in {describe(path)}: {message}")
+        self.error(path, f"invalid template in {describe(path)}: {message}", hint=hint)
 
     # -- edges --------------------------------------------------------------------------------
 
@@ -493,8 +505,28 @@ class _Compiler:
             if sid not in reachable:
                 self.warning(("steps", sid), f"step '{sid}' is never reached", key=True,
                              hint="no path leads to it from start, on_hangup or on_error")
+        self.check_after_hangup(version, reachable, edges)
         self.check_loops(version, edges)
         self.check_may_not_have_run(version, roots, reachable, edges)
+
+    def check_after_hangup(self, version: FlowVersion, reachable: set[str],
+                           edges: dict[str, Any]) -> None:
+        """Warn about steps that need the call but run only after the caller hung up."""
+        live: set[str] = set()
+        todo = [version.start]
+        while todo:
+            sid = todo.pop()
+            if sid in live:
+                continue
+            live.add(sid)
+            todo.extend(t for o, t in edges[sid].items() if t is not None and o != "hangup")
+        for sid in self.step_ids:
+            spec = ACTIONS[self.actions[sid]]
+            if sid in reachable and sid not in live and spec.needs_call and not spec.ends_flow:
+                self.warning(("steps", sid), f"step '{sid}' ({spec.name}) runs only after the "
+                             "caller hung up (every path to it takes a hangup edge), so it ends "
+                             "at once with outcome hangup", key=True,
+                             hint="after a hangup only log, set and branch steps do something")
 
     def check_loops(self, version: FlowVersion, edges: dict[str, Any]) -> None:
         steps = version.steps
@@ -533,24 +565,36 @@ class _Compiler:
 
     def check_may_not_have_run(self, version: FlowVersion, roots: list[str], reachable: set[str],
                                edges: dict[str, Any]) -> None:
-        # must[s]: steps that have run on every path from a root to s (a forward dataflow).
-        # A branch choice whose when checks `steps.X is defined` counts X as run on its edge.
-        incoming: dict[str, list[tuple[str, set[str]]]] = {sid: [] for sid in self.step_ids}
+        # must[s]: what is surely done on every path from a root to s (a forward dataflow
+        # over the graph): ("step", X) once step X has run, ("var", V) once a set step
+        # defined variable V. A branch choice whose when checks `steps.X is defined` (or
+        # `vars.V is defined`) counts X (V) as done on its edge.
+        setters: dict[str, list[str]] = {}
+        for sid in self.step_ids:
+            if self.actions[sid] == "set":
+                for name in self.step_data[sid]["set"]:
+                    setters.setdefault(name, []).append(sid)
+        incoming: dict[str, list[tuple[str, set[_Token]]]] = {sid: [] for sid in self.step_ids}
         for sid in reachable:
             step = version.steps[sid]
+            done: set[_Token] = {("step", sid)}
+            if step.action == "set":
+                done |= {("var", name) for name in self.step_data[sid]["set"]}
             for outcome, target in edges[sid].items():
                 if target is None:
                     continue
-                extra: set[str] = {sid}
+                extra = set(done)
                 if step.branches and outcome.startswith(BRANCH_PREFIX):
                     when = step.branches[int(outcome[len(BRANCH_PREFIX):])].when
                     if when is not None:
-                        extra |= {c[1] for c in when.ensures_defined
-                                  if len(c) >= 2 and c[0] == "steps"}
+                        extra |= {("step" if c[0] == "steps" else "var", c[1])
+                                  for c in when.ensures_defined
+                                  if len(c) >= 2 and c[0] in ("steps", "vars")}
                 incoming[target].append((sid, extra))
-        everything = set(self.step_ids)
-        must: dict[str, set[str]] = {sid: (set() if sid in roots else set(everything))
-                                     for sid in reachable}
+        everything: set[_Token] = {("step", sid) for sid in self.step_ids} | {
+            ("var", name) for name in setters}
+        must: dict[str, set[_Token]] = {sid: (set() if sid in roots else set(everything))
+                                       for sid in reachable}
         changed = True
         while changed:
             changed = False
@@ -563,20 +607,33 @@ class _Compiler:
                 if new != must[sid]:
                     must[sid] = new
                     changed = True
+        initial = set(self.data.get("vars") or {})
         warned: set[tuple[str, str, Path]] = set()
         for owner, path, compiled in self.templates:
             if owner is None or owner not in reachable:
                 continue
             for ref in compiled.references:
-                if ref.guarded or ref.chain[0] != "steps" or len(ref.chain) < 2:
+                if ref.guarded or len(ref.chain) < 2 or ref.chain[0] not in ("steps", "vars"):
                     continue
                 key = ref.chain[1]
-                if key not in self.step_data or key in must[owner] or (owner, key, path) in warned:
+                if (owner, ref.chain[0] + key, path) in warned:
                     continue
-                warned.add((owner, key, path))
-                self.warning(path, f"steps.{key} may be undefined here: step '{owner}' can be "
-                             f"reached without '{key}' having run",
-                             hint=f"guard it with `steps.{key} is defined` or `| default(...)`")
+                if ref.chain[0] == "steps":
+                    if key not in self.step_data or ("step", key) in must[owner]:
+                        continue
+                    self.warning(path, f"steps.{key} may be undefined here: step '{owner}' can "
+                                 f"be reached without '{key}' having run",
+                                 hint=f"guard it with `steps.{key} is defined` or "
+                                 "`| default(...)`")
+                else:
+                    if key in initial or key not in setters or ("var", key) in must[owner]:
+                        continue
+                    by = ", ".join(f"'{s}'" for s in setters[key])
+                    self.warning(path, f"vars.{key} may be undefined here: step '{owner}' can be "
+                                 f"reached before a set step defines it ({by})",
+                                 hint=f"give it a first value under vars:, or guard it with "
+                                 f"`vars.{key} is defined` or `| default(...)`")
+                warned.add((owner, ref.chain[0] + key, path))
 
 
 def _action_of(step: dict[str, Any]) -> str:
