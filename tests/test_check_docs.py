@@ -1,0 +1,32 @@
+"""docs/actions.md is generated from the flow schema and the action registry: the committed
+file must be exactly what tools/gen_actions_doc.py writes, so the reference cannot drift."""
+
+from __future__ import annotations
+
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+from flowengine.actions import ACTIONS
+
+ROOT = Path(__file__).resolve().parent.parent
+GENERATOR = ROOT / "tools" / "gen_actions_doc.py"
+
+
+def test_committed_actions_reference_is_the_generators_output():
+    render = runpy.run_path(str(GENERATOR))["render"]
+    assert (ROOT / "docs" / "actions.md").read_text(encoding="utf-8") == render()
+
+
+def test_every_action_has_a_section_and_a_row():
+    text = (ROOT / "docs" / "actions.md").read_text(encoding="utf-8")
+    for name in ACTIONS:
+        assert f"\n## {name}\n" in text
+        assert f"| [`{name}`](#{name}) |" in text
+
+
+def test_check_mode_accepts_the_committed_file():
+    run = subprocess.run([sys.executable, str(GENERATOR), "--check"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert (run.returncode, run.stderr) == (0, "")
