@@ -94,8 +94,8 @@ def test_references_to_the_flow_are_checked(tmp_path):
          "outcomes are branch0, branch1, error"),
         ("s.test.yaml:11:24: error: steps.take_message has no result 'urll'; did you mean "
          "'url'?"),
-        "s.test.yaml:13:11: error: two scenarios are named 'one' (the other at line 4); "
-        "scenario names must be unique in a file",
+        ("s.test.yaml:13:11: error: two scenarios are named 'one' (the other at line 4); "
+         "scenario names must be unique in a file"),
         "s.test.yaml:14:32: error: step 'prompt' is a play step, not record",
     ]
 
@@ -157,11 +157,12 @@ def _report(**overrides):
                            "volume": None}),
         TraceEntry("c", "voicemail", "v", "take_message", "record", "hangup", None, 0, 0),
     ]
-    fields = dict(status="completed", steps={
+    fields: dict = {"status": "completed", "steps": {
         "greet": {"state": "answered"}, "prompt": {"state": "finished"},
         "take_message": {"state": "finished", "url": "http://x/r.mp3", "duration": 2.0,
                          "size": 100, "format": "mp3"}},
-        vars={"mailbox": "sales"}, trace=trace, caller_hung_up=True, end_reason="hangup")
+        "vars": {"mailbox": "sales"}, "trace": trace, "caller_hung_up": True,
+        "end_reason": "hangup"}
     fields.update(overrides)
     return SessionReport(**fields)
 

@@ -14,12 +14,12 @@ GUIDE = (ROOT / "docs" / "guide.md").read_text(encoding="utf-8")
 
 
 def blocks(lang: str) -> list[str]:
-    return re.findall(rf"```{lang}\n(.*?)```", GUIDE, re.S)
+    return re.findall(rf"```{lang}\n(.*?)```", GUIDE, re.DOTALL)
 
 
 def block_after(marker: str) -> str:
     start = GUIDE.index(marker)
-    return re.search(r"\n\n```\n(.*?)```", GUIDE[start:], re.S)[1]  # type: ignore[index]
+    return re.search(r"\n\n```\n(.*?)```", GUIDE[start:], re.DOTALL)[1]  # type: ignore[index]
 
 
 def flowengine(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -116,8 +116,8 @@ def render() -> str:
         "     registry (flowengine/actions). Do not edit: run `python tools/gen_actions_doc.py`. -->",
         "",
         "A step is a mapping with exactly one action plus the common keys. The language itself —",
-        "edges, templates, what `check` reports — is described in [flow-language.md]"
-        "(flow-language.md).",
+        ("edges, templates, what `check` reports — is described in [flow-language.md]"
+         "(flow-language.md)."),
         "",
         "| action | RELAY | outcomes | result (`steps.<id>.…`) | needs the live call |",
         "|---|---|---|---|---|",
@@ -130,9 +130,9 @@ def render() -> str:
         results = ", ".join(f"`{f}`" for f in spec.result_fields) or "—"
         out.append(f"| [`{name}`](#{name}) | {RELAY.get(name, '—')} | {shown} | {results} | "
                    f"{'yes' if spec.needs_call else 'no'} |")
-    out += ["", "Any step that waits on the call (`needs the live call`) and has `timeout:` can "
-            "also end with `timeout`. A branch step's outcomes are `branch0`, `branch1`, … (one per "
-            "choice) and `next` when no choice matched.", "",
+    out += ["", ("Any step that waits on the call (`needs the live call`) and has `timeout:` can "
+                 "also end with `timeout`. A branch step's outcomes are `branch0`, `branch1`, … "
+                 "(one per choice) and `next` when no choice matched."), "",
             "## Common keys of every step", "", *_table(schema, common), ""]
     for name in actions:
         node = _resolve(schema, step["properties"][name])

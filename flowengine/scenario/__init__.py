@@ -29,7 +29,11 @@ _EXPORTS = {
     "run_scenario": "runner",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "DEFAULT_TIME_SCALE", "SCENARIO_SUFFIX", "Coverage", "Edge", "Fault", "FlowCoverage",
+    "Mismatch", "Scenario", "ScenarioFile", "ScenarioFileError", "ScenarioResult", "compare",
+    "flow_edges", "load_scenarios", "run_file", "run_scenario", "scenario_files",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | Non
     """Run the scenarios; print the report; return the exit status."""
     import anyio
 
-    return anyio.run(_main, args, out or sys.stdout, err or sys.stderr, backend="asyncio")
+    return int(anyio.run(_main, args, out or sys.stdout, err or sys.stderr, backend="asyncio"))
 
 
 async def _main(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:

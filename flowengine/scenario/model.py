@@ -105,7 +105,7 @@ def scenario_files(paths: list[str]) -> tuple[list[str], list[Diagnostic]]:
     problems: list[Diagnostic] = []
     for name in paths:
         if os.path.isdir(name):
-            found = []
+            found: list[str] = []
             for root, dirs, names in os.walk(name):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 found.extend(os.path.join(root, n) for n in names
@@ -181,6 +181,7 @@ def _translate(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
     path: Path = tuple(error.absolute_path)
     value: Any = error.instance
     kind = error.validator
+    rule: Any = error.validator_value
     schema = error.schema if isinstance(error.schema, dict) else {}
     where = describe(path)
     if kind == "additionalProperties":
@@ -190,16 +191,16 @@ def _translate(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
                 yield doc.diagnostic((*path, key), f"unknown key '{key}' in {where}", key=True,
                                      hint=did_you_mean(key, known))
     elif kind == "required":
-        for key in error.validator_value:
+        for key in rule:
             if isinstance(value, dict) and key not in value:
                 yield doc.diagnostic(path, f"{where} needs '{key}'", key=True)
     elif kind == "type":
         hint = (f'quote it: "{value}"' if isinstance(value, (int, float))
-                and not isinstance(value, bool) and "string" in str(error.validator_value) else None)
-        yield doc.diagnostic(path, f"{where} must be {_expected(error.validator_value)}, not "
+                and not isinstance(value, bool) and "string" in str(rule) else None)
+        yield doc.diagnostic(path, f"{where} must be {_expected(rule)}, not "
                              f"{_show(value)}", hint=hint)
     elif kind == "enum":
-        options = ", ".join("false" if o is False else str(o) for o in error.validator_value)
+        options = ", ".join("false" if o is False else str(o) for o in rule)
         yield doc.diagnostic(path, f"{where} must be one of {options}, not {_show(value)}")
     elif kind == "pattern":
         yield doc.diagnostic(path, f"invalid value '{value}' for {where}",
@@ -208,7 +209,7 @@ def _translate(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
         # A matcher or a recording: report what is wrong inside the branch of the same type
         # (a mapping's wrong keys), else say the value is not one of the kinds allowed.
         fitting = [sub for sub in error.context or ()
-                   if _accepts(error.validator_value[sub.relative_schema_path[0]], value)]
+                   if _accepts(rule[sub.relative_schema_path[0]], value)]
         if fitting:
             for sub in fitting:
                 yield from _translate(sub, doc)
@@ -219,7 +220,7 @@ def _translate(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
         yield doc.diagnostic(path, f"{where} must not be empty")
     elif kind in ("exclusiveMinimum", "minimum", "maximum"):
         bound = {"exclusiveMinimum": "greater than", "minimum": "at least", "maximum": "at most"}
-        yield doc.diagnostic(path, f"{where} must be {bound[kind]} {error.validator_value}, "
+        yield doc.diagnostic(path, f"{where} must be {bound[kind]} {rule}, "
                              f"not {value}")
     elif "propertyNames" in error.absolute_schema_path:
         yield doc.diagnostic((*path, value), f"invalid step id '{value}' in {where}", key=True)

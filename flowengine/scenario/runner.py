@@ -127,7 +127,7 @@ async def run_scenario(flow: FlowVersion, scenario: Scenario, *, file: str = "",
             result.error = (f"the call did not end within {timeout:g} s (real time); "
                             "is the flow waiting forever?")
             return result
-        except Exception as exc:  # the client or the simulator failed: say so, do not crash
+        except Exception as exc:  # noqa: BLE001 — the client or simulator failed: report it
             result.error = f"the scenario could not run: {exc!r}"
             return result
     result.report = reports[0]
@@ -246,11 +246,11 @@ def compare(flow: FlowVersion, expect: Mapping[str, Any], report: SessionReport)
     for key, kind in (("said", "say"), ("played", "audio")):
         if key in expect:
             wanted = list(expect[key])
-            have = _media(report, kind)
-            found = is_subsequence(wanted, have, lambda w, h: w in h)
+            media = _media(report, kind)
+            found = is_subsequence(wanted, media, lambda w, h: w in h)
             if found < len(wanted):
                 out.append(Mismatch(key, " / ".join(map(show, wanted)) + _in_order(wanted),
-                                    " / ".join(map(show, have)) if have else "nothing"
+                                    " / ".join(map(show, media)) if media else "nothing"
                                     + (" was said" if kind == "say" else " was played")))
     if "recording" in expect:
         out.extend(_compare_recording(flow, expect["recording"], report))
@@ -311,7 +311,7 @@ def _compare_recording(flow: FlowVersion, want: Any, report: SessionReport) -> l
     out = []
     if "duration" in want:
         within = want.get("within", RECORDING_WITHIN)
-        duration = rec.get("duration")
+        duration: Any = rec.get("duration")
         if not _number(duration) or abs(float(duration) - float(want["duration"])) > within:
             out.append(Mismatch(f"recording ({step}) duration", f"{want['duration']:g} s ± {within:g}",
                                 f"{duration} s"))
