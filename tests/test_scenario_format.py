@@ -116,6 +116,9 @@ def test_yaml_errors_and_missing_files(tmp_path):
          "a flow sequence that started at line 1, column 7)")]
     assert problems(tmp_path, "- a\n") == [
         "s.test.yaml:1:1: error: a scenario file is a mapping with flow and scenarios"]
+    assert problems(tmp_path, "name: f\nsteps:\n  a:\n    log: x\n") == [
+        ("s.test.yaml:1:1: error: this is a flow, not a scenario file; scenario files end in "
+         ".test.yaml and name their flow with flow: (see docs/testing.md)")]
     missing = tmp_path / "nothing.yaml"
     assert problems(tmp_path, f"flow: {missing}\nscenarios: [{{name: x, expect: {{}}}}]\n") == [
         "nothing.yaml: error: cannot read the file: No such file or directory",

@@ -141,6 +141,11 @@ def load_scenarios(path: str | os.PathLike[str]) -> ScenarioFile:
     if not isinstance(doc.data, dict):
         raise ScenarioFileError([doc.diagnostic((), "a scenario file is a mapping with flow and "
                                                 "scenarios")])
+    if "steps" in doc.data and "scenarios" not in doc.data:
+        raise ScenarioFileError([doc.diagnostic((), "this is a flow, not a scenario file",
+                                                hint=f"scenario files end in {SCENARIO_SUFFIX} "
+                                                "and name their flow with flow: (see "
+                                                "docs/testing.md)")])
     problems = [d for error in _validator().iter_errors(doc.data) for d in _translate(error, doc)]
     if problems:
         raise ScenarioFileError(_unique(problems))
