@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "test": ("flowengine.scenario.cli", "run the scenario tests of flows over the simulator"),
     "trace": ("flowengine.engine.trace", "print a readable timeline of the calls in a trace file"),
     "simulator": ("flowengine.sim.cli", "run the local RELAY simulator"),
+    "serve": ("flowengine.daemon.cli", "serve flows: route every inbound call to its flow, hot-reload flow files"),
 }
 
 

@@ -280,7 +280,10 @@ class Session:
         if logger.isEnabledFor(logging.INFO):
             logger.info(
                 "step %s (%s) -> %s%s", step.id, step.action, result.outcome,
-                f": {result.error}" if result.error else "", extra=self._log_extra(),
+                f": {result.error}" if result.error else "",
+                extra={**self._log_extra(), "step": step.id, "action": step.action,
+                       "outcome": result.outcome, "next_step": entry.next_step,
+                       "duration": entry.duration},
             )
         if self.on_step is not None:
             self.on_step(entry)

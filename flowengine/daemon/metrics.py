@@ -1,0 +1,140 @@
+"""The daemon's Prometheus metrics (``/metrics``), kept in a registry of its own.
+
+Names and labels (documented in docs/daemon.md):
+
+- ``flowengine_calls_active{flow,version}``: calls in flight;
+- ``flowengine_calls_total{flow,version,ended}``: calls that ended, by how they ended
+  (``completed``, ``caller_hangup``, ``max_duration``, ``failed``, ``drained``);
+- ``flowengine_calls_declined_total{context,reason}``: calls the daemon did not run
+  (``no_flow``: nothing matched; ``draining``: offered while shutting down, passed on);
+- ``flowengine_step_duration_seconds{flow,step,outcome}``: a histogram of step durations;
+- ``flowengine_reloads_total{result}``: flow file changes applied (``ok``) or rejected
+  (``failed``), the initial load included;
+- ``flowengine_flow_info{flow,version,file}``: 1 for each version taking new calls;
+- ``flowengine_relay_reconnects_total`` and ``flowengine_relay_connected``.
+
+``version`` labels carry the short version (12 hex digits), as the logs do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import prometheus_client
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from flowengine.engine import TraceEntry
+    from flowengine.relay import RelayClient
+
+    from .reload import ReloadReport
+    from .routing import Registry
+
+__all__ = ["CONTENT_TYPE", "ENDED", "Metrics"]
+
+#: The Content-Type of ``/metrics``, matching what ``generate_latest`` writes.
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+#: The values of the ``ended`` label.
+ENDED = ("completed", "caller_hangup", "max_duration", "failed", "drained")
+#: Steps range from a few ms (set, log) to minutes (a long recording).
+STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class _RelayCollector(Collector):
+    """Reads the RELAY client's own counters at scrape time."""
+
+    def __init__(self) -> None:
+        self.client: RelayClient | None = None
+
+    def describe(self) -> Iterator[Metric]:
+        # Describing without collecting: the client may not exist yet at registration.
+        yield CounterMetricFamily("flowengine_relay_reconnects",
+                                  "Times the RELAY link was re-established")
+        yield GaugeMetricFamily("flowengine_relay_connected", "1 while the RELAY link is up")
+
+    def collect(self) -> Iterator[Metric]:
+        client = self.client
+        yield CounterMetricFamily("flowengine_relay_reconnects",
+                                  "Times the RELAY link was re-established",
+                                  value=client.reconnects if client is not None else 0)
+        yield GaugeMetricFamily("flowengine_relay_connected", "1 while the RELAY link is up",
+                                value=1 if client is not None and client.connected else 0)
+
+
+class Metrics:
+    """Every metric of one daemon; several daemons in one process do not share them."""
+
+    def __init__(self) -> None:
+        # `_created` series double the output and nobody graphs them.
+        prometheus_client.disable_created_metrics()
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.calls_active = Gauge("flowengine_calls_active", "Calls in flight",
+                                  ["flow", "version"], registry=r)
+        self.calls = Counter("flowengine_calls", "Calls that ended, by how they ended",
+                             ["flow", "version", "ended"], registry=r)
+        self.declined = Counter("flowengine_calls_declined",
+                                "Calls not run: no flow matched, or offered while draining",
+                                ["context", "reason"], registry=r)
+        self.step_duration = Histogram("flowengine_step_duration_seconds",
+                                       "How long flow steps took", ["flow", "step", "outcome"],
+                                       buckets=STEP_BUCKETS, registry=r)
+        self.reloads = Counter("flowengine_reloads",
+                               "Flow file changes applied (ok) or rejected (failed)",
+                               ["result"], registry=r)
+        self.flow_info = Gauge("flowengine_flow_info", "1 for each flow version taking new calls",
+                               ["flow", "version", "file"], registry=r)
+        for result in ("ok", "failed"):
+            self.reloads.labels(result)  # shown as 0 before the first reload
+        self._relay = _RelayCollector()
+        r.register(self._relay)
+
+    def watch_relay(self, client: RelayClient | None) -> None:
+        """Report this client's reconnects and link state."""
+        self._relay.client = client
+
+    def step(self, entry: TraceEntry) -> None:
+        """One step ended."""
+        self.step_duration.labels(entry.flow, entry.step, entry.outcome).observe(entry.duration)
+
+    def call_started(self, flow: str, version: str) -> None:
+        """A call was routed to a flow version."""
+        self.calls_active.labels(flow, version).inc()
+
+    def call_ended(self, flow: str, version: str, ended: str, *, last: bool = False) -> None:
+        """A call ended; ``ended`` is one of :data:`ENDED`.
+
+        ``last``: it was the last call of a version that no longer takes calls, so its
+        ``calls_active`` series goes away instead of staying at 0 forever.
+        """
+        self.calls.labels(flow, version, ended).inc()
+        if last:
+            self.calls_active.remove(flow, version)
+        else:
+            self.calls_active.labels(flow, version).dec()
+
+    def reloaded(self, report: ReloadReport, previous: Registry) -> None:
+        """Count a rescan's results and show which versions now take calls."""
+        if report.ok_count:
+            self.reloads.labels("ok").inc(report.ok_count)
+        if report.rejected:
+            self.reloads.labels("failed").inc(len(report.rejected))
+        if report.registry is not previous:
+            for entry in previous.flows.values():
+                self.flow_info.remove(entry.name, entry.flow.short_version, entry.flow.file)
+            for entry in report.registry.flows.values():
+                self.flow_info.labels(entry.name, entry.flow.short_version, entry.flow.file).set(1)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

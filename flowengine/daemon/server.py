@@ -1,0 +1,526 @@
+"""The daemon: one RELAY session, every inbound call routed to its flow, flows hot-reloaded.
+
+Structure (models.md §3)::
+
+    Daemon.run
+      RelayClient                        reader, keepalive, reconnect (its own task group)
+      service task group                 reloader, watcher, periodic rescan, subscriptions,
+                                         /metrics + /healthz, offers refused while draining
+        calls task group                 one task per call: Session(entry.runtime, call).run()
+
+A call is routed once, when it is offered, with the registry of that moment; the task
+holds that registry's entry (FlowVersion + FlowRuntime) until the call ends, so a reload
+never changes a call in progress, and an old version is freed once its last call is over.
+
+Drain (SIGTERM/SIGINT, :meth:`Daemon.request_drain`): stop taking offers and unsubscribe
+every context (RELAY then offers new calls to the other daemons; any offer that still
+arrives is passed on with ``calling.pass``), wait up to ``drain_timeout`` for the calls in
+flight, then hang up the rest (each flow's ``on_hangup`` runs), wait up to
+``hangup_grace`` for those flows to end, cancel whatever is left, and return 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import anyio
+from anyio.abc import Listener, SocketStream, TaskGroup, TaskStatus
+
+from flowengine.engine import Session, SessionReport, TraceEntry
+from flowengine.flow import FlowVersion
+from flowengine.relay import Call, CallEnded, RelayClient, RelayConfig, RelayError
+
+from .http import Response, bound_port, open_http, serve_http
+from .metrics import CONTENT_TYPE, Metrics
+from .reload import FlowLoader, ReloadReport
+from .routing import FlowEntry, Registry
+
+__all__ = ["EXIT_INVALID", "EXIT_OK", "EXIT_RELAY", "Daemon"]
+
+logger = logging.getLogger("flowengine.daemon")
+
+EXIT_OK, EXIT_RELAY, EXIT_INVALID = 0, 1, 2
+
+
+@dataclass(slots=True, eq=False)
+class _Running:
+    """One call in flight."""
+
+    call: Call
+    entry: FlowEntry
+    started: float = field(default_factory=time.monotonic)
+    #: True once the drain hung it up.
+    drained: bool = False
+
+
+class Daemon:
+    """``flowengine serve``: runs every inbound call of the flows' contexts through its flow.
+
+    Args:
+        paths: flow directories and files.
+        config: where RELAY is, and the credentials.
+        time_scale: the flows' own clocks (step timeouts, max_duration) run this much
+            faster; only for simulators.
+        drain_timeout: seconds the calls in flight get to finish after a drain request.
+        hangup_grace: seconds the flows of calls hung up by the drain get for their
+            ``on_hangup`` steps.
+        watch: watch the flow directories for changes (otherwise SIGHUP and the periodic
+            rescan only).
+        force_polling: poll instead of inotify (network file systems).
+        rescan_interval: seconds between rescans by hash (0: never).
+        settle: seconds a changed file must hold still before it is compiled.
+        metrics_host, metrics_port: where ``/metrics`` and ``/healthz`` are served
+            (``metrics_port=None``: not at all; 0: any free port, see :attr:`metrics_port`).
+        on_step: called with every step of every call (the ``--trace`` writer).
+
+    Attributes:
+        loader: the flow files and the registry being served.
+        metrics: the Prometheus metrics.
+        relay: the RELAY client while running.
+        state: ``starting``, ``serving``, ``draining`` or ``stopped``.
+        metrics_port: the bound port of the HTTP endpoint, once running.
+    """
+
+    def __init__(self, paths: Sequence[str], config: RelayConfig, *, time_scale: float = 1.0,
+                 drain_timeout: float = 30.0, hangup_grace: float = 10.0, watch: bool = True,
+                 force_polling: bool = False, rescan_interval: float = 10.0,
+                 settle: float = 0.1, metrics_host: str = "127.0.0.1",
+                 metrics_port: int | None = None,
+                 on_step: Callable[[TraceEntry], None] | None = None) -> None:
+        self.paths = tuple(paths)
+        self.config = config
+        self.time_scale = time_scale
+        self.drain_timeout = drain_timeout
+        self.hangup_grace = hangup_grace
+        self.watch = watch
+        self.force_polling = force_polling
+        self.rescan_interval = rescan_interval
+        self.metrics_host = metrics_host
+        self.metrics_port = metrics_port
+        self._want_http = metrics_port is not None
+        self._on_step_hook = on_step
+        self.loader = FlowLoader(self.paths, settle=settle, calls_on=self._calls_on)
+        self.metrics = Metrics()
+        self.relay: RelayClient | None = None
+        self.state = "starting"
+        self._running: dict[str, _Running] = {}
+        #: (flow name, version) → calls in flight on it.
+        self._in_flight: Counter[tuple[str, str]] = Counter()
+        self._idle = anyio.Event()
+        self._idle.set()
+        self._reload_send, self._reload_recv = anyio.create_memory_object_stream[str](1)
+        self._subscriptions_changed = anyio.Event()
+        self._drain_requested = anyio.Event()
+        self._hurry = anyio.Event()
+        self._watch_stop = anyio.Event()
+        self._serving = anyio.Event()
+        self._started_at = time.time()
+
+    # ------------------------------------------------------------------ control
+
+    @property
+    def registry(self) -> Registry:
+        """The flows taking new calls now (an immutable snapshot)."""
+        return self.loader.registry
+
+    @property
+    def calls_in_flight(self) -> int:
+        """How many calls are running."""
+        return len(self._running)
+
+    async def wait_serving(self) -> None:
+        """Wait until calls are being taken (forever if the daemon never gets there)."""
+        await self._serving.wait()
+
+    def request_reload(self, reason: str = "requested") -> None:
+        """Rescan the flow files soon (SIGHUP). Requests made during a rescan coalesce
+        into one more rescan."""
+        try:
+            self._reload_send.send_nowait(reason)
+        except anyio.WouldBlock:
+            pass  # one is pending already; it will see this change too
+        except anyio.ClosedResourceError:
+            pass  # stopped
+
+    def request_drain(self) -> None:
+        """Stop taking calls and shut down (SIGTERM/SIGINT). A second request skips the
+        rest of the wait and hangs up the calls still in flight."""
+        if self._drain_requested.is_set():
+            if not self._hurry.is_set():
+                logger.warning("second stop request: hanging up the %d call(s) still in flight",
+                               len(self._running))
+            self._hurry.set()
+        self._drain_requested.set()
+
+    # ------------------------------------------------------------------- running
+
+    async def run(self, *, task_status: TaskStatus[Daemon] = anyio.TASK_STATUS_IGNORED) -> int:
+        """Load the flows, connect, serve until a drain request, and return the exit code.
+
+        ``task_status.started(self)`` is called once calls are being taken.
+
+        Returns:
+            0 after a drain; 1 when RELAY could not be reached or refused the credentials,
+            or the metrics port could not be bound; 2 when no flow could be loaded.
+        """
+        report = await self.loader.rescan("startup")
+        self.metrics.reloaded(report, Registry())
+        if not self.registry.flows:
+            logger.error("no valid flow to serve in %s", ", ".join(self.paths))
+            return EXIT_INVALID
+        listener = None
+        if self._want_http:
+            # Bound before connecting: a taken port is a configuration error, reported at once.
+            try:
+                listener = await open_http(self.metrics_host, self.metrics_port or 0)
+            except OSError as exc:
+                logger.error("cannot serve /metrics on %s:%s: %s", self.metrics_host,
+                             self.metrics_port, exc)
+                return EXIT_RELAY
+            self.metrics_port = bound_port(listener)
+        contexts = sorted(self.registry.contexts)
+        logger.info("connecting to %s (contexts %s)", self.config.url, ", ".join(contexts))
+        try:
+            async with RelayClient(self.config, contexts) as relay:
+                self.relay = relay
+                self.metrics.watch_relay(relay)
+                return await self._serve(relay, listener, task_status)
+        except RelayError as exc:
+            logger.error("cannot connect to RELAY: %s", exc)
+            return EXIT_RELAY
+        finally:
+            self.state = "stopped"
+            self._reload_send.close()
+            if listener is not None:
+                with anyio.CancelScope(shield=True):
+                    await listener.aclose()
+
+    async def _serve(self, relay: RelayClient, listener: Listener[SocketStream] | None,
+                     task_status: TaskStatus[Daemon]) -> int:
+        async with anyio.create_task_group() as service:
+            try:
+                if listener is not None:
+                    service.start_soon(serve_http, listener, {
+                        "/metrics": self._metrics_response, "/healthz": self._health_response},
+                        name="metrics endpoint")
+                    logger.info("metrics on http://%s:%d/metrics, health on /healthz",
+                                self.metrics_host, self.metrics_port)
+                service.start_soon(self._reloader, name="flow reloader")
+                if self.watch:
+                    service.start_soon(self._watcher, name="flow watcher")
+                if self.rescan_interval > 0:
+                    service.start_soon(self._periodic_rescan, name="periodic rescan")
+                service.start_soon(self._subscriber, relay, name="context subscriptions")
+                async with anyio.create_task_group() as calls:
+                    self.state = "serving"
+                    logger.info("serving %d flow(s): %s", len(self.registry.flows), ", ".join(
+                        f"{e.name}@{e.flow.short_version}" for e in self.registry.flows.values()))
+                    self._serving.set()
+                    task_status.started(self)
+                    await self._take_calls(relay, calls)
+                    await self._drain(relay, calls, service)
+            finally:
+                # awatch's thread only notices its stop event: set it before the group waits.
+                self._watch_stop.set()
+                service.cancel_scope.cancel()
+        logger.info("stopped")
+        return EXIT_OK
+
+    async def _take_calls(self, relay: RelayClient, calls: TaskGroup) -> None:
+        """Route every offered call until a drain is requested."""
+        async with anyio.create_task_group() as tg:
+
+            async def stop_on_drain() -> None:
+                await self._drain_requested.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(stop_on_drain)
+            async for call in relay.incoming_calls():
+                self._dispatch(call, calls)
+            tg.cancel_scope.cancel()  # the client closed
+
+    def _dispatch(self, call: Call, calls: TaskGroup) -> None:
+        # One read of the registry reference: this call's flow is decided here, for good.
+        registry = self.registry
+        entry = registry.route(call.context, call.from_number, call.to_number)
+        if entry is None:
+            calls.start_soon(self._decline, call, registry, name=f"decline {call.call_id}")
+            return
+        running = _Running(call, entry)
+        self._running[call.call_id] = running
+        self._in_flight[(entry.name, entry.flow.version)] += 1
+        if self._idle.is_set():
+            self._idle = anyio.Event()
+        self.metrics.call_started(entry.name, entry.flow.short_version)
+        calls.start_soon(self._run_call, running, name=f"call {call.call_id}")
+
+    async def _run_call(self, running: _Running) -> None:
+        call, entry = running.call, running.entry
+        flow = entry.flow
+        extra = {"call_id": call.call_id, "flow": flow.name, "flow_version": flow.version}
+        logger.info("call from %s to %s on context %s", call.from_number or "?",
+                    call.to_number or "?", call.context, extra={
+                        **extra, "event": "call_started", "context": call.context,
+                        "from": call.from_number, "to": call.to_number})
+        report: SessionReport | None = None
+        try:
+            session = Session(entry.runtime, call, on_step=self._on_step,
+                              time_scale=self.time_scale)
+            report = await session.run()
+        finally:
+            ended = _how_it_ended(report, running.drained)
+            self._running.pop(call.call_id, None)
+            key = (flow.name, flow.version)
+            self._in_flight[key] -= 1
+            last = self._in_flight[key] <= 0
+            if last:
+                del self._in_flight[key]
+            current = self.registry.flows.get(flow.name)
+            retired = current is None or current.flow is not flow
+            self.metrics.call_ended(flow.name, flow.short_version, ended, last=last and retired)
+            if not self._running:
+                self._idle.set()
+            took = time.monotonic() - running.started
+            if report is not None:
+                logger.info("call ended: %s after %d step(s) in %.2f s (%s)", ended,
+                            len(report.trace), took, report.end_reason or "no end reason",
+                            extra={**extra, "event": "call_ended", "ended": ended,
+                                   "status": report.status, "end_reason": report.end_reason,
+                                   "error": report.error})
+            else:
+                logger.warning("call cancelled after %.2f s (shutdown)", took,
+                               extra={**extra, "event": "call_ended", "ended": ended})
+
+    def _on_step(self, entry: TraceEntry) -> None:
+        self.metrics.step(entry)
+        if self._on_step_hook is not None:
+            self._on_step_hook(entry)
+
+    async def _decline(self, call: Call, registry: Registry) -> None:
+        candidates = registry.candidates(call.context)
+        if not candidates:
+            why = f"no flow takes context {call.context!r}"
+        else:
+            tried = "; ".join(f"{e.name} ({e.describe_match()})" for e in candidates)
+            why = (f"no flow on context {call.context!r} matches from {call.from_number} "
+                   f"to {call.to_number} (flows there: {tried})")
+        logger.warning("call %s declined: %s", call.call_id, why, extra={
+            "call_id": call.call_id, "event": "declined", "context": call.context,
+            "from": call.from_number, "to": call.to_number, "reason": "no_flow"})
+        self.metrics.declined.labels(call.context, "no_flow").inc()
+        try:
+            await call.hangup("decline")
+        except RelayError as exc:
+            logger.warning("call %s: declining failed: %s", call.call_id, exc,
+                           extra={"call_id": call.call_id})
+
+    # --------------------------------------------------------------------- drain
+
+    async def _drain(self, relay: RelayClient, calls: TaskGroup, service: TaskGroup) -> None:
+        self.state = "draining"
+        self._subscriptions_changed.set()  # unsubscribe everything: offers go elsewhere
+        service.start_soon(self._refuse_offers, relay, service, name="refuse offers")
+        logger.info("draining: %d call(s) in flight get up to %g s to finish; no new calls",
+                    len(self._running), self.drain_timeout, extra={"event": "drain"})
+        if not await self._wait_idle(self.drain_timeout):
+            left = list(self._running.values())
+            logger.warning("drain: hanging up %d call(s) still in flight (their on_hangup runs)",
+                           len(left), extra={"event": "drain"})
+            for running in left:
+                running.drained = True
+                calls.start_soon(self._hang_up, running.call)
+            if not await self._wait_idle(self.hangup_grace, hurry=False):
+                logger.warning("drain: %d call(s) did not end within %g s: cancelled",
+                               len(self._running), self.hangup_grace, extra={"event": "drain"})
+                calls.cancel_scope.cancel()
+        logger.info("drained", extra={"event": "drain"})
+
+    async def _wait_idle(self, timeout: float, *, hurry: bool = True) -> bool:
+        """Wait until no call is in flight; False if ``timeout`` (or a hurry request) came first."""
+        with anyio.move_on_after(timeout):
+            async with anyio.create_task_group() as tg:
+                if hurry:
+
+                    async def on_hurry() -> None:
+                        await self._hurry.wait()
+                        tg.cancel_scope.cancel()
+
+                    tg.start_soon(on_hurry)
+                while self._running:
+                    await self._idle.wait()
+                tg.cancel_scope.cancel()
+        return not self._running
+
+    async def _hang_up(self, call: Call) -> None:
+        try:
+            await call.hangup("hangup")
+        except RelayError as exc:
+            logger.warning("call %s: hanging up failed: %s", call.call_id, exc,
+                           extra={"call_id": call.call_id})
+
+    async def _refuse_offers(self, relay: RelayClient, service: TaskGroup) -> None:
+        """While draining, hand every offered call back to RELAY for another daemon."""
+        async for call in relay.incoming_calls():
+            service.start_soon(self._pass_on, call)
+
+    async def _pass_on(self, call: Call) -> None:
+        self.metrics.declined.labels(call.context, "draining").inc()
+        try:
+            await call.execute("pass")
+            logger.info("call %s offered while draining: passed on to another session",
+                        call.call_id, extra={"call_id": call.call_id, "event": "passed"})
+        except CallEnded:
+            pass
+        except RelayError as exc:
+            logger.warning("call %s offered while draining: could not pass it on (%s): declined",
+                           call.call_id, exc, extra={"call_id": call.call_id})
+            try:
+                await call.hangup("decline")
+            except RelayError:
+                pass
+
+    # ----------------------------------------------------------------- reloading
+
+    async def _reloader(self) -> None:
+        """The only task that rescans: rescans never overlap."""
+        async for reason in self._reload_recv:
+            previous = self.registry
+            try:
+                report = await self.loader.rescan(reason)
+            except Exception:  # a bug in a rescan must not stop the calls
+                logger.exception("rescan (%s) failed; the flows being served are unchanged",
+                                 reason)
+                self.metrics.reloads.labels("failed").inc()
+                continue
+            self._after_reload(report, previous)
+
+    def _after_reload(self, report: ReloadReport, previous: Registry) -> None:
+        self.metrics.reloaded(report, previous)
+        if report.contexts_added or report.contexts_removed:
+            self._subscriptions_changed.set()
+
+    async def _watcher(self) -> None:
+        """Rescan on any change in the watched directories (never acting on event types)."""
+        from watchfiles import DefaultFilter, awatch
+
+        directories = sorted({p if os.path.isdir(p) else os.path.dirname(p) or "."
+                              for p in self.paths})
+        while not self._watch_stop.is_set():
+            try:
+                async for changes in awatch(*directories, watch_filter=DefaultFilter(),
+                                            recursive=False, stop_event=self._watch_stop,
+                                            force_polling=self.force_polling or None):
+                    names = sorted({os.path.basename(path) for _, path in changes})
+                    self.request_reload(f"changed: {', '.join(names)}")
+            except Exception as exc:
+                # A watched directory vanished, inotify ran out of watches…: the periodic
+                # rescan still sees every change; try watching again later.
+                logger.warning("watching %s failed (%s); retrying in %g s", ", ".join(directories),
+                               exc, max(self.rescan_interval, 1.0))
+                await anyio.sleep(max(self.rescan_interval, 1.0))
+
+    async def _periodic_rescan(self) -> None:
+        while True:
+            await anyio.sleep(self.rescan_interval)
+            self.request_reload("periodic rescan")
+
+    async def _subscriber(self, relay: RelayClient) -> None:
+        """Keep the RELAY subscriptions equal to the served contexts (none while draining)."""
+        while True:
+            await self._subscriptions_changed.wait()
+            self._subscriptions_changed = anyio.Event()
+            want = set() if self.state == "draining" else set(self.registry.contexts)
+            have = set(relay.contexts)
+            try:
+                if want - have:
+                    await relay.receive(sorted(want - have))
+                    logger.info("now receiving calls on context(s) %s",
+                                ", ".join(sorted(want - have)), extra={"event": "receive"})
+                if have - want:
+                    await relay.unreceive(sorted(have - want))
+                    logger.info("no longer receiving calls on context(s) %s",
+                                ", ".join(sorted(have - want)), extra={"event": "unreceive"})
+            except RelayError as exc:
+                logger.warning("updating the RELAY subscriptions failed (%s); retrying", exc)
+                await anyio.sleep(1.0)
+                self._subscriptions_changed.set()
+
+    # ------------------------------------------------------------ observability
+
+    def _calls_on(self, flow: FlowVersion) -> int:
+        return self._in_flight.get((flow.name, flow.version), 0)
+
+    def _metrics_response(self) -> Response:
+        return 200, CONTENT_TYPE, self.metrics.render()
+
+    def _health_response(self) -> Response:
+        health = self.health()
+        status = 200 if health["status"] == "serving" else 503
+        return status, "application/json", (json.dumps(health, indent=2) + "\n").encode()
+
+    def health(self) -> dict[str, Any]:
+        """What ``/healthz`` shows: the state, RELAY, and per flow its version, file,
+        loaded-at, calls and last reload error. Never any credential."""
+        relay = self.relay
+        connected = relay is not None and relay.connected
+        status = self.state if self.state != "serving" or connected else "disconnected"
+        per_version: dict[str, dict[str, int]] = {}
+        for (name, version), count in self._in_flight.items():
+            per_version.setdefault(name, {})[version[:12]] = count
+        files = self.loader.files
+        flows: dict[str, Any] = {}
+        for name, entry in self.registry.flows.items():
+            state = files.get(entry.flow.file)
+            rejected = state.rejected if state is not None else None
+            flows[name] = {
+                "version": entry.flow.version,
+                "short_version": entry.flow.short_version,
+                "file": entry.flow.file,
+                "contexts": list(entry.flow.contexts),
+                "match": dict(entry.flow.match),
+                "loaded_at": _iso(entry.loaded_at),
+                "calls_in_flight": per_version.get(name, {}),
+                "last_reload_error": None if rejected is None else {
+                    "at": _iso(rejected.at), "sha256": rejected.sha256,
+                    "errors": list(rejected.errors)},
+            }
+        invalid = {path: {"at": _iso(s.rejected.at), "sha256": s.rejected.sha256,
+                          "errors": list(s.rejected.errors)}
+                   for path, s in files.items() if s.entry is None and s.rejected is not None}
+        return {
+            "status": status,
+            "started_at": _iso(self._started_at),
+            "relay": {
+                "url": self.config.url,
+                "connected": connected,
+                "reconnects": relay.reconnects if relay is not None else 0,
+                "contexts": sorted(relay.contexts) if relay is not None else [],
+            },
+            "calls_in_flight": len(self._running),
+            "flows": flows,
+            "invalid_files": invalid,
+            "versions_in_memory": len(self.loader.versions_in_memory()),
+        }
+
+
+def _how_it_ended(report: SessionReport | None, drained: bool) -> str:
+    """The ``ended`` label of a finished call."""
+    if report is None or drained:
+        return "drained"
+    if report.status != "completed":
+        return "failed"
+    if report.note:
+        return "max_duration"
+    return "caller_hangup" if report.caller_hung_up else "completed"
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="milliseconds")
