@@ -106,3 +106,10 @@ async def test_caller_hangs_up_during_the_thanks():
     ]
     assert run.report.steps["take_message"]["url"]
     assert run.report.caller_hung_up and run.summary["leaked"] == 0
+
+
+async def test_caller_hangs_up_before_the_flow_answers():
+    run = await run_flow(VOICEMAIL, "hangup@ring")
+    assert run.path() == [("greet", "hangup")]
+    assert run.report.caller_hung_up and run.summary["leaked"] == 0
+    assert "calling.play" not in run.sim_calls[0].commands

@@ -42,15 +42,6 @@ async def test_scenario(loaded, scenario):
                     pytrace=False)
 
 
-# The edges no scenario can take yet: the caller would have to hang up before the flow
-# answers (the simulator's callers hang up only after the answer).
-NOT_YET = {
-    "after_hours.yaml": ["greet: hangup → (end)"],
-    "voicemail.yaml": ["greet: hangup → (end)"],
-    "voicemail_hangup.yaml": ["greet: hangup → hung_up"],
-}
-
-
 @pytest.mark.anyio
 async def test_the_scenarios_take_every_edge_of_every_flow():
     coverage = Coverage()
@@ -58,4 +49,5 @@ async def test_the_scenarios_take_every_edge_of_every_flow():
         coverage.add(await run_file(load_scenarios(file)))
     missed = {Path(c.flow.file).name: [e.text(c.flow) for e in c.missed()]
               for c in coverage.flows.values()}
-    assert missed == NOT_YET
+    assert missed == {name: [] for name in missed}  # every flow ships scenarios for every edge
+    assert set(missed) >= {"voicemail.yaml", "after_hours.yaml", "voicemail_hangup.yaml"}

@@ -11,6 +11,7 @@ A script is a comma-separated list of clauses (the grammar is documented in
     hangup@play          hangs up halfway through the first play
     hangup@record:2      hangs up 2 s into the first recording
     hangup@play2         hangs up halfway through the second play
+    hangup@ring:2        hangs up 2 s after the call is offered, unless it was answered by then
     hangup@collect:1     hangs up 1 s into the first collect
     digits:12#/3         presses 1 2 # in the first collect, 3 in the second
     say:sales/billing    says "sales" in the first speech collect, "billing" in the second
@@ -32,7 +33,7 @@ DEFAULT_HANGUP_OFFSET = 1.0
 
 _DTMF = "0123456789*#ABCD"
 _NUMBER = r"(\d+(?:\.\d+)?|\.\d+)"
-_HANGUP_KINDS = ("play", "record", "collect")
+_HANGUP_KINDS = ("ring", "play", "record", "collect")
 
 _SPEAK_RE = re.compile(rf"speak:{_NUMBER}(?::(quiet|[{re.escape(_DTMF)}]))?")
 _HANGUP_AFTER_RE = re.compile(rf"hangup:{_NUMBER}")
@@ -42,7 +43,8 @@ _DIGITS_RE = re.compile(rf"digits:([{re.escape(_DTMF)}/]+)")
 _SAY_RE = re.compile(r"say:(.+)")
 
 GRAMMAR = (
-    "speak:N[:quiet|:KEY] | silent | hangup:N | hangup@play|record|collect[ORDINAL][:N] | "
+    "speak:N[:quiet|:KEY] | silent | hangup:N | hangup@ring[:N] | "
+    "hangup@play|record|collect[ORDINAL][:N] | "
     "digits:KEYS[/KEYS…] | say:TEXT[/TEXT…], joined with commas"
 )
 
@@ -66,7 +68,8 @@ class CallerScript:
     after_speech: str = "#"
     #: Hang up this many seconds after the call is answered.
     hangup_after: float | None = None
-    #: Hang up during the first action of this kind: "play", "record" or "collect".
+    #: Hang up during the first action of this kind: "play", "record" or "collect"; or
+    #: "ring": while the call is offered and not answered yet.
     hangup_during: str | None = None
     #: Seconds into that action; ``None`` = halfway through a play, 1 s into the others.
     hangup_offset: float | None = None

@@ -187,6 +187,7 @@ class SimCall:
         self._actions: dict[str, _Action] = {}
         self._timers: list[Timer] = []
         self._started_kinds: dict[str, int] = {}
+        self._ring_timer_set = False
         self._digits_used = 0
         self._say_used = 0
         self._passed_by: set[str] = set()
@@ -294,6 +295,15 @@ class SimCall:
         self._session = session
         self.protocol = session.protocol
         self.emit("calling.call.receive", self.receive_params())
+        if self.caller.hangup_during == "ring" and not self._ring_timer_set:
+            # A re-offer (calling.pass) keeps the first timer: the caller's patience runs
+            # from when the phone first rang.
+            self._ring_timer_set = True
+            self.after(self.caller.hangup_offset or 0.0, self._caller_gives_up)
+
+    def _caller_gives_up(self) -> None:
+        if self.state == "created":
+            self.end("hangup")
 
     def answer(self, params: dict[str, Any], reply: Reply) -> None:
         """``calling.answer`` (§5.2): 200, then ``calling.call.state answered``."""
