@@ -145,8 +145,11 @@ class Action:
         if self.result is None:
             if self._done is None:
                 self._done = anyio.Event()
-            with anyio.fail_after(timeout):
+            if timeout is None:
                 await self._done.wait()
+            else:
+                with anyio.fail_after(timeout):
+                    await self._done.wait()
         assert self.result is not None
         return self.result
 

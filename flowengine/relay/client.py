@@ -20,7 +20,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .call import Call
 from .config import RelayConfig
-from .connection import RelayConnection, backoff, open_connection
+from .connection import Deadlines, RelayConnection, backoff, open_connection
 from .errors import ConnectionLost, RelayError, RequestTimeout
 from .events import (
     AuthorizationState,
@@ -82,6 +82,7 @@ class RelayClient(AsyncContextManagerMixin):
         self._conn: RelayConnection | None = None  # the link that takes requests, if any
         self._link_up = anyio.Event()
         self._probe = anyio.Event()
+        self._deadlines = Deadlines(config.request_timeout)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -119,6 +120,10 @@ class RelayClient(AsyncContextManagerMixin):
             ConnectionLost: the link dropped after the request was sent, or the client
                 is closed.
         """
+        conn = self._conn
+        if conn is not None and conn.accepting:
+            return await conn.request(method, params, self._deadlines)
+        # The link is down: wait for it, within the same deadline.
         try:
             with anyio.fail_after(self.config.request_timeout):
                 while True:
@@ -129,9 +134,12 @@ class RelayClient(AsyncContextManagerMixin):
                         raise ConnectionLost(-1, method, "the RELAY client is closed")
                     await self._link_up.wait()
         except TimeoutError:
-            # A silent server may mean a half-open link: probe it now (§2.6).
-            self._probe.set()
+            self._request_expired(method)
             raise RequestTimeout.for_method(method) from None
+
+    def _request_expired(self, method: str) -> None:
+        # A silent server may mean a half-open link: probe it now (§2.6).
+        self._probe.set()
 
     async def receive(self, contexts: Iterable[str]) -> None:
         """Also receive calls for ``contexts`` (``signalwire.receive``, §2.4)."""
@@ -156,6 +164,7 @@ class RelayClient(AsyncContextManagerMixin):
         body_error: BaseException | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._maintain, conn, name="relay link")
+            tg.start_soon(self._deadlines.run, self._request_expired, name="relay deadlines")
             try:
                 yield self
             except BaseException as exc:
