@@ -35,8 +35,8 @@ PROJECT, TOKEN = "p", "daemon-test-token-9f8e7d"
 
 def flow_text(name: str, context: str = "office", *, match: dict[str, str] | None = None,
               say: str = "Hello", on_hangup: str | None = None) -> str:
-    """A small flow: answer, a prompt, a recording, hang up (plus a `gone` log step that
-    `on_hangup` can point at)."""
+    """A small flow: answer, a prompt, a recording, hang up; with ``on_hangup``, a log step
+    of that name that the caller's hangup leads to."""
     lines = [f"name: {name}", f"context: {context}"]
     if match:
         lines.append("match:")
@@ -56,9 +56,9 @@ def flow_text(name: str, context: str = "office", *, match: dict[str, str] | Non
         '      terminators: "#"',
         "  bye:",
         "    hangup: {}",
-        "  gone:",
-        '    log: "the caller left during the flow"',
     ]
+    if on_hangup:
+        lines += [f"  {on_hangup}:", '    log: "the caller left during the flow"']
     return "\n".join(lines) + "\n"
 
 

@@ -54,7 +54,7 @@ class RejectedEdit:
     at: float
     #: sha256 of the rejected bytes.
     sha256: str
-    #: The findings, ``file:line:col: error: message`` (errors first).
+    #: The errors, ``file:line:col: error: message``, as ``flowengine check`` prints them.
     errors: tuple[str, ...]
 
 
@@ -248,8 +248,9 @@ class FlowLoader:
                 if state is None:
                     state = self._files[change.path] = FileState(change.path, change.sha256)
                 state.seen = change.sha256
+                # Only what made it fail: its warnings would be noise next to the errors.
                 edit = RejectedEdit(now, change.sha256, tuple(
-                    str(d) for d in sorted(diagnostics, key=lambda d: not d.is_error)))
+                    str(d) for d in diagnostics if d.is_error) or tuple(map(str, diagnostics)))
                 state.rejected = edit
                 rejected.append((change.path, edit, state))
                 if state.entry is not None:
@@ -311,9 +312,8 @@ class FlowLoader:
         for path, edit, state in rejected:
             keeps = (f"flow {state.entry.name} keeps serving {state.entry.flow.short_version}"
                      if state.entry is not None else "nothing loaded from it")
-            errors = [e for e in edit.errors if ": error: " in e] or list(edit.errors)
-            logger.error("%s: edit rejected (%d error%s); %s%s", path, len(errors),
-                         "" if len(errors) == 1 else "s", keeps, why,
+            logger.error("%s: edit rejected (%d error%s); %s%s", path, len(edit.errors),
+                         "" if len(edit.errors) == 1 else "s", keeps, why,
                          extra={"event": "rejected", "file": path, "errors": list(edit.errors),
                                 "sha256": edit.sha256})
             for line in edit.errors:

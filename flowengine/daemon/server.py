@@ -40,7 +40,7 @@ from flowengine.relay import Call, CallEnded, RelayClient, RelayConfig, RelayErr
 
 from .http import Response, bound_port, open_http, serve_http
 from .metrics import CONTENT_TYPE, Metrics
-from .reload import FlowLoader, ReloadReport
+from .reload import FlowLoader
 from .routing import FlowEntry, Registry
 
 __all__ = ["EXIT_INVALID", "EXIT_OK", "EXIT_RELAY", "Daemon"]
@@ -171,8 +171,7 @@ class Daemon:
             0 after a drain; 1 when RELAY could not be reached or refused the credentials,
             or the metrics port could not be bound; 2 when no flow could be loaded.
         """
-        report = await self.loader.rescan("startup")
-        self.metrics.reloaded(report, Registry())
+        await self._reload("startup")
         if not self.registry.flows:
             logger.error("no valid flow to serve in %s", ", ".join(self.paths))
             return EXIT_INVALID
@@ -392,17 +391,18 @@ class Daemon:
     async def _reloader(self) -> None:
         """The only task that rescans: rescans never overlap."""
         async for reason in self._reload_recv:
-            previous = self.registry
-            try:
-                report = await self.loader.rescan(reason)
-            except Exception:  # a bug in a rescan must not stop the calls
-                logger.exception("rescan (%s) failed; the flows being served are unchanged",
-                                 reason)
-                self.metrics.reloads.labels("failed").inc()
-                continue
-            self._after_reload(report, previous)
+            # In a function of its own: its frame, which holds the replaced registry, is
+            # gone when it returns, so nothing here keeps an old version alive.
+            await self._reload(reason)
 
-    def _after_reload(self, report: ReloadReport, previous: Registry) -> None:
+    async def _reload(self, reason: str) -> None:
+        previous = self.registry
+        try:
+            report = await self.loader.rescan(reason)
+        except Exception:  # a bug in a rescan must not stop the calls
+            logger.exception("rescan (%s) failed; the flows being served are unchanged", reason)
+            self.metrics.reloads.labels("failed").inc()
+            return
         self.metrics.reloaded(report, previous)
         if report.contexts_added or report.contexts_removed:
             self._subscriptions_changed.set()
