@@ -26,7 +26,7 @@ from .events import CallEvent
 if TYPE_CHECKING:
     from .client import RelayClient
 
-__all__ = ["Action", "ActionResult", "Call", "CALL_STATES", "PLAY_TERMINAL", "RECORD_TERMINAL"]
+__all__ = ["CALL_STATES", "PLAY_TERMINAL", "RECORD_TERMINAL", "Action", "ActionResult", "Call"]
 
 logger = logging.getLogger("flowengine.relay")
 
@@ -110,7 +110,7 @@ class Action:
         result: the :class:`ActionResult` once done, else ``None``.
     """
 
-    __slots__ = ("call", "control_id", "kind", "result", "_terminal", "_done")
+    __slots__ = ("_done", "_terminal", "call", "control_id", "kind", "result")
 
     def __init__(self, call: Call, kind: str, control_id: str,
                  terminal_states: Collection[str]) -> None:
@@ -206,9 +206,20 @@ class Call:
     """
 
     __slots__ = (
-        "_client", "call_id", "node_id", "context", "direction", "device", "tag",
-        "from_number", "to_number", "state", "end_reason", "_actions", "_ended_event",
+        "_actions",
+        "_client",
+        "_ended_event",
         "_listeners",
+        "call_id",
+        "context",
+        "device",
+        "direction",
+        "end_reason",
+        "from_number",
+        "node_id",
+        "state",
+        "tag",
+        "to_number",
     )
 
     def __init__(self, client: RelayClient, params: Mapping[str, Any]) -> None:

@@ -50,7 +50,7 @@ def backoff(initial: float = 1.0, maximum: float = 30.0, factor: float = 2.0) ->
 class _Waiter:
     """One request waiting for its reply: an event plus a result slot (httpcore-style)."""
 
-    __slots__ = ("conn", "request_id", "method", "done", "result", "error", "deadline")
+    __slots__ = ("conn", "deadline", "done", "error", "method", "request_id", "result")
 
     def __init__(self, conn: RelayConnection, request_id: str, method: str) -> None:
         self.conn = conn
@@ -233,9 +233,10 @@ class RelayConnection:
         finally:
             self._mark_unusable()
             for event in self.proto.receive_eof():
-                waiter = self.waiters.pop(event.id, None) if type(event) is RequestFailed else None
-                if waiter is not None:
-                    waiter.settle(None, ConnectionLost(-1, event.method, event.message))
+                if type(event) is RequestFailed:
+                    waiter = self.waiters.pop(event.id, None)
+                    if waiter is not None:
+                        waiter.settle(None, ConnectionLost(-1, event.method, event.message))
             await self.close()
 
     def abort(self) -> None:
@@ -256,8 +257,8 @@ class RelayConnection:
 
     def _receive(self, text: str | bytes) -> list[Event]:
         if logger.isEnabledFor(_DEBUG):
-            logger.debug("< %s", mask_secrets(text if type(text) is str
-                                              else bytes(text).decode("utf-8", "replace")))
+            logger.debug("< %s", mask_secrets(text if isinstance(text, str)
+                                              else text.decode("utf-8", "replace")))
         events = self.proto.receive_frame(text)
         if self._usable and self.proto.state is not OPEN:
             self._mark_unusable()  # a disconnect: stop sending before we even ACK it

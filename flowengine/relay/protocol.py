@@ -87,7 +87,7 @@ class Resume:
 # Compact output (brief: "compact JSON") and strict JSON: NaN/Infinity are not JSON, so
 # a request holding one is our bug and must not reach the wire.
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-_encode_str: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring
 _decode = json.JSONDecoder().decode
 
 # §5.1: "Any code matching ^2\d\d$ is success."
@@ -245,7 +245,7 @@ class RelayProtocol:
         if self.state is CLOSED:
             return [self._violation("frame received after the link closed", text)]
         try:
-            message = _decode(text) if type(text) is str else _decode(bytes(text).decode())
+            message = _decode(text if isinstance(text, str) else text.decode())
         except (ValueError, RecursionError, TypeError) as exc:
             # ValueError covers JSONDecodeError and UnicodeDecodeError.
             return [self._violation(f"not JSON: {exc}", text)]
@@ -310,11 +310,11 @@ class RelayProtocol:
             self.state = OPEN
             return [ConnectResult(id=request_id, protocol=protocol,
                                   identity=str(result.get("identity", "")), result=result)]
-        code = result.get("code")
-        if code is not None and not _SUCCESS.fullmatch(str(code)):
+        result_code = result.get("code")
+        if result_code is not None and not _SUCCESS.fullmatch(str(result_code)):
             # §5.1 / §7: a non-2xx code inside `result` is an error.
             text = str(result.get("message", "")) or "error"
-            return [RequestFailed(id=request_id, method=method, code=_code_of(code),
+            return [RequestFailed(id=request_id, method=method, code=_code_of(result_code),
                                   message=text)]
         return [RequestSucceeded(id=request_id, method=method, result=result)]
 
@@ -378,6 +378,6 @@ class RelayProtocol:
     @staticmethod
     def _violation(reason: str, text: str | bytes) -> ProtocolViolation:
         excerpt = text[:_FRAME_EXCERPT]
-        if type(excerpt) is not str:
-            excerpt = bytes(excerpt).decode("utf-8", "replace")
+        if not isinstance(excerpt, str):
+            excerpt = excerpt.decode("utf-8", "replace")
         return ProtocolViolation(reason=reason, frame=mask_secrets(excerpt))
