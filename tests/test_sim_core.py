@@ -234,7 +234,8 @@ def test_receive_event_describes_the_inbound_call(core: SimCore, peer: Peer) -> 
 def test_record_sequence_with_a_speaking_caller(core: SimCore, peer: Peer) -> None:
     call, ids = answered_call(core, peer, "speak:3")
     reply = peer.request("calling.record", {**ids, "control_id": "k1",
-                                            "record": {"audio": {"terminators": "#"}}})
+                                            "record": {"audio": {"terminators": "#",
+                                                                 "format": "wav"}}})
     result = reply["result"]
     assert result["code"] == "200" and result["url"].startswith("http://sim.test/recordings/")
     assert result["url"].endswith(".wav")
@@ -572,3 +573,10 @@ def test_hangup_ordinal_picks_which_action_of_a_kind():
     assert (script.hangup_during, script.hangup_ordinal, script.hangup_offset) == ("play", 2, 1.5)
     assert str(CallerScript(hangup_during="play", hangup_ordinal=2)) == "speak:3,hangup@play2"
     assert CallerScript.parse("hangup@record").hangup_ordinal == 1
+
+
+def test_record_defaults_to_mp3_as_relay_does(core: SimCore, peer: Peer) -> None:
+    call, ids = answered_call(core, peer, "speak:2")
+    reply = peer.request("calling.record", {**ids, "control_id": "k9",
+                                            "record": {"audio": {}}})
+    assert reply["result"]["url"].endswith(".mp3")

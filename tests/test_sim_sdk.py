@@ -19,6 +19,7 @@ import websockets
 from signalwire.relay import RelayClient
 
 from flowengine.sim import Simulator
+from flowengine.sim.audio import MP3_FRAME_BYTES, MP3_RATE, MP3_SAMPLES_PER_FRAME
 
 pytestmark = pytest.mark.anyio
 
@@ -116,13 +117,18 @@ async def test_seed_example_records_a_message_and_the_url_downloads_real_audio(
     values, sim_call, summary = await run_seed_example(sdk_client, "speak:3")
     event = values["event"]
     assert event.event_type == "calling.call.record" and event.state == "finished"
-    assert event.url.startswith("http://127.0.0.1:") and event.url.endswith(".wav")
+    # The example asks for no format: RELAY's default, mp3.
+    assert event.url.startswith("http://127.0.0.1:") and event.url.endswith(".mp3")
     assert values["nested_url"] == event.url  # the example reads params.record.url
     assert event.duration == 3.0
     body = values["body"]
-    assert body[:4] == b"RIFF" and body[8:12] == b"WAVE"
     assert len(body) == event.size
-    assert (len(body) - 44) / (8000 * 2) == pytest.approx(event.duration)
+    # Constant-bit-rate MPEG-1 Layer III: every frame starts with the sync word, and the
+    # frames cover the recorded length.
+    frames = [body[i:i + MP3_FRAME_BYTES] for i in range(0, len(body), MP3_FRAME_BYTES)]
+    assert all(f[0] == 0xFF and f[1] & 0xE0 == 0xE0 for f in frames)
+    assert len(frames) * MP3_SAMPLES_PER_FRAME / MP3_RATE == pytest.approx(
+        event.duration, abs=MP3_SAMPLES_PER_FRAME / MP3_RATE)
     assert sim_call.commands == ["calling.answer", "calling.play", "calling.record",
                                  "calling.end"]
     assert sim_call.end_reason == "hangup"
@@ -151,7 +157,8 @@ async def test_caller_hanging_up_mid_recording_still_delivers_the_recording(
             async def body() -> None:
                 await call.answer()
                 action = await call.record(
-                    audio={"beep": True, "end_silence_timeout": 3, "terminators": "#"},
+                    audio={"beep": True, "end_silence_timeout": 3, "terminators": "#",
+                           "format": "wav"},
                     on_completed=lambda ev: outcome.values.setdefault("state_then", call.state))
                 outcome.values["event"] = await action.wait()
                 outcome.values["ended"] = await call.wait_for_ended(timeout=5)
@@ -168,7 +175,8 @@ async def test_caller_hanging_up_mid_recording_still_delivers_the_recording(
         assert values["state_then"] == "ending"
         assert values["ended"].params["end_reason"] == "hangup"
         body = await anyio.to_thread.run_sync(download, event.url)
-        assert len(body) == event.size and body[:4] == b"RIFF"
+        assert len(body) == event.size and body[:4] == b"RIFF" and body[8:12] == b"WAVE"
+        assert (len(body) - 44) / (8000 * 2) == pytest.approx(event.duration)
         assert values["late_hangup"] == {}
         assert sim_call.end_reason == "hangup"
         assert sim_call.commands == ["calling.answer", "calling.record", "calling.end"]

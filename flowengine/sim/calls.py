@@ -557,7 +557,8 @@ class RecordAction(_Action):
     def __init__(self, call: SimCall, control_id: str, audio_params: dict[str, Any]) -> None:
         super().__init__(call, control_id)
         self.audio = dict(audio_params)
-        fmt = "mp3" if self.audio.get("format") == "mp3" else "wav"
+        # RELAY records mp3 unless asked for wav (the RELAY SDKs' AudioParams default).
+        fmt = "wav" if self.audio.get("format") == "wav" else "mp3"
         self.recording = call._host.new_recording(call, control_id, fmt)
         self.beep = bool(self.audio.get("beep"))
         self.initial_timeout = _number(self.audio.get("initial_timeout"), RECORD_INITIAL_TIMEOUT)
