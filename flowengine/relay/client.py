@@ -220,7 +220,7 @@ class RelayClient(AsyncContextManagerMixin):
         return conn
 
     def _rejection(self, server_message: str) -> str:
-        for secret in self.config.secrets:
+        for secret in self.config.secret_values:
             server_message = server_message.replace(secret, "***")
         who = (f"project {self.config.project!r}" if not self.config.jwt_token
                else "the JWT (SIGNALWIRE_JWT_TOKEN)")

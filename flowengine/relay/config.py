@@ -79,7 +79,7 @@ class RelayConfig:
         return {"project": self.project, "token": self.token}
 
     @property
-    def secrets(self) -> tuple[str, ...]:
+    def secret_values(self) -> tuple[str, ...]:
         """The values that must never be shown (used to scrub server messages)."""
         return tuple(s for s in (self.token, self.jwt_token) if s)
 
