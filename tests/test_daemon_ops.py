@@ -1,0 +1,326 @@
+"""Running ``flowengine serve`` in production: drain on SIGTERM, a dropped socket, two
+daemons sharing a context, the metrics and health endpoints, JSON logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
+from prometheus_client.parser import text_string_to_metric_families
+
+from flowengine.engine import TraceEntry
+from flowengine.engine.trace import read_trace
+from flowengine.flow import compile_flow
+from flowengine.relay import RelayClient
+from flowengine.sim.calls import SimCall
+from tests.test_daemon import (  # noqa: F401
+    PROJECT,
+    TOKEN,
+    LogTap,
+    flow_text,
+    log_tap,
+    relay_config,
+    serving,
+    simulator,
+    write,
+)
+
+pytestmark = pytest.mark.anyio
+
+FULL_PATH = ["greet", "hello", "message", "bye"]
+#: The path of a call hung up during its recording: on_hangup leads to `gone`.
+HUNG_UP_PATH = ["greet", "hello", "message", "gone"]
+
+
+def desk(tmp_path: Path) -> Path:
+    """A directory with one flow on context `desk` whose on_hangup logs a line."""
+    directory = tmp_path / "flows"
+    directory.mkdir()
+    write(directory / "desk.yaml", flow_text("desk", "desk", on_hangup="gone"))
+    return directory
+
+
+async def all_recording(calls: list[SimCall]) -> None:
+    """Wait until every call's flow is in its recording, waiting for the caller."""
+    with anyio.fail_after(20):
+        while not all("calling.record" in call.commands for call in calls):
+            await anyio.sleep(0.01)
+    await anyio.sleep(0.1)  # the record replies reach the daemon
+
+
+def paths_by_call(steps: list[TraceEntry] | list[dict[str, Any]]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for step in steps:
+        if isinstance(step, dict):
+            found.setdefault(step["call"], []).append(step["step"])
+        else:
+            found.setdefault(step.call_id, []).append(step.step)
+    return found
+
+
+class Lines:
+    """The lines a subprocess writes to a stream, read as they come."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = BufferedByteReceiveStream(stream)
+        self.lines: list[str] = []
+
+    async def read_all(self) -> None:
+        try:
+            while True:
+                line = await self._stream.receive_until(b"\n", 1 << 20)
+                self.lines.append(line.decode())
+        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.ClosedResourceError):
+            pass
+
+    async def wait_for(self, text: str, timeout: float = 20) -> str:
+        with anyio.fail_after(timeout):
+            while True:
+                for line in self.lines:
+                    if text in line:
+                        return line
+                await anyio.sleep(0.01)
+
+
+# --------------------------------------------------------------------------- SIGTERM
+
+async def test_sigterm_lets_calls_finish_ends_the_rest_cleanly_and_exits_0(tmp_path: Path) -> None:
+    directory = desk(tmp_path)
+    trace = tmp_path / "trace.jsonl"
+    env = {**os.environ, "SIGNALWIRE_PROJECT_ID": PROJECT, "SIGNALWIRE_API_TOKEN": TOKEN}
+    async with simulator(time_scale=0.01) as sim:
+        command = [sys.executable, "-m", "flowengine.cli", "serve", str(directory),
+                   "--relay-url", sim.url, "--time-scale", "0.01", "--drain-timeout", "2",
+                   "--trace", str(trace)]
+        async with await anyio.open_process(command, env=env, stdout=subprocess.DEVNULL) \
+                as process, anyio.create_task_group() as tg:
+            assert process.stderr is not None
+            stderr = Lines(process.stderr)
+            tg.start_soon(stderr.read_all)
+            await stderr.wait_for("flowengine.daemon: serving 1 flow(s)")
+            # 25 callers who finish within the drain timeout, 25 who would talk for 30 s.
+            short = [sim.offer_call("desk", caller="speak:50") for _ in range(25)]
+            long = [sim.offer_call("desk", caller="speak:3000") for _ in range(25)]
+            await all_recording(short + long)
+            process.send_signal(signal.SIGTERM)
+            await stderr.wait_for("draining: 50 call(s) in flight")
+
+            # New calls go to the other daemons now (here: a plain client on the context).
+            async with RelayClient(relay_config(sim), ["desk"]) as other:
+                later = [sim.offer_call("desk", caller="speak:1") for _ in range(3)]
+                taken = []
+                with anyio.fail_after(20):
+                    async for call in other.incoming_calls():
+                        taken.append(call.call_id)
+                        await call.hangup()
+                        if len(taken) == len(later):
+                            break
+            with anyio.fail_after(30):
+                code = await process.wait()
+        summary = sim.summary()
+
+    assert code == 0
+    assert sorted(taken) == sorted(c.call_id for c in later)
+    # Every call ended, nothing leaked.
+    assert summary["offered"] == 53 and summary["ended"] == 53 and summary["leaked"] == 0
+    assert summary["by_end_reason"] == {"hangup": 53}
+    records, problems = read_trace(trace)
+    assert not problems
+    paths = paths_by_call(records)
+    # The short calls finished their flow; the long ones were hung up by the drain and
+    # their flow's on_hangup ran; the calls offered during the drain never reached it.
+    assert {c.call_id: paths.get(c.call_id) for c in short} == {c.call_id: FULL_PATH for c in short}
+    assert {c.call_id: paths.get(c.call_id) for c in long} == {
+        c.call_id: HUNG_UP_PATH for c in long}
+    assert not set(paths) & {c.call_id for c in later}
+    text = "\n".join(stderr.lines)
+    assert "drain: hanging up 25 call(s) still in flight" in text
+    assert "flowengine.daemon: stopped" in text
+    assert TOKEN not in text
+
+
+# ------------------------------------------------------------------ a dropped socket
+
+async def test_calls_in_flight_survive_a_dropped_socket(tmp_path: Path) -> None:
+    steps: list[TraceEntry] = []
+    async with simulator(time_scale=0.01) as sim, \
+            serving(sim, [desk(tmp_path)], on_step=steps.append) as daemon:
+        calls = [sim.offer_call("desk", caller="speak:100") for _ in range(50)]
+        await all_recording(calls)
+        dropped_at = time.time()
+        await sim.drop_connections()
+        await sim.wait_all_ended(timeout=30)
+        await anyio.sleep(0.1)
+        assert daemon.relay is not None and daemon.relay.reconnects == 1
+        completed = [s.value for f in text_string_to_metric_families(
+            daemon.metrics.render().decode()) for s in f.samples
+            if s.name == "flowengine_calls_total" and s.labels["ended"] == "completed"]
+    assert sim.summary()["by_end_reason"] == {"hangup": 50}
+    paths = paths_by_call(steps)
+    assert {c.call_id: paths[c.call_id] for c in calls} == {c.call_id: FULL_PATH for c in calls}
+    assert completed == [50]
+    # The recordings were under way when the socket dropped and ended after the resume.
+    assert all(e.at + e.duration > dropped_at for e in steps if e.step == "message")
+
+
+# ----------------------------------------------------------------------- scaling out
+
+async def test_two_daemons_on_one_context_share_the_calls(tmp_path: Path) -> None:
+    directory = desk(tmp_path)
+    first: list[TraceEntry] = []
+    second: list[TraceEntry] = []
+    async with simulator() as sim, serving(sim, [directory], on_step=first.append), \
+            serving(sim, [directory], on_step=second.append):
+        calls = [sim.offer_call("desk") for _ in range(40)]
+        await sim.wait_all_ended(timeout=20)
+        await anyio.sleep(0.1)
+    ids_first, ids_second = set(paths_by_call(first)), set(paths_by_call(second))
+    assert ids_first and ids_second and not ids_first & ids_second
+    assert ids_first | ids_second == {c.call_id for c in calls}
+    assert sim.summary()["by_end_reason"] == {"hangup": 40}
+
+
+# ------------------------------------------------------------------ /metrics, /healthz
+
+async def http_get(port: int, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+        await stream.send(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        data = b""
+        with anyio.fail_after(10):
+            try:
+                while True:
+                    data += await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                pass
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, v in (h.split(":", 1) for h in header_lines)}
+    assert int(headers["content-length"]) == (len(body) if method == "GET" else
+                                               int(headers["content-length"]))
+    return int(status_line.split()[1]), headers, body
+
+
+def samples(body: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(body.decode())
+            for s in family.samples}
+
+
+async def test_metrics_and_health_endpoints(tmp_path: Path, log_tap: LogTap) -> None:
+    directory = desk(tmp_path)
+    path = directory / "desk.yaml"
+    write(directory / "vip.yaml", flow_text("vip", "vip", match={"from": "+1999*"}))
+    async with simulator() as sim, serving(sim, [directory], metrics_port=0) as daemon:
+        port = daemon.metrics_port
+        assert isinstance(port, int) and port > 0
+        for call in [sim.offer_call("desk") for _ in range(3)]:
+            await call.wait_ended(timeout=10)
+        declined = sim.offer_call("vip", "+15551230000", "+15559870000")
+        await declined.wait_ended(timeout=10)
+        await anyio.sleep(0.1)
+        version = daemon.registry.flows["desk"].flow
+        short = version.short_version
+
+        status, headers, body = await http_get(port, "/metrics")
+        assert status == 200 and headers["content-type"].startswith("text/plain")
+        found = samples(body)
+        flow = (("flow", "desk"), ("version", short))
+        assert found[("flowengine_calls_total", (("ended", "completed"), *flow))] == 3
+        assert found[("flowengine_calls_active", flow)] == 0
+        assert found[("flowengine_calls_declined_total",
+                      (("context", "vip"), ("reason", "no_flow")))] == 1
+        assert found[("flowengine_step_duration_seconds_count",
+                      (("flow", "desk"), ("outcome", "answered"), ("step", "greet")))] == 3
+        assert found[("flowengine_step_duration_seconds_count",
+                      (("flow", "desk"), ("outcome", "finished"), ("step", "message")))] == 3
+        assert found[("flowengine_reloads_total", (("result", "ok"),))] == 2  # two files
+        assert found[("flowengine_reloads_total", (("result", "failed"),))] == 0
+        assert found[("flowengine_flow_info", (("file", str(path)), *flow))] == 1
+        assert found[("flowengine_relay_reconnects_total", ())] == 0
+        assert found[("flowengine_relay_connected", ())] == 1
+
+        status, headers, body = await http_get(port, "/healthz")
+        health = json.loads(body)
+        assert status == 200 and headers["content-type"] == "application/json"
+        assert health["status"] == "serving"
+        desk_health = health["flows"]["desk"]
+        assert desk_health["version"] == version.version
+        assert desk_health["file"] == str(path)
+        assert desk_health["last_reload_error"] is None
+        assert desk_health["loaded_at"].endswith("+00:00")
+        assert health["relay"]["connected"] and health["relay"]["reconnects"] == 0
+
+        # An invalid edit: the old version keeps serving, the errors show up per flow.
+        bad = flow_text("desk", "desk", on_hangup="gone").replace("beep: true", "beep: 3")
+        write(path, bad)
+        await log_tap.wait_event("rejected", file=str(path))
+        status, _, body = await http_get(port, "/healthz")
+        health = json.loads(body)
+        assert status == 200 and health["flows"]["desk"]["version"] == version.version
+        error = health["flows"]["desk"]["last_reload_error"]
+        assert error["errors"] == [str(d) for d in compile_flow(bad.encode(), str(path)).diagnostics
+                                   if d.is_error]
+        assert error["errors"][0].startswith(f"{path}:")
+        found = samples((await http_get(port, "/metrics"))[2])
+        assert found[("flowengine_reloads_total", (("result", "failed"),))] == 1
+
+        assert (await http_get(port, "/nothing"))[0] == 404
+        assert (await http_get(port, "/metrics", "POST"))[0] == 405
+        status, _, body = await http_get(port, "/healthz", "HEAD")
+        assert status == 200 and body == b""
+        every_body = (await http_get(port, "/metrics"))[2] + (await http_get(port, "/healthz"))[2]
+        assert TOKEN.encode() not in every_body
+
+        # While draining, the health check fails: a supervisor can tell.
+        busy = sim.offer_call("desk", caller="speak:3000")
+        await all_recording([busy])
+        daemon.request_drain()
+        await log_tap.wait_event("drain")
+        status, _, body = await http_get(port, "/healthz")
+        health = json.loads(body)
+        assert status == 503 and health["status"] == "draining"
+        assert health["calls_in_flight"] == 1
+        assert health["flows"]["desk"]["calls_in_flight"] == {short: 1}
+
+
+# ------------------------------------------------------- --simulate and JSON log lines
+
+async def test_simulate_streams_calls_and_logs_json_lines(tmp_path: Path) -> None:
+    directory = desk(tmp_path)
+    trace = tmp_path / "trace.jsonl"
+    command = [sys.executable, "-m", "flowengine.cli", "serve", str(directory), "--simulate",
+               "--sim-calls", "4", "--sim-rate", "40", "--time-scale", "0.01",
+               "--log-format", "json", "--trace", str(trace)]
+    async with await anyio.open_process(command, stdout=subprocess.DEVNULL) as process, \
+            anyio.create_task_group() as tg:
+        assert process.stderr is not None
+        stderr = Lines(process.stderr)
+        tg.start_soon(stderr.read_all)
+        with anyio.fail_after(30):
+            code = await process.wait()
+    assert code == 0
+    lines = [json.loads(line) for line in stderr.lines]  # every line is one JSON object
+    steps = [line for line in lines if line["logger"] == "flowengine.engine"
+             and line["message"].startswith("step ")]
+    assert len(steps) == 4 * 4 and len({s["call_id"] for s in steps}) == 4
+    version = compile_flow((directory / "desk.yaml").read_bytes(), "x").version
+    assert version is not None
+    for step in steps:
+        assert step["flow"] == "desk" and step["version"] == version.version
+        assert step["step"] in FULL_PATH and step["outcome"] and "duration_ms" in step
+        assert step["level"] == "info" and step["ts"].endswith("Z")
+    ended = [line for line in lines if line.get("event") == "call_ended"]
+    assert [line["ended"] for line in ended] == ["completed"] * 4
+    records, _ = read_trace(trace)
+    paths = paths_by_call(records)
+    assert sorted(paths) == sorted({s["call_id"] for s in steps})
+    assert all(path == FULL_PATH for path in paths.values())
