@@ -399,3 +399,11 @@ async def test_wss_verifies_the_server_certificate(tls_files: tuple[Path, Path])
         with pytest.raises(ConnectionLost, match="(?i)certificate"):
             async with RelayClient(RelayConfig(url=url, project="p", token="t")):
                 pass
+
+
+async def test_unreadable_ca_file_is_a_relay_error(tmp_path: Path) -> None:
+    config = RelayConfig(url="wss://127.0.0.1:1", project="p", token="t",
+                         ca_file=str(tmp_path / "missing.pem"))
+    with pytest.raises(RelayError, match="missing.pem"):
+        async with RelayClient(config):
+            pass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from contextlib import asynccontextmanager
+from ssl import SSLContext
 from types import MappingProxyType
 from typing import Any
 
@@ -60,7 +61,7 @@ class RelayClient(AsyncContextManagerMixin):
 
     Raises (on entering):
         RelayError: the server rejected the credentials (the message names the project,
-            never the token), or did not answer in time.
+            never the token), did not answer in time, or the CA file cannot be read.
         ConnectionLost: the server could not be reached.
     """
 
@@ -75,7 +76,7 @@ class RelayClient(AsyncContextManagerMixin):
         # True when the next connect must start a new session (§2.7 restart, or a
         # refused resume) instead of resuming `protocol`.
         self._fresh_session = False
-        self._ssl = config.ssl_context()
+        self._ssl: SSLContext | None = None
         self._calls: dict[str, Call] = {}
         self._incoming_send, self._incoming_recv = anyio.create_memory_object_stream[Call](
             max_pending_calls)
@@ -159,6 +160,10 @@ class RelayClient(AsyncContextManagerMixin):
     async def __asynccontextmanager__(self) -> AsyncGenerator[RelayClient]:
         if self._closed:
             raise RuntimeError("a RelayClient can be entered only once")
+        try:
+            self._ssl = self.config.ssl_context()
+        except ValueError as exc:  # an unreadable CA file: a configuration error
+            raise RelayError(-1, CONNECT_METHOD, str(exc)) from None
         # Fail fast on the first connect: a rejection is a configuration error.
         conn = await self._connect()
         body_error: BaseException | None = None
