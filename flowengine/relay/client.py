@@ -207,6 +207,9 @@ class RelayClient(AsyncContextManagerMixin):
                 logger.warning("! RELAY refused to resume session %s (%s); "
                                "the next attempt starts a new session", resume.protocol, exc)
                 self._fresh_session, self._authorization_state = True, ""
+            if exc.code == -1:  # not a rejection: a reply we cannot use
+                raise RelayError(-1, CONNECT_METHOD,
+                                 f"RELAY at {self.config.url}: {exc.message}") from None
             raise RelayError(exc.code, CONNECT_METHOD, self._rejection(exc.message)) from None
         if self.protocol is not None and result.protocol != self.protocol:
             # A new session: the old one's calls will get no more events. End them here
