@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import __version__
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import (
     AuthorizationState,
@@ -60,7 +61,7 @@ __all__ = [
 CONNECT_METHOD = "signalwire.connect"
 #: §2.1: the version the official Python SDK 3.7.5 sends.
 PROTOCOL_VERSION = {"major": 2, "minor": 0, "revision": 0}
-AGENT = "flowengine/0.1.0"
+AGENT = f"flowengine/{__version__}"
 
 
 class State(enum.IntEnum):
