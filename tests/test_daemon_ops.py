@@ -215,7 +215,7 @@ def samples(body: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]
             for s in family.samples}
 
 
-async def test_metrics_and_health_endpoints(tmp_path: Path, log_tap: LogTap) -> None:
+async def test_metrics_and_health_endpoints(tmp_path: Path, log_tap: LogTap) -> None:  # noqa: F811
     directory = desk(tmp_path)
     path = directory / "desk.yaml"
     write(directory / "vip.yaml", flow_text("vip", "vip", match={"from": "+1999*"}))

@@ -50,7 +50,7 @@ async def serve_http(listener: Listener[SocketStream], routes: Mapping[str, Rout
     async def handle(stream: SocketStream) -> None:
         try:
             await _respond(stream, routes)
-        except Exception as exc:  # a client that went away must not stop the server
+        except Exception as exc:  # noqa: BLE001 - a client gone away must not stop the server
             logger.debug("HTTP request failed: %r", exc)
 
     async with listener:

@@ -76,7 +76,7 @@ class Metrics:
 
     def __init__(self) -> None:
         # `_created` series double the output and nobody graphs them.
-        prometheus_client.disable_created_metrics()
+        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         r = self.registry
         self.calls_active = Gauge("flowengine_calls_active", "Calls in flight",

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import anyio
+import anyio.lowlevel
 
 from flowengine.engine import FlowRuntime
 from flowengine.flow import Diagnostic, FlowVersion, compile_flow, flow_files
@@ -173,7 +174,7 @@ class FlowLoader:
         compiled: list[tuple[_Change, FlowEntry | None, tuple[Diagnostic, ...]]] = []
         for change in changes:
             compiled.append((change, *self._compile(change)))
-            await anyio.sleep(0)  # compiling is CPU work: let calls run between files
+            await anyio.lowlevel.checkpoint()  # compiling is CPU work: let calls run
         # No await from here on: the states, the swap and the log lines are one step.
         return self._apply(reason, compiled, gone)
 
@@ -230,9 +231,9 @@ class FlowLoader:
         rejected: list[tuple[str, RejectedEdit, FileState]] = []
 
         for path in gone:
-            state = self._files.pop(path)
-            if state.entry is not None:
-                removed.append(state.entry)
+            gone_state = self._files.pop(path)
+            if gone_state.entry is not None:
+                removed.append(gone_state.entry)
         # Names held by files that keep what they serve, then the new versions in path order:
         # a flow name is unique among the flows one daemon serves.
         # A file whose edit failed keeps its old version, and so its name, like an unchanged one.
@@ -290,7 +291,8 @@ class FlowLoader:
 
     # -------------------------------------------------------------------------- logging
 
-    def _log(self, report: ReloadReport, rejected: list[tuple[str, RejectedEdit, FileState]]) -> None:
+    def _log(self, report: ReloadReport,
+             rejected: list[tuple[str, RejectedEdit, FileState]]) -> None:
         why = f" ({report.reason})"
         for entry in report.loaded:
             logger.info("loaded flow %s@%s from %s: contexts %s, %s%s", entry.name,

@@ -120,7 +120,7 @@ class Registry:
         contexts: every context some flow takes (what the daemon subscribes to).
     """
 
-    __slots__ = ("flows", "contexts", "_routes")
+    __slots__ = ("_routes", "contexts", "flows")
 
     def __init__(self, entries: Iterable[FlowEntry] = ()) -> None:
         by_name = {entry.name: entry for entry in entries}

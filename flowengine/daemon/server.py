@@ -21,6 +21,7 @@ flight, then hang up the rest (each flow's ``on_hangup`` runs), wait up to
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -381,10 +382,8 @@ class Daemon:
         except RelayError as exc:
             logger.warning("call %s offered while draining: could not pass it on (%s): declined",
                            call.call_id, exc, extra={"call_id": call.call_id})
-            try:
+            with contextlib.suppress(RelayError):
                 await call.hangup("decline")
-            except RelayError:
-                pass
 
     # ----------------------------------------------------------------- reloading
 
@@ -420,7 +419,7 @@ class Daemon:
                                             force_polling=self.force_polling or None):
                     names = sorted({os.path.basename(path) for _, path in changes})
                     self.request_reload(f"changed: {', '.join(names)}")
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - see below
                 # A watched directory vanished, inotify ran out of watches…: the periodic
                 # rescan still sees every change; try watching again later.
                 logger.warning("watching %s failed (%s); retrying in %g s", ", ".join(directories),
@@ -523,4 +522,4 @@ def _how_it_ended(report: SessionReport | None, drained: bool) -> str:
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="milliseconds")
