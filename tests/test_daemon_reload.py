@@ -179,6 +179,8 @@ async def test_rewriting_a_flow_under_load_never_drops_a_call(tmp_path: Path,
         reloads = {s.labels["result"]: s.value for s in _samples(daemon, "flowengine_reloads")}
         completed = sum(s.value for s in _samples(daemon, "flowengine_calls")
                         if s.labels["ended"] == "completed")
+        active_series = {s.labels["version"]: s.value
+                         for s in _samples(daemon, "flowengine_calls_active")}
         gc.collect()
         in_memory = {v.version for v in daemon.loader.versions_in_memory()}
         serving_now = daemon.registry.flows["support"].flow.version
@@ -223,6 +225,9 @@ async def test_rewriting_a_flow_under_load_never_drops_a_call(tmp_path: Path,
         logged = {r.getMessage() for _, r in log_tap.events("rejected", file=str(path))}
         assert set(expected) <= logged
     assert reloads == {"ok": 1 + 15, "failed": 5}
+    # Only the version taking calls keeps a calls_active series; the replaced ones went
+    # away with their last call.
+    assert active_series == {valid[-1].sha256[:12]: 0}
     # Replaced versions are freed once their last call ended.
     assert in_memory == {serving_now} == {valid[-1].sha256}
 

@@ -18,7 +18,8 @@ Names and labels (documented in docs/daemon.md):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import prometheus_client
@@ -35,6 +36,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from flowengine.engine import TraceEntry
+    from flowengine.flow import FlowVersion
     from flowengine.relay import RelayClient
 
     from .reload import ReloadReport
@@ -119,22 +121,36 @@ class Metrics:
         """
         self.calls.labels(flow, version, ended).inc()
         if last:
-            self.calls_active.remove(flow, version)
+            _remove(self.calls_active, flow, version)
         else:
             self.calls_active.labels(flow, version).dec()
 
-    def reloaded(self, report: ReloadReport, previous: Registry) -> None:
-        """Count a rescan's results and show which versions now take calls."""
+    def reloaded(self, report: ReloadReport, previous: Registry,
+                 in_flight: Callable[[FlowVersion], int]) -> None:
+        """Count a rescan's results and show which versions now take calls.
+
+        A replaced version without calls loses its ``calls_active`` series (one with calls
+        loses it when its last call ends, see :meth:`call_ended`).
+        """
         if report.ok_count:
             self.reloads.labels("ok").inc(report.ok_count)
         if report.rejected:
             self.reloads.labels("failed").inc(len(report.rejected))
         if report.registry is not previous:
+            serving = {id(entry.flow) for entry in report.registry.flows.values()}
             for entry in previous.flows.values():
-                self.flow_info.remove(entry.name, entry.flow.short_version, entry.flow.file)
+                _remove(self.flow_info, entry.name, entry.flow.short_version, entry.flow.file)
+                if id(entry.flow) not in serving and not in_flight(entry.flow):
+                    _remove(self.calls_active, entry.name, entry.flow.short_version)
             for entry in report.registry.flows.values():
                 self.flow_info.labels(entry.name, entry.flow.short_version, entry.flow.file).set(1)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+def _remove(metric: Gauge, *labels: str) -> None:
+    # Older prometheus-client versions raise KeyError for a series that does not exist.
+    with contextlib.suppress(KeyError):
+        metric.remove(*labels)

@@ -402,7 +402,7 @@ class Daemon:
             logger.exception("rescan (%s) failed; the flows being served are unchanged", reason)
             self.metrics.reloads.labels("failed").inc()
             return
-        self.metrics.reloaded(report, previous)
+        self.metrics.reloaded(report, previous, self._calls_on)
         if report.contexts_added or report.contexts_removed:
             self._subscriptions_changed.set()
 
