@@ -118,3 +118,15 @@ def test_wrong_credentials_give_a_clear_error_without_the_token():
     assert proc.returncode == 1
     assert "uthentication" in err and "wrong-token-xyz" not in err + proc.stdout.decode()
     assert "Traceback" not in err
+
+
+def test_half_the_credentials_is_a_clear_configuration_error():
+    proc = run_cli("run", "flows/voicemail.yaml", SIGNALWIRE_PROJECT_ID="proj-1")
+    assert proc.returncode == 2
+    assert "SIGNALWIRE_API_TOKEN" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_relay_url_that_is_not_a_websocket_url_is_refused():
+    proc = run_cli("run", "flows/voicemail.yaml", "--relay-url", "http://example.invalid")
+    assert proc.returncode == 2
+    assert "--relay-url" in proc.stderr and "Traceback" not in proc.stderr

@@ -180,7 +180,11 @@ async def run_command(args: argparse.Namespace) -> int:
     runtime = FlowRuntime(flow)
     count = max(1, args.count)
     printer = TracePrinter(out, flow, quiet=args.quiet, multi=count > 1)
-    config = RelayConfig.from_env(args.relay_url)
+    try:
+        config = RelayConfig.from_env(args.relay_url)
+    except ValueError as exc:  # half the credentials, or a URL that is not ws(s)://
+        print(f"error: {exc}", file=err)
+        return EXIT_INVALID
     contexts = list(flow.contexts)
 
     time_scale = 1.0  # real RELAY runs in real time

@@ -65,6 +65,8 @@ class _Link:
         self.conn = conn
         self.flag = _Flag()
         self.done = anyio.Event()
+        #: True while the writer holds frames it took from the outbox and has not sent yet.
+        self.sending = False
 
 
 class Simulator:
@@ -166,7 +168,7 @@ class Simulator:
                 logger.warning("%d call(s) still up at shutdown: counted as leaked", leaked)
             # Let the writers deliver the final "ended" events before the sockets close.
             with anyio.move_on_after(1.0, shield=True):
-                while any(link.conn.outbox for link in self._links.values()):
+                while any(link.conn.outbox or link.sending for link in self._links.values()):
                     await anyio.sleep(0.005)
         finally:
             # The body's own exception is not the task group's business: passing it in
@@ -230,9 +232,11 @@ class Simulator:
         conn, ws = link.conn, link.ws
         try:
             while True:
+                link.sending = True
                 while conn.outbox:
                     frame, _ = conn.outbox.popleft()
                     await ws.send(frame)
+                link.sending = False
                 if conn.close_requested:
                     await ws.close()
                     return
