@@ -70,9 +70,10 @@ class TracePrinter:
 
     def report(self, call: Any, report: SessionReport) -> None:
         prefix = f"[{call.call_id[:8]}] " if self.multi else ""
-        who = "the caller hung up" if report.caller_hung_up else "flow ended"
-        self._p(f"{prefix}flow {report.status}: {who}; call ended "
-                f"({report.end_reason or 'unknown'})")
+        took = report.trace[-1].started + report.trace[-1].duration if report.trace else 0.0
+        how = "the caller hung up" if report.caller_hung_up else "the flow hung up"
+        self._p(f"{prefix}flow {report.status} in {_ms(took)}: {how}; call ended "
+                f"(end reason {report.end_reason or 'unknown'})")
         if report.error:
             self._p(f"{prefix}  error: {report.error}")
         if report.note:
