@@ -45,7 +45,7 @@ _ONCE = {"on_hangup": _hangup_not_handled, "on_error": _error_not_handled}
 class FlowRuntime:
     """A FlowVersion made runnable: its machine and its action runners, built once."""
 
-    __slots__ = ("flow", "machine", "runners", "outcomes", "__weakref__")
+    __slots__ = ("__weakref__", "flow", "machine", "outcomes", "runners")
 
     def __init__(self, flow: FlowVersion) -> None:
         self.flow = flow
