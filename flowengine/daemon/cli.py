@@ -205,6 +205,8 @@ async def _simulate(sim: Simulator, daemon: Daemon, args: argparse.Namespace) ->
              "caller %r, time scale %g", args.sim_calls or "unlimited", args.sim_rate,
              sim.url, args.sim_caller, args.time_scale)
     placed = await stream_calls(sim, lambda: daemon.registry, rate=args.sim_rate,
-                                caller=args.sim_caller, count=args.sim_calls)
-    log.info("simulation done: %d call(s) ended", placed)
-    daemon.request_drain()
+                                caller=args.sim_caller, count=args.sim_calls,
+                                going_on=lambda: daemon.state == "serving")
+    if daemon.state == "serving":
+        log.info("simulation done: %d call(s) ended", placed)
+        daemon.request_drain()

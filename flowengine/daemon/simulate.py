@@ -66,12 +66,13 @@ def call_for(entry: FlowEntry) -> tuple[str, str, str]:
 
 
 async def stream_calls(sim: Simulator, registry: Callable[[], Registry], *, rate: float,
-                       caller: str, count: int = 0) -> int:
-    """Place a call every ``1/rate`` seconds (``count`` of them, 0: until cancelled), one
-    flow after another; return once the ``count`` calls have ended."""
+                       caller: str, count: int = 0,
+                       going_on: Callable[[], bool] = lambda: True) -> int:
+    """Place a call every ``1/rate`` seconds (``count`` of them, 0: no limit), one flow
+    after another, while ``going_on()``; return once the calls placed have ended."""
     placed: list[SimCall] = []
     turn = 0
-    while count <= 0 or len(placed) < count:
+    while (count <= 0 or len(placed) < count) and going_on():
         entries = list(registry().flows.values())
         if entries:
             entry = entries[turn % len(entries)]
@@ -84,5 +85,6 @@ async def stream_calls(sim: Simulator, registry: Callable[[], Registry], *, rate
                 placed = [c for c in placed if not c.ended]  # keep only what is in flight
         await anyio.sleep(1.0 / rate)
     for call in placed:
+        # A daemon that drains hangs up what it still runs: this never waits forever.
         await call.wait_ended()
     return len(placed)
