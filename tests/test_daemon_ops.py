@@ -324,3 +324,34 @@ async def test_simulate_streams_calls_and_logs_json_lines(tmp_path: Path) -> Non
     paths = paths_by_call(records)
     assert sorted(paths) == sorted({s["call_id"] for s in steps})
     assert all(path == FULL_PATH for path in paths.values())
+
+
+# ------------------------------------------------------------- a bug in one call
+
+async def test_a_call_that_crashes_does_not_take_the_daemon_down(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_tap: LogTap) -> None:  # noqa: F811
+    import flowengine.daemon.server as server
+
+    class Buggy(server.Session):
+        async def run(self) -> server.SessionReport:
+            if self.call.from_number == "+1666":
+                raise RuntimeError("a bug in the engine")
+            return await super().run()
+
+    monkeypatch.setattr(server, "Session", Buggy)
+    steps: list[TraceEntry] = []
+    async with simulator() as sim, serving(sim, [desk(tmp_path)], on_step=steps.append) as daemon:
+        bad = sim.offer_call("desk", "+1666", "+15559870000")
+        good = [sim.offer_call("desk") for _ in range(3)]
+        await sim.wait_all_ended(timeout=10)
+        await anyio.sleep(0.1)
+        ended = {s.labels["ended"]: s.value for f in text_string_to_metric_families(
+            daemon.metrics.render().decode()) for s in f.samples
+            if s.name == "flowengine_calls_total"}
+        assert daemon.state == "serving"
+    assert bad.end_reason == "error" and "calling.answer" not in bad.commands
+    paths = paths_by_call(steps)
+    assert all(paths[c.call_id] == FULL_PATH for c in good)
+    assert ended == {"failed": 1, "completed": 3}
+    [(_, crash)] = log_tap.find(lambda r: r.getMessage() == "call crashed")
+    assert getattr(crash, "call_id", None) == bad.call_id and crash.exc_info

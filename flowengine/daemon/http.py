@@ -78,7 +78,11 @@ async def _respond(stream: SocketStream, routes: Mapping[str, Route]) -> None:
                 known = " ".join(sorted(routes))
                 response = (404, "text/plain; charset=utf-8", f"not found; try {known}\n".encode())
             else:
-                response = route()
+                try:
+                    response = route()
+                except Exception:
+                    logger.exception("building the response to %s failed", parts[1])
+                    response = (500, "text/plain; charset=utf-8", b"internal error\n")
         status, content_type, body = response
         headers = [
             f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",

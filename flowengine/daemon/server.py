@@ -271,12 +271,20 @@ class Daemon:
                         **extra, "event": "call_started", "context": call.context,
                         "from": call.from_number, "to": call.to_number})
         report: SessionReport | None = None
+        crashed = False
         try:
             session = Session(entry.runtime, call, on_step=self._on_step,
                               time_scale=self.time_scale)
             report = await session.run()
+        except Exception:
+            # A bug in the engine, not the flow: this call fails, the daemon and the other
+            # calls go on.
+            crashed = True
+            logger.exception("call crashed", extra=extra)
+            with anyio.move_on_after(5, shield=True), contextlib.suppress(RelayError):
+                await call.hangup("error")
         finally:
-            ended = _how_it_ended(report, running.drained)
+            ended = "failed" if crashed else _how_it_ended(report, running.drained)
             self._running.pop(call.call_id, None)
             key = (flow.name, flow.version)
             self._in_flight[key] -= 1
@@ -289,7 +297,9 @@ class Daemon:
             if not self._running:
                 self._idle.set()
             took = time.monotonic() - running.started
-            if report is not None:
+            if crashed:
+                pass  # logged above, with the traceback
+            elif report is not None:
                 logger.info("call ended: %s after %d step(s) in %.2f s (%s)", ended,
                             len(report.trace), took, report.end_reason or "no end reason",
                             extra={**extra, "event": "call_ended", "ended": ended,
