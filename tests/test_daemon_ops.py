@@ -330,10 +330,11 @@ async def test_simulate_streams_calls_and_logs_json_lines(tmp_path: Path) -> Non
 
 async def test_a_call_that_crashes_does_not_take_the_daemon_down(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_tap: LogTap) -> None:  # noqa: F811
-    import flowengine.daemon.server as server
+    from flowengine.daemon import server
+    from flowengine.engine import Session, SessionReport
 
-    class Buggy(server.Session):
-        async def run(self) -> server.SessionReport:
+    class Buggy(Session):
+        async def run(self) -> SessionReport:
             if self.call.from_number == "+1666":
                 raise RuntimeError("a bug in the engine")
             return await super().run()
