@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how long a session without a socket keeps its calls (default 30)")
     parser.add_argument("--ping-interval", type=float, default=None, metavar="SECONDS",
                         help="send signalwire.ping to every client this often (default: never)")
+    parser.add_argument("--latency", action="store_true",
+                        help="measure the time from each call event to the client's next "
+                             "command; the summary gains a 'latency' object (p50/p99 in ms)")
     parser.add_argument("--log-level", default="warning",
                         choices=["debug", "info", "warning", "error"],
                         help="logging on stderr (default warning)")
@@ -83,7 +86,8 @@ async def _main(args: argparse.Namespace, caller: CallerScript) -> int:
     from flowengine.sim.server import Simulator
 
     sim = Simulator(args.host, args.port, args.project, args.token, args.time_scale,
-                    resume_window=args.resume_window, ping_interval=args.ping_interval)
+                    resume_window=args.resume_window, ping_interval=args.ping_interval,
+                    record_latency=args.latency)
     # The handlers are in place before the URL is printed: whoever reads the URL may
     # signal at once.
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -26,6 +26,7 @@ from typing import Any
 
 from flowengine.sim.caller import CallerScript
 from flowengine.sim.calls import CommandError, SimCall, SimRecording
+from flowengine.sim.latency import LatencyRecorder
 from flowengine.sim.timers import Timer, TimerHeap
 
 logger = logging.getLogger("flowengine.sim")
@@ -81,7 +82,9 @@ class Connection:
 
     ``outbox`` holds ``(frame, is_event)`` pairs for the driver to send, in order; the
     driver sets ``wake`` to learn that something was queued. ``close_requested`` asks the
-    driver to close the socket once the outbox is sent.
+    driver to close the socket once the outbox is sent. With latency recording on, a call
+    event's ``is_event`` is its call id (a true value), for the driver to report its write
+    (:class:`~flowengine.sim.latency.LatencyRecorder`).
     """
 
     __slots__ = ("close_requested", "closed", "id", "outbox", "peer", "pending", "session",
@@ -91,7 +94,7 @@ class Connection:
         self.id = conn_id
         self.peer = peer
         self.session: Session | None = None
-        self.outbox: deque[tuple[str, bool]] = deque()
+        self.outbox: deque[tuple[str, bool | str]] = deque()
         self.wake: Callable[[], None] = _noop
         self.close_requested = False
         self.closed = False
@@ -102,7 +105,7 @@ class Connection:
         protocol = self.session.protocol if self.session is not None else None
         return f"<Connection {self.id} {self.peer} session={protocol}>"
 
-    def push(self, frame: str, is_event: bool) -> None:
+    def push(self, frame: str, is_event: bool | str) -> None:
         """Queue a frame for the socket."""
         self.outbox.append((frame, is_event))
         self.wake()
@@ -158,12 +161,15 @@ class SimCore:
         resume_window: real seconds a session without a socket keeps its calls.
         clock: a monotonic clock in seconds (tests inject a fake one).
         wallclock: epoch seconds for event timestamps.
+        record_latency: measure the time from each call event to the client's next command
+            for that call (:attr:`latency`; off by default).
     """
 
     def __init__(self, *, project: str = "sim-project", token: str = "sim-token",
                  time_scale: float = 1.0, http_url: str = "http://127.0.0.1",
                  resume_window: float = 30.0, clock: Callable[[], float] = time.monotonic,
-                 wallclock: Callable[[], float] = time.time) -> None:
+                 wallclock: Callable[[], float] = time.time,
+                 record_latency: bool = False) -> None:
         if not time_scale > 0:
             raise ValueError("time_scale must be a positive number")
         self.project = project
@@ -198,6 +204,9 @@ class SimCore:
         #: Called when no call is in flight any more (after the last one ended).
         self.on_idle: Callable[[], None] = _noop
         self._debug = logger.isEnabledFor(logging.DEBUG)
+        #: Event-to-command latency (``record_latency``); ``None`` when off.
+        self.latency: LatencyRecorder | None = (
+            LatencyRecorder(clock) if record_latency else None)
 
     # -- time ---------------------------------------------------------------------------------
 
@@ -376,7 +385,8 @@ class SimCore:
     def _new_id(self) -> str:
         return f"{self._id_prefix}-{next(self._ids)}"
 
-    def _push(self, conn: Connection, frame: dict[str, Any], is_event: bool = False) -> None:
+    def _push(self, conn: Connection, frame: dict[str, Any],
+              is_event: bool | str = False) -> None:
         text = json.dumps(frame, separators=(",", ":"))
         if self._debug:
             logger.debug("> %s", text)
@@ -397,7 +407,13 @@ class SimCore:
                             "space_id": self.space_id, "params": params}}
         conn = session.conn
         if conn is not None:
-            self._push(conn, frame, is_event=True)
+            tag: bool | str = True
+            if self.latency is not None:
+                # The driver reports the write of a call event that may prompt a command.
+                call_id = params.get("call_id")
+                if isinstance(call_id, str) and params.get("call_state") != "ended":
+                    tag = call_id
+            self._push(conn, frame, is_event=tag)
         else:
             session.backlog.append(json.dumps(frame, separators=(",", ":")))
 
@@ -575,6 +591,8 @@ class SimCore:
                 reply({"code": "404", "message": "Call not found"})  # §7, checklist 8
             return
         call.commands.append(method)
+        if self.latency is not None:
+            self.latency.command(call.call_id)
         failure = self._take_failure(method)
         if failure is not None:
             reply({"code": failure[0], "message": failure[1]})
@@ -698,10 +716,15 @@ class SimCore:
     def summary(self) -> dict[str, Any]:
         """``{"offered", "ended", "by_end_reason", "leaked", "active"}``: ``ended`` and
         ``by_end_reason`` count calls that ended on their own; ``leaked`` those still up at
-        shutdown; ``active`` those in flight now."""
-        return {"offered": self._offered, "ended": self._ended,
-                "by_end_reason": dict(sorted(self._by_reason.items())),
-                "leaked": self._leaked, "active": len(self._active)}
+        shutdown; ``active`` those in flight now. With ``record_latency`` also
+        ``latency`` (see :meth:`LatencyRecorder.summary`)."""
+        summary: dict[str, Any] = {
+            "offered": self._offered, "ended": self._ended,
+            "by_end_reason": dict(sorted(self._by_reason.items())),
+            "leaked": self._leaked, "active": len(self._active)}
+        if self.latency is not None:
+            summary["latency"] = self.latency.summary()
+        return summary
 
     def shutdown(self) -> int:
         """Count every call still up as leaked, then end it (its client sees ``ended``)."""

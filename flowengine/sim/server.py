@@ -88,17 +88,20 @@ class Simulator:
         resume_window: real seconds a session keeps its calls after its socket is gone.
         ping_interval: send ``signalwire.ping`` to every client this often (real
             seconds); ``None`` = only on :meth:`ping_clients`.
+        record_latency: measure the time from each call event to the client's next
+            command (``summary()["latency"]``; off by default).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, project: str = "sim-project",
                  token: str = "sim-token", time_scale: float = 1.0, *,
-                 resume_window: float = 30.0, ping_interval: float | None = None) -> None:
+                 resume_window: float = 30.0, ping_interval: float | None = None,
+                 record_latency: bool = False) -> None:
         self.host = host
         self.port = port
         self.project = project
         self.ping_interval = ping_interval
         self.core = SimCore(project=project, token=token, time_scale=time_scale,
-                            resume_window=resume_window)
+                            resume_window=resume_window, record_latency=record_latency)
         self._links: dict[Connection, _Link] = {}
         self._server: Server | None = None
         self._stack: AsyncExitStack | None = None
@@ -230,12 +233,15 @@ class Simulator:
 
     async def _writer(self, link: _Link) -> None:
         conn, ws = link.conn, link.ws
+        latency = self.core.latency
         try:
             while True:
                 link.sending = True
                 while conn.outbox:
-                    frame, _ = conn.outbox.popleft()
+                    frame, tag = conn.outbox.popleft()
                     await ws.send(frame)
+                    if latency is not None and type(tag) is str:
+                        latency.event_sent(tag)
                 link.sending = False
                 if conn.close_requested:
                     await ws.close()
