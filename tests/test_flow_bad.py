@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from flowengine.actions import ACTIONS
 from flowengine.flow import FlowError, check_paths, load_flow
 
 BAD = Path(__file__).parent / "flows_bad"
@@ -84,8 +85,19 @@ EXPECTED = {
     "unknown_filter.yaml": (5, 14, ("invalid template in say in play item 1: unknown filter 'uper'; "
                                    "did you mean 'upper'?")),
     "python_tag.yaml": (3, 10, "unsupported YAML tag 'tag:yaml.org,2002:python/object:os.system'"),
-    "step_without_action.yaml": (5, 3, ("step 'prompt' has no action; it needs one of answer, play, "
-                                       "record, branch, set, log, hangup")),
+    "step_without_action.yaml": (5, 3, ("step 'prompt' has no action; it needs one of "
+                                       + ", ".join(ACTIONS))),
+    # -- actions beyond voicemail (issue 7) --
+    "prompt_listens_for_nothing.yaml": (4, 5, ("prompt in step 'menu' listens for nothing; add "
+                                              "digits: {} (keys), speech: {} (words) or both")),
+    "prompt_zero_attempts.yaml": (7, 21, "max_attempts in prompt must be at least 1, not 0"),
+    "prompt_misspelled_reprompt.yaml": (8, 7, ("unknown key 'no_input_prompt' in prompt; did you "
+                                              "mean 'no_input_play'?")),
+    "prompt_outcome_of_play.yaml": (8, 7, ("prompt cannot end with 'finished'; its outcomes are "
+                                          "digit, speech, no_input, no_match, error, hangup")),
+    "prompt_digits_terminator.yaml": (6, 37, ("invalid value 'pound' for terminators in digits in "
+                                             "prompt; terminators are DTMF keys: 0-9, *, # and "
+                                             "A-D")),
 }
 
 

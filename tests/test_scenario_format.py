@@ -85,7 +85,8 @@ def test_references_to_the_flow_are_checked(tmp_path):
         ("s.test.yaml:5:21: error: flow voicemail does not take calls on context 'ofice'; its "
          "contexts: office; did you mean 'office'?"),
         ("s.test.yaml:6:21: error: step 'bye' (log) sends no RELAY request, so it cannot be made "
-         "to fail; faults apply to answer, play, record and hangup steps"),
+         "to fail; faults apply to steps that send a RELAY request, such as answer, play, "
+         "record and hangup"),
         "s.test.yaml:6:34: error: flow voicemail has no step 'greeet'; did you mean 'greet'?",
         "s.test.yaml:8:21: error: flow voicemail has no step 'promt'; did you mean 'prompt'?",
         ("s.test.yaml:9:32: error: step 'take_message' (record) cannot end with 'no-input'; its "

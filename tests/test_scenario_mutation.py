@@ -103,7 +103,8 @@ def test_a_flow_that_no_longer_hangs_up_fails_the_fault_scenario(tmp_path):
     line = SCENARIOS.splitlines().index("    faults: [{step: end}]") + 1
     assert out.splitlines()[:2] == [
         (f"{file}:{line}:21: error: step 'end' (log) sends no RELAY request, so it cannot be made "
-         "to fail; faults apply to answer, play, record and hangup steps"),
+         "to fail; faults apply to steps that send a RELAY request, such as answer, play, "
+         "record and hangup"),
         f"FAIL  {file}: the scenario file cannot run",
     ]
 

@@ -24,9 +24,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "schemas" / "flow.schema.json"
 TARGET = ROOT / "docs" / "actions.md"
 
-#: The RELAY method each action sends ("—" for those that send nothing).
-RELAY = {"answer": "`calling.answer`", "play": "`calling.play`", "record": "`calling.record`",
-         "hangup": "`calling.end`"}
 _TYPES = {"string": "text", "number": "number", "integer": "whole number",
           "boolean": "true/false", "object": "mapping", "array": "list", "null": "null"}
 
@@ -128,11 +125,12 @@ def render() -> str:
                                      has_default=name == "branch")
         shown = ", ".join("`branchN`" if o.startswith("branch") else f"`{o}`" for o in outcomes)
         results = ", ".join(f"`{f}`" for f in spec.result_fields) or "—"
-        out.append(f"| [`{name}`](#{name}) | {RELAY.get(name, '—')} | {shown} | {results} | "
+        sends = f"`{spec.method}`" if spec.method else "—"
+        out.append(f"| [`{name}`](#{name}) | {sends} | {shown} | {results} | "
                    f"{'yes' if spec.needs_call else 'no'} |")
-    out += ["", ("Any step that waits on the call (`needs the live call`) and has `timeout:` can "
-                 "also end with `timeout`. A branch step's outcomes are `branch0`, `branch1`, … "
-                 "(one per choice) and `next` when no choice matched."), "",
+    out += ["", ("Any step that waits for something (the call, a server, the clock) and has "
+                 "`timeout:` can also end with `timeout`. A branch step's outcomes are `branch0`, "
+                 "`branch1`, … (one per choice) and `next` when no choice matched."), "",
             "## Common keys of every step", "", *_table(schema, common), ""]
     for name in actions:
         node = _resolve(schema, step["properties"][name])
@@ -155,8 +153,14 @@ def render() -> str:
             out += [f"The line to write. {text}", ""]
         elif node.get("properties"):
             empty = "`{}` (or nothing)" if "null" in node.get("type", []) else "`{}`"
-            out += [f"A mapping ({empty} for the defaults):", "",
-                    *_table(schema, node["properties"]), ""]
+            required = node.get("required", [])
+            intro = (f"A mapping with {', '.join(f'`{k}`' for k in required)}:" if required
+                     else f"A mapping ({empty} for the defaults):")
+            out += [intro, "", *_table(schema, node["properties"]), ""]
+            for key, raw in node["properties"].items():
+                inner = _resolve(schema, raw)
+                if inner.get("properties"):
+                    out += [f"`{key}` is a mapping:", "", *_table(schema, inner["properties"]), ""]
         for example in node.get("examples", [])[:2]:
             out += [*_example(name, example), ""]
     return "\n".join(out).rstrip("\n") + "\n"

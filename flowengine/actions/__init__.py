@@ -1,19 +1,35 @@
 """The actions a step can take, and what the rest of flowengine needs to know about them.
 
-Each action family lives in its own module (``media.py``, ``call_control.py``, ``logic.py``)
-with an ``async def run_<action>(ctx) -> StepResult`` per action. This registry is the
-light part — names, outcomes, result fields — that the checker and the graph need without
-importing the RELAY stack.
+Each action family lives in its own module (``media.py``, ``call_control.py``, ``logic.py``
+…) with an ``async def run_<action>(session, step, params) -> StepResult`` per action. This
+registry is the light part — names, outcomes, result fields, how the parameters are read —
+that the checker, the graph and the docs need without importing the RELAY stack.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
 
 #: Outcomes every action that talks to the call can end with, besides its own.
 CALL_OUTCOMES = ("error", "hangup")
 #: The outcome of a step that ran longer than its ``timeout``.
 TIMEOUT_OUTCOME = "timeout"
+
+#: How the compiler reads one top-level parameter of an action:
+#: ``text`` a template rendered to text; ``value`` a template that keeps the type of a lone
+#: ``{{ expression }}`` (as in ``set``), recursively through lists and mappings; ``texts`` a
+#: list of text templates; ``text_map`` a mapping whose values are text templates;
+#: ``media`` a list of play items (``say``/``audio``/``silence``/``ringtone``);
+#: ``devices`` a list whose items are text templates or lists of them. Parameters not
+#: listed are literals (numbers, true/false, fixed choices).
+FieldKind = Literal["text", "value", "texts", "text_map", "media", "devices"]
+
+
+def _fields(**kinds: FieldKind) -> Mapping[str, FieldKind]:
+    return MappingProxyType(kinds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,45 +37,89 @@ class ActionSpec:
     """What one action is, seen from outside its module."""
 
     name: str
-    #: Outcome names the action can end with (the RELAY terminal states themselves).
+    #: Outcome names the action can end with (the RELAY terminal states themselves where
+    #: there are some).
     outcomes: tuple[str, ...]
     #: Keys of the result stored under ``steps.<id>``.
     result_fields: tuple[str, ...]
     #: False for actions that need no live call (they still run after a hangup).
     needs_call: bool
-    #: True when nothing runs after the step by default (``hangup``).
+    #: True when nothing runs after the step by default (``hangup``, ``return``).
     ends_flow: bool
     #: ``module:function`` that runs it; imported only by the engine.
     runner: str
     summary: str
+    #: What the step sends: a RELAY method (``calling.play``), ``HTTP`` for ``request``,
+    #: None for steps that send nothing (their ``error`` comes only from a template).
+    method: str | None = None
+    #: True when the step waits for something (the call, a server, the clock): its
+    #: ``timeout:`` applies and it can then end with ``timeout``.
+    waits: bool = False
+    #: True when the action applies ``timeout:`` itself (it stops its RELAY action and
+    #: keeps the result); otherwise the engine cancels the step when the time is up.
+    own_timeout: bool = False
+    #: When the action's value may be written as one scalar (``sleep: 2``), the parameter
+    #: that scalar stands for (``{"seconds": 2}``).
+    shorthand: str | None = None
+    #: How the compiler reads the parameters (see :data:`FieldKind`).
+    fields: Mapping[str, FieldKind] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def can_fail(self) -> bool:
+        """True when the step can end with ``error`` for a reason other than a template."""
+        return self.method is not None or self.name == "call"
+
+
+def _spec(name: str, outcomes: tuple[str, ...], result_fields: tuple[str, ...], runner: str,
+          summary: str, *, needs_call: bool = True, ends_flow: bool = False,
+          method: str | None = None, waits: bool | None = None, own_timeout: bool = False,
+          shorthand: str | None = None,
+          fields: Mapping[str, FieldKind] | None = None) -> ActionSpec:
+    return ActionSpec(name, outcomes, result_fields, needs_call, ends_flow, runner, summary,
+                      method=method, waits=needs_call if waits is None else waits,
+                      own_timeout=own_timeout, shorthand=shorthand,
+                      fields=fields if fields is not None else MappingProxyType({}))
 
 
 ACTIONS: dict[str, ActionSpec] = {
     spec.name: spec
     for spec in (
-        ActionSpec("answer", ("answered", *CALL_OUTCOMES), ("state",), True, False,
-                   "flowengine.actions.call_control:run_answer", "Answer the call (calling.answer)."),
-        ActionSpec("play", ("finished", *CALL_OUTCOMES), ("state",), True, False,
-                   "flowengine.actions.media:run_play",
-                   "Play text-to-speech, audio, silence or a ringtone (calling.play)."),
-        ActionSpec("record", ("finished", "no_input", *CALL_OUTCOMES),
-                   ("state", "url", "duration", "size", "format"), True, False,
-                   "flowengine.actions.media:run_record",
-                   "Record the caller (calling.record) until a terminator, silence or hangup."),
-        ActionSpec("branch", (), ("goto", "index"), False, False,
-                   "flowengine.actions.logic:run_branch",
-                   "Go to the first target whose `when` is true."),
-        ActionSpec("set", (), (), False, False, "flowengine.actions.logic:run_set",
-                   "Set flow variables (under `vars`)."),
-        ActionSpec("log", (), ("text",), False, False, "flowengine.actions.logic:run_log",
-                   "Write a line to the call's log and trace."),
-        ActionSpec("hangup", (), ("reason",), True, True,
-                   "flowengine.actions.call_control:run_hangup", "Hang up the call (calling.end)."),
+        _spec("answer", ("answered", *CALL_OUTCOMES), ("state",),
+              "flowengine.actions.call_control:run_answer", "Answer the call (calling.answer).",
+              method="calling.answer"),
+        _spec("play", ("finished", *CALL_OUTCOMES), ("state",),
+              "flowengine.actions.media:run_play",
+              "Play text-to-speech, audio, silence or a ringtone (calling.play).",
+              method="calling.play", own_timeout=True),
+        _spec("record", ("finished", "no_input", *CALL_OUTCOMES),
+              ("state", "url", "duration", "size", "format"),
+              "flowengine.actions.media:run_record",
+              "Record the caller (calling.record) until a terminator, silence or hangup.",
+              method="calling.record", own_timeout=True),
+        _spec("branch", (), ("goto", "index"), "flowengine.actions.logic:run_branch",
+              "Go to the first target whose `when` is true.", needs_call=False),
+        _spec("set", (), (), "flowengine.actions.logic:run_set",
+              "Set flow variables (under `vars`).", needs_call=False),
+        _spec("log", (), ("text",), "flowengine.actions.logic:run_log",
+              "Write a line to the call's log and trace.", needs_call=False),
+        _spec("hangup", (), ("reason",), "flowengine.actions.call_control:run_hangup",
+              "Hang up the call (calling.end).", ends_flow=True, method="calling.end"),
+        _spec("prompt", ("digit", "speech", "no_input", "no_match", *CALL_OUTCOMES),
+              ("digits", "terminator", "text", "confidence", "attempts"),
+              "flowengine.actions.input:run_prompt",
+              "Ask the caller and collect keys or speech (calling.play_and_collect), asking "
+              "again up to max_attempts times.",
+              method="calling.play_and_collect", own_timeout=True,
+              fields=_fields(play="media", no_input_play="media", no_match_play="media",
+                             choices="texts")),
     )
 }
 
 
 def outcomes_of(action: str, *, has_timeout: bool = False) -> tuple[str, ...]:
     """Every outcome a step with this action can end with."""
-    outcomes = ACTIONS[action].outcomes
-    return (*outcomes, TIMEOUT_OUTCOME) if has_timeout else outcomes
+    spec = ACTIONS[action]
+    outcomes = spec.outcomes
+    if has_timeout and spec.waits and TIMEOUT_OUTCOME not in outcomes:
+        return (*outcomes, TIMEOUT_OUTCOME)
+    return outcomes

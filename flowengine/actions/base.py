@@ -30,6 +30,9 @@ class StepResult:
     error: str | None = None
     #: The step's parameters as rendered for this call (set by the session, for the trace).
     params: Any = None
+    #: The media items the step actually played, in order, when that differs from its
+    #: parameters (a prompt's re-prompts); None otherwise.
+    played: list[dict[str, Any]] | None = None
 
 
 async def wait_action(

@@ -51,6 +51,9 @@ class TraceEntry:
     params: Any = None
     #: Wall-clock time the step started (seconds since the epoch).
     at: float = 0.0
+    #: The media items the step played when they differ from ``params`` (a prompt that
+    #: re-prompted), else None.
+    played: list[dict[str, Any]] | None = None
 
 
 @dataclass(slots=True)
@@ -226,8 +229,9 @@ class Session:
         try:
             params = render_params(step, self.template_context())
             runner = self.runtime.runners[step.action]
-            if step.timeout is not None and step.action not in ("play", "record"):
-                # play/record stop their RELAY action themselves and keep its result.
+            if step.timeout is not None and spec.waits and not spec.own_timeout:
+                # Actions with their own timeout (play, record…) stop their RELAY action
+                # themselves and keep its result; the others are cancelled here.
                 with anyio.move_on_after(self.step_timeout(step)):
                     result = self._settle(step, await runner(self, step, params))
                     result.params = params
@@ -275,6 +279,7 @@ class Session:
             error=result.error,
             params=result.params,
             at=self._wall0 + (started - self._t0),
+            played=result.played,
         )
         self.trace.append(entry)
         if logger.isEnabledFor(logging.INFO):

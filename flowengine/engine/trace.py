@@ -46,6 +46,7 @@ def entry_record(entry: TraceEntry) -> dict[str, Any]:
         "step": entry.step,
         "action": entry.action,
         "params": redact(entry.params),
+        **({"played": entry.played} if entry.played is not None else {}),
         "method": entry.method,
         "control_id": entry.control_id,
         "outcome": entry.outcome,

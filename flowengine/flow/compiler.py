@@ -315,6 +315,9 @@ class _Compiler:
             params = self.text(value, apath, sid)
         elif action == "branch":
             branches = tuple(self.branch(sid, value, apath))
+        else:
+            params = freeze(self.action_params(sid, action, value, apath))
+            self.check_action(sid, action, value, apath)
 
         on = dict(raw.get("on") or {})
         timeout = raw.get("timeout")
@@ -329,12 +332,59 @@ class _Compiler:
             nxt = None
         else:
             nxt = self.step_ids[index + 1] if index + 1 < len(self.step_ids) else None
-        if timeout is not None and not ACTIONS[action].needs_call:
+        if timeout is not None and not ACTIONS[action].waits:
             self.warning((*base, "timeout"), f"timeout has no effect on a {action} step "
                          "(it does not wait for anything)", key=True)
         return Step(id=sid, action=action, params=params, on=MappingProxyType(on), next=nxt,
                     timeout=timeout, line=line, col=col, branches=branches,
                     description=raw.get("description"))
+
+    def check_action(self, sid: str, action: str, value: Any, path: Path) -> None:
+        """What the schema cannot say about one action's parameters."""
+        if action == "prompt":
+            if "digits" not in value and "speech" not in value:
+                self.error(path, f"prompt in step '{sid}' listens for nothing", key=True,
+                           hint="add digits: {} (keys), speech: {} (words) or both")
+            if value.get("max_attempts", 1) == 1:
+                for key in ("no_input_play", "no_match_play"):
+                    if key in value:
+                        self.warning((*path, key), f"{key} is never played: the prompt asks "
+                                     "only once (max_attempts is 1)", key=True,
+                                     hint="set max_attempts: 2 or more")
+
+    def action_params(self, sid: str, action: str, value: Any, path: Path) -> dict[str, Any]:
+        """The parameters of an action described by its registry entry: a scalar written
+        for the whole action stands for its ``shorthand`` parameter; each parameter is
+        compiled as its ``fields`` kind says (literals otherwise)."""
+        spec = ACTIONS[action]
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            assert spec.shorthand is not None  # the schema allows a scalar only then
+            return {spec.shorthand: self.field(spec.fields.get(spec.shorthand), value, path, sid)}
+        return {key: self.field(spec.fields.get(key), item, (*path, key), sid)
+                for key, item in value.items()}
+
+    def field(self, kind: str | None, value: Any, path: Path, sid: str) -> Any:
+        """One parameter compiled as ``kind`` says (see ``flowengine.actions.FieldKind``)."""
+        if value is None or kind is None:
+            return value
+        if kind == "text":
+            return self.text(value, path, sid) if isinstance(value, str) else value
+        if kind == "value":
+            return self.value(value, path, sid)
+        if kind == "texts":
+            return [self.text(v, (*path, i), sid) for i, v in enumerate(value)]
+        if kind == "text_map":
+            return {k: self.text(v, (*path, k), sid) if isinstance(v, str) else v
+                    for k, v in value.items()}
+        if kind == "media":
+            return [self.media(item, (*path, i), sid) for i, item in enumerate(value)]
+        if kind == "devices":
+            return [[self.text(v, (*path, i, j), sid) for j, v in enumerate(item)]
+                    if isinstance(item, list) else self.text(item, (*path, i), sid)
+                    for i, item in enumerate(value)]
+        raise ValueError(f"unknown parameter kind {kind!r}")
 
     def media(self, item: dict[str, Any], path: Path, sid: str) -> dict[str, Any]:
         if "say" in item:
@@ -425,7 +475,7 @@ class _Compiler:
         for outcome, target in on.items():
             path: Path = ("steps", sid, "on", outcome)
             if outcome not in writable:
-                if outcome == "timeout" and spec.needs_call:
+                if outcome == "timeout" and spec.waits:
                     self.error(path, f"step '{sid}' has no timeout, so it cannot end with "
                                "'timeout'", key=True, hint="add timeout: SECONDS to the step")
                 elif not spec.outcomes:

@@ -176,7 +176,7 @@ def possible_outcomes(action: str, *, has_timeout: bool = False, branches: int =
         found.append(NEXT)
     if ERROR not in found:
         found.append(ERROR)
-    if has_timeout and spec.needs_call:
+    if has_timeout and spec.waits and TIMEOUT_OUTCOME not in found:
         found.append(TIMEOUT_OUTCOME)
     return tuple(found)
 

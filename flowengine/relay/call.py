@@ -26,7 +26,8 @@ from .events import CallEvent
 if TYPE_CHECKING:
     from .client import RelayClient
 
-__all__ = ["CALL_STATES", "PLAY_TERMINAL", "RECORD_TERMINAL", "Action", "ActionResult", "Call"]
+__all__ = ["CALL_STATES", "COLLECT_RESULTS", "PLAY_TERMINAL", "RECORD_TERMINAL", "Action",
+           "ActionResult", "Call", "Terminal", "collect_terminal"]
 
 logger = logging.getLogger("flowengine.relay")
 
@@ -37,10 +38,33 @@ _STATE_RANK = {state: rank for rank, state in enumerate(CALL_STATES)}
 PLAY_TERMINAL = frozenset({"finished", "error"})
 #: §4.4: a record ends on ``finished`` or ``no_input`` (``error`` is not terminal).
 RECORD_TERMINAL = frozenset({"finished", "no_input"})
+#: §4.5: the result types of a collect (``calling.call.collect`` ``result.type``).
+COLLECT_RESULTS = frozenset({"digit", "speech", "no_input", "no_match", "error"})
 #: §7: the codes that mean "this call is gone".
 _GONE_CODES = (404, 410)
 
 EventHandler = Callable[[CallEvent], Any]
+#: Decides whether an event ends an action: ``(event_type, params)`` → the terminal state,
+#: or None when the action goes on.
+TerminalRule = Callable[[str, Mapping[str, Any]], "str | None"]
+#: What ends an action: the ``state`` values that are terminal (on any event with the
+#: action's control_id), or a rule.
+Terminal = Collection[str] | TerminalRule
+
+
+def collect_terminal(event_type: str, params: Mapping[str, Any]) -> str | None:
+    """§4.5: a collect (or play_and_collect) ends with its first final ``calling.call.collect``
+    event that carries a result; its state is the result's type (``digit``, ``speech``,
+    ``no_input``, ``no_match``, ``error``). The ``calling.call.play`` events of the prompt
+    share the control_id and are ignored, and so are partial results (``final: false``)."""
+    if event_type != "calling.call.collect" or params.get("final") is False:
+        return None
+    result = params.get("result")
+    kind = result.get("type") if isinstance(result, Mapping) else None
+    if kind in COLLECT_RESULTS:
+        return str(kind)
+    state = params.get("state")
+    return state if state in ("error", "no_input", "no_match") else None
 
 
 def _lookup(params: Mapping[str, Any], key: str) -> Any:
@@ -112,13 +136,12 @@ class Action:
 
     __slots__ = ("_done", "_terminal", "call", "control_id", "kind", "result")
 
-    def __init__(self, call: Call, kind: str, control_id: str,
-                 terminal_states: Collection[str]) -> None:
+    def __init__(self, call: Call, kind: str, control_id: str, terminal: Terminal) -> None:
         self.call = call
         self.kind = kind
         self.control_id = control_id
         self.result: ActionResult | None = None
-        self._terminal = terminal_states
+        self._terminal = terminal
         # Created only when someone waits: most results are set before anyone looks.
         self._done: anyio.Event | None = None
 
@@ -182,6 +205,13 @@ class Action:
                                            {"control_id": self.control_id, **extra})
         except CallEnded:
             return {}
+
+    def _terminal_state(self, event_type: str, params: Mapping[str, Any]) -> str | None:
+        """The state this event ends the action with, or None when it goes on."""
+        if callable(self._terminal):
+            return self._terminal(event_type, params)
+        state = params.get("state")
+        return state if isinstance(state, str) and state in self._terminal else None
 
     def _resolve(self, result: ActionResult) -> None:
         if self.result is None:
@@ -340,14 +370,40 @@ class Call:
         return await self.start_action(
             "record", {"record": {"audio": audio or {}}, **extra}, RECORD_TERMINAL)
 
+    async def play_and_collect(self, media: list[dict[str, Any]], collect: dict[str, Any], *,
+                               volume: float | None = None, **extra: Any) -> Action:
+        """Play a prompt and collect digits and/or speech (``calling.play_and_collect``, §5.5).
+
+        Args:
+            media: RELAY play items, as for :meth:`play`.
+            collect: the ``collect`` object: ``initial_timeout``, ``digits`` (``max``,
+                ``terminators``, ``digit_timeout``), ``speech`` (``end_silence_timeout``,
+                ``speech_timeout``, ``language``, ``hints``)…
+            volume: gain in dB for the prompt; left out when ``None``.
+
+        Returns:
+            the :class:`Action` (kind ``play_and_collect``); ``wait()`` gives a result whose
+            state is the collect result's type (``digit``, ``speech``, ``no_input``,
+            ``no_match``, ``error``) or ``hangup``; the event's ``result.params`` holds
+            ``digits``/``terminator`` or ``text``/``confidence``.
+
+        Raises:
+            RelayError: a non-2xx reply other than 404/410, a timeout or a lost link.
+        """
+        params: dict[str, Any] = {"play": media, "collect": collect, **extra}
+        if volume is not None:
+            params["volume"] = volume
+        return await self.start_action("play_and_collect", params, collect_terminal)
+
     async def start_action(self, kind: str, params: Mapping[str, Any],
-                           terminal_states: Collection[str]) -> Action:
+                           terminal: Terminal) -> Action:
         """Start any action verb: send ``calling.<kind>`` with a fresh ``control_id``.
 
-        The action resolves on the first event with its ``control_id`` whose ``state``
-        is in ``terminal_states``, or with ``hangup`` when the call ends first.
+        The action resolves on the first event with its ``control_id`` that ``terminal``
+        accepts (a ``state`` among those given, or a rule that says so), or with
+        ``hangup`` when the call ends first.
         """
-        action = Action(self, kind, str(uuid.uuid4()), terminal_states)
+        action = Action(self, kind, str(uuid.uuid4()), terminal)
         if self.state == "ended":
             # §5.1: nothing is sent for an ended call; the action is already over.
             action._resolve(HANGUP_RESULT)
@@ -396,10 +452,12 @@ class Call:
                     self.end_reason = reason if isinstance(reason, str) else None
         elif event.control_id is not None:
             action = self._actions.get(event.control_id)
-            if action is not None and params.get("state") in action._terminal:
+            terminal = (action._terminal_state(event.event_type, params)
+                        if action is not None else None)
+            if action is not None and terminal is not None:
                 del self._actions[event.control_id]
-                action._resolve(ActionResult(state=params["state"],
-                                             event_type=event.event_type, params=params))
+                action._resolve(ActionResult(state=terminal, event_type=event.event_type,
+                                             params=params))
         if self._listeners is not None:
             for handler in self._listeners.get(event.event_type, ()):
                 try:

@@ -49,7 +49,7 @@ def flow_edges(flow: FlowVersion) -> list[Edge]:
     for sid, outcomes in flow.edges.items():
         step = flow.steps[sid]
         for outcome, target in outcomes.items():
-            counted = not (outcome == ERROR and not step.spec.needs_call and ERROR not in step.on)
+            counted = not (outcome == ERROR and not step.spec.can_fail and ERROR not in step.on)
             edges.append(Edge(sid, outcome, target, counted))
     return edges
 

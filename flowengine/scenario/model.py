@@ -40,9 +40,8 @@ DEFAULT_TO = "+15559870000"
 #: Default tolerance of ``recording.duration`` (seconds) and of ``approx`` matchers.
 RECORDING_WITHIN = 0.6
 APPROX_WITHIN = 0.5
-#: The RELAY request each action that talks to the call sends (what a fault fails).
-ACTION_METHODS = {"answer": "calling.answer", "play": "calling.play",
-                  "record": "calling.record", "hangup": "calling.end"}
+#: What ``ACTIONS[...].method`` says for a step that sends HTTP, not RELAY (no fault applies).
+HTTP_METHOD = "HTTP"
 
 
 class ScenarioFileError(Exception):
@@ -337,11 +336,14 @@ class _Checker:
         method = ""
         if self.step_ref(flow, step, (*path, "step")):
             action = flow.steps[step].action
-            method = ACTION_METHODS.get(action, "")
+            spec = ACTIONS[action]
+            method = spec.method if spec.method and spec.method != HTTP_METHOD else ""
             if not method:
+                hint = ("make its server fail instead (receiver: in the scenario)"
+                        if spec.method == HTTP_METHOD else "faults apply to steps that send a "
+                        "RELAY request, such as answer, play, record and hangup")
                 self.error((*path, "step"), f"step '{step}' ({action}) sends no RELAY request, so "
-                           "it cannot be made to fail",
-                           hint="faults apply to answer, play, record and hangup steps")
+                           "it cannot be made to fail", hint=hint)
         return Fault(step, method, raw.get("code", "500"), raw.get("message", "Internal error"))
 
     def check_expect(self, flow: FlowVersion, expect: Mapping[str, Any], path: Path) -> None:

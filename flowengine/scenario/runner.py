@@ -208,12 +208,14 @@ def _equal(expected: Any, actual: Any) -> bool:
 
 
 def _media(report: SessionReport, kind: str) -> list[str]:
-    """Every ``say`` text (or ``audio`` url) the call's play steps rendered, in order."""
+    """Every ``say`` text (or ``audio`` url) the call's steps played, in order: what a step
+    reports it played (a prompt's re-prompts included), else a play step's media."""
     found: list[str] = []
     for entry in report.trace:
-        if entry.action != "play" or not isinstance(entry.params, Mapping):
-            continue
-        for item in entry.params.get("media") or ():
+        items: Any = entry.played
+        if items is None and entry.action == "play" and isinstance(entry.params, Mapping):
+            items = entry.params.get("media")
+        for item in items or ():
             if isinstance(item, Mapping) and kind in item:
                 found.append(str(item[kind]))
     return found

@@ -15,6 +15,7 @@ A script is a comma-separated list of clauses (the grammar is documented in
     hangup@collect:1     hangs up 1 s into the first collect
     digits:12#/3         presses 1 2 # in the first collect, 3 in the second
     say:sales/billing    says "sales" in the first speech collect, "billing" in the second
+    say:?/sales          mumbles in the first (the recognizer answers no_match), then "sales"
 
 Parsing is pure; the simulator core decides when each part happens.
 """

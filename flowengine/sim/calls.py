@@ -58,6 +58,9 @@ CALLER_REACTION_SECONDS = 0.5
 CALLER_KEY_INTERVAL = 0.25
 DIGIT_SEND_SECONDS = 0.1
 
+#: A ``say:`` phrase the recognizer cannot make out: the collect ends ``no_match``.
+UNINTELLIGIBLE = "?"
+
 _TAG_RE = re.compile(r"<[^>]*>")
 
 
@@ -737,8 +740,14 @@ class CollectAction(_Action):
             talk = max(TTS_MIN_SECONDS, TTS_SECONDS_PER_CHAR * len(phrase))
             silence = _number(self.speech_cfg.get("end_silence_timeout"),
                               COLLECT_END_SILENCE_TIMEOUT)
-            self._schedule(CALLER_REACTION_SECONDS + talk + silence,
-                           lambda: self._finish("speech", {"text": phrase, "confidence": 0.95}))
+            if phrase == UNINTELLIGIBLE:
+                # The caller mumbles: the recognizer heard speech it cannot match (§4.5).
+                self._schedule(CALLER_REACTION_SECONDS + talk + silence,
+                               lambda: self._finish("no_match"))
+            else:
+                self._schedule(CALLER_REACTION_SECONDS + talk + silence,
+                               lambda: self._finish("speech", {"text": phrase,
+                                                               "confidence": 0.95}))
             return
         self._waiting_for_input = True
         if self.timers_started:

@@ -1,0 +1,106 @@
+"""prompt: ask the caller and listen for digits or speech (calling.play_and_collect).
+
+A prompt is a VoiceXML-style field: play the question, collect the answer, and when nothing
+was heard (``no_input``) or the answer is not one of the ``choices`` (``no_match``) say so
+and ask again, up to ``max_attempts`` times, before the step ends with that outcome.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from flowengine.actions.base import StepResult, wait_action
+from flowengine.actions.media import relay_media
+from flowengine.relay import RelayError
+
+if TYPE_CHECKING:
+    from flowengine.engine.session import Session
+    from flowengine.flow import Step
+
+#: The RELAY collect keys a prompt passes through (§5.5), by where they go.
+_COLLECT_KEYS = ("initial_timeout",)
+_DIGITS_KEYS = ("max", "terminators", "digit_timeout")
+_SPEECH_KEYS = ("end_silence_timeout", "speech_timeout", "language", "hints")
+#: Characters a spoken answer may end with that do not count when comparing with choices.
+_TRAILING = " .,!?;:"
+
+
+def collect_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A prompt's parameters → the RELAY ``collect`` object of ``calling.play_and_collect``."""
+    collect: dict[str, Any] = {k: params[k] for k in _COLLECT_KEYS if params.get(k) is not None}
+    if "digits" in params:
+        digits = params.get("digits") or {}
+        collect["digits"] = {k: digits[k] for k in _DIGITS_KEYS if digits.get(k) is not None}
+        collect["digits"].setdefault("max", 1)
+    if "speech" in params:
+        speech = params.get("speech") or {}
+        collect["speech"] = {k: speech[k] for k in _SPEECH_KEYS if speech.get(k) is not None}
+    return collect
+
+
+def normalise_speech(text: str) -> str:
+    """How a spoken answer is compared with ``choices``: case and surrounding punctuation
+    and spaces do not count (``"Sales."`` matches ``sales``)."""
+    return " ".join(text.strip(_TRAILING).casefold().split())
+
+
+async def run_prompt(session: Session, step: Step, params: dict[str, Any]) -> StepResult:
+    """``prompt: {…}`` → ``calling.play_and_collect``, once per attempt.
+
+    Outcomes: ``digit`` or ``speech`` (an answer that is one of ``choices``, or any answer
+    without ``choices``), ``no_input`` / ``no_match`` once ``max_attempts`` are used up,
+    ``error``, ``hangup``, and ``timeout`` when the step's ``timeout`` (for all attempts)
+    runs out.
+    """
+    collect = collect_params(params)
+    choices = params.get("choices")
+    max_attempts = int(params.get("max_attempts") or 1)
+    reprompts = {"no_input": params.get("no_input_play") or [],
+                 "no_match": params.get("no_match_play") or []}
+    fields: dict[str, Any] = {"digits": None, "terminator": None, "text": None,
+                              "confidence": None, "attempts": 0}
+    played: list[dict[str, Any]] = []
+    timeout = session.step_timeout(step)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    outcome = "error"
+    control_id: str | None = None
+    for attempt in range(1, max_attempts + 1):
+        items = list(params["play"]) if attempt == 1 else [*reprompts[outcome], *params["play"]]
+        try:
+            action = await session.call.play_and_collect(
+                [relay_media(item) for item in items], collect, volume=params.get("volume"))
+        except RelayError as exc:
+            return StepResult("error", fields, method="calling.play_and_collect",
+                              control_id=control_id, error=str(exc), played=played)
+        control_id = action.control_id
+        played.extend(items)
+        fields["attempts"] = attempt
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        result, timed_out = await wait_action(action, left)
+        answer = result.params.get("result") if result is not None else None
+        heard = answer.get("params") if isinstance(answer, Mapping) else None
+        heard = heard if isinstance(heard, Mapping) else {}
+        outcome = result.state if result is not None else "error"
+        if outcome == "digit":
+            fields.update(digits=str(heard.get("digits") or ""),
+                          terminator=heard.get("terminator") or None, text=None, confidence=None)
+            if choices is not None and fields["digits"] not in choices:
+                outcome = "no_match"
+        elif outcome == "speech":
+            text = str(heard.get("text") or "")
+            confidence = heard.get("confidence")
+            fields.update(digits=None, terminator=None, text=text,
+                          confidence=float(confidence) if isinstance(confidence, (int, float))
+                          and not isinstance(confidence, bool) else None)
+            if choices is not None and normalise_speech(text) not in {
+                    normalise_speech(c) for c in choices}:
+                outcome = "no_match"
+        if timed_out:
+            outcome = "timeout"
+            break
+        if outcome not in ("no_input", "no_match") or session.call.ended:
+            break
+    return StepResult(outcome, fields, method="calling.play_and_collect", control_id=control_id,
+                      played=played)
