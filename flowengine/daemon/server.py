@@ -82,6 +82,9 @@ class Daemon:
             (``metrics_port=None``: not at all; 0: any free port, see :attr:`metrics_port`).
         on_step: called with every step of every call (the ``--trace`` writer).
 
+    Create it inside the event loop (it makes anyio events and streams), then ``await
+    daemon.run()``.
+
     Attributes:
         loader: the flow files and the registry being served.
         metrics: the Prometheus metrics.
@@ -252,7 +255,8 @@ class Daemon:
         registry = self.registry
         entry = registry.route(call.context, call.from_number, call.to_number)
         if entry is None:
-            calls.start_soon(self._decline, call, registry, name=f"decline {call.call_id}")
+            calls.start_soon(self._decline, call, _why_unmatched(call, registry),
+                             name=f"decline {call.call_id}")
             return
         running = _Running(call, entry)
         self._running[call.call_id] = running
@@ -314,14 +318,7 @@ class Daemon:
         if self._on_step_hook is not None:
             self._on_step_hook(entry)
 
-    async def _decline(self, call: Call, registry: Registry) -> None:
-        candidates = registry.candidates(call.context)
-        if not candidates:
-            why = f"no flow takes context {call.context!r}"
-        else:
-            tried = "; ".join(f"{e.name} ({e.describe_match()})" for e in candidates)
-            why = (f"no flow on context {call.context!r} matches from {call.from_number} "
-                   f"to {call.to_number} (flows there: {tried})")
+    async def _decline(self, call: Call, why: str) -> None:
         logger.warning("call %s declined: %s", call.call_id, why, extra={
             "call_id": call.call_id, "event": "declined", "context": call.context,
             "from": call.from_number, "to": call.to_number, "reason": "no_flow"})
@@ -518,6 +515,16 @@ class Daemon:
             "invalid_files": invalid,
             "versions_in_memory": len(self.loader.versions_in_memory()),
         }
+
+
+def _why_unmatched(call: Call, registry: Registry) -> str:
+    """The reason a declined call's log line gives."""
+    candidates = registry.candidates(call.context)
+    if not candidates:
+        return f"no flow takes context {call.context!r}"
+    tried = "; ".join(f"{e.name} ({e.describe_match()})" for e in candidates)
+    return (f"no flow on context {call.context!r} matches from {call.from_number} "
+            f"to {call.to_number} (flows there: {tried})")
 
 
 def _how_it_ended(report: SessionReport | None, drained: bool) -> str:
