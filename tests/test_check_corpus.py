@@ -25,8 +25,8 @@ EXPECTED = {
         "`vars.position is defined` or `| default(...)`")),
     "play_after_hangup.yaml": (9, 3, (
         "step 'goodbye' (play) runs only after the caller hung up (every path to it takes a "
-        "hangup edge), so it ends at once with outcome hangup; after a hangup only log, set and "
-        "branch steps do something")),
+        "hangup edge), so it ends at once with outcome hangup; after a hangup only steps that "
+        "need no live call (log, set, branch, request…) do something")),
     "unreachable_step.yaml": (6, 3, ("step 'survey' is never reached; no path leads to it from "
                                     "start, on_hangup or on_error")),
     "result_may_be_missing.yaml": (9, 10, (
@@ -205,4 +205,4 @@ def test_an_explicit_hangup_edge_to_a_play_is_flagged():
         """) == [
         ("t.yaml:7:3: warning: step 'sorry' (play) runs only after the caller hung up (every path "
          "to it takes a hangup edge), so it ends at once with outcome hangup; after a hangup only "
-         "log, set and branch steps do something")]
+         "steps that need no live call (log, set, branch, request…) do something")]

@@ -98,6 +98,18 @@ EXPECTED = {
     "prompt_digits_terminator.yaml": (6, 37, ("invalid value 'pound' for terminators in digits in "
                                              "prompt; terminators are DTMF keys: 0-9, *, # and "
                                              "A-D")),
+    "request_without_url.yaml": (4, 5, "request needs 'url'"),
+    "request_lowercase_method.yaml": (6, 15, ("method in request must be one of GET, POST, PUT, "
+                                             "PATCH, DELETE, not the text 'post'; did you mean "
+                                             "'POST'?")),
+    "request_too_many_retries.yaml": (6, 16, "retries in request must be at most 10, not 50"),
+    "request_header_number.yaml": (7, 20, ("X-Account in headers in request must be text, not "
+                                          "the number 12345; quote it: \"12345\"")),
+    "request_hangup_outcome.yaml": (7, 7, ("request cannot end with 'hangup'; its outcomes are "
+                                          "ok, http_error, timeout, error")),
+    "request_bad_header_name.yaml": (7, 9, ("invalid header name 'X Token'; a header name is "
+                                           "letters, digits and !#$%&'*+.^_`|~- (no spaces or "
+                                           "colons)")),
 }
 
 

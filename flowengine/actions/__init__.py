@@ -112,6 +112,11 @@ ACTIONS: dict[str, ActionSpec] = {
               method="calling.play_and_collect", own_timeout=True,
               fields=_fields(play="media", no_input_play="media", no_match_play="media",
                              choices="texts")),
+        _spec("request", ("ok", "http_error", "timeout", "error"),
+              ("status", "json", "text", "attempts"), "flowengine.actions.http:run_request",
+              "Call your own system over HTTP (a webhook, a lookup), retrying as configured.",
+              needs_call=False, waits=True, method="HTTP",
+              fields=_fields(url="text", headers="text_map", json="value")),
     )
 }
 

@@ -26,13 +26,38 @@ SECRET_KEY = re.compile(r"(authorization|token|secret|password|passwd|api[-_]?ke
 REDACTED = "[redacted]"
 
 
+_URL = re.compile(r"^(https?://)(?:([^/@?#]*)@)?([^?#]*)(\?[^#]*)?(#.*)?$", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without credentials: the password of ``user:password@`` and the values of
+    secret-looking query parameters (``?api_key=…``, ``token=…``) are replaced."""
+    match = _URL.match(url)
+    if match is None:
+        return url
+    scheme, userinfo, rest, query, fragment = match.groups()
+    if userinfo is not None:
+        user, sep, _ = userinfo.partition(":")
+        userinfo = f"{user}:{REDACTED}@" if sep else f"{userinfo}@"
+    if query:
+        parts = []
+        for part in query[1:].split("&"):
+            key, sep, _ = part.partition("=")
+            parts.append(f"{key}={REDACTED}" if sep and SECRET_KEY.search(key) else part)
+        query = "?" + "&".join(parts)
+    return f"{scheme}{userinfo or ''}{rest}{query or ''}{fragment or ''}"
+
+
 def redact(value: Any) -> Any:
-    """A copy of ``value`` with every secret-looking key's value replaced."""
+    """A copy of ``value`` with every secret-looking key's value replaced, and URLs without
+    their credentials (:func:`redact_url`)."""
     if isinstance(value, Mapping):
         return {k: REDACTED if isinstance(k, str) and SECRET_KEY.search(k) else redact(v)
                 for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [redact(v) for v in value]
+    if isinstance(value, str) and value[:4].lower() == "http":
+        return redact_url(value)
     return value
 
 

@@ -576,7 +576,8 @@ class _Compiler:
                 self.warning(("steps", sid), f"step '{sid}' ({spec.name}) runs only after the "
                              "caller hung up (every path to it takes a hangup edge), so it ends "
                              "at once with outcome hangup", key=True,
-                             hint="after a hangup only log, set and branch steps do something")
+                             hint="after a hangup only steps that need no live call (log, set, "
+                             "branch, request…) do something")
 
     def check_loops(self, version: FlowVersion, edges: dict[str, Any]) -> None:
         steps = version.steps

@@ -82,7 +82,9 @@ class FlowError(Exception):
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     """A ``did you mean 'x'?`` hint for a misspelled name, or None when nothing is close."""
-    matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    options = list(candidates)
+    same_letters = [c for c in options if c.casefold() == word.casefold()]
+    matches = same_letters or difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return f"did you mean '{matches[0]}'?" if matches else None
 
 

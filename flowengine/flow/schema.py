@@ -114,6 +114,8 @@ def _name_noun(path: Path) -> str:
         return "step id"
     if path == ("vars",) or (len(path) == 3 and path[0] == "steps" and path[2] == "set"):
         return "variable name"
+    if path and path[-1] == "headers":
+        return "header name"
     return f"key in {describe(path)}"
 
 

@@ -62,6 +62,19 @@ class Fault:
     message: str = "Internal error"
 
 
+#: In a scenario's ``vars``, replaced by the URL of its HTTP receiver.
+RECEIVER_TOKEN = "${RECEIVER}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverSpec:
+    """The scenario's local HTTP receiver: how it answers (``delay`` in simulated seconds)."""
+
+    down: bool = False
+    #: (status, json, body, delay) of each reply, in order; the last repeats.
+    replies: tuple[tuple[int, Any, str | None, float], ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Scenario:
     """One simulated call and what must happen on it."""
@@ -78,6 +91,11 @@ class Scenario:
     #: The ``expect:`` mapping as written (checked against the flow when loaded).
     expect: Mapping[str, Any]
     description: str | None = None
+    #: name → value replacing the flow's initial ``vars.<name>`` (``${RECEIVER}`` not yet
+    #: replaced).
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    #: The HTTP receiver to start, or None when the scenario needs none.
+    receiver: ReceiverSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +295,9 @@ class _Checker:
             self.check_caller(default_caller, ("caller",))
         if "call" in self.data:
             self.check_context(flow, defaults_call, ("call",))
+        default_vars = self.data.get("vars") or {}
+        self.check_vars(flow, default_vars, ("vars",))
+        default_receiver = self.data.get("receiver")
         scenarios = []
         names: dict[str, int] = {}
         for index, raw in enumerate(self.data["scenarios"]):
@@ -296,13 +317,20 @@ class _Checker:
             faults = tuple(self.fault(flow, f, (*base, "faults", i))
                            for i, f in enumerate(raw.get("faults") or ()))
             self.check_expect(flow, raw["expect"], (*base, "expect"))
+            self.check_vars(flow, raw.get("vars") or {}, (*base, "vars"))
+            variables = {**default_vars, **(raw.get("vars") or {})}
+            receiver = raw.get("receiver", default_receiver)
+            if receiver is None and (_mentions_receiver(variables)
+                                     or "received" in raw["expect"]):
+                receiver = {}
             scenarios.append(Scenario(
                 name=name, line=line,
                 from_number=call.get("from", _exact(flow, "from", DEFAULT_FROM)),
                 to_number=call.get("to", _exact(flow, "to", DEFAULT_TO)),
                 context=call.get("context", flow.contexts[0]),
                 caller=caller, time_scale=raw.get("time_scale", default_scale),
-                faults=faults, expect=raw["expect"], description=raw.get("description")))
+                faults=faults, expect=raw["expect"], description=raw.get("description"),
+                vars=variables, receiver=_receiver(receiver)))
         if self.problems:
             raise ScenarioFileError(self.problems)
         return ScenarioFile(self.doc.file, flow, tuple(scenarios))
@@ -316,6 +344,15 @@ class _Checker:
             CallerScript.parse(script)
         except CallerScriptError as exc:
             self.error(path, f"invalid caller script: {exc}")
+
+    def check_vars(self, flow: FlowVersion, variables: Mapping[str, Any], path: Path) -> None:
+        for name in variables:
+            if name not in flow.vars:
+                known = list(flow.vars)
+                self.error((*path, name), f"flow {flow.name} has no variable '{name}' under "
+                           "vars:", key=True, hint=did_you_mean(name, known) or (
+                               f"its vars: {', '.join(known)}" if known else
+                               "a scenario can only replace the flow's initial vars"))
 
     def check_context(self, flow: FlowVersion, call: Mapping[str, Any], path: Path) -> None:
         context = call.get("context")
@@ -379,6 +416,24 @@ class _Checker:
             self.error((*path, "recording"), f"flow {flow.name} has "
                        f"{'no' if not any(s.action == 'record' for s in flow.steps.values()) else 'several'}"
                        " record steps", key=True, hint="say which with step: STEP_ID")
+
+
+def _mentions_receiver(value: Any) -> bool:
+    if isinstance(value, str):
+        return RECEIVER_TOKEN in value
+    if isinstance(value, Mapping):
+        return any(_mentions_receiver(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions_receiver(v) for v in value)
+    return False
+
+
+def _receiver(raw: Mapping[str, Any] | None) -> ReceiverSpec | None:
+    if raw is None:
+        return None
+    replies = tuple((int(r.get("status", 200)), r.get("json"), r.get("body"),
+                     float(r.get("delay", 0))) for r in raw.get("replies") or ())
+    return ReceiverSpec(down=bool(raw.get("down", False)), replies=replies)
 
 
 def _exact(flow: FlowVersion, key: str, default: str) -> str:

@@ -10,11 +10,14 @@ difference becomes a :class:`Mismatch` that shows the expected and the actual va
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
 import secrets
 from collections import deque
+from contextlib import AsyncExitStack
+from types import MappingProxyType
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +29,15 @@ from flowengine.engine.runner import run_calls
 from flowengine.engine.session import TraceEntry
 from flowengine.flow import FlowVersion
 
-from .model import APPROX_WITHIN, RECORDING_WITHIN, Fault, Scenario, ScenarioFile
+from .model import (
+    APPROX_WITHIN,
+    RECEIVER_TOKEN,
+    RECORDING_WITHIN,
+    Fault,
+    Scenario,
+    ScenarioFile,
+)
+from .receiver import Received, Receiver, Reply
 
 #: Real seconds a scenario may take before it counts as stuck.
 SCENARIO_TIMEOUT = 60.0
@@ -61,6 +72,8 @@ class ScenarioResult:
     error: str | None = None
     #: (step, outcome, next step or None) for every step the call ran, in order.
     taken: list[tuple[str, str, str | None]] = field(default_factory=list)
+    #: The requests the scenario's HTTP receiver got (None without a receiver).
+    received: list[Received] | None = None
 
     @property
     def passed(self) -> bool:
@@ -88,12 +101,47 @@ class ScenarioResult:
 async def run_scenario(flow: FlowVersion, scenario: Scenario, *, file: str = "",
                        runtime: FlowRuntime | None = None,
                        timeout: float = SCENARIO_TIMEOUT) -> ScenarioResult:
-    """Run one scenario on its own simulator and compare the call with its expectations."""
+    """Run one scenario on its own simulator (and HTTP receiver, if it has one) and compare
+    the call with its expectations."""
+    result = ScenarioResult(file, flow, scenario)
+    async with AsyncExitStack() as stack:
+        receiver: Receiver | None = None
+        if scenario.receiver is not None:
+            spec = scenario.receiver
+            receiver = await stack.enter_async_context(Receiver(
+                [Reply(status, body_json, body, delay * scenario.time_scale)
+                 for status, body_json, body, delay in spec.replies], down=spec.down))
+            result.received = receiver.received
+        if scenario.vars:
+            # The scenario's values replace the flow's initial vars for this call only.
+            url = receiver.url if receiver is not None else ""
+            values = {name: _with_receiver(value, url) for name, value in scenario.vars.items()}
+            flow = dataclasses.replace(flow, vars=MappingProxyType({**flow.vars, **values}))
+            runtime = FlowRuntime(flow)
+        await _run_call(flow, scenario, runtime or FlowRuntime(flow), result, timeout)
+    if result.report is not None:
+        result.mismatches = compare(result.flow, scenario.expect, result.report,
+                                    received=result.received)
+    return result
+
+
+def _with_receiver(value: Any, url: str) -> Any:
+    """``value`` with ``${RECEIVER}`` replaced by the receiver's URL, at any depth."""
+    if isinstance(value, str):
+        return value.replace(RECEIVER_TOKEN, url)
+    if isinstance(value, Mapping):
+        return {k: _with_receiver(v, url) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_receiver(v, url) for v in value]
+    return value
+
+
+async def _run_call(flow: FlowVersion, scenario: Scenario, runtime: FlowRuntime,
+                    result: ScenarioResult, timeout: float) -> None:
+    """One simulated call through the flow; sets ``result.report`` or ``result.error``."""
     from flowengine.relay import RelayClient, RelayConfig
     from flowengine.sim import Simulator
 
-    runtime = runtime or FlowRuntime(flow)
-    result = ScenarioResult(file, flow, scenario)
     token = secrets.token_hex(12)
     pending: dict[str, deque[Fault]] = {}
     for fault in scenario.faults:
@@ -126,13 +174,11 @@ async def run_scenario(flow: FlowVersion, scenario: Scenario, *, file: str = "",
         except TimeoutError:
             result.error = (f"the call did not end within {timeout:g} s (real time); "
                             "is the flow waiting forever?")
-            return result
+            return
         except Exception as exc:  # noqa: BLE001 — the client or simulator failed: report it
             result.error = f"the scenario could not run: {exc!r}"
-            return result
+            return
     result.report = reports[0]
-    result.mismatches = compare(flow, scenario.expect, result.report)
-    return result
 
 
 async def run_file(loaded: ScenarioFile, *, names: Sequence[str] | None = None,
@@ -221,8 +267,10 @@ def _media(report: SessionReport, kind: str) -> list[str]:
     return found
 
 
-def compare(flow: FlowVersion, expect: Mapping[str, Any], report: SessionReport) -> list[Mismatch]:
-    """Every expectation of ``expect`` that ``report`` does not meet."""
+def compare(flow: FlowVersion, expect: Mapping[str, Any], report: SessionReport, *,
+            received: Sequence[Received] | None = None) -> list[Mismatch]:
+    """Every expectation of ``expect`` that ``report`` (and the requests an HTTP receiver
+    got, ``received``) does not meet."""
     out: list[Mismatch] = []
     path = [e.step for e in report.trace]
 
@@ -277,12 +325,45 @@ def compare(flow: FlowVersion, expect: Mapping[str, Any], report: SessionReport)
                         ("end_reason", report.end_reason)):
         if key in expect and not _equal(expect[key], actual):
             out.append(Mismatch(key, show(expect[key]), show(actual)))
+    if "received" in expect:
+        out.extend(_compare_received(expect["received"], received or []))
     if "error" in expect:
         want = expect["error"]
         wrong = match(want, report.error)
         if wrong is not None:
             out.append(Mismatch("error", "no error" if want is None else wrong,
                                 "no error" if report.error is None else show(report.error)))
+    return out
+
+
+def _compare_received(wanted: Sequence[Mapping[str, Any]],
+                      got: Sequence[Received]) -> list[Mismatch]:
+    out: list[Mismatch] = []
+    if len(wanted) != len(got):
+        shown = "; ".join(f"{r.method} {r.path}" for r in got) or "none"
+        out.append(Mismatch("received", f"{len(wanted)} request{'s' if len(wanted) != 1 else ''}",
+                            f"{len(got)}: {shown}"))
+    for index, (want, request) in enumerate(zip(wanted, got, strict=False)):
+        what = f"received[{index}]"
+        if "method" in want and want["method"] != request.method:
+            out.append(Mismatch(f"{what}.method", want["method"], request.method))
+        for key, actual in (("path", request.path),
+                            ("body", request.body.decode("utf-8", "replace"))):
+            if key in want and (wrong := match(want[key], actual)) is not None:
+                out.append(Mismatch(f"{what}.{key}", wrong, show(actual)))
+        body = request.json if isinstance(request.json, Mapping) else {}
+        for name, expected in (want.get("json") or {}).items():
+            if name not in body:
+                out.append(Mismatch(f"{what}.json.{name}", _describe(expected),
+                                    "not in the body" if request.json is not None
+                                    else "the body is not JSON"))
+            elif (wrong := match(expected, body[name])) is not None:
+                out.append(Mismatch(f"{what}.json.{name}", wrong, show(body[name])))
+        for name, expected in (want.get("headers") or {}).items():
+            value = request.headers.get(name.lower())
+            if (wrong := match(expected, value)) is not None:
+                out.append(Mismatch(f"{what}.headers.{name}", wrong,
+                                    show(value) if value is not None else "not sent"))
     return out
 
 
