@@ -9,11 +9,12 @@ one for every reconnect and hands it the previous session's :class:`Resume`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from ssl import SSLContext
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from websockets.asyncio.client import ClientConnection, connect
@@ -23,7 +24,8 @@ from .errors import ConnectionLost, RelayError, RequestTimeout
 from .events import ConnectResult, Event, RequestFailed, RequestSucceeded
 from .protocol import CONNECT_METHOD, OPEN, RelayProtocol, Resume, mask_secrets
 
-__all__ = ["MAX_FRAME_SIZE", "Deadlines", "RelayConnection", "backoff", "open_connection"]
+__all__ = ["MAX_FRAME_SIZE", "CoalescingTransport", "Deadlines", "RelayConnection", "backoff",
+           "open_connection"]
 
 logger = logging.getLogger("flowengine.relay")
 _DEBUG = logging.DEBUG
@@ -45,6 +47,66 @@ def backoff(initial: float = 1.0, maximum: float = 30.0, factor: float = 2.0) ->
     while True:
         yield min(delay, maximum)
         delay = min(delay * factor, maximum)
+
+
+class CoalescingTransport:
+    """A transport whose writes of one event-loop turn leave in one ``send()``.
+
+    Every event is ACKed (§3) and every command is its own frame, so a call is about 15
+    frames; one system call per frame was the largest single cost of the client (tech
+    notes: "one send per frame"). Here a write only appends to a buffer and, for the first
+    one of the turn, schedules a flush with ``call_soon``: the frames written by every task
+    that runs in this turn (the reader's ACKs, the commands of the calls it woke) go out
+    together at the start of the next turn, in order. Closing, half-closing and aborting
+    see the buffer first; everything else is the real transport's.
+    """
+
+    __slots__ = ("_buffer", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._buffer: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._buffer:
+            self._loop.call_soon(self._flush)
+        self._buffer.append(bytes(data))
+
+    def _flush(self) -> None:
+        buffer = self._buffer
+        if buffer:
+            self._buffer = []
+            if not self._transport.is_closing():
+                self._transport.write(buffer[0] if len(buffer) == 1 else b"".join(buffer))
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._buffer = []
+        self._transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._buffer))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class _CoalescingClientConnection(ClientConnection):
+    """websockets' client connection on a :class:`CoalescingTransport` (``create_connection``
+    is the documented way to customize it)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        wrapped = CoalescingTransport(cast(asyncio.Transport, transport),
+                                      asyncio.get_running_loop())
+        super().connection_made(cast(asyncio.Transport, wrapped))
 
 
 class _Waiter:
@@ -324,6 +386,7 @@ async def open_connection(
                     max_size=MAX_FRAME_SIZE,
                     open_timeout=None,  # the deadline above covers the whole handshake
                     close_timeout=_CLOSE_TIMEOUT,
+                    create_connection=_CoalescingClientConnection,
                     **options,
                 )
             except (*_TRANSPORT_ERRORS, ValueError) as exc:
