@@ -110,6 +110,16 @@ EXPECTED = {
     "request_bad_header_name.yaml": (7, 9, ("invalid header name 'X Token'; a header name is "
                                            "letters, digits and !#$%&'*+.^_`|~- (no spaces or "
                                            "colons)")),
+    "connect_dials_nobody.yaml": (4, 5, ("connect in step 'transfer' dials nobody; add to: "
+                                        "NUMBER, or devices: [NUMBER, …] for several")),
+    "connect_to_and_devices.yaml": (6, 7, ("connect takes to: or devices:, not both; put the "
+                                          "number of to: into devices:")),
+    "connect_connected_while_waiting.yaml": (7, 7, (
+        "connect cannot end with 'connected'; its outcomes are disconnected, failed, error, "
+        "hangup; a connect ends with connected only with wait: false")),
+    "connect_unquoted_number.yaml": (5, 33, ("item 2 of devices in connect must be text or a "
+                                            "list, not the number 15550002222; quote it: "
+                                            "\"15550002222\"")),
 }
 
 

@@ -117,6 +117,12 @@ ACTIONS: dict[str, ActionSpec] = {
               "Call your own system over HTTP (a webhook, a lookup), retrying as configured.",
               needs_call=False, waits=True, method="HTTP",
               fields=_fields(url="text", headers="text_map", json="value")),
+        _spec("connect", ("connected", "disconnected", "failed", *CALL_OUTCOMES),
+              ("peer", "reason"), "flowengine.actions.call_control:run_connect",
+              "Dial one or more numbers and bridge the caller with the first to answer "
+              "(calling.connect).", method="calling.connect", own_timeout=True,
+              fields=_fields(to="text", devices="devices", ringback="media",
+                             **{"from": "text"})),
     )
 }
 

@@ -1,10 +1,16 @@
-"""answer and hangup: the call's lifecycle (calling.answer, calling.end)."""
+"""answer, hangup and connect: the call's lifecycle and its bridges (calling.answer,
+calling.end, calling.connect)."""
 
 from __future__ import annotations
 
+import math
+import re
 from typing import TYPE_CHECKING, Any
 
-from flowengine.actions.base import StepResult
+import anyio
+
+from flowengine.actions.base import STOP_GRACE, StepResult
+from flowengine.actions.media import relay_media
 from flowengine.relay import CallEnded, RelayError
 
 if TYPE_CHECKING:
@@ -33,3 +39,67 @@ async def run_hangup(session: Session, step: Step, params: dict[str, Any]) -> St
         return StepResult("error", {"reason": reason}, method="calling.end", error=str(exc))
     session.hangup_sent = True
     return StepResult("next", {"reason": reason}, method="calling.end")
+
+
+#: A number a phone device can dial (E.164), or a SIP address.
+_PHONE = re.compile(r"^\+[1-9]\d{5,14}$")
+
+
+def relay_device(address: str, from_: str, ring_timeout: float | None) -> dict[str, Any]:
+    """One address of a connect (``+15551234567`` or ``sip:…``) → a RELAY device (§5.6)."""
+    if address.startswith("sip:"):
+        params: dict[str, Any] = {"to": address}
+        if from_.startswith("sip:"):
+            params["from"] = from_
+    elif _PHONE.match(address):
+        params = {"to_number": address, "from_number": from_}
+    else:
+        raise ValueError(f"{address!r} is not a phone number (+ and digits) or a sip: address")
+    if ring_timeout is not None:
+        params["timeout"] = ring_timeout
+    return {"type": "sip" if address.startswith("sip:") else "phone", "params": params}
+
+
+async def run_connect(session: Session, step: Step, params: dict[str, Any]) -> StepResult:
+    """``connect: {to | devices, …}`` → ``calling.connect``; bridges the caller with the
+    first device that answers.
+
+    With ``wait`` (the default) the step lasts as long as the two talk: ``disconnected``
+    when the peer hangs up (the caller is still on the line), ``hangup`` when the caller
+    does. ``wait: false`` ends it with ``connected`` as soon as the peer answers. ``failed``
+    when no device answered (``reason``); ``timeout`` ends the bridge or the dialling.
+    """
+    call = session.call
+    fields: dict[str, Any] = {"peer": None, "reason": None}
+    from_ = str(params.get("from") or call.to_number)
+    ring = params.get("ring_timeout")
+    items = params["devices"] if "devices" in params else [params["to"]]
+    try:
+        devices = [[relay_device(str(a), from_, ring) for a in (item if isinstance(item, list)
+                                                                 else [item])]
+                   for item in items]
+    except ValueError as exc:
+        return StepResult("error", fields, error=str(exc))
+    ringback = [relay_media(item) for item in params.get("ringback") or ()] or None
+    try:
+        bridge = await call.connect(devices, ringback=ringback)
+    except RelayError as exc:
+        return StepResult("error", fields, method="calling.connect", error=str(exc))
+    until = ("disconnected",) if params.get("wait", True) else ("connected",)
+    timeout = session.step_timeout(step)
+    with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
+        await bridge.wait(until)
+    if scope.cancelled_caught:
+        with anyio.move_on_after(STOP_GRACE, shield=True):
+            try:
+                await call.disconnect()
+            except RelayError:
+                pass  # the bridge may have ended meanwhile; the wait below settles it
+            await bridge.wait()
+    peer = bridge.peer.get("device") if bridge.peer else None
+    peer_params = peer.get("params") if isinstance(peer, dict) else None
+    if isinstance(peer_params, dict):
+        fields["peer"] = peer_params.get("to_number") or peer_params.get("to")
+    fields["reason"] = bridge.reason
+    outcome = "timeout" if scope.cancelled_caught else bridge.state
+    return StepResult(outcome, fields, method="calling.connect")

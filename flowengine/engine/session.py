@@ -151,6 +151,7 @@ class Session:
                             else float("inf"))
                 with anyio.move_on_after(deadline) as scope:
                     failed, error = await self._run_steps()
+                    await self._wait_for_bridge()
                 if scope.cancelled_caught:
                     # A configured limit, not a failure: the call is hung up below.
                     note = f"max_duration ({flow.max_duration:g} s) reached: hung up"
@@ -176,6 +177,15 @@ class Session:
             error=error,
             note=note,
         )
+
+    async def _wait_for_bridge(self) -> None:
+        """A flow that ends while its call is bridged (``connect`` with ``wait: false``)
+        leaves the two talking: the call is hung up only once the bridge ends."""
+        bridge = self.call.bridge
+        if bridge is not None and bridge.state == "connected" and not self.call.ended:
+            logger.info("flow ended while the call is connected: waiting for the bridge to end",
+                        extra=self._log_extra())
+            await bridge.wait()
 
     def _init_vars(self) -> str | None:
         try:

@@ -25,7 +25,7 @@ import dataclasses
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from types import MappingProxyType
@@ -35,7 +35,15 @@ from flowengine.actions import ACTIONS
 
 from .diagnostics import ERROR, WARNING, Diagnostic, FlowError, did_you_mean, sort_key
 from .loader import MAX_FILE_BYTES, Document, Path, load_yaml
-from .model import BRANCH_PREFIX, Branch, FlowVersion, Step, possible_outcomes, route
+from .model import (
+    BRANCH_PREFIX,
+    Branch,
+    FlowVersion,
+    Step,
+    params_note,
+    possible_outcomes,
+    route,
+)
 from .schema import describe, validate
 from .templates import (
     CALL_FIELDS,
@@ -321,7 +329,7 @@ class _Compiler:
 
         on = dict(raw.get("on") or {})
         timeout = raw.get("timeout")
-        self.check_outcomes(sid, action, on, timeout is not None, branches)
+        self.check_outcomes(sid, action, on, timeout is not None, branches, params)
         if "next" in raw:
             nxt = raw["next"]
             self.check_target(nxt, (*base, "next"), "next")
@@ -351,6 +359,14 @@ class _Compiler:
                         self.warning((*path, key), f"{key} is never played: the prompt asks "
                                      "only once (max_attempts is 1)", key=True,
                                      hint="set max_attempts: 2 or more")
+        elif action == "connect":
+            given = [k for k in ("to", "devices") if k in value]
+            if not given:
+                self.error(path, f"connect in step '{sid}' dials nobody", key=True,
+                           hint="add to: NUMBER, or devices: [NUMBER, …] for several")
+            elif len(given) == 2:
+                self.error((*path, "devices"), "connect takes to: or devices:, not both",
+                           key=True, hint="put the number of to: into devices:")
 
     def action_params(self, sid: str, action: str, value: Any, path: Path) -> dict[str, Any]:
         """The parameters of an action described by its registry entry: a scalar written
@@ -468,9 +484,10 @@ class _Compiler:
                    hint=did_you_mean(target, self.step_ids))
 
     def check_outcomes(self, sid: str, action: str, on: dict[str, Any], has_timeout: bool,
-                       branches: tuple[Branch, ...]) -> None:
+                       branches: tuple[Branch, ...], params: Any) -> None:
         spec = ACTIONS[action]
-        allowed = possible_outcomes(action, has_timeout=has_timeout)
+        allowed = possible_outcomes(action, has_timeout=has_timeout,
+                                    params=params if isinstance(params, Mapping) else None)
         writable = [o for o in allowed if o != "next" and not (action == "branch" and o != "error")]
         for outcome, target in on.items():
             path: Path = ("steps", sid, "on", outcome)
@@ -484,7 +501,7 @@ class _Compiler:
                     self.error(path, f"{action} cannot end with '{outcome}'; its only outcome "
                                f"for on: is error", key=True, hint=how)
                 else:
-                    hint = did_you_mean(outcome, writable)
+                    hint = params_note(action, outcome) or did_you_mean(outcome, writable)
                     self.error(path, f"{action} cannot end with '{outcome}'; its outcomes are "
                                + ", ".join(writable), key=True, hint=hint)
             self.check_target(target, path, f"on.{outcome}")

@@ -109,7 +109,8 @@ class Step:
         timeout; ``branchN`` for each choice of a branch step)."""
         return possible_outcomes(self.action, has_timeout=self.timeout is not None,
                                  branches=len(self.branches), has_default=any(
-                                     b.when is None for b in self.branches))
+                                     b.when is None for b in self.branches),
+                                 params=self.params)
 
 
 @dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
@@ -158,16 +159,39 @@ class FlowVersion:
         return f"<FlowVersion {self.name}@{self.short_version} {self.file} ({len(self.steps)} steps)>"
 
 
+#: Outcomes that only some parameters make possible: action → outcome → the test on the
+#: step's (compiled) parameters that allows it.
+_IF_PARAMS: dict[str, dict[str, Any]] = {
+    "connect": {"connected": lambda p: p.get("wait") is False,
+                "disconnected": lambda p: p.get("wait", True) is not False},
+}
+
+
+def params_note(action: str, outcome: str) -> str | None:
+    """Why ``outcome`` is not possible with a step's parameters (for ``check``), or None."""
+    if outcome == "connected" and action == "connect":
+        return "a connect ends with connected only with wait: false"
+    if outcome == "disconnected" and action == "connect":
+        return "with wait: false a connect ends when the peer answers (connected)"
+    return None
+
+
 def possible_outcomes(action: str, *, has_timeout: bool = False, branches: int = 0,
-                      has_default: bool = False) -> tuple[str, ...]:
+                      has_default: bool = False,
+                      params: Mapping[str, Any] | None = None) -> tuple[str, ...]:
     """Every outcome a step with this action can end with.
 
     The registry's outcomes, plus ``error`` for every step (any template can fail to render),
     ``timeout`` when the step has a timeout, ``next`` for actions without named outcomes, and
     ``branchN`` for each choice of a branch (``next`` too when it has no default choice).
+    Given the step's ``params``, outcomes those parameters rule out are left out (a connect
+    that waits for the end of the bridge never ends ``connected``).
     """
     spec = ACTIONS[action]
     found: list[str] = list(spec.outcomes)
+    if params is not None and action in _IF_PARAMS:
+        found = [o for o in found if o not in _IF_PARAMS[action]
+                 or _IF_PARAMS[action][o](params)]
     if action == "branch":
         found = [branch_outcome(i) for i in range(branches)]
         if not has_default:
@@ -239,5 +263,5 @@ def route(flow: Handlers, step: Step, outcome: str, *, hangup_handled: bool = Fa
 
 __all__ = [
     "BRANCH_PREFIX", "CALL_OUTCOMES", "ERROR", "HANGUP", "NEXT", "Branch", "FlowVersion", "Handlers", "Route",
-    "Step", "branch_outcome", "possible_outcomes", "route",
+    "Step", "branch_outcome", "params_note", "possible_outcomes", "route",
 ]

@@ -6,7 +6,7 @@ Public API (see docs/internals.md and docs/relay-client.md)::
     from flowengine.relay import RelayError, CallEnded, ConnectionLost, RequestTimeout
 """
 
-from .call import HANGUP_RESULT, Action, ActionResult, Call
+from .call import HANGUP_RESULT, Action, ActionResult, Bridge, Call
 from .client import RelayClient
 from .config import RelayConfig
 from .errors import (
@@ -24,6 +24,7 @@ __all__ = [
     "HANGUP_RESULT",
     "Action",
     "ActionResult",
+    "Bridge",
     "Call",
     "CallEnded",
     "ConnectionLost",

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .client import RelayClient
 
 __all__ = ["CALL_STATES", "COLLECT_RESULTS", "PLAY_TERMINAL", "RECORD_TERMINAL", "Action",
-           "ActionResult", "Call", "Terminal", "collect_terminal"]
+           "ActionResult", "Bridge", "Call", "Terminal", "collect_terminal"]
 
 logger = logging.getLogger("flowengine.relay")
 
@@ -220,6 +220,71 @@ class Action:
                 self._done.set()
 
 
+#: §4.6: the order of connect states; ``failed`` and ``disconnected`` end a bridge, and
+#: ``hangup`` is ours: the call ended before the bridge did.
+_BRIDGE_RANK = {"connecting": 0, "connected": 1, "disconnected": 2, "failed": 2, "hangup": 2}
+
+
+class Bridge:
+    """A ``calling.connect`` on a call (§4.6, §5.7): where it stands, from the call's
+    ``calling.call.connect`` events. RELAY gives connect no control_id; a call has at most
+    one bridge at a time.
+
+    Attributes:
+        state: ``connecting``, ``connected`` (the peer answered; the two talk),
+            ``disconnected`` (the bridge ended, the call is still up), ``failed`` (no
+            device answered) or ``hangup`` (the call ended first).
+        peer: the peer's ``{call_id, node_id, device…}`` once connected, else None.
+        reason: ``failed_reason`` of a failed connect (``busy``, ``noAnswer``…), else None.
+    """
+
+    __slots__ = ("_changed", "peer", "reason", "state")
+
+    def __init__(self) -> None:
+        self.state = "connecting"
+        self.peer: dict[str, Any] | None = None
+        self.reason: str | None = None
+        self._changed: anyio.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"<Bridge {self.state}>"
+
+    @property
+    def done(self) -> bool:
+        """True once the bridge is over (disconnected, failed, or the call ended)."""
+        return _BRIDGE_RANK[self.state] >= 2
+
+    async def wait(self, states: Collection[str] = ()) -> str:
+        """Wait until the state is one of ``states``, or the bridge is over; its state.
+
+        Never hangs: a bridge is over at the latest when its call ends.
+        """
+        while self.state not in states and not self.done:
+            if self._changed is None:
+                self._changed = anyio.Event()
+            await self._changed.wait()
+        return self.state
+
+    def _set(self, state: str) -> None:
+        if state != self.state and not self.done and _BRIDGE_RANK[state] >= _BRIDGE_RANK[self.state]:
+            self.state = state
+            if self._changed is not None:
+                self._changed.set()
+                self._changed = None
+
+    def _update(self, params: Mapping[str, Any]) -> None:
+        state = params.get("connect_state")
+        if state not in ("connecting", "connected", "disconnected", "failed") or self.done:
+            return
+        peer = params.get("peer")
+        if isinstance(peer, dict) and state == "connected":
+            self.peer = peer
+        reason = params.get("failed_reason")
+        if state == "failed" and isinstance(reason, str):
+            self.reason = reason
+        self._set(state)
+
+
 class Call:
     """One live call, offered by :meth:`RelayClient.incoming_calls`.
 
@@ -233,10 +298,12 @@ class Call:
         state: ``created``, ``ringing``, ``answered``, ``ending`` or ``ended``.
         end_reason: why it ended (``hangup``, ``busy``…; ``session_lost`` when the RELAY
             session was replaced, ``client_closed`` when the client closed first).
+        bridge: the latest :class:`Bridge` started by :meth:`connect`, or None.
     """
 
     __slots__ = (
         "_actions",
+        "bridge",
         "_client",
         "_ended_event",
         "_listeners",
@@ -273,6 +340,7 @@ class Call:
         self.state: str = state if state in _STATE_RANK else "created"
         self.end_reason: str | None = None
         self._actions: dict[str, Action] = {}
+        self.bridge: Bridge | None = None
         self._ended_event: anyio.Event | None = None
         self._listeners: dict[str, list[EventHandler]] | None = None
 
@@ -395,6 +463,49 @@ class Call:
             params["volume"] = volume
         return await self.start_action("play_and_collect", params, collect_terminal)
 
+    async def connect(self, devices: list[list[dict[str, Any]]], *,
+                      ringback: list[dict[str, Any]] | None = None, **extra: Any) -> Bridge:
+        """Dial ``devices`` and bridge the first to answer with this call (``calling.connect``,
+        §5.7); returns when RELAY accepted it.
+
+        Args:
+            devices: serial groups, each a list of devices rung in parallel, e.g.
+                ``[[{"type": "phone", "params": {"to_number": …, "from_number": …}}]]``.
+            ringback: RELAY play items the caller hears while it rings.
+            extra: other top-level keys (``max_duration``, ``tag``…).
+
+        Returns:
+            the :class:`Bridge` (also ``call.bridge``); ``await bridge.wait(...)``.
+
+        Raises:
+            RelayError: a non-2xx reply other than 404/410, a timeout or a lost link.
+        """
+        bridge = Bridge()
+        if self.state == "ended":
+            bridge._set("hangup")
+            return bridge
+        # Register before sending: the first events may come before the reply.
+        previous, self.bridge = self.bridge, bridge
+        params: dict[str, Any] = {"devices": devices, **extra}
+        if ringback:
+            params["ringback"] = ringback
+        try:
+            await self.execute("connect", params)
+        except CallEnded:
+            bridge._set("hangup")
+        except BaseException:
+            self.bridge = previous
+            raise
+        return bridge
+
+    async def disconnect(self) -> dict[str, Any]:
+        """End the bridge, keeping this call (``calling.disconnect``, §5.7); the bridge
+        becomes ``disconnected``. ``{}`` when the call is gone."""
+        try:
+            return await self.execute("disconnect", {})
+        except CallEnded:
+            return {}
+
     async def start_action(self, kind: str, params: Mapping[str, Any],
                            terminal: Terminal) -> Action:
         """Start any action verb: send ``calling.<kind>`` with a fresh ``control_id``.
@@ -450,6 +561,9 @@ class Call:
                 if state == "ended":
                     reason = params.get("end_reason")
                     self.end_reason = reason if isinstance(reason, str) else None
+        elif event.event_type == "calling.call.connect":
+            if self.bridge is not None:
+                self.bridge._update(params)
         elif event.control_id is not None:
             action = self._actions.get(event.control_id)
             terminal = (action._terminal_state(event.event_type, params)
@@ -480,5 +594,7 @@ class Call:
         actions, self._actions = self._actions, {}
         for action in actions.values():
             action._resolve(HANGUP_RESULT)
+        if self.bridge is not None:
+            self.bridge._set("hangup")
         if self._ended_event is not None:
             self._ended_event.set()

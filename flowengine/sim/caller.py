@@ -16,6 +16,9 @@ A script is a comma-separated list of clauses (the grammar is documented in
     digits:12#/3         presses 1 2 # in the first collect, 3 in the second
     say:sales/billing    says "sales" in the first speech collect, "billing" in the second
     say:?/sales          mumbles in the first (the recognizer answers no_match), then "sales"
+    peer:busy/answer:20  the first device a connect dials is busy; the next answers and
+                         talks 20 s, then hangs up (also: noanswer, decline)
+    hangup@connect:5     hangs up 5 s after a connect bridged the call
 
 Parsing is pure; the simulator core decides when each part happens.
 """
@@ -34,7 +37,9 @@ DEFAULT_HANGUP_OFFSET = 1.0
 
 _DTMF = "0123456789*#ABCD"
 _NUMBER = r"(\d+(?:\.\d+)?|\.\d+)"
-_HANGUP_KINDS = ("ring", "play", "record", "collect")
+_HANGUP_KINDS = ("ring", "play", "record", "collect", "connect")
+#: What the far end of a connect does, device after device (``peer:``).
+PEER_BEHAVIOURS = ("answer", "busy", "noanswer", "decline")
 
 _SPEAK_RE = re.compile(rf"speak:{_NUMBER}(?::(quiet|[{re.escape(_DTMF)}]))?")
 _HANGUP_AFTER_RE = re.compile(rf"hangup:{_NUMBER}")
@@ -42,11 +47,14 @@ _HANGUP_DURING_RE = re.compile(
     rf"hangup@({'|'.join(_HANGUP_KINDS)})([1-9]\d*)?(?::{_NUMBER})?")
 _DIGITS_RE = re.compile(rf"digits:([{re.escape(_DTMF)}/]+)")
 _SAY_RE = re.compile(r"say:(.+)")
+_PEER_RE = re.compile(rf"peer:((?:{'|'.join(PEER_BEHAVIOURS)})(?::{_NUMBER})?"
+                      rf"(?:/(?:{'|'.join(PEER_BEHAVIOURS)})(?::{_NUMBER})?)*)")
 
 GRAMMAR = (
     "speak:N[:quiet|:KEY] | silent | hangup:N | hangup@ring[:N] | "
-    "hangup@play|record|collect[ORDINAL][:N] | "
-    "digits:KEYS[/KEYS…] | say:TEXT[/TEXT…], joined with commas"
+    "hangup@play|record|collect|connect[ORDINAL][:N] | "
+    "digits:KEYS[/KEYS…] | say:TEXT[/TEXT…] | "
+    "peer:answer[:N]|busy|noanswer|decline[/…], joined with commas"
 )
 
 
@@ -81,6 +89,10 @@ class CallerScript:
     digits: tuple[str, ...] = ()
     #: Phrases, one consumed by each collect that accepts speech.
     say: tuple[str, ...] = ()
+    #: What the far end of a connect does, one entry per device dialled, in order:
+    #: (behaviour, seconds): ``("answer", 20)`` answers and talks 20 s (None: the default
+    #: length), ``("busy", None)``, ``("noanswer", None)``, ``("decline", None)``.
+    peers: tuple[tuple[str, float | None], ...] = ()
     #: The text this script was parsed from ("" when built directly).
     source: str = field(default="", compare=False)
 
@@ -101,6 +113,7 @@ class CallerScript:
         hangup_ordinal = 1
         digits: list[str] = []
         say: list[str] = []
+        peers: list[tuple[str, float | None]] = []
         for raw in text.split(",") if text else ():
             clause = raw.strip()
             if not clause:
@@ -122,6 +135,16 @@ class CallerScript:
                 if any(not g for g in groups):
                     raise CallerScriptError(f"empty digit group in {clause!r}; grammar: {GRAMMAR}")
                 digits.extend(groups)
+            elif m := _PEER_RE.fullmatch(clause):
+                for part in m[1].split("/"):
+                    kind, _, seconds = part.partition(":")
+                    if seconds and kind != "answer":
+                        raise CallerScriptError(f"only answer takes a length, in {clause!r}; "
+                                                f"grammar: {GRAMMAR}")
+                    peers.append((kind, float(seconds) if seconds else None))
+            elif clause.startswith("peer:"):
+                raise CallerScriptError(f"unknown peer behaviour in {clause!r} (one of "
+                                        f"{', '.join(PEER_BEHAVIOURS)}); grammar: {GRAMMAR}")
             elif m := _SAY_RE.fullmatch(clause):
                 phrases = [p.strip() for p in m[1].split("/")]
                 if any(not p for p in phrases):
@@ -137,7 +160,7 @@ class CallerScript:
         return cls(speak=speak, after_speech=after, hangup_after=hangup_after,
                    hangup_during=hangup_during, hangup_offset=hangup_offset,
                    hangup_ordinal=hangup_ordinal,
-                   digits=tuple(digits), say=tuple(say), source=text)
+                   digits=tuple(digits), say=tuple(say), peers=tuple(peers), source=text)
 
     @classmethod
     def coerce(cls, value: str | CallerScript | None) -> CallerScript:
@@ -166,4 +189,7 @@ class CallerScript:
             parts.append("digits:" + "/".join(self.digits))
         if self.say:
             parts.append("say:" + "/".join(self.say))
+        if self.peers:
+            parts.append("peer:" + "/".join(
+                kind if seconds is None else f"{kind}:{seconds:g}" for kind, seconds in self.peers))
         return ",".join(parts)

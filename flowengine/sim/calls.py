@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +58,18 @@ COLLECT_END_SILENCE_TIMEOUT = 1.0
 CALLER_REACTION_SECONDS = 0.5
 CALLER_KEY_INTERVAL = 0.25
 DIGIT_SEND_SECONDS = 0.1
+#: The far end of a connect (``peer:`` in the caller script): how long each device rings
+#: before it answers, is busy or declines; how long it talks when the script does not say;
+#: how long a device rings unanswered when the connect gives no ``timeout``.
+PEER_ANSWER_SECONDS = 3.0
+PEER_BUSY_SECONDS = 1.0
+PEER_DECLINE_SECONDS = 2.0
+PEER_TALK_SECONDS = 10.0
+PEER_RING_TIMEOUT = 30.0
+#: RELAY's failed_reason for each way a device can fail (§4.2 end reasons).
+_PEER_FAILURES = {"busy": "busy", "noanswer": "noAnswer", "decline": "decline"}
+#: Device types a connect may dial (§5.6).
+_DEVICE_TYPES = frozenset({"phone", "sip", "webrtc", "call", "queue"})
 
 #: A ``say:`` phrase the recognizer cannot make out: the collect ends ``no_match``.
 UNINTELLIGIBLE = "?"
@@ -193,6 +206,8 @@ class SimCall:
         self._ring_timer_set = False
         self._digits_used = 0
         self._say_used = 0
+        self._peers_used = 0
+        self._bridge: ConnectAction | None = None
         self._passed_by: set[str] = set()
         self._waiters: list[anyio.Event] = []
 
@@ -283,6 +298,13 @@ class SimCall:
             return None
         self._digits_used += 1
         return self.caller.digits[self._digits_used - 1]
+
+    def next_peer(self) -> tuple[str, float | None]:
+        """What the next device a connect dials does (``peer:``; default: answers)."""
+        if self._peers_used >= len(self.caller.peers):
+            return ("answer", None)
+        self._peers_used += 1
+        return self.caller.peers[self._peers_used - 1]
 
     def next_phrase(self) -> str | None:
         """The caller's next phrase for a speech collect, or ``None``."""
@@ -406,6 +428,34 @@ class SimCall:
         done = {**self._ids(), "control_id": cid, "state": "finished"}
         self.after(DIGIT_SEND_SECONDS * len(digits),
                    lambda: self.emit("calling.call.send_digits", done))
+
+    def connect(self, params: dict[str, Any], reply: Reply) -> None:
+        """``calling.connect`` (§5.7): 200 "Connecting", then ``calling.call.connect``
+        connecting → connected (→ disconnected) or failed, as the caller script's ``peer:``
+        says for each device dialled."""
+        if self._bridge is not None and not self._bridge.done:
+            raise CommandError("409", "The call is already connecting or connected")
+        devices = params.get("devices")
+        if not isinstance(devices, list) or not devices or not all(
+                isinstance(group, list) and group and all(
+                    isinstance(d, dict) and d.get("type") in _DEVICE_TYPES for d in group)
+                for group in devices):
+            raise CommandError("400", "devices must be a non-empty list of non-empty lists of "
+                                      "devices (phone, sip, webrtc, call, queue)")
+        if params.get("ringback") is not None:
+            media_length(params["ringback"])  # 400 for a bad list
+        reply({"code": "200", "message": "Connecting", "call_id": self.call_id})
+        tag = params.get("tag") if isinstance(params.get("tag"), str) else None
+        self._bridge = ConnectAction(self, devices, tag)
+        self._bridge.start()
+
+    def disconnect(self, params: dict[str, Any], reply: Reply) -> None:
+        """``calling.disconnect`` (§5.7): end the bridge (or the dialling), keep the call."""
+        bridge = self._bridge
+        if bridge is None or bridge.done:
+            raise CommandError("409", "The call is not connected")
+        reply({"code": "200", "message": "Disconnecting", "call_id": self.call_id})
+        bridge.stop()
 
     def control(self, kinds: tuple[str, ...], verb: str, params: dict[str, Any],
                 reply: Reply) -> None:
@@ -693,6 +743,94 @@ class RecordAction(_Action):
         # Stopped or hung up: keep what was said (finished with the url and the length so
         # far), or no_input when the caller said nothing.
         self._finished()
+
+
+class ConnectAction(_Action):
+    """``calling.connect``: ``connecting`` → ``connected`` (→ ``disconnected``) or ``failed``.
+
+    Serial groups are dialled one after another; the devices of a group ring in parallel
+    and the first to answer wins. Each device does what the caller script's next ``peer:``
+    entry says. RELAY gives connect no control_id: the action is kept under a key of its
+    own, so that the end of the call still reports it (``disconnected`` before ``ended``).
+    """
+
+    kind = "connect"
+
+    def __init__(self, call: SimCall, devices: list[list[dict[str, Any]]],
+                 tag: str | None) -> None:
+        super().__init__(call, f"connect:{id(self)}")
+        self.devices = devices
+        self.tag = tag
+        self.state = "connecting"
+        self._group = 0
+
+    def _event(self, state: str, **extra: Any) -> None:
+        self.state = state
+        params: dict[str, Any] = {"call_id": self.call.call_id, "node_id": self.call.node_id,
+                                  "connect_state": state, **extra}
+        if self.tag:
+            params["tag"] = self.tag
+        self.call.emit("calling.call.connect", params)
+
+    def start(self) -> None:
+        self._event("connecting")
+        self._dial()
+
+    def _dial(self) -> None:
+        """Ring the next group: its devices' fates are decided now, the earliest answer wins."""
+        group = self.devices[self._group]
+        answers: list[tuple[float, dict[str, Any], float]] = []
+        failures: list[tuple[float, str]] = []
+        for device in group:
+            behaviour, seconds = self.call.next_peer()
+            if behaviour == "answer":
+                answers.append((PEER_ANSWER_SECONDS, device,
+                                PEER_TALK_SECONDS if seconds is None else seconds))
+            elif behaviour == "noanswer":
+                p = device.get("params") if isinstance(device.get("params"), dict) else {}
+                failures.append((_number(p.get("timeout"), PEER_RING_TIMEOUT), "noAnswer"))
+            else:
+                wait = PEER_BUSY_SECONDS if behaviour == "busy" else PEER_DECLINE_SECONDS
+                failures.append((wait, _PEER_FAILURES[behaviour]))
+        if answers:
+            ring, device, talk = min(answers, key=lambda a: a[0])
+            self._schedule(ring, lambda: self._connected(device, talk))
+        else:
+            wait, reason = max(failures)
+            self._schedule(wait, lambda: self._group_failed(reason))
+
+    def _group_failed(self, reason: str) -> None:
+        self._group += 1
+        if self._group < len(self.devices):
+            self._dial()
+        else:
+            self._close()
+            self._event("failed", failed_reason=reason)
+
+    def _connected(self, device: dict[str, Any], talk: float) -> None:
+        peer = {"call_id": str(uuid.uuid4()), "node_id": self.call.node_id, "device": device}
+        if self.tag:
+            peer["tag"] = self.tag
+        self._event("connected", peer=peer)
+        self._schedule(talk, self._peer_hangs_up)
+        self.call.action_started("connect", talk)
+
+    def _peer_hangs_up(self) -> None:
+        self._close()
+        self._event("disconnected")
+
+    def stop(self) -> None:
+        """``calling.disconnect``: a bridge ends ``disconnected``, dialling ends ``failed``."""
+        self.terminate()
+
+    def terminate(self) -> None:
+        if self.done:
+            return
+        self._close()
+        if self.state == "connected":
+            self._event("disconnected")
+        else:
+            self._event("failed", failed_reason="cancel")
 
 
 class CollectAction(_Action):

@@ -54,6 +54,8 @@ _CALL_VERBS = {
     "calling.collect": "collect",
     "calling.play_and_collect": "play_and_collect",
     "calling.send_digits": "send_digits",
+    "calling.connect": "connect",
+    "calling.disconnect": "disconnect",
 }
 _CONTROLS: dict[str, tuple[tuple[str, ...], str]] = {
     "calling.play.stop": (("play",), "stop"),
