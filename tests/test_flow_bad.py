@@ -120,6 +120,14 @@ EXPECTED = {
     "connect_unquoted_number.yaml": (5, 33, ("item 2 of devices in connect must be text or a "
                                             "list, not the number 15550002222; quote it: "
                                             "\"15550002222\"")),
+    "goto_unknown_step.yaml": (6, 18, "unknown step 'mneu' in goto; did you mean 'menu'?"),
+    "goto_with_next.yaml": (7, 5, ("a goto step goes to its step ('menu'); it has no next:; say "
+                                  "where to go when max_visits is reached with on: {exhausted: "
+                                  "STEP}")),
+    "goto_exhausted_without_limit.yaml": (8, 7, ("goto cannot end with 'exhausted'; its outcomes "
+                                                "are error; a goto ends with exhausted only with "
+                                                "max_visits")),
+    "goto_zero_visits.yaml": (6, 36, "max_visits in goto must be at least 1, not 0"),
 }
 
 

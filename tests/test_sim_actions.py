@@ -112,3 +112,10 @@ def test_peer_clauses_parse_and_print_back() -> None:
     for bad in ("peer:busy:3", "peer:maybe", "peer:"):
         with pytest.raises(CallerScriptError, match="grammar"):
             CallerScript.parse(bad)
+
+
+def test_a_dash_gives_a_collect_nothing() -> None:
+    script = CallerScript.parse("digits:-/12#,say:-/sales")
+    assert (script.digits, script.say) == (("-", "12#"), ("-", "sales"))
+    with pytest.raises(CallerScriptError, match="bad digit group"):
+        CallerScript.parse("digits:1//2")

@@ -123,6 +123,10 @@ ACTIONS: dict[str, ActionSpec] = {
               "(calling.connect).", method="calling.connect", own_timeout=True,
               fields=_fields(to="text", devices="devices", ringback="media",
                              **{"from": "text"})),
+        _spec("goto", ("next", "exhausted"), ("target", "visits"),
+              "flowengine.actions.logic:run_goto",
+              "Go to a step; with max_visits, only while that step has run fewer times.",
+              needs_call=False, shorthand="step"),
     )
 }
 

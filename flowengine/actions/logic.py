@@ -1,4 +1,4 @@
-"""branch, set and log: steps that need no live call (they run after a hangup too)."""
+"""branch, set, log and goto: steps that need no live call (they run after a hangup too)."""
 
 from __future__ import annotations
 
@@ -30,3 +30,13 @@ async def run_log(session: Session, step: Step, params: Any) -> StepResult:
     text = str(params)
     session.log(text)
     return StepResult(NEXT, {"text": text})
+
+
+async def run_goto(session: Session, step: Step, params: dict[str, Any]) -> StepResult:
+    """``goto: STEP`` → go there (outcome ``next``); with ``max_visits``, only while STEP has
+    run fewer times than that on this call, else ``exhausted``."""
+    target = params["step"]
+    visits = session.visits.get(target, 0)
+    limit = params.get("max_visits")
+    outcome = "exhausted" if limit is not None and visits >= limit else NEXT
+    return StepResult(outcome, {"target": target, "visits": visits})

@@ -96,6 +96,8 @@ class Session:
         self.steps: dict[str, dict[str, Any]] = {}
         self.vars: dict[str, Any] = {}
         self.trace: list[TraceEntry] = []
+        #: step id → how many times it has run on this call (goto's max_visits).
+        self.visits: dict[str, int] = {}
         self.hangup_handled = False
         self.error_handled = False
         #: True once a step ended with outcome `hangup`: the caller left.
@@ -202,6 +204,7 @@ class Session:
             if count > flow.max_steps:
                 return True, f"more than max_steps ({flow.max_steps}) steps ran: a loop without exit?"
             step = flow.steps[self.state]
+            self.visits[step.id] = self.visits.get(step.id, 0) + 1
             started = time.monotonic()
             result = await self._run_step(step)
             outcome = result.outcome

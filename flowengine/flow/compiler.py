@@ -330,7 +330,20 @@ class _Compiler:
         on = dict(raw.get("on") or {})
         timeout = raw.get("timeout")
         self.check_outcomes(sid, action, on, timeout is not None, branches, params)
-        if "next" in raw:
+        following = self.step_ids[index + 1] if index + 1 < len(self.step_ids) else None
+        if action == "goto":
+            # A goto's default path is its target; when the visit limit is reached it goes
+            # on to the step written after it, unless on: {exhausted: …} says otherwise.
+            nxt = params["step"]
+            self.check_target(nxt, (*apath, "step") if isinstance(value, dict) else apath,
+                              "goto")
+            if "next" in raw:
+                self.error((*base, "next"), f"a goto step goes to its step ('{nxt}'); it has "
+                           "no next:", key=True, hint="say where to go when max_visits is "
+                           "reached with on: {exhausted: STEP}")
+            if params.get("max_visits") is not None and "exhausted" not in on:
+                on["exhausted"] = following
+        elif "next" in raw:
             nxt = raw["next"]
             self.check_target(nxt, (*base, "next"), "next")
             if action == "branch" and branches and branches[-1].when is None:
@@ -339,7 +352,7 @@ class _Compiler:
         elif ACTIONS[action].ends_flow:
             nxt = None
         else:
-            nxt = self.step_ids[index + 1] if index + 1 < len(self.step_ids) else None
+            nxt = following
         if timeout is not None and not ACTIONS[action].waits:
             self.warning((*base, "timeout"), f"timeout has no effect on a {action} step "
                          "(it does not wait for anything)", key=True)

@@ -28,6 +28,11 @@ Step parameters (``Step.params``), one shape per action, after :func:`~flowengin
     the rendered text (``str``).
 ``branch``
     ``{}``; the choices are ``Step.branches`` (use ``choose_branch``).
+``goto``
+    ``{"step": target, "max_visits"?: int}``; ``Step.next`` is the target.
+Other actions
+    the mapping as written, each parameter compiled as the registry's ``fields`` say
+    (``flowengine.actions.ACTIONS``); see docs/flow-language.md.
 """
 
 from __future__ import annotations
@@ -164,6 +169,7 @@ class FlowVersion:
 _IF_PARAMS: dict[str, dict[str, Any]] = {
     "connect": {"connected": lambda p: p.get("wait") is False,
                 "disconnected": lambda p: p.get("wait", True) is not False},
+    "goto": {"exhausted": lambda p: p.get("max_visits") is not None},
 }
 
 
@@ -173,6 +179,8 @@ def params_note(action: str, outcome: str) -> str | None:
         return "a connect ends with connected only with wait: false"
     if outcome == "disconnected" and action == "connect":
         return "with wait: false a connect ends when the peer answers (connected)"
+    if outcome == "exhausted" and action == "goto":
+        return "a goto ends with exhausted only with max_visits"
     return None
 
 

@@ -16,6 +16,7 @@ A script is a comma-separated list of clauses (the grammar is documented in
     digits:12#/3         presses 1 2 # in the first collect, 3 in the second
     say:sales/billing    says "sales" in the first speech collect, "billing" in the second
     say:?/sales          mumbles in the first (the recognizer answers no_match), then "sales"
+    digits:-/1           gives nothing in the first collect (no_input), presses 1 in the second
     peer:busy/answer:20  the first device a connect dials is busy; the next answers and
                          talks 20 s, then hangs up (also: noanswer, decline)
     hangup@connect:5     hangs up 5 s after a connect bridged the call
@@ -36,6 +37,8 @@ DEFAULT_SPEAK = 3.0
 DEFAULT_HANGUP_OFFSET = 1.0
 
 _DTMF = "0123456789*#ABCD"
+#: A ``digits:`` group or ``say:`` phrase that gives nothing: that collect hears no input.
+SKIP = "-"
 _NUMBER = r"(\d+(?:\.\d+)?|\.\d+)"
 _HANGUP_KINDS = ("ring", "play", "record", "collect", "connect")
 #: What the far end of a connect does, device after device (``peer:``).
@@ -45,7 +48,7 @@ _SPEAK_RE = re.compile(rf"speak:{_NUMBER}(?::(quiet|[{re.escape(_DTMF)}]))?")
 _HANGUP_AFTER_RE = re.compile(rf"hangup:{_NUMBER}")
 _HANGUP_DURING_RE = re.compile(
     rf"hangup@({'|'.join(_HANGUP_KINDS)})([1-9]\d*)?(?::{_NUMBER})?")
-_DIGITS_RE = re.compile(rf"digits:([{re.escape(_DTMF)}/]+)")
+_DIGITS_RE = re.compile(rf"digits:((?:[{re.escape(_DTMF)}]+|{SKIP})(?:/(?:[{re.escape(_DTMF)}]+|{SKIP}))*)")
 _SAY_RE = re.compile(r"say:(.+)")
 _PEER_RE = re.compile(rf"peer:((?:{'|'.join(PEER_BEHAVIOURS)})(?::{_NUMBER})?"
                       rf"(?:/(?:{'|'.join(PEER_BEHAVIOURS)})(?::{_NUMBER})?)*)")
@@ -53,7 +56,7 @@ _PEER_RE = re.compile(rf"peer:((?:{'|'.join(PEER_BEHAVIOURS)})(?::{_NUMBER})?"
 GRAMMAR = (
     "speak:N[:quiet|:KEY] | silent | hangup:N | hangup@ring[:N] | "
     "hangup@play|record|collect|connect[ORDINAL][:N] | "
-    "digits:KEYS[/KEYS…] | say:TEXT[/TEXT…] | "
+    "digits:KEYS|-[/KEYS|-…] | say:TEXT|-[/TEXT|-…] | "
     "peer:answer[:N]|busy|noanswer|decline[/…], joined with commas"
 )
 
@@ -131,10 +134,10 @@ class CallerScript:
                 hangup_ordinal = int(m[2]) if m[2] is not None else 1
                 hangup_offset = float(m[3]) if m[3] is not None else None
             elif m := _DIGITS_RE.fullmatch(clause):
-                groups = m[1].split("/")
-                if any(not g for g in groups):
-                    raise CallerScriptError(f"empty digit group in {clause!r}; grammar: {GRAMMAR}")
-                digits.extend(groups)
+                digits.extend(m[1].split("/"))
+            elif clause.startswith("digits:"):
+                raise CallerScriptError(f"bad digit group in {clause!r} (keys 0-9 * # A-D, or "
+                                        f"{SKIP} for none); grammar: {GRAMMAR}")
             elif m := _PEER_RE.fullmatch(clause):
                 for part in m[1].split("/"):
                     kind, _, seconds = part.partition(":")

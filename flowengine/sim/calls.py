@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from flowengine.sim import audio
-from flowengine.sim.caller import DEFAULT_HANGUP_OFFSET, CallerScript
+from flowengine.sim.caller import DEFAULT_HANGUP_OFFSET, SKIP, CallerScript
 from flowengine.sim.timers import Timer
 
 if TYPE_CHECKING:
@@ -293,11 +293,13 @@ class SimCall:
         self.end("hangup")
 
     def next_digits(self) -> str | None:
-        """The caller's next DTMF group (each collect consumes one), or ``None``."""
+        """The caller's next DTMF group (each collect consumes one), or ``None`` (none left,
+        or ``-``: this collect gets none)."""
         if self._digits_used >= len(self.caller.digits):
             return None
         self._digits_used += 1
-        return self.caller.digits[self._digits_used - 1]
+        keys = self.caller.digits[self._digits_used - 1]
+        return None if keys == SKIP else keys
 
     def next_peer(self) -> tuple[str, float | None]:
         """What the next device a connect dials does (``peer:``; default: answers)."""
@@ -311,7 +313,8 @@ class SimCall:
         if self._say_used >= len(self.caller.say):
             return None
         self._say_used += 1
-        return self.caller.say[self._say_used - 1]
+        phrase = self.caller.say[self._say_used - 1]
+        return None if phrase == SKIP else phrase
 
     # -- lifecycle ----------------------------------------------------------------------------
 
