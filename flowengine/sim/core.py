@@ -594,7 +594,7 @@ class SimCore:
             return
         call.commands.append(method)
         if self.latency is not None:
-            self.latency.command(call.call_id)
+            self.latency.command(call.call_id, method)
         failure = self._take_failure(method)
         if failure is not None:
             reply({"code": failure[0], "message": failure[1]})
