@@ -45,7 +45,7 @@ async def test_keys_that_are_a_choice_end_with_digit_and_the_terminator(tmp_path
     run = await run_flow(write_flow(tmp_path, MENU), "digits:2#")
     assert run.path() == [("greet", "answered"), ("menu", "digit"), ("done", "next")]
     assert run.report.steps["menu"] == {"digits": "2", "terminator": "#", "text": None,
-                                        "confidence": None, "attempts": 1}
+                                        "confidence": None, "choice": "2", "attempts": 1}
     assert said(run) == ["Press 1 for sales or 2 for billing."]
     assert run.sim_calls[0].commands.count("calling.play_and_collect") == 1
 
@@ -55,6 +55,7 @@ async def test_words_that_are_a_choice_end_with_speech(tmp_path):
     assert run.path()[1] == ("menu", "speech")
     result = run.report.steps["menu"]
     assert (result["text"], result["digits"], result["attempts"]) == ("Billing.", None, 1)
+    assert result["choice"] == "billing"  # the choice as written
     assert result["confidence"] == pytest.approx(0.95)
 
 

@@ -105,7 +105,7 @@ ACTIONS: dict[str, ActionSpec] = {
         _spec("hangup", (), ("reason",), "flowengine.actions.call_control:run_hangup",
               "Hang up the call (calling.end).", ends_flow=True, method="calling.end"),
         _spec("prompt", ("digit", "speech", "no_input", "no_match", *CALL_OUTCOMES),
-              ("digits", "terminator", "text", "confidence", "attempts"),
+              ("digits", "terminator", "text", "confidence", "choice", "attempts"),
               "flowengine.actions.input:run_prompt",
               "Ask the caller and collect keys or speech (calling.play_and_collect), asking "
               "again up to max_attempts times.",

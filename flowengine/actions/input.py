@@ -49,8 +49,8 @@ def normalise_speech(text: str) -> str:
 async def run_prompt(session: Session, step: Step, params: dict[str, Any]) -> StepResult:
     """``prompt: {…}`` → ``calling.play_and_collect``, once per attempt.
 
-    Outcomes: ``digit`` or ``speech`` (an answer that is one of ``choices``, or any answer
-    without ``choices``), ``no_input`` / ``no_match`` once ``max_attempts`` are used up,
+    Outcomes: ``digit`` or ``speech`` (an answer that is one of ``choices`` — then
+    ``choice`` is that choice as written — or any answer without ``choices``), ``no_input`` / ``no_match`` once ``max_attempts`` are used up,
     ``error``, ``hangup``, and ``timeout`` when the step's ``timeout`` (for all attempts)
     runs out.
     """
@@ -60,7 +60,7 @@ async def run_prompt(session: Session, step: Step, params: dict[str, Any]) -> St
     reprompts = {"no_input": params.get("no_input_play") or [],
                  "no_match": params.get("no_match_play") or []}
     fields: dict[str, Any] = {"digits": None, "terminator": None, "text": None,
-                              "confidence": None, "attempts": 0}
+                              "confidence": None, "choice": None, "attempts": 0}
     played: list[dict[str, Any]] = []
     timeout = session.step_timeout(step)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -85,18 +85,21 @@ async def run_prompt(session: Session, step: Step, params: dict[str, Any]) -> St
         outcome = result.state if result is not None else "error"
         if outcome == "digit":
             fields.update(digits=str(heard.get("digits") or ""),
-                          terminator=heard.get("terminator") or None, text=None, confidence=None)
-            if choices is not None and fields["digits"] not in choices:
-                outcome = "no_match"
+                          terminator=heard.get("terminator") or None, text=None, confidence=None,
+                          choice=None)
+            if choices is not None:
+                fields["choice"] = fields["digits"] if fields["digits"] in choices else None
+                outcome = outcome if fields["choice"] is not None else "no_match"
         elif outcome == "speech":
             text = str(heard.get("text") or "")
             confidence = heard.get("confidence")
             fields.update(digits=None, terminator=None, text=text,
                           confidence=float(confidence) if isinstance(confidence, (int, float))
-                          and not isinstance(confidence, bool) else None)
-            if choices is not None and normalise_speech(text) not in {
-                    normalise_speech(c) for c in choices}:
-                outcome = "no_match"
+                          and not isinstance(confidence, bool) else None, choice=None)
+            if choices is not None:
+                said = normalise_speech(text)
+                fields["choice"] = next((c for c in choices if normalise_speech(c) == said), None)
+                outcome = outcome if fields["choice"] is not None else "no_match"
         if timed_out:
             outcome = "timeout"
             break
