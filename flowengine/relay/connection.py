@@ -19,6 +19,7 @@ from typing import Any, cast
 import anyio
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
+from websockets.protocol import State as _WsState
 
 from .errors import ConnectionLost, RelayError, RequestTimeout
 from .events import ConnectResult, Event, RequestFailed, RequestSucceeded
@@ -34,6 +35,7 @@ _DEBUG = logging.DEBUG
 MAX_FRAME_SIZE = 10 * 1024 * 1024
 #: How long closing a websocket may take before the TCP connection is aborted.
 _CLOSE_TIMEOUT = 2.0
+_WS_OPEN = _WsState.OPEN
 #: Errors that mean "the transport is gone" at this boundary.
 _TRANSPORT_ERRORS = (OSError, WebSocketException)
 
@@ -223,7 +225,8 @@ class RelayConnection:
             if logger.isEnabledFor(_DEBUG):
                 logger.debug("> %s", frame)
             try:
-                await self.ws.send(frame)
+                if not self._send_now(frame):
+                    await self.ws.send(frame)
             except _TRANSPORT_ERRORS:
                 raise ConnectionLost(-1, method, "Connection closed") from None
             await waiter.done.wait()
@@ -330,7 +333,29 @@ class RelayConnection:
         for frame in self.proto.frames_to_send():
             if logger.isEnabledFor(_DEBUG):
                 logger.debug("> %s", frame)
-            await self.ws.send(frame)
+            if not self._send_now(frame):
+                await self.ws.send(frame)
+
+    def _send_now(self, frame: str) -> bool:
+        """Write one text frame at once, through websockets' sans-I/O protocol.
+
+        ``await ws.send()`` costs about 4.5 us of bookkeeping per frame (an async context
+        manager, flow control), a third of the cost of a frame here. While the link is open
+        and the socket's buffer is not full, none of it is needed: the frame goes straight
+        to the (coalescing) transport. Returns False when ``ws.send()`` must handle it (the
+        link is closing, writing is paused, a fragmented message is being sent).
+        """
+        ws = self.ws
+        protocol = ws.protocol
+        if (protocol.state is not _WS_OPEN or getattr(ws, "paused", True)
+                or getattr(ws, "send_in_progress", True) is not None):
+            return False
+        protocol.send_text(frame.encode())
+        transport = ws.transport
+        for data in protocol.data_to_send():
+            if data:
+                transport.write(data)
+        return True
 
     def _dispatch(self, events: list[Event]) -> None:
         for event in events:
