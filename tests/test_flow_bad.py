@@ -128,6 +128,22 @@ EXPECTED = {
                                                 "are error; a goto ends with exhausted only with "
                                                 "max_visits")),
     "goto_zero_visits.yaml": (6, 36, "max_visits in goto must be at least 1, not 0"),
+    "subflow_calls_itself.yaml": (4, 11, (
+        "subflow cycle: tests/flows_bad/subflow_calls_itself.yaml → "
+        "tests/flows_bad/subflow_calls_itself.yaml; a flow cannot call itself, directly or "
+        "through other flows")),
+    "subflow_unknown_param.yaml": (6, 16, ("subflow lib/ask.yaml has no parameter 'qestion'; "
+                                          "did you mean 'question'?")),
+    "subflow_missing_file.yaml": (4, 11, ("cannot read the subflow lib/account.yaml: No such file "
+                                         "or directory; the path is relative to this flow's "
+                                         "file")),
+    "subflow_unknown_return.yaml": (6, 10, ("steps.account has no result 'number'; its subflow "
+                                           "returns account")),
+    "return_with_next.yaml": (5, 5, ("a return step ends the flow; it has no next:; put the "
+                                    "steps to run before it ahead of it")),
+    "params_undeclared.yaml": (4, 10, ("params is not declared: this flow has no params:; a "
+                                      "subflow declares its parameters, with defaults, under "
+                                      "params: at the top of its file")),
 }
 
 

@@ -145,9 +145,10 @@ def render() -> str:
         elif name == "branch":
             out += ["A list of choices, tried in order:", "",
                     *_table(schema, node["items"]["properties"]), ""]
-        elif name == "set":
+        elif name in ("set", "return"):
             value = _resolve(schema, schema["definitions"]["value"])
-            out += [f"A mapping of variable name → value. {value['description']}", ""]
+            what = "variable name" if name == "set" else "name"
+            out += [f"A mapping of {what} → value. {value['description']}", ""]
         elif name == "log":
             text = _resolve(schema, schema["definitions"]["text"])["description"]
             out += [f"The line to write. {text}", ""]
@@ -156,6 +157,8 @@ def render() -> str:
             required = node.get("required", [])
             intro = (f"A mapping with {', '.join(f'`{k}`' for k in required)}:" if required
                      else f"A mapping ({empty} for the defaults):")
+            if "string" in node.get("type", []) and required:
+                intro = intro[:-1] + f", or just the `{required[0]}` as text:"
             out += [intro, "", *_table(schema, node["properties"]), ""]
             for key, raw in node["properties"].items():
                 inner = _resolve(schema, raw)

@@ -127,6 +127,12 @@ ACTIONS: dict[str, ActionSpec] = {
               "flowengine.actions.logic:run_goto",
               "Go to a step; with max_visits, only while that step has run fewer times.",
               needs_call=False, shorthand="step"),
+        _spec("call", ("returned", "error", "hangup"), (), "flowengine.actions.subflow:run_call",
+              "Run another flow file (a subflow) with params; what it returns lands under "
+              "steps.<id>.", needs_call=False, shorthand="flow", fields=_fields(params="value")),
+        _spec("return", (), (), "flowengine.actions.subflow:run_return",
+              "End the flow; in a subflow, give these values to the step that called it.",
+              needs_call=False, ends_flow=True),
     )
 }
 

@@ -45,7 +45,7 @@ _ONCE = {"on_hangup": _hangup_not_handled, "on_error": _error_not_handled}
 class FlowRuntime:
     """A FlowVersion made runnable: its machine and its action runners, built once."""
 
-    __slots__ = ("__weakref__", "flow", "machine", "outcomes", "runners")
+    __slots__ = ("__weakref__", "flow", "machine", "outcomes", "runners", "subflows")
 
     def __init__(self, flow: FlowVersion) -> None:
         self.flow = flow
@@ -59,6 +59,8 @@ class FlowRuntime:
         #: step id → the outcomes it can end with (anything else is reported as `error`).
         self.outcomes: dict[str, frozenset[str]] = {}
         self.runners: dict[str, Callable[..., Any]] = {}
+        #: The runtimes of the subflows its call steps run, by resolved path.
+        self.subflows = {path: FlowRuntime(sub) for path, sub in flow.subflows.items()}
         for step in flow.steps.values():
             self._add_step(step)
             if step.action not in self.runners:

@@ -44,7 +44,8 @@ class TracePrinter:
         prefix = f"[{entry.call_id[:8]}] " if self.multi else ""
         method = entry.method or "-"
         dest = entry.next_step or "(flow ends)"
-        line = (f"{prefix}{entry.started:8.3f}s  {entry.step:<16} {entry.action:<7} "
+        step = f"{entry.within}/{entry.step}" if entry.within else entry.step
+        line = (f"{prefix}{entry.started:8.3f}s  {step:<16} {entry.action:<7} "
                 f"{method:<16} → {entry.outcome:<9} {_ms(entry.duration):>9}  next: {dest}")
         self._p(line)
         detail = self._result_text(entry)
@@ -64,6 +65,8 @@ class TracePrinter:
             index = result.get("index")
             if index is None:
                 return "no condition held"
+            if entry.within is not None:  # a subflow's step: not in this flow's table
+                return f"choice {index + 1}"
             branch = self.flow.steps[entry.step].branches[index]
             return f"when {branch.when_text}" if branch.when_text else "default choice"
         return ""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,13 @@ import anyio
 from flowengine.actions import ACTIONS
 from flowengine.actions.base import StepResult
 from flowengine.engine.machine import END, FlowRuntime
-from flowengine.flow import TemplateRenderError, initial_vars, render_params
+from flowengine.flow import (
+    FlowParams,
+    TemplateRenderError,
+    initial_params,
+    initial_vars,
+    render_params,
+)
 
 if TYPE_CHECKING:
     from flowengine.flow import Step
@@ -54,6 +60,9 @@ class TraceEntry:
     #: The media items the step played when they differ from ``params`` (a prompt that
     #: re-prompted), else None.
     played: list[dict[str, Any]] | None = None
+    #: For a subflow's steps: the id of the calling step (``ask/inner`` for nested calls);
+    #: None for the flow's own steps.
+    within: str | None = None
 
 
 @dataclass(slots=True)
@@ -83,6 +92,8 @@ class Session:
         *,
         on_step: Callable[[TraceEntry], None] | None = None,
         time_scale: float = 1.0,
+        params: Mapping[str, Any] | None = None,
+        within: str | None = None,
     ) -> None:
         self.runtime = runtime
         self.flow = runtime.flow
@@ -104,6 +115,15 @@ class Session:
         self.caller_hung_up = False
         #: True once a `hangup` step sent calling.end: the flow's end must not send another.
         self.hangup_sent = False
+        #: What a ``return`` step gave (a subflow's result), None until one ran.
+        self.returned: dict[str, Any] | None = None
+        #: The outcome of the step after which the flow ended (None while it runs).
+        self.end_outcome: str | None = None
+        #: The calling step's id when this session runs a subflow, else None.
+        self.within = within
+        #: What the calling step passed (a subflow's params before its defaults are added).
+        self._given_params = dict(params or {})
+        self.params = FlowParams()
         self._call_info = {
             "id": call.call_id,
             "from": call.from_number,
@@ -113,14 +133,15 @@ class Session:
             "state": call.state,
         }
         self._context = {"call": self._call_info, "steps": self.steps, "vars": self.vars,
-                         "flow": self.flow.template_flow}
+                         "flow": self.flow.template_flow, "params": self.params}
         self._t0 = 0.0
         self._wall0 = 0.0
 
     # -- what actions and templates use ------------------------------------------------
 
     def template_context(self) -> dict[str, Any]:
-        """The names templates see: ``call``, ``steps``, ``vars``, ``flow`` (live views)."""
+        """The names templates see: ``call``, ``steps``, ``vars``, ``flow``, ``params``
+        (live views)."""
         self._call_info["state"] = self.call.state
         return self._context
 
@@ -191,10 +212,38 @@ class Session:
 
     def _init_vars(self) -> str | None:
         try:
-            self.vars.update(initial_vars(self.flow, self._call_info))
+            self.params.update(initial_params(self.flow, self._call_info, self._given_params))
+            self.vars.update(initial_vars(self.flow, self._call_info, self.params))
         except TemplateRenderError as exc:
             return str(exc)
         return None
+
+    # -- subflows ------------------------------------------------------------------------
+
+    def subflow(self, step: Step, flow: str, params: Mapping[str, Any]) -> Session:
+        """A session for the subflow a ``call`` step runs: the same call, clocks and trace,
+        its own steps, vars and params."""
+        child = Session(self.runtime.subflows[flow], self.call, on_step=self.on_step,
+                        time_scale=self.time_scale, params=params,
+                        within=step.id if self.within is None else f"{self.within}/{step.id}")
+        child.trace = self.trace
+        child._t0, child._wall0 = self._t0, self._wall0
+        child.caller_hung_up = self.caller_hung_up
+        return child
+
+    async def run_subflow(self) -> tuple[str, str | None]:
+        """Run as a subflow, inside its calling step: the outcome for that step
+        (``returned``, ``hangup`` or ``error``) and the error, if any. The call is left as
+        it is (a subflow's end does not hang up)."""
+        error = self._init_vars()
+        failed = error is not None
+        if not failed:
+            failed, error = await self._run_steps()
+        if failed:
+            return "error", error
+        if self.returned is None and self.end_outcome == "hangup":
+            return "hangup", None
+        return "returned", None
 
     async def _run_steps(self) -> tuple[bool, str | None]:
         flow, runtime = self.flow, self.runtime
@@ -214,6 +263,8 @@ class Session:
             # Which edge the outcome takes is the machine's business; the flags its
             # conditions read change only after it moved.
             runtime.fire(self, outcome)
+            if self.state == END:
+                self.end_outcome = outcome
             if outcome == "hangup" and self.state == flow.on_hangup:
                 self.hangup_handled = True
             if outcome == "error" and flow.on_error and self.state == flow.on_error:
@@ -227,7 +278,7 @@ class Session:
     def _result_fields(step: Step, result: dict[str, Any]) -> dict[str, Any]:
         # Every declared field has a value (None when the step did not produce it), so
         # `steps.rec.url` after a timeout or an error is None, not a run-time error.
-        fields = ACTIONS[step.action].result_fields
+        fields = step.result_fields
         if all(name in result for name in fields):
             return result
         return {**dict.fromkeys(fields), **result}
@@ -293,6 +344,7 @@ class Session:
             params=result.params,
             at=self._wall0 + (started - self._t0),
             played=result.played,
+            within=self.within,
         )
         self.trace.append(entry)
         if logger.isEnabledFor(logging.INFO):

@@ -72,6 +72,7 @@ def entry_record(entry: TraceEntry) -> dict[str, Any]:
         "action": entry.action,
         "params": redact(entry.params),
         **({"played": entry.played} if entry.played is not None else {}),
+        **({"within": entry.within} if entry.within is not None else {}),
         "method": entry.method,
         "control_id": entry.control_id,
         "outcome": entry.outcome,
@@ -132,8 +133,9 @@ def format_timeline(records: Iterable[Mapping[str, Any]]) -> str:
             duration = float(r.get("duration") or 0)
             took = f"{duration * 1000:.0f} ms" if duration < 1 else f"{duration:.2f} s"
             offset = f"+{float(r.get('started') or 0):.3f}s"
+            step = f"{r['within']}/{r.get('step')}" if r.get("within") else r.get("step")
             lines.append(
-                f"  {offset:<10} {r.get('step')!s:<16} "
+                f"  {offset:<10} {step!s:<16} "
                 f"{r.get('action')!s:<7} {r.get('method') or '-':<16} → "
                 f"{r.get('outcome')!s:<9} {took:>9}  next: {r.get('next') or '(flow ends)'}")
             result = r.get("result") or {}

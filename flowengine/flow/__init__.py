@@ -31,10 +31,12 @@ from .templates import (
     CONTEXT_NAMES,
     FLOW_FIELDS,
     CallInfo,
+    FlowParams,
     FlowVars,
     StepResults,
     TemplateRenderError,
     choose_branch,
+    initial_params,
     initial_vars,
     render,
     render_params,
@@ -43,8 +45,9 @@ from .templates import (
 
 __all__ = [
     "BRANCH_PREFIX", "CALL_FIELDS", "CONTEXT_NAMES", "ERROR", "FLOW_FIELDS", "HANGUP", "NEXT",
-    "Branch", "CallInfo", "CompileResult", "Diagnostic", "FlowError", "FlowVars", "FlowVersion",
+    "Branch", "CallInfo", "CompileResult", "Diagnostic", "FlowError", "FlowParams", "FlowVars",
+    "FlowVersion",
     "Route", "Step", "StepResults", "TemplateRenderError", "branch_outcome", "check_paths",
-    "choose_branch", "compile_flow", "flow_files", "initial_vars", "load_flow",
+    "choose_branch", "compile_flow", "flow_files", "initial_params", "initial_vars", "load_flow",
     "possible_outcomes", "render", "render_params", "route", "template_context",
 ]

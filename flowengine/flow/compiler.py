@@ -161,7 +161,14 @@ def check_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Diagnostic]:
     return sorted(diagnostics, key=sort_key)
 
 
-def _compile(source: bytes | str, file: str) -> tuple[CompileResult, Document | None]:
+#: Subflow files already compiled during one compile: absolute path → result.
+_Loaded = dict[str, "CompileResult | str"]
+
+
+def _compile(source: bytes | str, file: str, *, stack: tuple[str, ...] = (),
+             loaded: _Loaded | None = None) -> tuple[CompileResult, Document | None]:
+    """Compile one file. ``stack`` holds the absolute paths of the flows whose ``call`` steps
+    led here (a subflow cycle); ``loaded`` the subflows compiled so far."""
     raw = source.encode("utf-8") if isinstance(source, str) else source
     digest = hashlib.sha256(raw).hexdigest()
     if len(raw) > MAX_FILE_BYTES:
@@ -186,7 +193,8 @@ def _compile(source: bytes | str, file: str) -> tuple[CompileResult, Document | 
     problems = validate(doc)
     if problems:
         return CompileResult(None, tuple(sorted(problems, key=sort_key))), doc
-    compiler = _Compiler(doc, digest)
+    compiler = _Compiler(doc, digest, (*stack, os.path.abspath(file)),
+                         {} if loaded is None else loaded)
     version = compiler.build()
     diagnostics = tuple(sorted(compiler.diagnostics, key=sort_key))
     if any(d.is_error for d in diagnostics):
@@ -208,8 +216,16 @@ _Token = tuple[str, str]
 class _Compiler:
     """Builds the FlowVersion of one schema-valid document, collecting semantic findings."""
 
-    def __init__(self, doc: Document, digest: str) -> None:
+    def __init__(self, doc: Document, digest: str, stack: tuple[str, ...] = (),
+                 loaded: _Loaded | None = None) -> None:
         self.doc = doc
+        self.stack = stack
+        self.loaded: _Loaded = {} if loaded is None else loaded
+        #: resolved path → the subflow its call steps run.
+        self.subflows: dict[str, FlowVersion] = {}
+        #: step id → its result keys, where they are the step's own (call, return).
+        self.step_results: dict[str, tuple[str, ...]] = {}
+        self.declared_params = set(doc.data.get("params") or {})
         self.data: dict[str, Any] = doc.data
         self.file = doc.file
         self.digest = digest
@@ -247,7 +263,11 @@ class _Compiler:
         template_flow = MappingProxyType({"name": name, "version": version_short, "file": self.file})
         variables = {key: self.value(value, ("vars", key), None)
                      for key, value in (data.get("vars") or {}).items()}
+        params = {key: self.value(value, ("params", key), None)
+                  for key, value in (data.get("params") or {}).items()}
         steps = {sid: self.step(sid, index) for index, sid in enumerate(self.step_ids)}
+        returns = tuple(dict.fromkeys(key for step in steps.values() if step.action == "return"
+                                      for key in step.params))
         start = data.get("start", self.step_ids[0])
         for key in ("start", "on_hangup", "on_error"):
             if key in data:
@@ -271,6 +291,12 @@ class _Compiler:
             edges=MappingProxyType({}),
             warnings=(),
             template_flow=template_flow,
+            params=MappingProxyType(freeze(params)),
+            subflows=MappingProxyType(self.subflows),
+            returns=returns,
+            sources=tuple(dict.fromkeys(
+                item for path, sub in self.subflows.items()
+                for item in ((path, sub.version), *sub.sources))),
         )
         edges = {sid: MappingProxyType({o: route(version, step, o).target for o in step.outcomes()})
                  for sid, step in steps.items()}
@@ -287,7 +313,7 @@ class _Compiler:
                 self.error(("steps", sid), f"'{sid}' cannot be a step id: in templates "
                            f"steps.{sid} is a method of the mapping", key=True,
                            hint="choose another name")
-        for path in [("vars", n) for n in self.data.get("vars") or {}] + [
+        for path in [(top, n) for top in ("vars", "params") for n in self.data.get(top) or {}] + [
                 ("steps", sid, "set", n) for sid, step in self.step_data.items()
                 for n in (step.get("set") or {})]:
             name = path[-1]
@@ -323,8 +349,14 @@ class _Compiler:
             params = self.text(value, apath, sid)
         elif action == "branch":
             branches = tuple(self.branch(sid, value, apath))
+        elif action == "return":
+            params = freeze({k: self.value(v, (*apath, k), sid) for k, v in (value or {}).items()})
+            self.step_results[sid] = tuple(params)
         else:
-            params = freeze(self.action_params(sid, action, value, apath))
+            compiled = self.action_params(sid, action, value, apath)
+            if action == "call":
+                compiled = self.subflow_call(sid, compiled, value, apath)
+            params = freeze(compiled)
             self.check_action(sid, action, value, apath)
 
         on = dict(raw.get("on") or {})
@@ -356,9 +388,61 @@ class _Compiler:
         if timeout is not None and not ACTIONS[action].waits:
             self.warning((*base, "timeout"), f"timeout has no effect on a {action} step "
                          "(it does not wait for anything)", key=True)
+        if action == "return" and "next" in raw:
+            self.error((*base, "next"), "a return step ends the flow; it has no next:",
+                       key=True, hint="put the steps to run before it ahead of it")
         return Step(id=sid, action=action, params=params, on=MappingProxyType(on), next=nxt,
                     timeout=timeout, line=line, col=col, branches=branches,
-                    description=raw.get("description"))
+                    description=raw.get("description"), results=self.step_results.get(sid))
+
+    def subflow_call(self, sid: str, compiled: dict[str, Any], value: Any,
+                     path: Path) -> dict[str, Any]:
+        """A ``call`` step: load its subflow (relative to this file), refuse cycles and
+        parameters it does not declare; the step's ``flow`` becomes the resolved path."""
+        written = str(compiled["flow"])
+        fpath: Path = (*path, "flow") if isinstance(value, dict) else path
+        resolved = os.path.normpath(os.path.join(os.path.dirname(self.file), written))
+        target = os.path.abspath(resolved)
+        compiled = {**compiled, "flow": resolved}
+        self.step_results[sid] = ()
+        if target in self.stack:
+            chain = [*self.stack[self.stack.index(target):], target]
+            self.error(fpath, "subflow cycle: " + " → ".join(os.path.relpath(f) for f in chain),
+                       hint="a flow cannot call itself, directly or through other flows")
+            return compiled
+        result = self.loaded.get(target)
+        if result is None:
+            try:
+                source = FsPath(target).read_bytes()
+            except OSError as exc:
+                result = f"cannot read the subflow {written}: {exc.strerror or exc}"
+            else:
+                result = _compile(source, resolved, stack=self.stack, loaded=self.loaded)[0]
+            self.loaded[target] = result
+        if isinstance(result, str):
+            self.error(fpath, result, hint="the path is relative to this flow's file")
+            return compiled
+        if result.version is None:
+            errors = [d for d in result.diagnostics if d.is_error]
+            self.error(fpath, f"the subflow {written} does not load ({len(errors)} "
+                       f"error{'s' if len(errors) != 1 else ''})",
+                       hint=f"run `flowengine check {resolved}`")
+            # Its own findings, at their own file:line:col (once per compile).
+            known = {(d.file, d.line, d.col, d.message) for d in self.diagnostics}
+            self.diagnostics.extend(d for d in errors
+                                    if (d.file, d.line, d.col, d.message) not in known)
+            return compiled
+        sub = result.version
+        self.subflows[resolved] = sub
+        self.step_results[sid] = sub.returns
+        for name in compiled.get("params") or {}:
+            if name not in sub.params:
+                declared = list(sub.params)
+                self.error((*path, "params", name), f"subflow {written} has no parameter "
+                           f"'{name}'", key=True, hint=did_you_mean(name, declared) or (
+                               f"its params: {', '.join(declared)}" if declared
+                               else f"declare it under params: in {written}"))
+        return compiled
 
     def check_action(self, sid: str, action: str, value: Any, path: Path) -> None:
         """What the schema cannot say about one action's parameters."""
@@ -534,10 +618,20 @@ class _Compiler:
         for ref in compiled.references:
             chain = ref.chain
             root = chain[0]
-            if root not in CONTEXT_NAMES:
+            if root not in CONTEXT_NAMES and root != "params":
                 if root not in ENV.globals:
                     report(f"unknown name '{root}' in a template; templates can use call, steps, "
                            "vars and flow", did_you_mean(root, CONTEXT_NAMES))
+                continue
+            if root == "params":
+                if not self.declared_params:
+                    report("params is not declared: this flow has no params:",
+                           "a subflow declares its parameters, with defaults, under params: at "
+                           "the top of its file")
+                elif len(chain) >= 2 and chain[1] not in self.declared_params:
+                    report(f"unknown parameter '{chain[1]}' in params.{chain[1]}",
+                           did_you_mean(chain[1], self.declared_params)
+                           or "declare it under params:")
                 continue
             if owner is None and root in ("steps", "vars"):
                 report(f"vars values can use only call and flow ({root} is not set yet when "
@@ -551,10 +645,14 @@ class _Compiler:
                     report(f"unknown step '{key}' in steps.{key}", did_you_mean(key, self.step_ids))
                     continue
                 action = self.actions[key]
-                fields = ACTIONS[action].result_fields
+                fields = self.step_results.get(key, ACTIONS[action].result_fields)
                 if len(chain) >= 3 and chain[2] not in fields:
-                    listed = (f"a {action} step's results are {', '.join(fields)}" if fields
-                              else f"a {action} step has no results")
+                    if action == "call":
+                        listed = (f"its subflow returns {', '.join(fields)}" if fields
+                                  else "its subflow returns nothing")
+                    else:
+                        listed = (f"a {action} step's results are {', '.join(fields)}" if fields
+                                  else f"a {action} step has no results")
                     report(f"steps.{key} has no result '{chain[2]}'",
                            did_you_mean(chain[2], fields) or listed)
             elif root == "vars":

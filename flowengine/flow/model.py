@@ -38,7 +38,8 @@ Other actions
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from flowengine.actions import ACTIONS, CALL_OUTCOMES, TIMEOUT_OUTCOME, ActionSpec
@@ -103,11 +104,20 @@ class Step:
     #: The choices of a ``branch`` step, in order; empty for other actions.
     branches: tuple[Branch, ...] = ()
     description: str | None = None
+    #: The keys of ``steps.<id>`` when they depend on the step rather than its action: a
+    #: ``call`` step's are what its subflow's ``return`` steps give, a ``return`` step's its
+    #: own keys. None: the action's ``result_fields``.
+    results: tuple[str, ...] | None = None
 
     @property
     def spec(self) -> ActionSpec:
         """The action's registry entry (outcomes, result fields, whether it needs the call)."""
         return ACTIONS[self.action]
+
+    @property
+    def result_fields(self) -> tuple[str, ...]:
+        """The keys of this step's result under ``steps.<id>``."""
+        return self.results if self.results is not None else ACTIONS[self.action].result_fields
 
     def outcomes(self) -> tuple[str, ...]:
         """Every outcome this step can end with (including ``error``; ``timeout`` only with a
@@ -154,6 +164,15 @@ class FlowVersion:
     warnings: tuple[Diagnostic, ...]
     #: ``flow`` in templates: ``name``, ``version`` (the short form), ``file``.
     template_flow: Mapping[str, str]
+    #: A subflow's parameters: name → compiled default (``params.<name>`` in templates).
+    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: The flows its ``call`` steps run, by their resolved path (``Step.params["flow"]``).
+    subflows: Mapping[str, FlowVersion] = field(default_factory=lambda: MappingProxyType({}))
+    #: Every key its ``return`` steps give (a ``call`` step's result fields).
+    returns: tuple[str, ...] = ()
+    #: (path, sha256) of every subflow file it depends on, directly or not: a reload
+    #: should recompile the flow when one of them changes.
+    sources: tuple[tuple[str, str], ...] = ()
 
     @property
     def short_version(self) -> str:

@@ -114,6 +114,13 @@ class FlowVars(dict[str, Any]):
     __slots__ = ()
 
 
+class FlowParams(dict[str, Any]):
+    """``params`` in templates: a subflow's parameters (its ``params:`` defaults, replaced by
+    what the calling step passed)."""
+
+    __slots__ = ()
+
+
 class CallInfo(dict[str, Any]):
     """``call`` in templates: ``id``, ``from``, ``to``, ``direction``, ``context``, ``state``."""
 
@@ -141,6 +148,8 @@ class _Undefined(ChainableUndefined, StrictUndefined):
             return f"steps.{name} is undefined: step '{name}' has not run on this call"
         if isinstance(obj, FlowVars):
             return f"vars.{name} is undefined: the variable '{name}' has not been set"
+        if isinstance(obj, FlowParams):
+            return f"params.{name} is undefined"
         if isinstance(obj, CallInfo):
             return f"call.{name} is undefined"
         return str(super()._undefined_message)
@@ -563,7 +572,8 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-_NAMESPACES = (("call", CallInfo), ("steps", StepResults), ("vars", FlowVars))
+_NAMESPACES = (("call", CallInfo), ("steps", StepResults), ("vars", FlowVars),
+               ("params", FlowParams))
 
 
 def _names(context: Mapping[str, Any]) -> dict[str, Any]:
@@ -764,11 +774,28 @@ def choose_branch(step: Step, context: Mapping[str, Any]) -> Branch | None:
     return None
 
 
-def initial_vars(flow: FlowVersion, call: Mapping[str, Any]) -> dict[str, Any]:
-    """A new call's ``vars``: the flow's ``vars`` rendered over ``call`` and ``flow``.
+def initial_params(flow: FlowVersion, call: Mapping[str, Any],
+                   given: Mapping[str, Any] | None = None) -> FlowParams:
+    """A (sub)flow's ``params``: its ``params:`` defaults rendered over ``call`` and ``flow``,
+    with the values the calling step passed (``given``, already rendered) in their place.
+
+    Raises:
+        TemplateRenderError: when a default cannot be rendered.
+    """
+    given = given or {}
+    context = template_context(call, StepResults(), FlowVars(), flow.template_flow)
+    return FlowParams({name: given[name] if name in given else render(value, context)
+                       for name, value in flow.params.items()})
+
+
+def initial_vars(flow: FlowVersion, call: Mapping[str, Any],
+                 params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A new call's ``vars``: the flow's ``vars`` rendered over ``call``, ``flow`` and (for a
+    subflow) ``params``.
 
     Raises:
         TemplateRenderError: when a value cannot be rendered.
     """
     context = template_context(call, StepResults(), FlowVars(), flow.template_flow)
+    context["params"] = FlowParams(params or {})
     return {name: render(value, context) for name, value in flow.vars.items()}

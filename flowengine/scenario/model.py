@@ -398,7 +398,7 @@ class _Checker:
         for step, fields in (expect.get("steps") or {}).items():
             spath: Path = (*path, "steps", step)
             if self.step_ref(flow, step, spath, key=True):
-                known = ACTIONS[flow.steps[step].action].result_fields
+                known = flow.steps[step].result_fields
                 for name in fields:
                     if name not in known:
                         listed = ", ".join(known) if known else "none"

@@ -158,8 +158,9 @@ async def _run_call(flow: FlowVersion, scenario: Scenario, runtime: FlowRuntime,
                 sim.fail_next(fault.method, fault.code, fault.message)
 
         def on_step(entry: TraceEntry) -> None:
-            result.taken.append((entry.step, entry.outcome, entry.next_step))
-            arm(entry.next_step)
+            if entry.within is None:  # a subflow's steps are one step of this flow
+                result.taken.append((entry.step, entry.outcome, entry.next_step))
+                arm(entry.next_step)
 
         arm(flow.start)
         sim_call = sim.offer_call(context=scenario.context, from_number=scenario.from_number,
@@ -272,7 +273,8 @@ def compare(flow: FlowVersion, expect: Mapping[str, Any], report: SessionReport,
     """Every expectation of ``expect`` that ``report`` (and the requests an HTTP receiver
     got, ``received``) does not meet."""
     out: list[Mismatch] = []
-    path = [e.step for e in report.trace]
+    own = [e for e in report.trace if e.within is None]  # a subflow's steps are not the flow's
+    path = [e.step for e in own]
 
     if "path" in expect and list(expect["path"]) != path:
         out.append(Mismatch("path", show_path(expect["path"]), show_path(path)))
@@ -287,7 +289,7 @@ def compare(flow: FlowVersion, expect: Mapping[str, Any], report: SessionReport,
         if step in path:
             out.append(Mismatch(f"not_visited {step}", f"step '{step}' does not run",
                                 f"it ran: {show_path(path)}"))
-    last_outcome = {e.step: e.outcome for e in report.trace}
+    last_outcome = {e.step: e.outcome for e in own}
     for step, outcome in (expect.get("outcomes") or {}).items():
         have = last_outcome.get(step)
         if have != outcome:
