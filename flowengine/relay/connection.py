@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from ssl import SSLContext
 from typing import Any, cast
@@ -134,38 +133,46 @@ class Deadlines:
     """The deadlines of requests, enforced by one task instead of a cancel scope each.
 
     Every request gets the same timeout, so deadlines are added in increasing order and
-    a FIFO is already sorted: adding is O(1), and :meth:`run` sleeps until the oldest.
-    (A cancel scope per request cost about a tenth of the client's CPU per call.)
+    an insertion-ordered dict is already sorted: adding and removing are O(1), and
+    :meth:`run` sleeps until the oldest. (A cancel scope per request cost about a tenth of
+    the client's CPU per call.) A request leaves as soon as it is settled, so only the
+    requests still waiting are held: a FIFO that let settled ones wait for the oldest's
+    deadline held every request (and its reply) of the last ``timeout`` seconds, 60 MB at
+    1,500 calls a second.
     """
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self._queue: deque[_Waiter] = deque()
+        self._pending: dict[_Waiter, None] = {}
         self._added = anyio.Event()
 
     def add(self, waiter: _Waiter) -> None:
         waiter.deadline = anyio.current_time() + self.timeout
-        if not self._queue:
+        if not self._pending:
             self._added.set()
-        self._queue.append(waiter)
+        self._pending[waiter] = None
+
+    def discard(self, waiter: _Waiter) -> None:
+        """The request is settled (or abandoned): its deadline no longer matters."""
+        self._pending.pop(waiter, None)
 
     async def run(self, on_expired: Callable[[str], None]) -> None:
         """Fail each request still waiting at its deadline with RequestTimeout (§2.6)."""
-        queue = self._queue
+        pending = self._pending
         while True:
-            if not queue:
+            if not pending:
                 self._added = anyio.Event()
                 await self._added.wait()
                 continue
-            waiter = queue[0]
+            waiter = next(iter(pending))
             if waiter.done.is_set():
-                queue.popleft()
+                del pending[waiter]
                 continue
             delay = waiter.deadline - anyio.current_time()
             if delay > 0:
                 await anyio.sleep(delay)
                 continue
-            queue.popleft()
+            del pending[waiter]
             waiter.conn.forget(waiter)
             waiter.settle(None, RequestTimeout.for_method(waiter.method))
             on_expired(waiter.method)
@@ -231,9 +238,10 @@ class RelayConnection:
                 raise ConnectionLost(-1, method, "Connection closed") from None
             await waiter.done.wait()
         finally:
+            if deadlines is not None:
+                deadlines.discard(waiter)
             if not waiter.done.is_set():
-                # Cancelled, or the send failed: drop a late reply, and let Deadlines
-                # see this waiter as settled.
+                # Cancelled, or the send failed: drop a late reply.
                 self.forget(waiter)
                 waiter.done.set()
         if waiter.error is not None:
