@@ -144,6 +144,23 @@ EXPECTED = {
     "params_undeclared.yaml": (4, 10, ("params is not declared: this flow has no params:; a "
                                       "subflow declares its parameters, with defaults, under "
                                       "params: at the top of its file")),
+    "send_digits_not_dtmf.yaml": (4, 18, ("'ext 42' is not DTMF to send; use 0-9, *, #, A-D, w "
+                                         "(wait 0.5 s) and W (wait 1 s)")),
+    "sleep_negative.yaml": (4, 12, "sleep must be greater than 0, not -1"),
+    "detect_tone_for_machine.yaml": (6, 7, ("'tone' does not go with detect type machine; 'tone' "
+                                           "belongs to type: fax")),
+    "detect_human_on_fax.yaml": (6, 7, ("detect cannot end with 'human'; its outcomes are "
+                                       "unknown, fax, error, hangup; a detect ends with human "
+                                       "only with type: machine")),
+    "detect_without_type.yaml": (4, 5, "detect needs 'type'"),
+    "stop_record_call_not_record_call.yaml": (6, 23, (
+        "step 'take_message' is a record step, not record_call; stop_record_call stops what a "
+        "record_call step started")),
+    "record_call_timeout_key.yaml": (6, 7, "unknown key 'end_silence_timeout' in record_call"),
+    "send_sms_nothing_to_send.yaml": (4, 5, ("send_sms in step 'text' has nothing to send; add "
+                                            "body: TEXT, media: [URL…] or both")),
+    "send_sms_hangup_outcome.yaml": (6, 7, ("send_sms cannot end with 'hangup'; its outcomes are "
+                                           "delivered, undelivered, failed, error")),
 }
 
 

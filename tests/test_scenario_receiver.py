@@ -96,5 +96,5 @@ def test_a_reply_status_out_of_range_is_refused(tmp_path):
           - name: one
             receiver: {replies: [{status: 99}]}
             expect: {}
-        """) == ["hook.test.yaml:4:35: error: receiver.replies.1.status in scenario 1 must be at "
-                 "least 100, not 99"]
+        """) == [("hook.test.yaml:4:35: error: receiver.replies.1.status in scenario 1 must be "
+                  "at least 100, not 99")]

@@ -119,3 +119,119 @@ def test_a_dash_gives_a_collect_nothing() -> None:
     assert (script.digits, script.say) == (("-", "12#"), ("-", "sales"))
     with pytest.raises(CallerScriptError, match="bad digit group"):
         CallerScript.parse("digits:1//2")
+
+
+# -- detect (§4.8, §5.7) ---------------------------------------------------------------------------
+
+def detections(frames: list[dict[str, Any]]) -> list[str]:
+    return [p["detect"]["params"]["event"] for t, p in events(frames) if t == "calling.call.detect"]
+
+
+def test_a_machine_is_heard_then_its_beep_then_the_detector_finishes(core: SimCore,
+                                                                     peer: Peer) -> None:
+    _, ids = answered_call(core, peer, "machine:6")
+    reply = peer.request("calling.detect", {**ids, "control_id": "d1", "detect": {
+        "type": "machine", "params": {"detect_message_end": True}}})
+    assert reply["result"]["message"] == "Detecting"
+    peer.advance(2.5)
+    assert detections(peer.frames()) == ["MACHINE"]
+    peer.advance(3.5)
+    assert detections(peer.frames()) == ["READY", "finished"]
+
+
+def test_a_person_is_heard_as_human(core: SimCore, peer: Peer) -> None:
+    _, ids = answered_call(core, peer, "speak:2")
+    peer.request("calling.detect", {**ids, "control_id": "d1", "detect": {"type": "machine"}})
+    peer.advance(1.5)
+    assert detections(peer.frames()) == ["HUMAN", "finished"]
+
+
+def test_a_silent_caller_is_unknown_and_a_stopped_detector_finishes(core: SimCore,
+                                                                    peer: Peer) -> None:
+    _, ids = answered_call(core, peer, "silent")
+    peer.request("calling.detect", {**ids, "control_id": "d2", "timeout": 60,
+                                    "detect": {"type": "machine", "params": {}}})
+    peer.advance(4.5)
+    assert detections(peer.frames()) == ["UNKNOWN", "finished"]
+    peer.request("calling.detect", {**ids, "control_id": "d3", "detect": {"type": "fax"}})
+    peer.frames()
+    assert peer.request("calling.detect.stop", {**ids, "control_id": "d3"})["result"][
+        "code"] == "200"
+    assert detections(peer.frames()) == ["finished"]
+
+
+def test_fax_tones_and_keys(core: SimCore, peer: Peer) -> None:
+    _, ids = answered_call(core, peer, "fax,digits:5#")
+    peer.request("calling.detect", {**ids, "control_id": "f", "detect": {
+        "type": "fax", "params": {"tone": "CNG"}}})
+    peer.advance(1.0)
+    assert detections(peer.frames()) == ["CNG", "finished"]
+    peer.request("calling.detect", {**ids, "control_id": "k", "detect": {
+        "type": "digit", "params": {"digits": "0123456789"}}})
+    peer.advance(0.5)
+    assert detections(peer.frames()) == ["5"]       # '#' is not among the digits asked for
+    peer.advance(0.25)
+    assert detections(peer.frames()) == ["finished"]
+    assert peer.request("calling.detect", {**ids, "control_id": "x", "detect": {
+        "type": "voice"}})["result"]["code"] == "400"
+
+
+# -- record with timeouts of 0 (§5.4) -------------------------------------------------------------
+
+def test_a_recording_with_timeouts_of_0_runs_until_stopped(core: SimCore, peer: Peer) -> None:
+    _, ids = answered_call(core, peer, "speak:3")
+    peer.request("calling.record", {**ids, "control_id": "r", "record": {"audio": {
+        "initial_timeout": 0, "end_silence_timeout": 0, "terminators": ""}}})
+    peer.advance(60.0)
+    assert [p["state"] for t, p in events(peer.frames()) if t == "calling.call.record"] == [
+        "recording"]
+    peer.request("calling.record.stop", {**ids, "control_id": "r"})
+    [(_, done)] = [(t, p) for t, p in events(peer.frames()) if t == "calling.call.record"]
+    assert (done["state"], done["duration"]) == ("finished", 60.0)
+
+
+# -- messaging (§5.8) -------------------------------------------------------------------------------
+
+def message_states(frames: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    return [(p["message_state"], p.get("reason")) for t, p in events(frames)
+            if t == "messaging.state"]
+
+
+def test_a_message_is_accepted_then_delivered(core: SimCore, peer: Peer) -> None:
+    peer.connect(["office"])
+    reply = peer.request("messaging.send", {"context": "office", "to_number": "+15550001111",
+                                            "from_number": "+15559870000", "body": "hi"})
+    assert reply["result"]["code"] == "200" and reply["result"]["message_id"]
+    peer.advance(1.0)
+    frames = peer.frames()
+    assert message_states(frames) == [("queued", None), ("initiated", None), ("sent", None),
+                                      ("delivered", None)]
+    assert {p["message_id"] for t, p in events(frames)} == {reply["result"]["message_id"]}
+
+
+def test_messages_to_a_caller_end_as_the_script_says(core: SimCore, peer: Peer) -> None:
+    peer.connect(["office"])
+    core.offer_call("office", from_number="+15551230000", caller="sms:undelivered")
+    peer.frames()
+    peer.request("messaging.send", {"to_number": "+15551230000", "from_number": "+15559870000",
+                                    "media": ["https://example.com/a.png"]})
+    peer.advance(1.0)
+    states = message_states(peer.frames())
+    assert states[-1] == ("undelivered", "the handset did not accept the message")
+
+
+@pytest.mark.parametrize("params", [
+    {"to_number": "5550001111", "from_number": "+15559870000", "body": "hi"},
+    {"to_number": "+15550001111", "from_number": "+15559870000"},
+])
+def test_bad_messages_are_refused(core: SimCore, peer: Peer, params: dict[str, Any]) -> None:
+    peer.connect(["office"])
+    assert peer.request("messaging.send", params)["result"]["code"] == "400"
+
+
+def test_new_clauses_parse_and_print_back() -> None:
+    script = CallerScript.parse("machine:6,sms:failed,hangup@detect:2")
+    assert (script.answered_by, script.greeting, script.sms) == ("machine", 6.0, "failed")
+    assert str(CallerScript(answered_by="fax", sms="sent")) == "speak:3,fax,sms:sent"
+    with pytest.raises(CallerScriptError, match="grammar"):
+        CallerScript.parse("sms:lost")

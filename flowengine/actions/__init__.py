@@ -32,6 +32,10 @@ def _fields(**kinds: FieldKind) -> Mapping[str, FieldKind]:
     return MappingProxyType(kinds)
 
 
+#: ``from`` is a Python keyword: the parameter is passed as ``**_FROM``.
+_FROM: dict[str, FieldKind] = {"from": "text"}
+
+
 @dataclass(frozen=True, slots=True)
 class ActionSpec:
     """What one action is, seen from outside its module."""
@@ -122,7 +126,7 @@ ACTIONS: dict[str, ActionSpec] = {
               "Dial one or more numbers and bridge the caller with the first to answer "
               "(calling.connect).", method="calling.connect", own_timeout=True,
               fields=_fields(to="text", devices="devices", ringback="media",
-                             **{"from": "text"})),
+                             **_FROM)),
         _spec("goto", ("next", "exhausted"), ("target", "visits"),
               "flowengine.actions.logic:run_goto",
               "Go to a step; with max_visits, only while that step has run fewer times.",
@@ -133,6 +137,31 @@ ACTIONS: dict[str, ActionSpec] = {
         _spec("return", (), (), "flowengine.actions.subflow:run_return",
               "End the flow; in a subflow, give these values to the step that called it.",
               needs_call=False, ends_flow=True),
+        _spec("send_digits", ("finished", *CALL_OUTCOMES), ("digits",),
+              "flowengine.actions.call_control:run_send_digits",
+              "Send DTMF keys on the call (calling.send_digits), e.g. to an IVR it connected to.",
+              method="calling.send_digits", shorthand="digits", fields=_fields(digits="text")),
+        _spec("sleep", ("finished", *CALL_OUTCOMES), (),
+              "flowengine.actions.call_control:run_sleep",
+              "Wait a number of seconds with the caller on the line.", shorthand="seconds"),
+        _spec("detect", ("human", "machine", "unknown", "fax", "digit", *CALL_OUTCOMES),
+              ("event", "beep"), "flowengine.actions.input:run_detect",
+              "Tell who is on the line: a person or an answering machine, a fax, a key "
+              "(calling.detect).", method="calling.detect", own_timeout=True),
+        _spec("record_call", ("started", *CALL_OUTCOMES),
+              ("state", "url", "duration", "size", "format"),
+              "flowengine.actions.media:run_record_call",
+              "Record the whole call in the background (calling.record) until "
+              "stop_record_call or the end of the call.", method="calling.record", waits=False),
+        _spec("stop_record_call", ("finished", *CALL_OUTCOMES), ("url", "duration", "size"),
+              "flowengine.actions.media:run_stop_record_call",
+              "Stop a background recording (calling.record.stop) and wait for its url.",
+              method="calling.record.stop", shorthand="step"),
+        _spec("send_sms", ("delivered", "undelivered", "failed", "error"),
+              ("message_id", "state", "reason"), "flowengine.actions.messaging:run_send_sms",
+              "Send a text message (messaging.send) and wait for its fate (messaging.state).",
+              needs_call=False, waits=True, method="messaging.send",
+              fields=_fields(to="text", body="text", media="texts", **_FROM)),
     )
 }
 

@@ -1,5 +1,5 @@
-"""answer, hangup and connect: the call's lifecycle and its bridges (calling.answer,
-calling.end, calling.connect)."""
+"""answer, hangup, connect, send_digits and sleep: the call's lifecycle, its bridges and
+its line (calling.answer, calling.end, calling.connect, calling.send_digits)."""
 
 from __future__ import annotations
 
@@ -103,3 +103,31 @@ async def run_connect(session: Session, step: Step, params: dict[str, Any]) -> S
     fields["reason"] = bridge.reason
     outcome = "timeout" if scope.cancelled_caught else bridge.state
     return StepResult(outcome, fields, method="calling.connect")
+
+
+#: What ``send_digits`` may send: DTMF keys, ``w`` (wait half a second), ``W`` (a second).
+_DTMF = re.compile(r"^[0-9*#A-DwW]+$")
+
+
+async def run_send_digits(session: Session, step: Step, params: dict[str, Any]) -> StepResult:
+    """``send_digits: "1w2#"`` → ``calling.send_digits``; waits until RELAY sent them."""
+    digits = str(params["digits"])
+    if not _DTMF.match(digits):
+        return StepResult("error", {"digits": digits}, error=f"{digits!r} is not DTMF: use "
+                          "0-9, *, #, A-D, w (wait 0.5 s) and W (wait 1 s)")
+    try:
+        action = await session.call.send_digits(digits)
+    except RelayError as exc:
+        return StepResult("error", {"digits": digits}, method="calling.send_digits",
+                          error=str(exc))
+    result = await action.wait()
+    return StepResult(result.state, {"digits": digits}, method="calling.send_digits",
+                      control_id=action.control_id)
+
+
+async def run_sleep(session: Session, step: Step, params: dict[str, Any]) -> StepResult:
+    """``sleep: SECONDS`` → wait, with the caller on the line (nothing is sent); ``hangup``
+    as soon as the caller hangs up."""
+    with anyio.move_on_after(float(params["seconds"]) * session.time_scale):
+        await session.call.wait_for_ended()
+    return StepResult("hangup" if session.call.ended else "finished", {})

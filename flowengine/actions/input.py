@@ -1,4 +1,4 @@
-"""prompt: ask the caller and listen for digits or speech (calling.play_and_collect).
+"""prompt and detect: listen to the caller (calling.play_and_collect, calling.detect).
 
 A prompt is a VoiceXML-style field: play the question, collect the answer, and when nothing
 was heard (``no_input``) or the answer is not one of the ``choices`` (``no_match``) say so
@@ -107,3 +107,57 @@ async def run_prompt(session: Session, step: Step, params: dict[str, Any]) -> St
             break
     return StepResult(outcome, fields, method="calling.play_and_collect", control_id=control_id,
                       played=played)
+
+
+#: A detector's event → the detect step's outcome.
+_DETECTED = {"HUMAN": "human", "MACHINE": "machine", "READY": "machine", "UNKNOWN": "unknown",
+             "CED": "fax", "CNG": "fax", "finished": "unknown", "error": "error",
+             "hangup": "hangup"}
+#: The machine detector's RELAY parameters a detect step passes through.
+_MACHINE_KEYS = ("initial_timeout", "end_silence_timeout", "machine_voice_threshold",
+                 "machine_words_threshold")
+
+
+def detect_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A detect step's parameters → RELAY's ``detect`` object (§5.7)."""
+    kind = params["type"]
+    inner: dict[str, Any] = {}
+    if kind == "machine":
+        inner = {k: params[k] for k in _MACHINE_KEYS if params.get(k) is not None}
+        if params.get("wait_for_beep"):
+            inner["detect_message_end"] = True
+    elif kind == "fax" and params.get("tone"):
+        inner["tone"] = params["tone"]
+    elif kind == "digit" and params.get("digits"):
+        inner["digits"] = params["digits"]
+    return {"type": kind, "params": inner}
+
+
+async def run_detect(session: Session, step: Step, params: dict[str, Any]) -> StepResult:
+    """``detect: {type: machine|fax|digit, …}`` → ``calling.detect``; ends with what it heard.
+
+    Outcomes: ``human``, ``machine`` (with ``wait_for_beep``: once its greeting ended,
+    ``beep`` true), ``unknown`` (nothing could be told in ``duration``), ``fax``, ``digit``,
+    ``error``, ``hangup``, ``timeout``. The detector is stopped once it has an answer.
+    """
+    call = session.call
+    fields: dict[str, Any] = {"event": None, "beep": None}
+    try:
+        action = await call.detect(detect_params(params), timeout=params.get("duration"),
+                                   wait_for_beep=bool(params.get("wait_for_beep")))
+    except RelayError as exc:
+        return StepResult("error", fields, method="calling.detect", error=str(exc))
+    result, timed_out = await wait_action(action, session.step_timeout(step))
+    event = result.state if result is not None else "error"
+    outcome = _DETECTED.get(event, "digit" if params["type"] == "digit" else "unknown")
+    if outcome not in ("unknown", "error", "hangup"):
+        fields["event"] = "MACHINE" if event == "READY" else event
+    if params["type"] == "machine" and params.get("wait_for_beep"):
+        fields["beep"] = event == "READY"
+    if not timed_out and event not in ("finished", "error", "hangup") and not call.ended:
+        try:  # it has its answer; RELAY's detector would go on listening
+            await call.execute("detect.stop", {"control_id": action.control_id})
+        except RelayError:
+            pass  # it ended meanwhile
+    return StepResult("timeout" if timed_out else outcome, fields, method="calling.detect",
+                      control_id=action.control_id)

@@ -28,7 +28,7 @@ from flowengine.flow import (
 
 if TYPE_CHECKING:
     from flowengine.flow import Step
-    from flowengine.relay import Call
+    from flowengine.relay import Action, Call
 
 logger = logging.getLogger("flowengine.engine")
 
@@ -115,6 +115,9 @@ class Session:
         self.caller_hung_up = False
         #: True once a `hangup` step sent calling.end: the flow's end must not send another.
         self.hangup_sent = False
+        #: Background recordings (record_call) not known to be over: (the ``steps`` of
+        #: the flow that started it, its step id, the RELAY action). Shared with subflows.
+        self.background: list[tuple[dict[str, dict[str, Any]], str, Action]] = []
         #: What a ``return`` step gave (a subflow's result), None until one ran.
         self.returned: dict[str, Any] | None = None
         #: The outcome of the step after which the flow ended (None while it runs).
@@ -144,6 +147,20 @@ class Session:
         (live views)."""
         self._call_info["state"] = self.call.state
         return self._context
+
+    def collect_background(self) -> None:
+        """Write what each ended background recording reported (state, url, duration,
+        size) into its record_call step's result. Called before every step and at the end,
+        so a recording's url is there for the first step after it ended."""
+        running = []
+        for steps, sid, action in self.background:
+            if action.result is None or sid not in steps:
+                running.append((steps, sid, action))
+                continue
+            done = action.result
+            steps[sid].update(state=done.state, url=done.url or steps[sid].get("url"),
+                              duration=done.duration, size=done.size)
+        self.background[:] = running
 
     def step_timeout(self, step: Step) -> float | None:
         """The step's ``timeout`` in real seconds (scaled on the simulator)."""
@@ -190,6 +207,7 @@ class Session:
                     except Exception as exc:  # the call may have gone meanwhile
                         logger.debug("hangup at flow end failed: %s", exc)
                 await self.call.wait_for_ended()
+        self.collect_background()
         return SessionReport(
             status="failed" if failed else "completed",
             steps=self.steps,
@@ -229,6 +247,7 @@ class Session:
         child.trace = self.trace
         child._t0, child._wall0 = self._t0, self._wall0
         child.caller_hung_up = self.caller_hung_up
+        child.background = self.background
         return child
 
     async def run_subflow(self) -> tuple[str, str | None]:
@@ -253,6 +272,7 @@ class Session:
             if count > flow.max_steps:
                 return True, f"more than max_steps ({flow.max_steps}) steps ran: a loop without exit?"
             step = flow.steps[self.state]
+            self.collect_background()
             self.visits[step.id] = self.visits.get(step.id, 0) + 1
             started = time.monotonic()
             result = await self._run_step(step)

@@ -207,6 +207,8 @@ def _failed(diagnostic: Diagnostic) -> CompileResult:
 
 
 _Checked = CompiledTemplate | CompiledExpression
+#: What send_digits may send (a literal is checked here, a template when the step runs).
+_DTMF_TO_SEND = re.compile(r"^[0-9*#A-DwW]+$")
 #: Jinja's message for a filter or test that does not exist.
 _UNKNOWN_NAME = re.compile(r"No (filter|test) named '(\w+)'(?: found)?")
 #: What the may-not-have-run dataflow tracks: ("step", id) ran, ("var", name) was set.
@@ -456,6 +458,35 @@ class _Compiler:
                         self.warning((*path, key), f"{key} is never played: the prompt asks "
                                      "only once (max_attempts is 1)", key=True,
                                      hint="set max_attempts: 2 or more")
+        elif action == "detect":
+            owners = {"wait_for_beep": "machine", "initial_timeout": "machine",
+                      "end_silence_timeout": "machine", "machine_voice_threshold": "machine",
+                      "machine_words_threshold": "machine", "tone": "fax", "digits": "digit"}
+            for key, kind in owners.items():
+                if key in value and value["type"] != kind:
+                    self.error((*path, key), f"'{key}' does not go with detect type "
+                               f"{value['type']}", key=True,
+                               hint=f"'{key}' belongs to type: {kind}")
+        elif action == "send_sms":
+            if not value.get("body") and not value.get("media"):
+                self.error(path, f"send_sms in step '{sid}' has nothing to send", key=True,
+                           hint="add body: TEXT, media: [URL…] or both")
+        elif action == "stop_record_call":
+            target = value.get("step") if isinstance(value, dict) else value
+            where = (*path, "step") if isinstance(value, dict) else path
+            if target is not None and target not in self.step_data:
+                self.error(where, f"unknown step '{target}' in stop_record_call",
+                           hint=did_you_mean(target, self.step_ids))
+            elif target is not None and self.actions[target] != "record_call":
+                self.error(where, f"step '{target}' is a {self.actions[target]} step, not "
+                           "record_call", hint="stop_record_call stops what a record_call step "
+                           "started")
+        elif action == "send_digits":
+            digits = value["digits"] if isinstance(value, dict) else value
+            where = (*path, "digits") if isinstance(value, dict) else path
+            if "{" not in digits and not _DTMF_TO_SEND.match(digits):
+                self.error(where, f"'{digits}' is not DTMF to send",
+                           hint="use 0-9, *, #, A-D, w (wait 0.5 s) and W (wait 1 s)")
         elif action == "connect":
             given = [k for k in ("to", "devices") if k in value]
             if not given:

@@ -189,6 +189,10 @@ _IF_PARAMS: dict[str, dict[str, Any]] = {
     "connect": {"connected": lambda p: p.get("wait") is False,
                 "disconnected": lambda p: p.get("wait", True) is not False},
     "goto": {"exhausted": lambda p: p.get("max_visits") is not None},
+    "detect": {"human": lambda p: p.get("type") == "machine",
+               "machine": lambda p: p.get("type") == "machine",
+               "fax": lambda p: p.get("type") == "fax",
+               "digit": lambda p: p.get("type") == "digit"},
 }
 
 
@@ -200,6 +204,9 @@ def params_note(action: str, outcome: str) -> str | None:
         return "with wait: false a connect ends when the peer answers (connected)"
     if outcome == "exhausted" and action == "goto":
         return "a goto ends with exhausted only with max_visits"
+    if action == "detect" and outcome in ("human", "machine", "fax", "digit"):
+        kind = "machine" if outcome == "human" else outcome
+        return f"a detect ends with {outcome} only with type: {kind}"
     return None
 
 

@@ -18,6 +18,7 @@ from .errors import (
     RemoteProtocolError,
     RequestTimeout,
 )
+from .messaging import Message
 from .protocol import RelayProtocol
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "CallEnded",
     "ConnectionLost",
     "LocalProtocolError",
+    "Message",
     "ProtocolError",
     "RelayClient",
     "RelayConfig",

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .client import RelayClient
 
 __all__ = ["CALL_STATES", "COLLECT_RESULTS", "PLAY_TERMINAL", "RECORD_TERMINAL", "Action",
-           "ActionResult", "Bridge", "Call", "Terminal", "collect_terminal"]
+           "ActionResult", "Bridge", "Call", "DetectTerminal", "Terminal", "collect_terminal"]
 
 logger = logging.getLogger("flowengine.relay")
 
@@ -38,6 +38,8 @@ _STATE_RANK = {state: rank for rank, state in enumerate(CALL_STATES)}
 PLAY_TERMINAL = frozenset({"finished", "error"})
 #: §4.4: a record ends on ``finished`` or ``no_input`` (``error`` is not terminal).
 RECORD_TERMINAL = frozenset({"finished", "no_input"})
+#: §4.8: send_digits ends with ``finished``.
+SEND_DIGITS_TERMINAL = frozenset({"finished"})
 #: §4.5: the result types of a collect (``calling.call.collect`` ``result.type``).
 COLLECT_RESULTS = frozenset({"digit", "speech", "no_input", "no_match", "error"})
 #: §7: the codes that mean "this call is gone".
@@ -132,15 +134,19 @@ class Action:
         control_id: the id RELAY echoes in the action's events (§5.1).
         kind: ``play``, ``record``…; controls are sent as ``calling.<kind>.<verb>``.
         result: the :class:`ActionResult` once done, else ``None``.
+        reply: the result object of RELAY's reply to the verb (a record's carries its
+            ``url``, §5.4), ``{}`` when there was none.
     """
 
-    __slots__ = ("_done", "_terminal", "call", "control_id", "kind", "result")
+    __slots__ = ("_done", "_terminal", "call", "control_id", "kind", "reply", "result")
 
     def __init__(self, call: Call, kind: str, control_id: str, terminal: Terminal) -> None:
         self.call = call
         self.kind = kind
         self.control_id = control_id
         self.result: ActionResult | None = None
+        #: The result object of RELAY's reply to the verb (``url`` for a record), or {}.
+        self.reply: dict[str, Any] = {}
         self._terminal = terminal
         # Created only when someone waits: most results are set before anyone looks.
         self._done: anyio.Event | None = None
@@ -225,6 +231,47 @@ class Action:
 _BRIDGE_RANK = {"connecting": 0, "connected": 1, "disconnected": 2, "failed": 2, "hangup": 2}
 
 
+class DetectTerminal:
+    """§4.8: when a ``calling.call.detect`` ends its action, and with what state.
+
+    A machine detection ends with ``HUMAN``, ``MACHINE`` or ``UNKNOWN``; with
+    ``wait_for_beep`` a ``MACHINE`` is held until ``READY`` (the greeting ended: leave the
+    message now), and a detection that finishes after a ``MACHINE`` without ``READY`` ends
+    ``MACHINE``. A fax detection ends with its tone (``CED``/``CNG``), a digit detection
+    with the key. ``finished`` (nothing detected in time) and ``error`` end any of them.
+    One instance per action: it remembers what it saw.
+    """
+
+    __slots__ = ("machine_seen", "wait_for_beep")
+
+    def __init__(self, wait_for_beep: bool = False) -> None:
+        self.wait_for_beep = wait_for_beep
+        self.machine_seen = False
+
+    def __call__(self, event_type: str, params: Mapping[str, Any]) -> str | None:
+        if event_type != "calling.call.detect":
+            return None
+        detect = params.get("detect")
+        if not isinstance(detect, Mapping):
+            state = params.get("state")
+            return state if state in ("finished", "error") else None
+        inner = detect.get("params")
+        event = inner.get("event") if isinstance(inner, Mapping) else None
+        kind = detect.get("type")
+        if event in ("finished", "error"):
+            return "MACHINE" if event == "finished" and self.machine_seen else str(event)
+        if not isinstance(event, str) or not event:
+            return None
+        if kind == "machine":
+            if event == "MACHINE" and self.wait_for_beep:
+                self.machine_seen = True
+                return None
+            if event == "NOT_READY":
+                return None
+            return event
+        return event
+
+
 class Bridge:
     """A ``calling.connect`` on a call (§4.6, §5.7): where it stands, from the call's
     ``calling.call.connect`` events. RELAY gives connect no control_id; a call has at most
@@ -303,10 +350,10 @@ class Call:
 
     __slots__ = (
         "_actions",
-        "bridge",
         "_client",
         "_ended_event",
         "_listeners",
+        "bridge",
         "call_id",
         "context",
         "device",
@@ -346,6 +393,11 @@ class Call:
 
     def __repr__(self) -> str:
         return f"<Call {self.call_id} {self.state} {self.from_number}→{self.to_number}>"
+
+    @property
+    def client(self) -> RelayClient:
+        """The client the call came in on (to send messages, say)."""
+        return self._client
 
     @property
     def ended(self) -> bool:
@@ -506,6 +558,32 @@ class Call:
         except CallEnded:
             return {}
 
+    async def detect(self, detect: dict[str, Any], *, timeout: float | None = None,
+                     wait_for_beep: bool = False) -> Action:
+        """Start a detector (``calling.detect``, §5.7): ``{"type": "machine"|"fax"|"digit",
+        "params": {…}}``; ``timeout`` is how long it listens (RELAY's default 30 s).
+
+        Returns:
+            the :class:`Action` (kind ``detect``); ``wait()`` gives a result whose state is
+            what was detected (``HUMAN``, ``MACHINE``, ``UNKNOWN``, ``READY`` after a machine's
+            greeting with ``wait_for_beep``, ``CED``/``CNG``, a key), ``finished`` (nothing
+            in time), ``error`` or ``hangup``. The detector may still run on RELAY's side:
+            stop it with ``call.execute("detect.stop", {"control_id": …})``.
+        """
+        params: dict[str, Any] = {"detect": detect}
+        if timeout is not None:
+            params["timeout"] = timeout
+        return await self.start_action("detect", params, DetectTerminal(wait_for_beep))
+
+    async def send_digits(self, digits: str) -> Action:
+        """Send DTMF to the call (``calling.send_digits``, §5.7); ``w``/``W`` wait 0.5/1 s.
+
+        Returns:
+            the :class:`Action`; ``wait()`` gives ``finished`` once RELAY sent them (the
+            ``calling.call.send_digits`` event), or ``hangup``.
+        """
+        return await self.start_action("send_digits", {"digits": digits}, SEND_DIGITS_TERMINAL)
+
     async def start_action(self, kind: str, params: Mapping[str, Any],
                            terminal: Terminal) -> Action:
         """Start any action verb: send ``calling.<kind>`` with a fresh ``control_id``.
@@ -522,7 +600,7 @@ class Call:
         # §6.1: register before sending: events may arrive before the reply.
         self._actions[action.control_id] = action
         try:
-            await self.execute(kind, {"control_id": action.control_id, **params})
+            action.reply = await self.execute(kind, {"control_id": action.control_id, **params})
         except CallEnded:
             # §7: 404/410, the call is gone: a finished action, not an error.
             self._actions.pop(action.control_id, None)

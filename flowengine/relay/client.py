@@ -35,11 +35,15 @@ from .events import (
     ProtocolViolation,
     ServerPing,
 )
+from .messaging import Message
 from .protocol import CONNECT_METHOD, Resume
 
 __all__ = ["IncomingCalls", "RelayClient"]
 
 logger = logging.getLogger("flowengine.relay")
+
+#: How many message ids with early messaging.state events are remembered.
+_EARLY_STATES_KEPT = 256
 
 
 class IncomingCalls(ObjectReceiveStream[Call]):
@@ -121,6 +125,9 @@ class RelayClient(AsyncContextManagerMixin):
         self._fresh_session = False
         self._ssl: SSLContext | None = None
         self._calls: dict[str, Call] = {}
+        self._messages: dict[str, Message] = {}
+        # messaging.state events that came before their send's reply, by message_id.
+        self._early_states: dict[str, list[dict[str, Any]]] = {}
         self._incoming_send, incoming_recv = anyio.create_memory_object_stream[Call](
             max_pending_calls)
         self._incoming = IncomingCalls(incoming_recv)
@@ -185,6 +192,55 @@ class RelayClient(AsyncContextManagerMixin):
     def _request_expired(self, method: str) -> None:
         # A silent server may mean a half-open link: probe it now (§2.6).
         self._probe.set()
+
+    async def send_message(self, *, context: str, to_number: str, from_number: str,
+                           body: str | None = None, media: list[str] | None = None,
+                           tags: list[str] | None = None, region: str | None = None) -> Message:
+        """Send an SMS/MMS (``messaging.send``, §5.8); returns when RELAY accepted it.
+
+        Returns:
+            the :class:`Message`, which follows the ``messaging.state`` events for its id:
+            ``await message.wait()`` gives ``delivered``, ``undelivered`` or ``failed``.
+
+        Raises:
+            RelayError: RELAY refused it (a non-2xx code), a timeout or a lost link.
+        """
+        params: dict[str, Any] = {"context": context, "to_number": to_number,
+                                  "from_number": from_number}
+        for key, value in (("body", body), ("media", media), ("tags", tags),
+                           ("region", region)):
+            if value:
+                params[key] = value
+        result = await self.execute("messaging.send", params)
+        message_id = result.get("message_id")
+        if not isinstance(message_id, str) or not message_id:
+            raise RelayError(-1, "messaging.send", "the reply has no message_id")
+        message = Message(message_id)
+        for early in self._early_states.pop(message_id, ()):
+            message._update(early)
+        if not message.done:
+            self._messages[message_id] = message
+        return message
+
+    def forget_message(self, message: Message) -> None:
+        """Stop following a message that is not final (its sender gave up waiting)."""
+        self._messages.pop(message.message_id, None)
+
+    def _message_state(self, params: Mapping[str, Any]) -> None:
+        """A ``messaging.state`` event: to its message, or kept (briefly) for a message
+        whose send has not been answered yet."""
+        message_id = params.get("message_id")
+        if not isinstance(message_id, str):
+            return
+        message = self._messages.get(message_id)
+        if message is None:
+            self._early_states.setdefault(message_id, []).append(dict(params))
+            while len(self._early_states) > _EARLY_STATES_KEPT:
+                del self._early_states[next(iter(self._early_states))]
+            return
+        message._update(params)
+        if message.done:
+            del self._messages[message_id]
 
     async def receive(self, contexts: Iterable[str]) -> None:
         """Also receive calls for ``contexts`` (``signalwire.receive``, §2.4)."""
@@ -361,6 +417,8 @@ class RelayClient(AsyncContextManagerMixin):
                 self._fresh_session, self._authorization_state = True, ""
         elif type(event) is ProtocolViolation:
             logger.warning("! dropped a frame from RELAY: %s: %s", event.reason, event.frame)
+        elif type(event) is OtherEvent and event.event_type == "messaging.state":
+            self._message_state(event.params)
         elif type(event) is OtherEvent or type(event) is ServerPing:
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("= %s ignored", event)

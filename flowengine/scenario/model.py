@@ -40,6 +40,8 @@ DEFAULT_TO = "+15559870000"
 #: Default tolerance of ``recording.duration`` (seconds) and of ``approx`` matchers.
 RECORDING_WITHIN = 0.6
 APPROX_WITHIN = 0.5
+#: The actions whose steps make a recording (``expect.recording``).
+RECORDING_ACTIONS = ("record", "record_call")
 #: What ``ACTIONS[...].method`` says for a step that sends HTTP, not RELAY (no fault applies).
 HTTP_METHOD = "HTTP"
 
@@ -406,16 +408,17 @@ class _Checker:
                                    key=True, hint=did_you_mean(name, known)
                                    or f"a {flow.steps[step].action} step's results: {listed}")
         recording = expect.get("recording")
+        recorders = [s for s in flow.steps.values() if s.action in RECORDING_ACTIONS]
         if isinstance(recording, dict) and "step" in recording:
             rpath: Path = (*path, "recording", "step")
             step = recording["step"]
-            if self.step_ref(flow, step, rpath) and flow.steps[step].action != "record":
+            if self.step_ref(flow, step, rpath) and \
+                    flow.steps[step].action not in RECORDING_ACTIONS:
                 self.error(rpath, f"step '{step}' is a {flow.steps[step].action} step, not record")
-        elif isinstance(recording, dict) and \
-                sum(1 for s in flow.steps.values() if s.action == "record") != 1:
+        elif isinstance(recording, dict) and len(recorders) != 1:
             self.error((*path, "recording"), f"flow {flow.name} has "
-                       f"{'no' if not any(s.action == 'record' for s in flow.steps.values()) else 'several'}"
-                       " record steps", key=True, hint="say which with step: STEP_ID")
+                       f"{'no' if not recorders else 'several'} record steps", key=True,
+                       hint="say which with step: STEP_ID")
 
 
 def _mentions_receiver(value: Any) -> bool:

@@ -17,7 +17,7 @@ import json
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import anyio
 import anyio.abc
@@ -71,7 +71,7 @@ class Receiver:
         self.url = ""
         self._task_group: anyio.abc.TaskGroup | None = None
 
-    async def __aenter__(self) -> Receiver:
+    async def __aenter__(self) -> Self:
         if self.down:
             # A port that was free a moment ago: connecting to it is refused.
             with socket.socket() as probe:

@@ -16,10 +16,10 @@ import math
 import re
 import secrets
 from collections import deque
-from contextlib import AsyncExitStack
-from types import MappingProxyType
 from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import anyio
@@ -32,6 +32,7 @@ from flowengine.flow import FlowVersion
 from .model import (
     APPROX_WITHIN,
     RECEIVER_TOKEN,
+    RECORDING_ACTIONS,
     RECORDING_WITHIN,
     Fault,
     Scenario,
@@ -378,7 +379,7 @@ def _describe(want: Any) -> str:
 
 
 def _compare_recording(flow: FlowVersion, want: Any, report: SessionReport) -> list[Mismatch]:
-    records = [s.id for s in flow.steps.values() if s.action == "record"]
+    records = [s.id for s in flow.steps.values() if s.action in RECORDING_ACTIONS]
     made = {sid: report.steps[sid] for sid in records
             if sid in report.steps and report.steps[sid].get("url")}
     if want is False:

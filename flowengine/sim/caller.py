@@ -17,6 +17,11 @@ A script is a comma-separated list of clauses (the grammar is documented in
     say:sales/billing    says "sales" in the first speech collect, "billing" in the second
     say:?/sales          mumbles in the first (the recognizer answers no_match), then "sales"
     digits:-/1           gives nothing in the first collect (no_input), presses 1 in the second
+    machine:6            an answering machine takes the call: a detect hears MACHINE, and
+                         its greeting ends (the beep) after 6 s
+    fax                  a fax machine calls: a fax detect for CNG hears it
+    sms:undelivered      text messages to the caller's number end undelivered (also:
+                         delivered, failed, sent: delivery is never confirmed)
     peer:busy/answer:20  the first device a connect dials is busy; the next answers and
                          talks 20 s, then hangs up (also: noanswer, decline)
     hangup@connect:5     hangs up 5 s after a connect bridged the call
@@ -40,7 +45,9 @@ _DTMF = "0123456789*#ABCD"
 #: A ``digits:`` group or ``say:`` phrase that gives nothing: that collect hears no input.
 SKIP = "-"
 _NUMBER = r"(\d+(?:\.\d+)?|\.\d+)"
-_HANGUP_KINDS = ("ring", "play", "record", "collect", "connect")
+_HANGUP_KINDS = ("ring", "play", "record", "collect", "connect", "detect")
+#: Seconds an answering machine's greeting lasts when ``machine`` does not say.
+DEFAULT_GREETING = 4.0
 #: What the far end of a connect does, device after device (``peer:``).
 PEER_BEHAVIOURS = ("answer", "busy", "noanswer", "decline")
 
@@ -50,12 +57,16 @@ _HANGUP_DURING_RE = re.compile(
     rf"hangup@({'|'.join(_HANGUP_KINDS)})([1-9]\d*)?(?::{_NUMBER})?")
 _DIGITS_RE = re.compile(rf"digits:((?:[{re.escape(_DTMF)}]+|{SKIP})(?:/(?:[{re.escape(_DTMF)}]+|{SKIP}))*)")
 _SAY_RE = re.compile(r"say:(.+)")
+_MACHINE_RE = re.compile(rf"machine(?::{_NUMBER})?")
+#: How text messages to the caller's number end (``sms:``).
+SMS_ENDINGS = ("delivered", "undelivered", "failed", "sent")
 _PEER_RE = re.compile(rf"peer:((?:{'|'.join(PEER_BEHAVIOURS)})(?::{_NUMBER})?"
                       rf"(?:/(?:{'|'.join(PEER_BEHAVIOURS)})(?::{_NUMBER})?)*)")
 
 GRAMMAR = (
     "speak:N[:quiet|:KEY] | silent | hangup:N | hangup@ring[:N] | "
-    "hangup@play|record|collect|connect[ORDINAL][:N] | "
+    "hangup@play|record|collect|connect|detect[ORDINAL][:N] | machine[:N] | fax | "
+    "sms:delivered|undelivered|failed|sent | "
     "digits:KEYS|-[/KEYS|-…] | say:TEXT|-[/TEXT|-…] | "
     "peer:answer[:N]|busy|noanswer|decline[/…], joined with commas"
 )
@@ -96,6 +107,13 @@ class CallerScript:
     #: (behaviour, seconds): ``("answer", 20)`` answers and talks 20 s (None: the default
     #: length), ``("busy", None)``, ``("noanswer", None)``, ``("decline", None)``.
     peers: tuple[tuple[str, float | None], ...] = ()
+    #: Who is calling, for detectors: ``human``, ``machine`` (an answering machine) or
+    #: ``fax``.
+    answered_by: str = "human"
+    #: Seconds an answering machine's greeting lasts (``machine:N``).
+    greeting: float = DEFAULT_GREETING
+    #: How text messages to the caller's number end (``sms:``).
+    sms: str = "delivered"
     #: The text this script was parsed from ("" when built directly).
     source: str = field(default="", compare=False)
 
@@ -117,6 +135,8 @@ class CallerScript:
         digits: list[str] = []
         say: list[str] = []
         peers: list[tuple[str, float | None]] = []
+        answered_by, greeting = "human", DEFAULT_GREETING
+        sms = "delivered"
         for raw in text.split(",") if text else ():
             clause = raw.strip()
             if not clause:
@@ -138,6 +158,16 @@ class CallerScript:
             elif clause.startswith("digits:"):
                 raise CallerScriptError(f"bad digit group in {clause!r} (keys 0-9 * # A-D, or "
                                         f"{SKIP} for none); grammar: {GRAMMAR}")
+            elif m := _MACHINE_RE.fullmatch(clause):
+                answered_by = "machine"
+                greeting = float(m[1]) if m[1] is not None else DEFAULT_GREETING
+            elif clause == "fax":
+                answered_by = "fax"
+            elif clause.startswith("sms:"):
+                sms = clause[4:]
+                if sms not in SMS_ENDINGS:
+                    raise CallerScriptError(f"unknown sms ending in {clause!r} (one of "
+                                            f"{', '.join(SMS_ENDINGS)}); grammar: {GRAMMAR}")
             elif m := _PEER_RE.fullmatch(clause):
                 for part in m[1].split("/"):
                     kind, _, seconds = part.partition(":")
@@ -163,7 +193,8 @@ class CallerScript:
         return cls(speak=speak, after_speech=after, hangup_after=hangup_after,
                    hangup_during=hangup_during, hangup_offset=hangup_offset,
                    hangup_ordinal=hangup_ordinal,
-                   digits=tuple(digits), say=tuple(say), peers=tuple(peers), source=text)
+                   digits=tuple(digits), say=tuple(say), peers=tuple(peers),
+                   answered_by=answered_by, greeting=greeting, sms=sms, source=text)
 
     @classmethod
     def coerce(cls, value: str | CallerScript | None) -> CallerScript:
@@ -192,6 +223,12 @@ class CallerScript:
             parts.append("digits:" + "/".join(self.digits))
         if self.say:
             parts.append("say:" + "/".join(self.say))
+        if self.answered_by == "machine":
+            parts.append(f"machine:{self.greeting:g}")
+        elif self.answered_by == "fax":
+            parts.append("fax")
+        if self.sms != "delivered":
+            parts.append(f"sms:{self.sms}")
         if self.peers:
             parts.append("peer:" + "/".join(
                 kind if seconds is None else f"{kind}:{seconds:g}" for kind, seconds in self.peers))

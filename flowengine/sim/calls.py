@@ -66,6 +66,14 @@ PEER_BUSY_SECONDS = 1.0
 PEER_DECLINE_SECONDS = 2.0
 PEER_TALK_SECONDS = 10.0
 PEER_RING_TIMEOUT = 30.0
+#: Detectors (§5.7): RELAY's default listening time, when each kind of caller is told
+#: apart, and a machine detector's initial_timeout default (a silent caller: UNKNOWN).
+DETECT_TIMEOUT = 30.0
+DETECT_HUMAN_SECONDS = 1.5
+DETECT_MACHINE_SECONDS = 2.5
+DETECT_FAX_SECONDS = 1.0
+DETECT_INITIAL_TIMEOUT = 4.5
+DETECT_DIGITS = "0123456789#*"
 #: RELAY's failed_reason for each way a device can fail (§4.2 end reasons).
 _PEER_FAILURES = {"busy": "busy", "noanswer": "noAnswer", "decline": "decline"}
 #: Device types a connect may dial (§5.6).
@@ -75,6 +83,7 @@ _DEVICE_TYPES = frozenset({"phone", "sip", "webrtc", "call", "queue"})
 UNINTELLIGIBLE = "?"
 
 _TAG_RE = re.compile(r"<[^>]*>")
+_SEND_DIGITS_RE = re.compile(r"^[0-9*#A-DwW]+$")
 
 
 class CallHost(Protocol):
@@ -426,10 +435,14 @@ class SimCall:
         digits = params.get("digits")
         if not isinstance(digits, str) or not digits:
             raise CommandError("400", "digits is required")
+        if not _SEND_DIGITS_RE.match(digits):
+            raise CommandError("400", "digits may hold 0-9, *, #, A-D, w and W only")
         cid = params.get("control_id") if isinstance(params.get("control_id"), str) else ""
         reply({"code": "200", "message": "Sending Digits", "call_id": self.call_id})
         done = {**self._ids(), "control_id": cid, "state": "finished"}
-        self.after(DIGIT_SEND_SECONDS * len(digits),
+        length = sum(0.5 if d == "w" else 1.0 if d == "W" else DIGIT_SEND_SECONDS
+                     for d in digits)
+        self.after(length,
                    lambda: self.emit("calling.call.send_digits", done))
 
     def connect(self, params: dict[str, Any], reply: Reply) -> None:
@@ -451,6 +464,18 @@ class SimCall:
         tag = params.get("tag") if isinstance(params.get("tag"), str) else None
         self._bridge = ConnectAction(self, devices, tag)
         self._bridge.start()
+
+    def detect(self, params: dict[str, Any], reply: Reply) -> None:
+        """``calling.detect`` (§5.7): 200 "Detecting", then ``calling.call.detect`` events as
+        the caller script says (``machine[:N]``, ``fax``, ``digits:``…), then ``finished``."""
+        cid = self._control_id(params)
+        detect = params.get("detect")
+        if not isinstance(detect, dict) or detect.get("type") not in ("machine", "fax", "digit"):
+            raise CommandError("400", "detect.type must be machine, fax or digit")
+        inner = detect.get("params")
+        reply(self._action_reply("Detecting", cid))
+        DetectAction(self, cid, str(detect["type"]), inner if isinstance(inner, dict) else {},
+                     _number(params.get("timeout"), DETECT_TIMEOUT)).start()
 
     def disconnect(self, params: dict[str, Any], reply: Reply) -> None:
         """``calling.disconnect`` (§5.7): end the bridge (or the dialling), keep the call."""
@@ -669,12 +694,14 @@ class RecordAction(_Action):
         """Schedule the next thing that happens on the recording clock."""
         speak = self.call.caller.speak
         pos = self.position()
+        # §5.4: a timeout of 0 is disabled: only a terminator, stop or the hangup end it.
         if speak is None:
-            self._schedule(max(0.0, self.initial_timeout - pos), self._no_input)
+            if self.initial_timeout > 0:
+                self._schedule(max(0.0, self.initial_timeout - pos), self._no_input)
         elif not self._speech_over:
             if math.isfinite(speak):
                 self._schedule(max(0.0, speak - pos), self._speech_ends)
-        else:
+        elif self.end_silence_timeout > 0:
             self._schedule(max(0.0, speak + self.end_silence_timeout - pos), self._finished)
 
     def _speech_ends(self) -> None:
@@ -748,6 +775,82 @@ class RecordAction(_Action):
         self._finished()
 
 
+class DetectAction(_Action):
+    """``calling.detect``: what the caller script says the caller is, then ``finished``.
+
+    machine: a human is heard as ``HUMAN`` (a silent caller as ``UNKNOWN`` after
+    ``initial_timeout``), an answering machine as ``MACHINE`` and, with
+    ``detect_message_end``, ``READY`` when its greeting ends; fax: a calling fax machine's
+    ``CNG`` tone, when that is the tone asked for; digit: the caller's next ``digits:``
+    group, key by key. Nothing detected in ``timeout``: just ``finished``.
+    """
+
+    kind = "detect"
+
+    def __init__(self, call: SimCall, control_id: str, detect_type: str,
+                 params: dict[str, Any], timeout: float) -> None:
+        super().__init__(call, control_id)
+        self.type = detect_type
+        self.params = params
+        self.timeout = timeout
+        self._keys: list[str] = []
+
+    def _event(self, event: str) -> None:
+        self.call.emit("calling.call.detect", {**self._ids(), "detect": {
+            "type": self.type, "params": {"event": event}}})
+
+    def start(self) -> None:
+        self.call.action_started("detect", None)
+        caller = self.call.caller
+        if self.type == "machine":
+            if caller.answered_by == "machine":
+                self._schedule(DETECT_MACHINE_SECONDS, self._machine)
+            elif caller.answered_by == "fax":
+                self._schedule(DETECT_MACHINE_SECONDS, lambda: self._then_finish("UNKNOWN"))
+            elif caller.speak is None:
+                wait = _number(self.params.get("initial_timeout"), DETECT_INITIAL_TIMEOUT)
+                self._schedule(min(wait, self.timeout), lambda: self._then_finish("UNKNOWN"))
+            else:
+                self._schedule(DETECT_HUMAN_SECONDS, lambda: self._then_finish("HUMAN"))
+        elif self.type == "fax" and caller.answered_by == "fax" and \
+                self.params.get("tone") == "CNG":
+            self._schedule(DETECT_FAX_SECONDS, lambda: self._then_finish("CNG"))
+        elif self.type == "digit" and (keys := self.call.next_digits()) is not None:
+            allowed = self.params.get("digits")
+            allowed = allowed if isinstance(allowed, str) and allowed else DETECT_DIGITS
+            self._keys = [k for k in keys if k in allowed]
+            self._schedule(CALLER_REACTION_SECONDS, self._next_key)
+        else:
+            self._schedule(self.timeout, self.terminate)
+
+    def _machine(self) -> None:
+        self._event("MACHINE")
+        if self.params.get("detect_message_end") is True:
+            greeting = self.call.caller.greeting
+            self._schedule(max(0.0, greeting - DETECT_MACHINE_SECONDS),
+                           lambda: self._then_finish("READY"))
+        else:
+            self.terminate()
+
+    def _next_key(self) -> None:
+        if not self._keys:
+            self.terminate()
+            return
+        self._event(self._keys.pop(0))
+        self._schedule(CALLER_KEY_INTERVAL, self._next_key)
+
+    def _then_finish(self, event: str) -> None:
+        self._event(event)
+        self.terminate()
+
+    def terminate(self) -> None:
+        # Stopped, timed out or hung up: the detector is over.
+        if self.done:
+            return
+        self._close()
+        self._event("finished")
+
+
 class ConnectAction(_Action):
     """``calling.connect``: ``connecting`` → ``connected`` (→ ``disconnected``) or ``failed``.
 
@@ -790,8 +893,9 @@ class ConnectAction(_Action):
                 answers.append((PEER_ANSWER_SECONDS, device,
                                 PEER_TALK_SECONDS if seconds is None else seconds))
             elif behaviour == "noanswer":
-                p = device.get("params") if isinstance(device.get("params"), dict) else {}
-                failures.append((_number(p.get("timeout"), PEER_RING_TIMEOUT), "noAnswer"))
+                p = device.get("params")
+                ring = p.get("timeout") if isinstance(p, dict) else None
+                failures.append((_number(ring, PEER_RING_TIMEOUT), "noAnswer"))
             else:
                 wait = PEER_BUSY_SECONDS if behaviour == "busy" else PEER_DECLINE_SECONDS
                 failures.append((wait, _PEER_FAILURES[behaviour]))

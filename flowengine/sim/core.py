@@ -13,10 +13,12 @@ speaks it.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import itertools
 import json
 import logging
+import re
 import secrets
 import time
 import uuid
@@ -56,6 +58,7 @@ _CALL_VERBS = {
     "calling.send_digits": "send_digits",
     "calling.connect": "connect",
     "calling.disconnect": "disconnect",
+    "calling.detect": "detect",
 }
 _CONTROLS: dict[str, tuple[tuple[str, ...], str]] = {
     "calling.play.stop": (("play",), "stop"),
@@ -69,10 +72,18 @@ _CONTROLS: dict[str, tuple[tuple[str, ...], str]] = {
     "calling.collect.start_input_timers": (("collect", "play_and_collect"), "start_input_timers"),
     "calling.play_and_collect.stop": (("play_and_collect",), "stop"),
     "calling.play_and_collect.volume": (("play_and_collect",), "volume"),
+    "calling.detect.stop": (("detect",), "stop"),
 }
 #: Every method the simulator answers (anything else gets -32601).
 METHODS = frozenset({"signalwire.connect", "signalwire.ping", "signalwire.receive",
-                     "signalwire.unreceive", "calling.pass", *_CALL_VERBS, *_CONTROLS})
+                     "signalwire.unreceive", "calling.pass", "messaging.send", *_CALL_VERBS,
+                     *_CONTROLS})
+#: messaging.state progress of a delivered message: (state, simulated seconds after the
+#: reply); an undelivered or failed one ends after "sent" / "queued" instead (§5.8).
+MESSAGE_STEPS = (("queued", 0.1), ("initiated", 0.2), ("sent", 0.5), ("delivered", 1.0))
+_MESSAGE_REASONS = {"undelivered": "the handset did not accept the message",
+                    "failed": "the carrier rejected the message"}
+_E164 = re.compile(r"^\+[1-9]\d{5,14}$")
 
 
 def _noop() -> None:
@@ -198,6 +209,8 @@ class SimCore:
         self._gone: OrderedDict[str, SimCall] = OrderedDict()
         self._recordings: OrderedDict[str, SimRecording] = OrderedDict()
         self._delays: dict[str | None, float] = {}
+        #: Every message sent with messaging.send (its first messaging.state params).
+        self.messages_sent: list[dict[str, Any]] = []
         self._failures: dict[str, deque[tuple[str, str]]] = {}
         self._offered = 0
         self._ended = 0
@@ -368,6 +381,8 @@ class SimCore:
                                  "Not connected: send signalwire.connect first")
             elif method not in METHODS:
                 self._send_error(conn, req_id, METHOD_NOT_FOUND, "Method not found")
+            elif method == "messaging.send":
+                self._send_message(conn, req_id, params)
             elif method.startswith("calling."):
                 self._calling(conn, req_id, method, params)
             elif (failure := self._take_failure(method)) is not None:
@@ -610,6 +625,48 @@ class SimCore:
         except CommandError as exc:
             if not replied:
                 reply({"code": exc.code, "message": exc.message})
+
+    def _send_message(self, conn: Connection, req_id: Any, params: dict[str, Any]) -> None:
+        """``messaging.send`` (§5.8): 200 with a ``message_id``, then ``messaging.state``
+        events to the sending session. A message to the number of a call in progress ends
+        as that caller's script says (``sms:``); any other is delivered."""
+        failure = self._take_failure("messaging.send")
+        if failure is not None:
+            self._send_result(conn, req_id, {"code": failure[0], "message": failure[1]})
+            return
+        to, sender = params.get("to_number"), params.get("from_number")
+        body, media = params.get("body"), params.get("media")
+        problem = None
+        if not isinstance(to, str) or not _E164.match(to):
+            problem = "to_number must be a phone number (+ and digits)"
+        elif not isinstance(sender, str) or not _E164.match(sender):
+            problem = "from_number must be a phone number (+ and digits)"
+        elif not (isinstance(body, str) and body) and not (isinstance(media, list) and media):
+            problem = "a message needs a body or media"
+        if problem is not None:
+            self._send_result(conn, req_id, {"code": "400", "message": problem})
+            return
+        message_id = str(uuid.uuid4())
+        self._send_result(conn, req_id, {"code": "200", "message": "Message accepted",
+                                         "message_id": message_id})
+        ending = next((c.caller.sms for c in self._active.values() if c.from_number == to),
+                      "delivered")
+        session = conn.session
+        assert session is not None
+        event = {"message_id": message_id, "context": params.get("context") or "",
+                 "direction": "outbound", "from_number": sender, "to_number": to,
+                 "body": body or "", "media": media or [], "segments": 1,
+                 "tags": params.get("tags") or []}
+        steps = [step for step in MESSAGE_STEPS if step[0] != "delivered"]
+        if ending == "failed":
+            steps = steps[:1]
+        if ending != "sent":
+            steps.append((ending, MESSAGE_STEPS[-1][1]))
+        self.messages_sent.append(dict(event))
+        for state, at in steps:
+            extra = {"reason": _MESSAGE_REASONS[state]} if state in _MESSAGE_REASONS else {}
+            self.after(at, functools.partial(self._send_event, session, "messaging.state",
+                                             {**event, "message_state": state, **extra}))
 
     def _pass(self, call: SimCall, reply: Callable[[dict[str, Any]], None]) -> None:
         """``calling.pass`` (§5.2): back to routing, offered to another session."""
