@@ -98,7 +98,7 @@ async def run_request(session: Session, step: Step, params: dict[str, Any]) -> S
     extra: dict[str, Any] = {"json": params["json"]} if "json" in params else {}
     outcome, error = "error", None
     async with httpx.AsyncClient(timeout=httpx.Timeout(read, connect=connect), verify=_tls(),
-                                 follow_redirects=False, trust_env=False) as client:
+                                 follow_redirects=False) as client:
         for attempt in range(retries + 1):
             fields.update(status=None, json=None, text=None, attempts=attempt + 1)
             retry = True
