@@ -70,6 +70,9 @@ class FileState:
     entry: FlowEntry | None = None
     #: The last edit that was rejected, until a later edit loads.
     rejected: RejectedEdit | None = None
+    #: sha256 of each subflow file the served version calls, as last compiled: an edit of a
+    #: subflow alone recompiles the flows that call it.
+    source_hashes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,9 +192,20 @@ class FlowLoader:
             present.add(path)
             change = _change(path, read)
             state = self._files.get(path)
-            if state is None or state.seen != change.sha256:
+            if (state is None or state.seen != change.sha256
+                    or self._source_hashes(state) != state.source_hashes):
                 changes.append(change)
         return changes, [path for path in self._files if path not in present]
+
+    def _source_hashes(self, state: FileState) -> tuple[str, ...]:
+        """The current sha256 of each subflow file the served version calls."""
+        if state.entry is None or not state.entry.flow.sources:
+            return ()
+        hashes = []
+        for source, _version in state.entry.flow.sources:
+            read = self._read(source)
+            hashes.append("gone" if read is None else _change(source, read).sha256)
+        return tuple(hashes)
 
     @staticmethod
     def _read(path: str) -> tuple[bytes, str | None] | None:
@@ -261,10 +275,13 @@ class FlowLoader:
                         state.entry = None
                     else:
                         owner[state.entry.name] = change.path
+                # The subflows as they are now: a broken subflow is reported once, not at
+                # every rescan, and the next edit of one of them is noticed.
+                state.source_hashes = self._source_hashes(state)
                 continue
             owner[entry.name] = change.path
             if state is None:
-                self._files[change.path] = FileState(change.path, change.sha256, entry)
+                state = self._files[change.path] = FileState(change.path, change.sha256, entry)
                 loaded.append(entry)
             else:
                 state.seen, state.rejected = change.sha256, None
@@ -276,6 +293,7 @@ class FlowLoader:
                 else:
                     updated.append((state.entry, entry))
                 state.entry = entry
+            state.source_hashes = self._source_hashes(state)
             for warning in diagnostics:
                 logger.warning("%s", warning, extra={"file": change.path, "flow": entry.name})
 

@@ -307,7 +307,17 @@ class _Compiler:
         if not any(d.is_error for d in self.diagnostics):
             self.check_graph(version, edges)
         warnings = tuple(sorted((d for d in self.diagnostics if not d.is_error), key=sort_key))
-        return dataclasses.replace(version, edges=MappingProxyType(edges), warnings=warnings)
+        changes: dict[str, Any] = {"edges": MappingProxyType(edges), "warnings": warnings}
+        if version.sources:
+            # The flow's behaviour is its file and the subflows it calls: the version covers
+            # all of them, so an edit of a subflow is a new version of every flow calling it.
+            combined = hashlib.sha256(self.digest.encode())
+            for source_path, source_version in version.sources:
+                combined.update(f"\0{source_path}\0{source_version}".encode())
+            digest = combined.hexdigest()
+            changes["version"] = digest
+            changes["template_flow"] = MappingProxyType({**template_flow, "version": digest[:12]})
+        return dataclasses.replace(version, **changes)
 
     def check_names(self) -> None:
         for sid in self.step_ids:
