@@ -421,8 +421,11 @@ class Daemon:
                               for p in self.paths})
         while not self._watch_stop.is_set():
             try:
+                # Recursive: subflows (flows/lib/) live below the flow directories, and an
+                # edit of one must reload the flows that call it. Other changes below cost
+                # a rescan that finds nothing new.
                 async for changes in awatch(*directories, watch_filter=DefaultFilter(),
-                                            recursive=False, stop_event=self._watch_stop,
+                                            recursive=True, stop_event=self._watch_stop,
                                             force_polling=self.force_polling or None):
                     names = sorted({os.path.basename(path) for _, path in changes})
                     self.request_reload(f"changed: {', '.join(names)}")
