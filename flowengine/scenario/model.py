@@ -50,7 +50,12 @@ class ScenarioFileError(Exception):
     """A scenario file that cannot run; carries every finding, positioned."""
 
     def __init__(self, diagnostics: list[Diagnostic]) -> None:
-        self.diagnostics = tuple(sorted(diagnostics, key=sort_key))
+        # Sorted by position within each file, the files in the order they were reported
+        # (the scenario file's own findings first, then its flow's): an order that does not
+        # depend on where the files happen to live.
+        first_seen = {d.file: index for index, d in reversed(list(enumerate(diagnostics)))}
+        self.diagnostics = tuple(sorted(
+            diagnostics, key=lambda d: (first_seen[d.file], sort_key(d))))
         super().__init__("\n".join(str(d) for d in self.diagnostics))
 
 
