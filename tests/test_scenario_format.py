@@ -122,9 +122,9 @@ def test_yaml_errors_and_missing_files(tmp_path):
          ".test.yaml and name their flow with flow: (see docs/testing.md)")]
     missing = tmp_path / "nothing.yaml"
     assert problems(tmp_path, f"flow: {missing}\nscenarios: [{{name: x, expect: {{}}}}]\n") == [
-        "nothing.yaml: error: cannot read the file: No such file or directory",
         ("s.test.yaml:1:7: error: the flow nothing.yaml does not load (1 error); run `flowengine "
          "check nothing.yaml`"),
+        "nothing.yaml: error: cannot read the file: No such file or directory",
     ]
 
 
