@@ -33,6 +33,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from .. import __version__
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import (
@@ -87,9 +89,39 @@ class Resume:
 
 # Compact output (brief: "compact JSON") and strict JSON: NaN/Infinity are not JSON, so
 # a request holding one is our bug and must not reach the wire.
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_json_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
+                                allow_nan=False).encode
 _encode_str: Callable[[str], str] = json.encoder.encode_basestring
-_decode = json.JSONDecoder().decode
+_json_decode = json.JSONDecoder().decode
+_ORJSON_OPTIONS = (orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
+                   | orjson.OPT_PASSTHROUGH_DATETIME)
+
+
+def _encode(value: Any) -> str:
+    """Compact, strict JSON text, as the standard encoder above writes it.
+
+    orjson does the work (15x faster than json on a RELAY request, tech notes §2), and
+    json judges whatever orjson handles differently: orjson writes NaN and Infinity as
+    ``null`` and refuses integers beyond 64 bits, so a frame that holds ``null`` or that
+    orjson refuses is encoded again by json, whose text or error is then the answer.
+    """
+    try:
+        data = orjson.dumps(value, option=_ORJSON_OPTIONS)
+    except TypeError:
+        return _json_encode(value)
+    if b"null" in data:
+        return _json_encode(value)
+    return data.decode()
+
+
+def _decode(text: str | bytes) -> Any:
+    """Parse one frame; what orjson refuses (NaN literals, bad input) goes to json, which
+    accepts what it always did and words the errors. One difference remains: orjson reads
+    an integer beyond 64 bits as a float (RELAY sends none: ids and codes are strings)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return _json_decode(text if isinstance(text, str) else text.decode())
 
 # §5.1: "Any code matching ^2\d\d$ is success."
 _SUCCESS = re.compile(r"2\d\d")
@@ -246,7 +278,7 @@ class RelayProtocol:
         if self.state is CLOSED:
             return [self._violation("frame received after the link closed", text)]
         try:
-            message = _decode(text if isinstance(text, str) else text.decode())
+            message = _decode(text)
         except (ValueError, RecursionError, TypeError) as exc:
             # ValueError covers JSONDecodeError and UnicodeDecodeError.
             return [self._violation(f"not JSON: {exc}", text)]
