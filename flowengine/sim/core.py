@@ -26,6 +26,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from flowengine.sim.caller import CallerScript
 from flowengine.sim.calls import CommandError, SimCall, SimRecording
 from flowengine.sim.latency import LatencyRecorder
@@ -88,6 +90,20 @@ _E164 = re.compile(r"^\+[1-9]\d{5,14}$")
 
 def _noop() -> None:
     return None
+
+
+def _dumps(frame: dict[str, Any]) -> str:
+    """Compact JSON text of a frame (orjson: several times faster than json here)."""
+    return orjson.dumps(frame).decode()
+
+
+def _loads(data: str | bytes) -> Any:
+    """Parse a client frame; what orjson refuses goes to json, which decides as before
+    (it accepts NaN literals, for one)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 class Connection:
@@ -324,7 +340,7 @@ class SimCore:
         if conn.closed:
             return
         try:
-            msg = json.loads(data)
+            msg = _loads(data)
         except ValueError:  # includes UnicodeDecodeError
             self._send_error(conn, None, PARSE_ERROR, "Parse error")
             return
@@ -404,7 +420,7 @@ class SimCore:
 
     def _push(self, conn: Connection, frame: dict[str, Any],
               is_event: bool | str = False) -> None:
-        text = json.dumps(frame, separators=(",", ":"))
+        text = _dumps(frame)
         if self._debug:
             logger.debug("> %s", text)
         conn.push(text, is_event)
@@ -432,7 +448,7 @@ class SimCore:
                     tag = call_id
             self._push(conn, frame, is_event=tag)
         else:
-            session.backlog.append(json.dumps(frame, separators=(",", ":")))
+            session.backlog.append(_dumps(frame))
 
     def emit_call_event(self, call: SimCall, event_type: str, params: dict[str, Any]) -> None:
         """Send a call's event to the session that owns the call (CallHost)."""

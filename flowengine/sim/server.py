@@ -7,6 +7,7 @@ so a slow client never stalls anyone else); one scheduler task runs the core's t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 from urllib.parse import urlsplit
 
 import anyio
@@ -22,6 +23,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State as _WsState
+
+from flowengine.relay.connection import CoalescingTransport
 
 from flowengine.sim.caller import CallerScript
 from flowengine.sim.calls import SimCall
@@ -32,6 +36,32 @@ logger = logging.getLogger("flowengine.sim")
 #: §1: the SDK's own limit; RELAY frames are small, but a play list can be long.
 MAX_FRAME_BYTES = 10 * 1024 * 1024
 _RECORDING_PATH = re.compile(r"/recordings/([0-9a-f]{32})\.(wav|mp3)")
+_WS_OPEN = _WsState.OPEN
+
+
+class _CoalescingServerConnection(ServerConnection):
+    """A client socket whose frames of one loop turn leave in one send() (the RELAY client
+    does the same, see flowengine.relay.connection.CoalescingTransport)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        wrapped = CoalescingTransport(cast(asyncio.Transport, transport),
+                                      asyncio.get_running_loop())
+        super().connection_made(cast(asyncio.Transport, wrapped))
+
+
+def _send_now(ws: ServerConnection, frame: str) -> bool:
+    """Hand a text frame to websockets' sans-I/O protocol at once; False when ``ws.send``
+    must do it (closing, writing paused, a fragmented message in progress)."""
+    protocol = ws.protocol
+    if (protocol.state is not _WS_OPEN or getattr(ws, "paused", True)
+            or getattr(ws, "send_in_progress", True) is not None):
+        return False
+    protocol.send_text(frame.encode())
+    transport = ws.transport
+    for data in protocol.data_to_send():
+        if data:
+            transport.write(data)
+    return True
 
 
 class _Flag:
@@ -145,7 +175,8 @@ class Simulator:
             # in JSON-RPC), the SDK's 10 MiB frame limit.
             self._server = await serve(
                 self._handle, self.host, self.port, compression=None, max_size=MAX_FRAME_BYTES,
-                ping_interval=None, close_timeout=2, process_request=self._process_request)
+                ping_interval=None, close_timeout=2, process_request=self._process_request,
+                create_connection=_CoalescingServerConnection)
             self.port = self._server.sockets[0].getsockname()[1]
             self.core.http_url = self.http_url
             stack.push_async_callback(self._close_server)
@@ -239,7 +270,8 @@ class Simulator:
                 link.sending = True
                 while conn.outbox:
                     frame, tag = conn.outbox.popleft()
-                    await ws.send(frame)
+                    if not _send_now(ws, frame):
+                        await ws.send(frame)
                     if latency is not None and type(tag) is str:
                         latency.event_sent(tag)
                 link.sending = False
