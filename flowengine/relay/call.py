@@ -2,7 +2,7 @@
 
 Events reach these objects synchronously from the connection's reader task (never
 through a per-call task or queue): the reader calls :meth:`Call._handle_event`, which
-updates state and resolves :class:`Action` waiters by setting an ``anyio.Event``.
+updates state and resolves :class:`Action` waiters by completing a future.
 
 The hang-up guarantee: when a call reaches ``ended`` every pending action resolves with
 an :class:`ActionResult` whose state is ``hangup``. Where the official SDK lets
@@ -11,6 +11,7 @@ an :class:`ActionResult` whose state is ``hangup``. Where the official SDK lets
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Collection, Mapping
@@ -148,8 +149,11 @@ class Action:
         #: The result object of RELAY's reply to the verb (``url`` for a record), or {}.
         self.reply: dict[str, Any] = {}
         self._terminal = terminal
-        # Created only when someone waits: most results are set before anyone looks.
-        self._done: anyio.Event | None = None
+        # Created only when someone waits: most results are set before anyone looks. A bare
+        # future (0.15 KB) rather than an anyio.Event (0.9 KB with its deque of waiters): one
+        # of these per call in flight; waiters await it shielded, so a cancelled waiter
+        # leaves it pending for the others.
+        self._done: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         state = self.result.state if self.result is not None else "pending"
@@ -172,13 +176,14 @@ class Action:
                 :meth:`stop` it.
         """
         if self.result is None:
-            if self._done is None:
-                self._done = anyio.Event()
+            done = self._done
+            if done is None:
+                done = self._done = asyncio.get_running_loop().create_future()
             if timeout is None:
-                await self._done.wait()
+                await asyncio.shield(done)
             else:
                 with anyio.fail_after(timeout):
-                    await self._done.wait()
+                    await asyncio.shield(done)
         assert self.result is not None
         return self.result
 
@@ -222,8 +227,9 @@ class Action:
     def _resolve(self, result: ActionResult) -> None:
         if self.result is None:
             self.result = result
-            if self._done is not None:
-                self._done.set()
+            done = self._done
+            if done is not None and not done.done():
+                done.set_result(None)
 
 
 #: §4.6: the order of connect states; ``failed`` and ``disconnected`` end a bridge, and
