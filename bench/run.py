@@ -16,8 +16,8 @@ when the simulator reports the last call ended. Only the client process is measu
 
 It prints numbers and never asserts anything about them. Usage::
 
-    .venv/bin/python bench/run.py                 # levels 50, 500, 5000 (~10 min)
-    .venv/bin/python bench/run.py --quick         # a smaller run (~2 min)
+    .venv/bin/python bench/run.py                 # levels 50, 500, 5000, 3 runs each (~9 min)
+    .venv/bin/python bench/run.py --quick         # fewer calls, 1 run each (~1.5 min)
     .venv/bin/python bench/run.py --levels 500 --clients flowengine,sdk --calls 5000
 """
 
@@ -102,10 +102,22 @@ class Lines:
                 return line[len(tag):].strip()
 
 
+#: --baseline: a checkout of another flowengine revision, run as the client "baseline".
+BASELINE: Path | None = None
+
+
 def client_command(name: str, url: str, context: str,
                    flow_dir: Path) -> tuple[list[str], dict[str, str]]:
     env = dict(os.environ)
     env.pop("FLOWENGINE_RELAY_URL", None)
+    if name == "baseline":
+        assert BASELINE is not None, "--baseline DIR is needed for the client 'baseline'"
+        env.update(SIGNALWIRE_PROJECT_ID="sim-project", SIGNALWIRE_API_TOKEN="sim-token",
+                   PYTHONPATH=str(BASELINE))
+        # -P: not the current directory (this checkout) first on sys.path, but PYTHONPATH.
+        return [PY, "-P", "-c", "import sys; from flowengine.cli import main; sys.exit(main())",
+                "serve", str(flow_dir / "voicemail.yaml"), "--relay-url", url,
+                "--log-level", "warning"], env
     if name == "flowengine":
         env.update(SIGNALWIRE_PROJECT_ID="sim-project", SIGNALWIRE_API_TOKEN="sim-token")
         return [FLOWENGINE, "serve", str(flow_dir / "voicemail.yaml"),
@@ -197,6 +209,7 @@ def measure(client: str, level: int, calls: int, args: argparse.Namespace,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         done = json.loads(sim_lines.expect("done", args.stall + calls * 0.02 + 120))
         cpu1, mem1 = cpu_seconds(proc.pid), memory_kib(proc.pid)
+        log_size = log_path.stat().st_size  # errors after this are the shutdown's
         if args.profile:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=30)
@@ -233,7 +246,7 @@ def measure(client: str, level: int, calls: int, args: argparse.Namespace,
     run.peak_in_flight = done["peak_in_flight"]
     run.sim_cpu_pct = round(100 * done["sim_cpu_s"] / run.wall_s, 1) if run.wall_s else 0.0
     run.client_cpu_pct = round(100 * run.cpu_s / run.wall_s, 1) if run.wall_s else 0.0
-    text = log_path.read_text(errors="replace")
+    text = log_path.read_bytes()[:log_size].decode(errors="replace")
     run.errors_logged = sum(1 for line in text.splitlines()
                             if " ERROR " in line or line.startswith("ERROR")
                             or "Traceback" in line)
@@ -281,6 +294,15 @@ def ratios(results: dict[int, dict[str, Run]]) -> str:
             f"{ratio(fe.rss_kib_per_call, sdk.rss_kib_per_call) if sdk else '–'} | "
             f"{ratio(fe.p99_ms, sdk.p99_ms) if sdk else '–'} | "
             f"{ratio(fe.calls_per_s, sdk.calls_per_s) if sdk else '–'} |")
+    if any("baseline" in runs for runs in results.values()):
+        lines += ["", "| in flight | CPU/call ÷ baseline | RSS/call ÷ baseline "
+                  "| p99 ÷ baseline |", "|---:|---:|---:|---:|"]
+        for level, runs in results.items():
+            fe, base = runs.get("flowengine"), runs.get("baseline")
+            if fe is not None and base is not None:
+                lines.append(f"| {level:,} | {ratio(fe.cpu_ms_per_call, base.cpu_ms_per_call)} | "
+                             f"{ratio(fe.rss_kib_per_call, base.rss_kib_per_call)} | "
+                             f"{ratio(fe.p99_ms, base.p99_ms)} |")
     return "\n".join(lines)
 
 
@@ -318,8 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=None,
                         help="calls measured per run (default max(6000, 4 x level); "
                              "--quick: max(1500, 2 x level))")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="runs per client and level; the median CPU/call is shown")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="runs per client and level, the run with the median CPU/call "
+                             "shown (default 3; --quick: 1)")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--time-scale", type=float, default=1e-4,
                         help="simulated time x this (default 1e-4: a call's 10 s of "
@@ -336,10 +359,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="sample each client with py-spy (pip install py-spy) while it is "
                              "measured; collapsed stacks go to DIR (read them with "
                              "bench/profile_report.py). Sampling disturbs the numbers a little")
+    parser.add_argument("--baseline", default=None, metavar="DIR",
+                        help="a checkout of another revision (git worktree add DIR REV): "
+                             "the client 'baseline' runs its flowengine serve, for a "
+                             "before/after comparison in the same run")
     parser.add_argument("--out", default=str(BENCH / "results" / "latest.json"),
                         help="where to write every number as JSON")
     args = parser.parse_args(argv)
     levels = [int(x) for x in (args.levels or "50,500,5000").split(",")]
+    global BASELINE
+    BASELINE = Path(args.baseline).resolve() if args.baseline else None
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
@@ -382,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         extras["reload"] = measure_reload()
         print(f"hot reload: {extras['reload']}", flush=True)
     elapsed = time.monotonic() - started
+    info["loadavg_at_end"] = os.getloadavg()
     print()
     print(table(results))
     print()

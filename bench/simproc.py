@@ -7,7 +7,9 @@ Run by ``bench/run.py``; it speaks to the driver in lines:
   client subscribes to ``--context``, and prints ``warm {json}`` once they have ended;
 * it waits for ``go`` on stdin, then offers ``--calls`` calls keeping ``--concurrency`` in
   flight, and prints ``done {json}`` once all have ended (or nothing ended for
-  ``--stall`` seconds);
+  ``--stall`` seconds). The event-to-command latency is that of the steady state: its
+  samples start once the first ``--concurrency`` calls (the burst offered at ``go``)
+  have ended;
 * it waits for ``quit`` (or the end of stdin), then shuts down (calls still up are counted
   as leaked and ended) and prints ``final {json}``.
 
@@ -67,15 +69,24 @@ class Phase:
 
 
 async def _offer(sim: Simulator, phase: Phase, count: int, concurrency: int, context: str,
-                 caller: str, stall: float) -> bool:
-    """Offer ``count`` calls, ``concurrency`` in flight; False if the run stalled."""
+                 caller: str, stall: float, steady: bool = False) -> bool:
+    """Offer ``count`` calls, ``concurrency`` in flight; False if the run stalled.
+
+    ``steady``: the latency samples start over once the first ``concurrency`` calls have
+    ended, so that they describe the steady state, not the first burst of offers.
+    """
     slots = anyio.Semaphore(concurrency)
     stalled = False
+    ended = 0
 
     async def until_ended(call: SimCall) -> None:
+        nonlocal ended
         try:
             await call.wait_ended()
             phase.check(call)
+            ended += 1
+            if steady and ended == concurrency and sim.core.latency is not None:
+                sim.core.latency.reset()
         finally:
             phase.in_flight -= 1
             phase.last_end = time.monotonic()
@@ -124,7 +135,7 @@ async def main(args: argparse.Namespace) -> None:
         measured = Phase()
         cpu0, wall0 = _cpu(), time.monotonic()
         completed = await _offer(sim, measured, args.calls, args.concurrency, args.context,
-                                 args.caller, args.stall)
+                                 args.caller, args.stall, steady=args.calls > args.concurrency)
         wall = (measured.last_end if completed else time.monotonic()) - wall0
         cpu = _cpu() - cpu0
         summary = sim.summary()
