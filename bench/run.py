@@ -16,8 +16,8 @@ when the simulator reports the last call ended. Only the client process is measu
 
 It prints numbers and never asserts anything about them. Usage::
 
-    .venv/bin/python bench/run.py                 # levels 50, 500, 5000, 3 runs each (~9 min)
-    .venv/bin/python bench/run.py --quick         # fewer calls, 1 run each (~1.5 min)
+    .venv/bin/python bench/run.py                 # levels 50, 500, 5000, 3 runs each (~5 min)
+    .venv/bin/python bench/run.py --quick         # fewer calls, 1 run each (~2 min)
     .venv/bin/python bench/run.py --levels 500 --clients flowengine,sdk --calls 5000
 """
 
