@@ -25,7 +25,7 @@ from .events import ConnectResult, Event, RequestFailed, RequestSucceeded
 from .protocol import CONNECT_METHOD, OPEN, RelayProtocol, Resume, mask_secrets
 
 __all__ = ["MAX_FRAME_SIZE", "CoalescingTransport", "Deadlines", "RelayConnection", "backoff",
-           "open_connection"]
+           "open_connection", "send_text_now"]
 
 logger = logging.getLogger("flowengine.relay")
 _DEBUG = logging.DEBUG
@@ -48,6 +48,28 @@ def backoff(initial: float = 1.0, maximum: float = 30.0, factor: float = 2.0) ->
     while True:
         yield min(delay, maximum)
         delay = min(delay * factor, maximum)
+
+
+def send_text_now(ws: ClientConnection | Any, frame: str) -> bool:
+    """Write one text frame at once, through websockets' sans-I/O protocol.
+
+    ``await ws.send()`` costs about 4.5 us of bookkeeping per frame (an async context
+    manager, flow control), a third of the cost of a frame here. While the link is open
+    and the socket's buffer is not full, none of it is needed: the frame goes straight
+    to the (coalescing) transport. Returns False when ``ws.send()`` must handle it (the
+    link is closing, writing is paused, a fragmented message is being sent). Works for
+    websockets' client and server connections alike (the simulator uses it too).
+    """
+    protocol = ws.protocol
+    if (protocol.state is not _WS_OPEN or getattr(ws, "paused", True)
+            or getattr(ws, "send_in_progress", True) is not None):
+        return False
+    protocol.send_text(frame.encode())
+    transport = ws.transport
+    for data in protocol.data_to_send():
+        if data:
+            transport.write(data)
+    return True
 
 
 class CoalescingTransport:
@@ -357,25 +379,7 @@ class RelayConnection:
                 await self.ws.send(frame)
 
     def _send_now(self, frame: str) -> bool:
-        """Write one text frame at once, through websockets' sans-I/O protocol.
-
-        ``await ws.send()`` costs about 4.5 us of bookkeeping per frame (an async context
-        manager, flow control), a third of the cost of a frame here. While the link is open
-        and the socket's buffer is not full, none of it is needed: the frame goes straight
-        to the (coalescing) transport. Returns False when ``ws.send()`` must handle it (the
-        link is closing, writing is paused, a fragmented message is being sent).
-        """
-        ws = self.ws
-        protocol = ws.protocol
-        if (protocol.state is not _WS_OPEN or getattr(ws, "paused", True)
-                or getattr(ws, "send_in_progress", True) is not None):
-            return False
-        protocol.send_text(frame.encode())
-        transport = ws.transport
-        for data in protocol.data_to_send():
-            if data:
-                transport.write(data)
-        return True
+        return send_text_now(self.ws, frame)
 
     def _dispatch(self, events: list[Event]) -> None:
         for event in events:

@@ -23,9 +23,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-from websockets.protocol import State as _WsState
 
-from flowengine.relay.connection import CoalescingTransport
+from flowengine.relay.connection import CoalescingTransport, send_text_now
 
 from flowengine.sim.caller import CallerScript
 from flowengine.sim.calls import SimCall
@@ -36,7 +35,6 @@ logger = logging.getLogger("flowengine.sim")
 #: §1: the SDK's own limit; RELAY frames are small, but a play list can be long.
 MAX_FRAME_BYTES = 10 * 1024 * 1024
 _RECORDING_PATH = re.compile(r"/recordings/([0-9a-f]{32})\.(wav|mp3)")
-_WS_OPEN = _WsState.OPEN
 
 
 class _CoalescingServerConnection(ServerConnection):
@@ -47,21 +45,6 @@ class _CoalescingServerConnection(ServerConnection):
         wrapped = CoalescingTransport(cast(asyncio.Transport, transport),
                                       asyncio.get_running_loop())
         super().connection_made(cast(asyncio.Transport, wrapped))
-
-
-def _send_now(ws: ServerConnection, frame: str) -> bool:
-    """Hand a text frame to websockets' sans-I/O protocol at once; False when ``ws.send``
-    must do it (closing, writing paused, a fragmented message in progress)."""
-    protocol = ws.protocol
-    if (protocol.state is not _WS_OPEN or getattr(ws, "paused", True)
-            or getattr(ws, "send_in_progress", True) is not None):
-        return False
-    protocol.send_text(frame.encode())
-    transport = ws.transport
-    for data in protocol.data_to_send():
-        if data:
-            transport.write(data)
-    return True
 
 
 class _Flag:
@@ -270,7 +253,7 @@ class Simulator:
                 link.sending = True
                 while conn.outbox:
                     frame, tag = conn.outbox.popleft()
-                    if not _send_now(ws, frame):
+                    if not send_text_now(ws, frame):
                         await ws.send(frame)
                     if latency is not None and type(tag) is str:
                         latency.event_sent(tag)
