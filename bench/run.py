@@ -30,7 +30,6 @@ import platform
 import queue
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -390,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         results[level] = {}
         for name in clients:
             runs = []
-            for i in range(args.repeat):
+            for _ in range(args.repeat):
                 r = measure(name, level, calls, args, flow_dir, log_dir)
                 runs.append(r)
                 every.append(asdict(r))
