@@ -279,11 +279,14 @@ class RelayClient(AsyncContextManagerMixin):
             finally:
                 self._close()
                 tg.cancel_scope.cancel()
+        self._end_calls()
+        if body_error is not None:
+            raise body_error
+
+    def _end_calls(self) -> None:
         for call in list(self._calls.values()):
             call._end_locally("client_closed")
         self._calls.clear()
-        if body_error is not None:
-            raise body_error
 
     def _close(self) -> None:
         self._closed = True
@@ -336,6 +339,16 @@ class RelayClient(AsyncContextManagerMixin):
 
     async def _maintain(self, conn: RelayConnection) -> None:
         """Serve links one after another for as long as the client is open."""
+        try:
+            await self._serve_links(conn)
+        finally:
+            # Cancelled (the client's owner is going away): no link will come back, so
+            # requests waiting for one fail now instead of at their deadline, and calls
+            # waiting for their end see it now.
+            self._close()
+            self._end_calls()
+
+    async def _serve_links(self, conn: RelayConnection) -> None:
         while True:
             await self._serve(conn)
             delays = backoff(self.config.reconnect_delay, self.config.reconnect_max_delay)
