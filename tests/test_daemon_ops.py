@@ -4,6 +4,7 @@ daemons sharing a context, the metrics and health endpoints, JSON logs."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 from prometheus_client.parser import text_string_to_metric_families
 
+from flowengine.daemon import Daemon
 from flowengine.engine import TraceEntry
 from flowengine.engine.trace import read_trace
 from flowengine.flow import compile_flow
@@ -24,6 +26,7 @@ from flowengine.relay import RelayClient
 from flowengine.sim.calls import SimCall
 from tests.test_daemon import (  # noqa: F401
     PROJECT,
+    SCALE,
     TOKEN,
     LogTap,
     flow_text,
@@ -356,3 +359,95 @@ async def test_a_call_that_crashes_does_not_take_the_daemon_down(
     assert ended == {"failed": 1, "completed": 3}
     [(_, crash)] = log_tap.find(lambda r: r.getMessage() == "call crashed")
     assert getattr(crash, "call_id", None) == bad.call_id and crash.exc_info
+
+
+# ------------------------------------------------------- the calls' tasks at the end
+
+def call_tasks() -> list[str]:
+    """The names of the daemon's call tasks still alive in this event loop."""
+    import asyncio
+
+    return sorted(t.get_name() for t in asyncio.all_tasks()
+                  if t.get_name().startswith("call ") and not t.done())
+
+
+async def test_flows_that_outlast_the_hangup_grace_are_cancelled_and_the_daemon_exits_0(
+        tmp_path: Path, log_tap: LogTap) -> None:  # noqa: F811
+    held = []
+
+    async def hold(stream: Any) -> None:  # a webhook that never answers
+        held.append(stream)
+        await anyio.sleep_forever()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    directory = tmp_path / "flows"
+    directory.mkdir()
+    # The caller's hangup leads to a webhook that takes 10 minutes to answer.
+    write(directory / "desk.yaml", flow_text("desk", "desk", on_hangup="gone").replace(
+        '    log: "the caller left during the flow"',
+        f"    request: {{url: 'http://127.0.0.1:{port}/slow', read_timeout: 600}}"))
+    async with simulator() as sim, anyio.create_task_group() as webhook:
+        webhook.start_soon(listener.serve, hold)
+        async with serving(sim, [directory], drain_timeout=0.2, hangup_grace=0.5) as daemon:
+            calls = [sim.offer_call("desk", caller="speak:3000") for _ in range(5)]
+            await all_recording(calls)
+            assert len(call_tasks()) == 5
+            started = time.monotonic()
+        took = time.monotonic() - started  # `serving` drained and checked the exit code 0
+        await sim.wait_all_ended(timeout=5)
+        webhook.cancel_scope.cancel()
+    assert took < 5 and len(held) == 5
+    assert call_tasks() == [] and daemon.calls_in_flight == 0
+    assert all(c.end_reason == "hangup" for c in calls)
+    assert log_tap.find(lambda r: "5 call(s) did not end within 0.5 s: cancelled"
+                        in r.getMessage())
+    cancelled = log_tap.find(lambda r: r.getMessage().startswith("call cancelled after"))
+    assert sorted(getattr(r, "call_id", None) for _, r in cancelled) == sorted(
+        c.call_id for c in calls)
+
+
+async def test_cancelling_the_daemon_ends_its_calls_tasks_at_once(tmp_path: Path) -> None:
+    # A hard stop (the clean one is request_drain): the link goes with the daemon, so the
+    # calls are left to RELAY, but no task of theirs outlives it or waits for a reply.
+    async with simulator() as sim:
+        daemon = Daemon([str(desk(tmp_path))], relay_config(sim), time_scale=SCALE,
+                        rescan_interval=0, watch=False)
+        async with anyio.create_task_group() as tg:
+            await tg.start(daemon.run)
+            calls = [sim.offer_call("desk", caller="speak:3000") for _ in range(5)]
+            await all_recording(calls)
+            assert len(call_tasks()) == 5
+            started = time.monotonic()
+            tg.cancel_scope.cancel()
+        took = time.monotonic() - started
+        assert call_tasks() == [] and daemon.state == "stopped"
+        assert took < 2  # not the 10 s a hang-up waits for its reply
+        for call in calls:
+            call.end("hangup")
+
+
+# ---------------------------------------------------------------- garbage collector
+
+def test_serve_runs_the_garbage_collector_less_often_and_the_environment_can_say_otherwise(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import gc
+
+    from flowengine.daemon.cli import GC_THRESHOLDS, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        monkeypatch.delenv("FLOWENGINE_GC_THRESHOLDS", raising=False)
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS and GC_THRESHOLDS[0] > before[0]
+        monkeypatch.setenv("FLOWENGINE_GC_THRESHOLDS", "700,10,10")
+        tune_gc()
+        assert gc.get_threshold() == (700, 10, 10)
+        for bad in ("lots", "1,2,3,4", "-5"):
+            monkeypatch.setenv("FLOWENGINE_GC_THRESHOLDS", bad)
+            with caplog.at_level(logging.WARNING, "flowengine.daemon"):
+                tune_gc()
+            assert gc.get_threshold() == GC_THRESHOLDS
+            assert f"FLOWENGINE_GC_THRESHOLDS='{bad}': expected up to three" in caplog.text
+    finally:
+        gc.set_threshold(*before)

@@ -6,7 +6,9 @@ Structure (models.md §3)::
       RelayClient                        reader, keepalive, reconnect (its own task group)
       service task group                 reloader, watcher, periodic rescan, subscriptions,
                                          /metrics + /healthz, offers refused while draining
-        calls task group                 one task per call: Session(entry.runtime, call).run()
+        calls task group                 declines, and the drain's hang-ups
+        _CallTasks                       one bare asyncio task per call:
+                                         Session(entry.runtime, call).run()
 
 A call is routed once, when it is offered, with the registry of that moment; the task
 holds that registry's entry (FlowVersion + FlowRuntime) until the call ends, so a reload
@@ -21,13 +23,14 @@ flight, then hang up the rest (each flow's ``on_hangup`` runs), wait up to
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -60,6 +63,54 @@ class _Running:
     started: float = field(default_factory=time.monotonic)
     #: True once the drain hung it up.
     drained: bool = False
+
+
+class _CallTasks:
+    """The calls' tasks: one bare asyncio task per call, not a child of an anyio task group.
+
+    An anyio 4 task-group child costs ~3 KB per call in flight on top of the asyncio task (a
+    task handle with its own cancel scope, an ``Event`` with its deque, a wrapper coroutine,
+    a weak-keyed task state): a third of what a call in flight held (docs/benchmarks.md). A
+    call's task handles its own errors, so nothing needs to reach a task group; what one gave
+    is kept here: :meth:`cancel`, and :meth:`wait` for them all. The anyio cancel scopes a
+    call enters inside its task (step timeouts, the shielded hang-up at its end) work as in
+    any task; a cancel from here is a plain ``Task.cancel()``, delivered once.
+    """
+
+    __slots__ = ("_tasks",)
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def start(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logger.error("%s failed", task.get_name(), exc_info=exc)
+
+    def cancel(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    async def wait(self) -> None:
+        """Wait until every task has ended. If this wait is cancelled, the tasks are
+        cancelled and waited for (shielded) before the cancellation goes on."""
+        try:
+            while self._tasks:
+                await asyncio.wait(list(self._tasks))
+        except BaseException:
+            self.cancel()
+            with anyio.CancelScope(shield=True):
+                while self._tasks:
+                    await asyncio.wait(list(self._tasks))
+            raise
 
 
 class Daemon:
@@ -116,6 +167,7 @@ class Daemon:
         self.relay: RelayClient | None = None
         self.state = "starting"
         self._running: dict[str, _Running] = {}
+        self._call_tasks = _CallTasks()
         #: (flow name, version) → calls in flight on it.
         self._in_flight: Counter[tuple[str, str]] = Counter()
         self._idle = anyio.Event()
@@ -223,13 +275,18 @@ class Daemon:
                     service.start_soon(self._periodic_rescan, name="periodic rescan")
                 service.start_soon(self._subscriber, relay, name="context subscriptions")
                 async with anyio.create_task_group() as calls:
-                    self.state = "serving"
-                    logger.info("serving %d flow(s): %s", len(self.registry.flows), ", ".join(
-                        f"{e.name}@{e.flow.short_version}" for e in self.registry.flows.values()))
-                    self._serving.set()
-                    task_status.started(self)
-                    await self._take_calls(relay, calls)
-                    await self._drain(relay, calls, service)
+                    try:
+                        self.state = "serving"
+                        logger.info("serving %d flow(s): %s", len(self.registry.flows),
+                                    ", ".join(f"{e.name}@{e.flow.short_version}"
+                                              for e in self.registry.flows.values()))
+                        self._serving.set()
+                        task_status.started(self)
+                        await self._take_calls(relay, calls)
+                        await self._drain(relay, calls, service)
+                    finally:
+                        # Cancelled (the daemon's caller gave up): cancel the calls too.
+                        await self._call_tasks.wait()
             finally:
                 # awatch's thread only notices its stop event: set it before the group waits.
                 self._watch_stop.set()
@@ -264,7 +321,7 @@ class Daemon:
         if self._idle.is_set():
             self._idle = anyio.Event()
         self.metrics.call_started(entry.name, entry.flow.short_version)
-        calls.start_soon(self._run_call, running, name=f"call {call.call_id}")
+        self._call_tasks.start(self._run_call(running), name=f"call {call.call_id}")
 
     async def _run_call(self, running: _Running) -> None:
         call, entry = running.call, running.entry
@@ -347,6 +404,7 @@ class Daemon:
             if not await self._wait_idle(self.hangup_grace, hurry=False):
                 logger.warning("drain: %d call(s) did not end within %g s: cancelled",
                                len(self._running), self.hangup_grace, extra={"event": "drain"})
+                self._call_tasks.cancel()
                 calls.cancel_scope.cancel()
         logger.info("drained", extra={"event": "drain"})
 
