@@ -4,6 +4,7 @@ errors inside a subflow, the trace; and what check says about calls (cycles, par
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
@@ -155,3 +156,51 @@ def test_the_flow_version_knows_its_subflows_and_their_hashes(tmp_path):
     assert version.sources == ((path, digest),)
     assert dict(version.subflows[path].params) == {
         "question": "Please enter your account number, then press pound.", "length": 4}
+
+
+async def test_the_daemon_keeps_no_trace_yet_sees_and_counts_every_step(tmp_path):
+    # serve keeps no TraceEntry per call (memory), but --trace, the metrics and the log
+    # still get every step, a subflow's included, and the end line counts them.
+    from tests.test_daemon import LogTap, serving, simulator
+
+    tap = LogTap()
+    logger = logging.getLogger("flowengine")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(tap)
+    seen = []
+    try:
+        async with simulator() as sim, serving(sim, [write(tmp_path)], on_step=seen.append):
+            call = sim.offer_call("office", caller="digits:12345#")
+            await call.wait_ended()
+            ended = await tap.wait_event("call_ended", call_id=call.call_id)
+    finally:
+        logger.removeHandler(tap)
+        logger.setLevel(level)
+    assert [(e.within, e.step) for e in seen] == [
+        (None, "greet"), ("account", "ask"), ("account", "check"), ("account", "found"),
+        (None, "account"), (None, "result")]
+    assert "after 6 step(s)" in ended[1].getMessage()
+
+
+async def test_a_session_that_keeps_no_trace_still_counts_its_steps(tmp_path):
+    kept = await run_flow(write(tmp_path), "digits:12345#")
+    assert kept.report.steps_run == len(kept.report.trace) == 6
+
+    from flowengine.engine import FlowRuntime, Session
+    from flowengine.relay import RelayClient, RelayConfig
+    from flowengine.sim import Simulator
+
+    runtime = FlowRuntime(load_flow(tmp_path / "main.yaml"))
+    seen = []
+    async with Simulator(port=0, project="p", token="t", time_scale=0.001) as sim:
+        sim.offer_call("office", caller="digits:12345#")
+        async with RelayClient(RelayConfig(url=sim.url, project="p", token="t"),
+                               ["office"]) as client:
+            call = await client.incoming_calls().receive()
+            report = await Session(runtime, call, on_step=seen.append, time_scale=0.001,
+                                   keep_trace=False).run()
+    assert report.trace == [] and report.steps_run == 6
+    assert [(e.within, e.step, e.outcome) for e in seen] == [
+        (e.within, e.step, e.outcome) for e in kept.report.trace]
+    assert report.steps == kept.report.steps

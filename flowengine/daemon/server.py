@@ -334,8 +334,9 @@ class Daemon:
         report: SessionReport | None = None
         crashed = False
         try:
+            # The steps go to the metrics, the log and --trace as they run; none is kept.
             session = Session(entry.runtime, call, on_step=self._on_step,
-                              time_scale=self.time_scale)
+                              time_scale=self.time_scale, keep_trace=False)
             report = await session.run()
         except Exception:
             # A bug in the engine, not the flow: this call fails, the daemon and the other
@@ -362,7 +363,7 @@ class Daemon:
                 pass  # logged above, with the traceback
             elif report is not None:
                 logger.info("call ended: %s after %d step(s) in %.2f s (%s)", ended,
-                            len(report.trace), took, report.end_reason or "no end reason",
+                            report.steps_run, took, report.end_reason or "no end reason",
                             extra={**extra, "event": "call_ended", "ended": ended,
                                    "status": report.status, "end_reason": report.end_reason,
                                    "error": report.error})

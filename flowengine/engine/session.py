@@ -74,12 +74,15 @@ class SessionReport:
     status: str
     steps: dict[str, dict[str, Any]]
     vars: dict[str, Any]
+    #: Every step, in order, when the session kept them (``keep_trace``), else empty.
     trace: list[TraceEntry]
     caller_hung_up: bool
     end_reason: str | None
     error: str | None = None
     #: Set when a limit ended the flow, e.g. "max_duration (900 s) reached: hung up".
     note: str | None = None
+    #: How many steps ran, a subflow's included (kept or not in ``trace``).
+    steps_run: int = 0
 
 
 class Session:
@@ -94,7 +97,11 @@ class Session:
         time_scale: float = 1.0,
         params: Mapping[str, Any] | None = None,
         within: str | None = None,
+        keep_trace: bool = True,
     ) -> None:
+        """``keep_trace=False`` keeps no :class:`TraceEntry` once ``on_step`` has seen it
+        (the daemon's calls: ~1 KB less per call in flight); the report's ``trace`` is then
+        empty and ``steps_run`` still counts."""
         self.runtime = runtime
         self.flow = runtime.flow
         self.call = call
@@ -107,6 +114,11 @@ class Session:
         self.steps: dict[str, dict[str, Any]] = {}
         self.vars: dict[str, Any] = {}
         self.trace: list[TraceEntry] = []
+        self._keep_trace = keep_trace
+        #: Steps run so far (on the top session: its subflows' steps included).
+        self.steps_run = 0
+        #: The top session, for a subflow's (None on the top one: no reference cycle).
+        self._top: Session | None = None
         #: step id → how many times it has run on this call (goto's max_visits).
         self.visits: dict[str, int] = {}
         self.hangup_handled = False
@@ -220,6 +232,7 @@ class Session:
             end_reason=self.call.end_reason,
             error=error,
             note=note,
+            steps_run=self.steps_run,
         )
 
     async def _wait_for_bridge(self) -> None:
@@ -246,8 +259,10 @@ class Session:
         its own steps, vars and params."""
         child = Session(self.runtime.subflows[flow], self.call, on_step=self.on_step,
                         time_scale=self.time_scale, params=params,
-                        within=step.id if self.within is None else f"{self.within}/{step.id}")
+                        within=step.id if self.within is None else f"{self.within}/{step.id}",
+                        keep_trace=self._keep_trace)
         child.trace = self.trace
+        child._top = self._top or self
         child._t0, child._wall0 = self._t0, self._wall0
         child.caller_hung_up = self.caller_hung_up
         child.background = self.background
@@ -369,7 +384,9 @@ class Session:
             played=result.played,
             within=self.within,
         )
-        self.trace.append(entry)
+        if self._keep_trace:
+            self.trace.append(entry)
+        (self._top or self).steps_run += 1
         if logger.isEnabledFor(logging.INFO):
             logger.info(
                 "step %s (%s) -> %s%s", step.id, step.action, result.outcome,
