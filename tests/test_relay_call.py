@@ -68,6 +68,21 @@ async def test_offer_fields_come_from_the_receive_event() -> None:
         "c1", "n1", "office", "inbound")
     assert (call.from_number, call.to_number) == ("+15551230000", "+15559870000")
     assert call.state == "created" and not call.ended and call.end_reason is None
+    assert call.device == {"type": "phone", "params": {"from_number": "+15551230000",
+                                                       "to_number": "+15559870000"}}
+
+
+async def test_the_device_is_the_offers_whatever_its_shape() -> None:
+    sip = {"type": "sip", "params": {"from": "sip:alice@example.com", "to": "sip:desk@example.com",
+                                     "headers": [{"name": "X-Account", "value": "42"}]}}
+    call = Call(ScriptedClient(), {"call_id": "c2", "device": sip})  # type: ignore[arg-type]
+    assert call.device == sip
+    assert (call.from_number, call.to_number) == ("sip:alice@example.com", "sip:desk@example.com")
+    # A phone device with more than the two numbers keeps the rest.
+    phone = {"type": "phone", "params": {"from_number": "+1555", "to_number": "+1666",
+                                         "region": "us"}}
+    assert Call(ScriptedClient(), {"call_id": "c3", "device": phone}).device == phone  # type: ignore[arg-type]
+    assert Call(ScriptedClient(), {"call_id": "c4"}).device == {}  # type: ignore[arg-type]
 
 
 async def test_play_sends_media_and_resolves_on_finished() -> None:
@@ -294,3 +309,14 @@ async def test_state_never_moves_back_and_listeners_see_events() -> None:
     state(call, "ringing")  # late and out of order
     assert call.state == "answered"
     assert seen == ["answered", "ringing"]
+
+
+async def test_a_call_state_that_is_not_a_state_name_changes_nothing() -> None:
+    call = new_call(ScriptedClient())
+    for bad in (["ended"], {"state": "ended"}, 3, None, "exploded"):
+        state(call, bad)  # type: ignore[arg-type]
+    assert call.state == "created" and not call.ended
+    odd = Call(ScriptedClient(), {"call_id": "c5", "call_state": ["answered"]})  # type: ignore[arg-type]
+    assert odd.state == "created"
+    state(call, "answered")
+    assert call.state == "answered"

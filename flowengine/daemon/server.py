@@ -326,11 +326,13 @@ class Daemon:
     async def _run_call(self, running: _Running) -> None:
         call, entry = running.call, running.entry
         flow = entry.flow
-        extra = {"call_id": call.call_id, "flow": flow.name, "flow_version": flow.version}
-        logger.info("call from %s to %s on context %s", call.from_number or "?",
-                    call.to_number or "?", call.context, extra={
-                        **extra, "event": "call_started", "context": call.context,
-                        "from": call.from_number, "to": call.to_number})
+        # The log lines' extras are built when a line is written, not held by the call.
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("call from %s to %s on context %s", call.from_number or "?",
+                        call.to_number or "?", call.context, extra={
+                            **_call_extra(call, flow), "event": "call_started",
+                            "context": call.context, "from": call.from_number,
+                            "to": call.to_number})
         report: SessionReport | None = None
         crashed = False
         try:
@@ -342,7 +344,7 @@ class Daemon:
             # A bug in the engine, not the flow: this call fails, the daemon and the other
             # calls go on.
             crashed = True
-            logger.exception("call crashed", extra=extra)
+            logger.exception("call crashed", extra=_call_extra(call, flow))
             with anyio.move_on_after(5, shield=True), contextlib.suppress(RelayError):
                 await call.hangup("error")
         finally:
@@ -361,15 +363,16 @@ class Daemon:
             took = time.monotonic() - running.started
             if crashed:
                 pass  # logged above, with the traceback
-            elif report is not None:
+            elif report is None:
+                logger.warning("call cancelled after %.2f s (shutdown)", took,
+                               extra={**_call_extra(call, flow), "event": "call_ended",
+                                      "ended": ended})
+            elif logger.isEnabledFor(logging.INFO):
                 logger.info("call ended: %s after %d step(s) in %.2f s (%s)", ended,
                             report.steps_run, took, report.end_reason or "no end reason",
-                            extra={**extra, "event": "call_ended", "ended": ended,
-                                   "status": report.status, "end_reason": report.end_reason,
-                                   "error": report.error})
-            else:
-                logger.warning("call cancelled after %.2f s (shutdown)", took,
-                               extra={**extra, "event": "call_ended", "ended": ended})
+                            extra={**_call_extra(call, flow), "event": "call_ended",
+                                   "ended": ended, "status": report.status,
+                                   "end_reason": report.end_reason, "error": report.error})
 
     def _on_step(self, entry: TraceEntry) -> None:
         self.metrics.step(entry)
@@ -577,6 +580,10 @@ class Daemon:
             "invalid_files": invalid,
             "versions_in_memory": len(self.loader.versions_in_memory()),
         }
+
+
+def _call_extra(call: Call, flow: FlowVersion) -> dict[str, Any]:
+    return {"call_id": call.call_id, "flow": flow.name, "flow_version": flow.version}
 
 
 def _why_unmatched(call: Call, registry: Registry) -> str:
