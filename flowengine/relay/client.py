@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncGenerator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
 from ssl import SSLContext
 from types import MappingProxyType
@@ -160,8 +160,9 @@ class RelayClient(AsyncContextManagerMixin):
         """
         return self._incoming
 
-    async def execute(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Send a raw request and return its result.
+    def execute(self, method: str, params: Mapping[str, Any]
+                ) -> Coroutine[Any, Any, dict[str, Any]]:
+        """Send a raw request and return its result (``await client.execute(…)``).
 
         While the link is down the request waits for the reconnect, within the same
         deadline (``config.request_timeout``).
@@ -172,9 +173,15 @@ class RelayClient(AsyncContextManagerMixin):
             ConnectionLost: the link dropped after the request was sent, or the client
                 is closed.
         """
+        # Not a coroutine itself: while the link is up the caller awaits the link's own
+        # request, one coroutine frame less per request waiting for its reply.
         conn = self._conn
         if conn is not None and conn.accepting:
-            return await conn.request(method, params, self._deadlines)
+            return conn.request(method, params, self._deadlines)
+        return self._execute_when_linked(method, params)
+
+    async def _execute_when_linked(self, method: str, params: Mapping[str, Any]
+                                   ) -> dict[str, Any]:
         # The link is down: wait for it, within the same deadline.
         try:
             with anyio.fail_after(self.config.request_timeout):

@@ -270,6 +270,7 @@ class RelayConnection:
                     await self.ws.send(frame)
             except _TRANSPORT_ERRORS:
                 raise ConnectionLost(-1, method, "Connection closed") from None
+            del frame  # sent: not held while the reply is awaited
             await waiter.future
         finally:
             if deadlines is not None:
