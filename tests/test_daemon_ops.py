@@ -337,6 +337,11 @@ async def test_a_call_that_crashes_does_not_take_the_daemon_down(
     from flowengine.engine import Session, SessionReport
 
     class Buggy(Session):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if self.call.from_number == "+1777":
+                raise RuntimeError("a bug in the engine's set-up")
+
         async def run(self) -> SessionReport:
             if self.call.from_number == "+1666":
                 raise RuntimeError("a bug in the engine")
@@ -346,6 +351,7 @@ async def test_a_call_that_crashes_does_not_take_the_daemon_down(
     steps: list[TraceEntry] = []
     async with simulator() as sim, serving(sim, [desk(tmp_path)], on_step=steps.append) as daemon:
         bad = sim.offer_call("desk", "+1666", "+15559870000")
+        worse = sim.offer_call("desk", "+1777", "+15559870000")
         good = [sim.offer_call("desk") for _ in range(3)]
         await sim.wait_all_ended(timeout=10)
         await anyio.sleep(0.1)
@@ -353,12 +359,15 @@ async def test_a_call_that_crashes_does_not_take_the_daemon_down(
             daemon.metrics.render().decode()) for s in f.samples
             if s.name == "flowengine_calls_total"}
         assert daemon.state == "serving"
-    assert bad.end_reason == "error" and "calling.answer" not in bad.commands
+    for broken in (bad, worse):
+        assert broken.end_reason == "error" and "calling.answer" not in broken.commands
     paths = paths_by_call(steps)
     assert all(paths[c.call_id] == FULL_PATH for c in good)
-    assert ended == {"failed": 1, "completed": 3}
-    [(_, crash)] = log_tap.find(lambda r: r.getMessage() == "call crashed")
-    assert getattr(crash, "call_id", None) == bad.call_id and crash.exc_info
+    assert ended == {"failed": 2, "completed": 3}
+    crashes = log_tap.find(lambda r: r.getMessage() == "call crashed")
+    assert sorted(getattr(r, "call_id", None) for _, r in crashes) == sorted(
+        [bad.call_id, worse.call_id])
+    assert all(r.exc_info for _, r in crashes)
 
 
 # ------------------------------------------------------- the calls' tasks at the end

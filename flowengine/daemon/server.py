@@ -7,8 +7,9 @@ Structure (models.md §3)::
       service task group                 reloader, watcher, periodic rescan, subscriptions,
                                          /metrics + /healthz, offers refused while draining
         calls task group                 declines, and the drain's hang-ups
-        _CallTasks                       one bare asyncio task per call:
-                                         Session(entry.runtime, call).run()
+        _CallTasks                       one bare asyncio task per call running
+                                         Session(entry.runtime, call).run() itself;
+                                         its end (books, metrics, log) in a callback
 
 A call is routed once, when it is offered, with the registry of that moment; the task
 holds that registry's entry (FlowVersion + FlowRuntime) until the call ends, so a reload
@@ -70,29 +71,38 @@ class _CallTasks:
 
     An anyio 4 task-group child costs ~3 KB per call in flight on top of the asyncio task (a
     task handle with its own cancel scope, an ``Event`` with its deque, a wrapper coroutine,
-    a weak-keyed task state): a third of what a call in flight held (docs/benchmarks.md). A
-    call's task handles its own errors, so nothing needs to reach a task group; what one gave
-    is kept here: :meth:`cancel`, and :meth:`wait` for them all. The anyio cancel scopes a
-    call enters inside its task (step timeouts, the shielded hang-up at its end) work as in
-    any task; a cancel from here is a plain ``Task.cancel()``, delivered once.
+    a weak-keyed task state): a third of what a call in flight held (docs/benchmarks.md).
+    A call's task runs its session's ``run()`` itself, with no wrapper coroutine; what
+    happens when it ends (the books, the log line, a crash) is ``on_done(running, task)``,
+    called from the task's done callback. What a task group gave is kept: :meth:`cancel`,
+    and :meth:`wait` for them all. The anyio cancel scopes a call enters inside its task
+    (step timeouts, the shielded hang-up at its end) work as in any task; a cancel from
+    here is a plain ``Task.cancel()``, delivered once.
     """
 
-    __slots__ = ("_tasks",)
+    __slots__ = ("_done_callback", "_on_done", "_tasks")
 
-    def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[None]] = set()
+    def __init__(self, on_done: Callable[[_Running, asyncio.Task[Any]], None]) -> None:
+        self._tasks: dict[asyncio.Task[Any], _Running | None] = {}
+        self._on_done = on_done
+        self._done_callback = self._done  # one bound method, not one per call
 
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def start(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+    def start(self, coro: Coroutine[Any, Any, Any], name: str,
+              running: _Running | None = None) -> None:
+        """Run ``coro`` in a task of its own; ``on_done(running, task)`` when it ends (with
+        ``running``; without, an exception is logged)."""
         task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
+        self._tasks[task] = running
+        task.add_done_callback(self._done_callback)
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        running = self._tasks.pop(task, None)
+        if running is not None:
+            self._on_done(running, task)
+        elif not task.cancelled() and (exc := task.exception()) is not None:
             logger.error("%s failed", task.get_name(), exc_info=exc)
 
     def cancel(self) -> None:
@@ -167,7 +177,7 @@ class Daemon:
         self.relay: RelayClient | None = None
         self.state = "starting"
         self._running: dict[str, _Running] = {}
-        self._call_tasks = _CallTasks()
+        self._call_tasks = _CallTasks(self._call_ended)
         #: (flow name, version) → calls in flight on it.
         self._in_flight: Counter[tuple[str, str]] = Counter()
         self._idle = anyio.Event()
@@ -321,58 +331,59 @@ class Daemon:
         if self._idle.is_set():
             self._idle = anyio.Event()
         self.metrics.call_started(entry.name, entry.flow.short_version)
-        self._call_tasks.start(self._run_call(running), name=f"call {call.call_id}")
-
-    async def _run_call(self, running: _Running) -> None:
-        call, entry = running.call, running.entry
-        flow = entry.flow
-        # The log lines' extras are built when a line is written, not held by the call.
         if logger.isEnabledFor(logging.INFO):
             logger.info("call from %s to %s on context %s", call.from_number or "?",
                         call.to_number or "?", call.context, extra={
-                            **_call_extra(call, flow), "event": "call_started",
+                            **_call_extra(call, entry.flow), "event": "call_started",
                             "context": call.context, "from": call.from_number,
                             "to": call.to_number})
-        report: SessionReport | None = None
-        crashed = False
         try:
             # The steps go to the metrics, the log and --trace as they run; none is kept.
-            session = Session(entry.runtime, call, on_step=self._on_step,
-                              time_scale=self.time_scale, keep_trace=False)
-            report = await session.run()
-        except Exception:
+            run = Session(entry.runtime, call, on_step=self._on_step, time_scale=self.time_scale,
+                          keep_trace=False).run()
+        except Exception as exc:  # noqa: BLE001 - a bug: the call crashes as if run() raised
+            run = _raise(exc)
+        # The task runs the session itself: no wrapper coroutine held per call in flight.
+        self._call_tasks.start(run, f"call {call.call_id}", running)
+
+    def _call_ended(self, running: _Running, task: asyncio.Task[SessionReport]) -> None:
+        """A call's task ended: the books, the metrics and its log line."""
+        call, flow = running.call, running.entry.flow
+        report: SessionReport | None = None
+        crash: BaseException | None = None
+        if not task.cancelled():
+            crash = task.exception()
+            if crash is None:
+                report = task.result()
+        ended = "failed" if crash is not None else _how_it_ended(report, running.drained)
+        self._running.pop(call.call_id, None)
+        key = (flow.name, flow.version)
+        self._in_flight[key] -= 1
+        last = self._in_flight[key] <= 0
+        if last:
+            del self._in_flight[key]
+        current = self.registry.flows.get(flow.name)
+        retired = current is None or current.flow is not flow
+        self.metrics.call_ended(flow.name, flow.short_version, ended, last=last and retired)
+        if not self._running:
+            self._idle.set()
+        took = time.monotonic() - running.started
+        if crash is not None:
             # A bug in the engine, not the flow: this call fails, the daemon and the other
-            # calls go on.
-            crashed = True
-            logger.exception("call crashed", extra=_call_extra(call, flow))
-            with anyio.move_on_after(5, shield=True), contextlib.suppress(RelayError):
-                await call.hangup("error")
-        finally:
-            ended = "failed" if crashed else _how_it_ended(report, running.drained)
-            self._running.pop(call.call_id, None)
-            key = (flow.name, flow.version)
-            self._in_flight[key] -= 1
-            last = self._in_flight[key] <= 0
-            if last:
-                del self._in_flight[key]
-            current = self.registry.flows.get(flow.name)
-            retired = current is None or current.flow is not flow
-            self.metrics.call_ended(flow.name, flow.short_version, ended, last=last and retired)
-            if not self._running:
-                self._idle.set()
-            took = time.monotonic() - running.started
-            if crashed:
-                pass  # logged above, with the traceback
-            elif report is None:
-                logger.warning("call cancelled after %.2f s (shutdown)", took,
-                               extra={**_call_extra(call, flow), "event": "call_ended",
-                                      "ended": ended})
-            elif logger.isEnabledFor(logging.INFO):
-                logger.info("call ended: %s after %d step(s) in %.2f s (%s)", ended,
-                            report.steps_run, took, report.end_reason or "no end reason",
-                            extra={**_call_extra(call, flow), "event": "call_ended",
-                                   "ended": ended, "status": report.status,
-                                   "end_reason": report.end_reason, "error": report.error})
+            # calls go on; the call is hung up if it is still there.
+            logger.error("call crashed", exc_info=crash, extra=_call_extra(call, flow))
+            if not call.ended:
+                self._call_tasks.start(self._hang_up(call, "error"), f"hang up {call.call_id}")
+        elif report is None:
+            logger.warning("call cancelled after %.2f s (shutdown)", took,
+                           extra={**_call_extra(call, flow), "event": "call_ended",
+                                  "ended": ended})
+        elif logger.isEnabledFor(logging.INFO):
+            logger.info("call ended: %s after %d step(s) in %.2f s (%s)", ended,
+                        report.steps_run, took, report.end_reason or "no end reason",
+                        extra={**_call_extra(call, flow), "event": "call_ended",
+                               "ended": ended, "status": report.status,
+                               "end_reason": report.end_reason, "error": report.error})
 
     def _on_step(self, entry: TraceEntry) -> None:
         self.metrics.step(entry)
@@ -428,9 +439,9 @@ class Daemon:
                 tg.cancel_scope.cancel()
         return not self._running
 
-    async def _hang_up(self, call: Call) -> None:
+    async def _hang_up(self, call: Call, reason: str = "hangup") -> None:
         try:
-            await call.hangup("hangup")
+            await call.hangup(reason)
         except RelayError as exc:
             logger.warning("call %s: hanging up failed: %s", call.call_id, exc,
                            extra={"call_id": call.call_id})
@@ -580,6 +591,10 @@ class Daemon:
             "invalid_files": invalid,
             "versions_in_memory": len(self.loader.versions_in_memory()),
         }
+
+
+async def _raise(exc: Exception) -> SessionReport:
+    raise exc
 
 
 def _call_extra(call: Call, flow: FlowVersion) -> dict[str, Any]:
