@@ -10,17 +10,25 @@ them in a bracket in front of the message::
 The JSON format writes them as fields (``call_id``, ``flow``, ``version``, ``step``,
 ``action``, ``outcome``, ``next``, ``duration_ms``, plus ``event``/``file``/``errors`` on
 reload lines).
+
+At ``info`` a call writes about ten lines, so a line must be cheap: the lines logged in one
+turn of the event loop leave in one write (:class:`LineHandler`; warnings and errors at
+once), the time prefix is formatted once a second, and records skip the source line, thread
+and process fields no format shows.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
 import time
 from typing import IO, Any
 
-__all__ = ["JsonFormatter", "ReadableFormatter", "configure_logging"]
+import orjson
+
+__all__ = ["JsonFormatter", "LineHandler", "ReadableFormatter", "configure_logging"]
 
 #: Attributes every LogRecord has: anything else on a record came in through ``extra``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -29,17 +37,37 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 _RENAMED = {"flow_version": "version", "next_step": "next"}
 
 
-def _timestamp(record: logging.LogRecord) -> str:
-    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-    return f"{seconds}.{int(record.msecs):03d}Z"
+class _Seconds:
+    """``strftime`` of a record's second, computed once per second (not once per line)."""
+
+    __slots__ = ("_convert", "_format", "_second", "_text")
+
+    def __init__(self, fmt: str, convert: Any) -> None:
+        self._format, self._convert = fmt, convert
+        self._second, self._text = -1, ""
+
+    def __call__(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._second = second
+            self._text = time.strftime(self._format, self._convert(second))
+        return self._text
+
+
+def _timestamp(record: logging.LogRecord, seconds: _Seconds) -> str:
+    return f"{seconds(record.created)}.{int(record.msecs):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``ts``, ``level``, ``logger``, ``message`` and the extras."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._seconds = _Seconds("%Y-%m-%dT%H:%M:%S", time.gmtime)
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "ts": _timestamp(record),
+            "ts": _timestamp(record, self._seconds),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -53,16 +81,22 @@ class JsonFormatter(logging.Formatter):
             line[_RENAMED.get(key, key)] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        try:
+            return orjson.dumps(line, default=str).decode()
+        except TypeError:  # what orjson refuses (a 65-bit integer, a key that is no str)
+            return json.dumps(line, default=str, ensure_ascii=False)
 
 
 class ReadableFormatter(logging.Formatter):
     """``time LEVEL [call flow@version] message`` for call lines, ``time LEVEL logger: message``
     for the others."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._seconds = _Seconds("%Y-%m-%d %H:%M:%S", time.localtime)
+
     def format(self, record: logging.LogRecord) -> str:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
-        when = f"{when}.{int(record.msecs):03d}"
+        when = f"{self._seconds(record.created)}.{int(record.msecs):03d}"
         call_id = getattr(record, "call_id", None)
         flow = getattr(record, "flow", None)
         message = record.getMessage()
@@ -80,13 +114,74 @@ class ReadableFormatter(logging.Formatter):
         return text
 
 
+class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes the lines logged in one turn of the event loop with one
+    ``write`` and one ``flush`` (one system call), at the start of the next turn.
+
+    Lines at WARNING and above, lines from a thread without a running event loop, and
+    lines when nothing is pending in a loop go out as they come (a warning first writes
+    what is pending, so the order holds). ``flush()`` (also at exit, through
+    ``logging.shutdown``) writes whatever is pending.
+    """
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._scheduled = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Called with the handler's lock held (Handler.handle).
+        try:
+            self._pending.append(self.format(record) + self.terminator)
+            if record.levelno < logging.WARNING and self._schedule():
+                return
+            self._write()
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - logging's own convention: report, go on
+            self.handleError(record)
+
+    def _schedule(self) -> bool:
+        if self._scheduled:
+            return True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop in this thread: write now
+            return False
+        loop.call_soon(self.flush)
+        self._scheduled = True
+        return True
+
+    def _write(self) -> None:
+        if self._pending:
+            text = "".join(self._pending)
+            self._pending.clear()
+            self.stream.write(text)
+        self.stream.flush()
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._scheduled = False
+            if self.stream and hasattr(self.stream, "write"):
+                self._write()
+        finally:
+            self.release()
+
+
 def configure_logging(fmt: str = "text", level: str = "info",
                       stream: IO[str] | None = None) -> logging.Handler:
     """Send every flowengine log line to ``stream`` (stderr) in ``fmt`` (``text``/``json``).
 
+    For a process of its own (``serve``): records also stop collecting the caller's source
+    line, thread and process, which no format shows (the logging HOWTO's "Optimization").
     Returns the handler installed on the root logger.
     """
-    handler = logging.StreamHandler(stream or sys.stderr)
+    logging._srcfile = None  # type: ignore[attr-defined]  # the documented knob
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    handler = LineHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ReadableFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
