@@ -101,7 +101,8 @@ class Lines:
                 return line[len(tag):].strip()
 
 
-#: --baseline: a checkout of another flowengine revision, run as the client "baseline".
+#: --baseline: a checkout of another flowengine revision, run as the client "baseline"
+#: (and "baseline-info", at serve's default log level).
 BASELINE: Path | None = None
 
 
@@ -109,14 +110,14 @@ def client_command(name: str, url: str, context: str,
                    flow_dir: Path) -> tuple[list[str], dict[str, str]]:
     env = dict(os.environ)
     env.pop("FLOWENGINE_RELAY_URL", None)
-    if name == "baseline":
-        assert BASELINE is not None, "--baseline DIR is needed for the client 'baseline'"
+    if name in ("baseline", "baseline-info"):
+        assert BASELINE is not None, f"--baseline DIR is needed for the client {name!r}"
         env.update(SIGNALWIRE_PROJECT_ID="sim-project", SIGNALWIRE_API_TOKEN="sim-token",
                    PYTHONPATH=str(BASELINE))
         # -P: not the current directory (this checkout) first on sys.path, but PYTHONPATH.
+        level = [] if name == "baseline-info" else ["--log-level", "warning"]
         return [PY, "-P", "-c", "import sys; from flowengine.cli import main; sys.exit(main())",
-                "serve", str(flow_dir / "voicemail.yaml"), "--relay-url", url,
-                "--log-level", "warning"], env
+                "serve", str(flow_dir / "voicemail.yaml"), "--relay-url", url, *level], env
     if name == "flowengine":
         env.update(SIGNALWIRE_PROJECT_ID="sim-project", SIGNALWIRE_API_TOKEN="sim-token")
         return [FLOWENGINE, "serve", str(flow_dir / "voicemail.yaml"),
@@ -335,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated calls in flight (default 50,500,5000)")
     parser.add_argument("--clients", default=",".join(CLIENTS),
                         help=f"comma-separated, in the order run (default {','.join(CLIENTS)}; "
-                             "also flowengine-info: serve at its default log level)")
+                             "also flowengine-info: serve at its default log level, info; "
+                             "baseline-info: the --baseline's serve at info)")
     parser.add_argument("--calls", type=int, default=None,
                         help="calls measured per run (default max(6000, 4 x level); "
                              "--quick: max(1500, 2 x level))")
