@@ -24,7 +24,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*FLOWENGINE, *args], capture_output=True, text=True, cwd=ROOT,
-                          env=_env(**env), timeout=120)
+                          check=False, env=_env(**env), timeout=120)
 
 
 def test_run_voicemail_on_the_embedded_simulator_prints_the_trace_and_the_recording():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from flowengine.relay.client import IncomingCalls
@@ -25,12 +26,12 @@ async def test_waiting_calls_are_taken_without_a_turn_of_the_loop_each() -> None
     async def count_turns() -> None:
         nonlocal turns
         while True:
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             turns += 1
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(count_turns)
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         for i in range(50):
             send.send_nowait(i)
         before = turns

@@ -576,7 +576,7 @@ def test_hangup_ordinal_picks_which_action_of_a_kind():
 
 
 def test_record_defaults_to_mp3_as_relay_does(core: SimCore, peer: Peer) -> None:
-    call, ids = answered_call(core, peer, "speak:2")
+    _call, ids = answered_call(core, peer, "speak:2")
     reply = peer.request("calling.record", {**ids, "control_id": "k9",
                                             "record": {"audio": {}}})
     assert reply["result"]["url"].endswith(".mp3")

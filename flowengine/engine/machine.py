@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from transitions import Machine, MachineError
 
@@ -78,8 +78,11 @@ class FlowRuntime:
                 self.runners[step.action] = getattr(importlib.import_module(module), func)
         #: (state, outcome) → ((conditions as (callable, expected result)), destination)…
         self._edges: dict[tuple[str, str], tuple[_Edge, ...]] = {
+            # Our conditions are callables and every transition has a destination (the
+            # stubs allow names and internal transitions).
             (source, name): tuple(
-                (tuple((c.func, c.target) for c in t.conditions), t.dest) for t in transitions)
+                (tuple((cast(Callable[..., Any], c.func), c.target) for c in t.conditions),
+                 cast(str, t.dest)) for t in transitions)
             for name, event in self.machine.events.items()
             for source, transitions in event.transitions.items()}
 

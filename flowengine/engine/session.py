@@ -219,7 +219,7 @@ class Session:
                 if not self.call.ended and not self.hangup_sent:
                     try:
                         await self.call.hangup("hangup")
-                    except Exception as exc:  # the call may have gone meanwhile
+                    except Exception as exc:  # noqa: BLE001 - the call may have gone meanwhile
                         logger.debug("hangup at flow end failed: %s", exc)
                 await self.call.wait_for_ended()
         self.collect_background()

@@ -13,7 +13,7 @@ import json
 import re
 import sys
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -126,7 +126,7 @@ def format_timeline(records: Iterable[Mapping[str, Any]]) -> str:
     lines: list[str] = []
     for call_id, steps in calls.items():
         first = steps[0]
-        when = datetime.fromtimestamp(float(first.get("at") or 0), tz=timezone.utc)
+        when = datetime.fromtimestamp(float(first.get("at") or 0), tz=UTC)
         lines.append(f"call {call_id} — flow {first.get('flow')} "
                      f"@{str(first.get('version'))[:12]} — {when:%Y-%m-%d %H:%M:%S} UTC")
         for r in steps:

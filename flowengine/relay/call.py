@@ -360,11 +360,11 @@ class Call:
     __slots__ = (
         "_actions",
         "_client",
+        "_device",
         "_ended_event",
         "_listeners",
         "bridge",
         "call_id",
-        "_device",
         "context",
         "direction",
         "end_reason",

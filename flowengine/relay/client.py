@@ -439,9 +439,9 @@ class RelayClient(AsyncContextManagerMixin):
             logger.warning("! dropped a frame from RELAY: %s: %s", event.reason, event.frame)
         elif type(event) is OtherEvent and event.event_type == "messaging.state":
             self._message_state(event.params)
-        elif type(event) is OtherEvent or type(event) is ServerPing:
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("= %s ignored", event)
+        elif (type(event) is OtherEvent or type(event) is ServerPing) and logger.isEnabledFor(
+                logging.DEBUG):
+            logger.debug("= %s ignored", event)
 
     def _offer(self, event: CallReceived) -> None:
         if event.call_id in self._calls:

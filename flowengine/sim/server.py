@@ -25,7 +25,6 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from flowengine.relay.connection import CoalescingTransport, send_text_now
-
 from flowengine.sim.caller import CallerScript
 from flowengine.sim.calls import SimCall
 from flowengine.sim.core import Connection, SimCore
