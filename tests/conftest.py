@@ -2,6 +2,9 @@ import os
 
 import pytest
 
+#: The simulator core's fixtures (clock, core, peer) for its tests.
+pytest_plugins = ["tests.simpeer"]
+
 # The official SDK allows one RelayClient per process unless told otherwise, and honours
 # HTTP(S)_PROXY even for loopback (protocol doc §1, §8).
 os.environ.setdefault("RELAY_MAX_CONNECTIONS", "64")

@@ -11,23 +11,7 @@ from typing import Any
 import pytest
 
 from flowengine.sim import CallerScript, CallerScriptError, SimCore
-from tests.test_sim_core import FakeClock, Peer, answered_call, events
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def core(clock: FakeClock) -> SimCore:
-    return SimCore(project="p", token="secret-token", time_scale=1.0, clock=clock,
-                   http_url="http://sim.test")
-
-
-@pytest.fixture
-def peer(core: SimCore, clock: FakeClock) -> Peer:
-    return Peer(core, clock)
+from tests.simpeer import Peer, answered_call, events
 
 
 def phone(number: str, **params: Any) -> dict[str, Any]:
