@@ -63,6 +63,22 @@ def test_schema_errors_are_positioned_with_hints(tmp_path):
     ]
 
 
+def test_enum_and_length_errors_say_what_is_allowed(tmp_path):
+    assert problems(tmp_path, """\
+        flow: FLOW
+        scenarios:
+          - name: typo
+            expect:
+              status: complete
+              recording: {format: ogg}
+        """) == [
+        ("s.test.yaml:5:15: error: expect.status in scenario 1 must be one of completed, "
+         "failed, not the text 'complete'; did you mean 'completed'?"),
+        ("s.test.yaml:6:27: error: expect.recording.format in scenario 1 must be one of mp3, "
+         "wav, not the text 'ogg'"),
+    ]
+
+
 def test_references_to_the_flow_are_checked(tmp_path):
     assert problems(tmp_path, """\
         flow: FLOW

@@ -181,46 +181,68 @@ def _translate(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
 
     where = describe(path)
     if kind == "additionalProperties":
-        known = list(schema.get("properties", {}))
         choices = _choice_keys(schema)
-        no_choice = choices is not None and not any(k in value for k in choices)
-        for key in value:
-            if key in known:
-                continue
-            if no_choice and choices is not None:
+        if choices is not None and not any(k in value for k in choices):
+            known = list(schema.get("properties", {}))
+            for key in value:
+                if key in known:
+                    continue
                 message = f"unknown {_key_noun(path)} '{key}'"
-                hint = did_you_mean(key, choices) or did_you_mean(key, known)
                 if len(path) != 2 or path[0] != "steps":
                     message += f" in {where}"
-            else:
-                message = f"unknown key '{key}' in {where}"
-                hint = did_you_mean(key, known)
-            yield doc.diagnostic((*path, key), message, key=True, hint=hint)
-        return
+                hint = did_you_mean(key, choices) or did_you_mean(key, known)
+                yield doc.diagnostic((*path, key), message, key=True, hint=hint)
+            return
 
     if kind == "oneOf":
         yield from _one_of(error, doc, path, schema)
         return
 
     if kind == "type":
-        hint = None
-        expected = rule
         if len(path) == 2 and path[0] == "steps" and isinstance(value, str) and value in \
                 schema.get("properties", {}):
-            hint = f"write '{value}: {{}}' on its own line under the step"
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and (
-                expected == "string" or (isinstance(expected, list) and "string" in expected)) \
-                and schema.get("title") != "Step id":
+            yield doc.diagnostic(path, f"{where} must be {_expected(rule)}, not {_show(value)}",
+                                 hint=f"write '{value}: {{}}' on its own line under the step")
+            return
+        if schema.get("title") == "Step id":
+            yield doc.diagnostic(path, f"{where} must be a step id or null, not {_show(value)}")
+            return
+
+    yield from translate_error(error, doc, where)
+
+
+def translate_error(error: ValidationError, doc: Document, where: str) -> Iterator[Diagnostic]:
+    """The messages for the schema keywords every schema uses (unknown and missing keys,
+    types, enums, patterns, bounds, lengths), placed at the node (``where`` names it).
+    The flow's and the scenario file's translators handle their own cases, then this."""
+    path: Path = tuple(error.absolute_path)
+    value: Any = error.instance
+    kind = error.validator
+    rule: Any = error.validator_value
+    schema = error.schema if isinstance(error.schema, dict) else {}
+
+    if kind == "additionalProperties":
+        known = list(schema.get("properties", {}))
+        for key in value:
+            if key not in known:
+                yield doc.diagnostic((*path, key), f"unknown key '{key}' in {where}", key=True,
+                                     hint=did_you_mean(key, known))
+        return
+
+    if kind == "type":
+        hint = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                rule == "string" or (isinstance(rule, list) and "string" in rule)):
             hint = f'quote it: "{value}"'
-        wanted = "a step id or null" if schema.get("title") == "Step id" else _expected(rule)
-        yield doc.diagnostic(path, f"{where} must be {wanted}, not {_show(value)}", hint=hint)
+        yield doc.diagnostic(path, f"{where} must be {_expected(rule)}, not {_show(value)}",
+                             hint=hint)
         return
 
     if kind == "enum":
-        options = [str(o) for o in rule]
+        options = [_option(o) for o in rule]
         listed = ", ".join(options) if len(options) <= 8 else ", ".join(options[:6]) + ", …"
         message = f"{where} must be one of {listed}, not {_show(value)}"
-        hint = did_you_mean(str(value), options) if isinstance(value, str) else None
+        hint = did_you_mean(value, options) if isinstance(value, str) else None
         yield doc.diagnostic(path, message, hint=hint)
         return
 
@@ -254,6 +276,13 @@ def _translate(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
     else:
         message = f"{where}: {error.message}"
     yield doc.diagnostic(path, message)
+
+
+def _option(value: Any) -> str:
+    """An enum's option as a message lists it (YAML's words for booleans and null)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "null" if value is None else str(value)
 
 
 def _one_of(error: ValidationError, doc: Document, path: Path,

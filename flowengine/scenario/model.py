@@ -26,7 +26,7 @@ from flowengine.actions import ACTIONS
 from flowengine.flow import FlowError, FlowVersion, load_flow
 from flowengine.flow.diagnostics import Diagnostic, did_you_mean, sort_key
 from flowengine.flow.loader import Document, Path, load_yaml
-from flowengine.flow.schema import _expected, _show
+from flowengine.flow.schema import _show, translate_error
 
 #: The scenario schema's file name in ``flowengine/schemas/``.
 SCHEMA_FILE = "scenario.schema.json"
@@ -213,28 +213,7 @@ def _translate(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
     rule: Any = error.validator_value
     schema = error.schema if isinstance(error.schema, dict) else {}
     where = describe(path)
-    if kind == "additionalProperties":
-        known = list(schema.get("properties", {}))
-        for key in value:
-            if key not in known:
-                yield doc.diagnostic((*path, key), f"unknown key '{key}' in {where}", key=True,
-                                     hint=did_you_mean(key, known))
-    elif kind == "required":
-        for key in rule:
-            if isinstance(value, dict) and key not in value:
-                yield doc.diagnostic(path, f"{where} needs '{key}'", key=True)
-    elif kind == "type":
-        hint = (f'quote it: "{value}"' if isinstance(value, (int, float))
-                and not isinstance(value, bool) and "string" in str(rule) else None)
-        yield doc.diagnostic(path, f"{where} must be {_expected(rule)}, not "
-                             f"{_show(value)}", hint=hint)
-    elif kind == "enum":
-        options = ", ".join("false" if o is False else str(o) for o in rule)
-        yield doc.diagnostic(path, f"{where} must be one of {options}, not {_show(value)}")
-    elif kind == "pattern":
-        yield doc.diagnostic(path, f"invalid value '{value}' for {where}",
-                             hint=schema.get("patternErrorMessage"))
-    elif kind == "anyOf":
+    if kind == "anyOf":
         # A matcher or a recording: report what is wrong inside the branch of the same type
         # (a mapping's wrong keys), else say the value is not one of the kinds allowed.
         fitting = [sub for sub in error.context or ()
@@ -245,16 +224,10 @@ def _translate(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
         else:
             yield doc.diagnostic(path, f"{where} cannot be {_show(value)}",
                                  hint=f"see {schema.get('title') or 'the schema'} in docs/testing.md")
-    elif kind in ("minItems", "minProperties"):
-        yield doc.diagnostic(path, f"{where} must not be empty")
-    elif kind in ("exclusiveMinimum", "minimum", "maximum"):
-        bound = {"exclusiveMinimum": "greater than", "minimum": "at least", "maximum": "at most"}
-        yield doc.diagnostic(path, f"{where} must be {bound[kind]} {rule}, "
-                             f"not {value}")
     elif "propertyNames" in error.absolute_schema_path:
         yield doc.diagnostic((*path, value), f"invalid step id '{value}' in {where}", key=True)
     else:
-        yield doc.diagnostic(path, f"{where}: {error.message}")
+        yield from translate_error(error, doc, where)
 
 
 _JSON_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
