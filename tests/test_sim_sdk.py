@@ -68,6 +68,15 @@ class Outcome:
         finally:
             self.done.set()
 
+    def handle(self, client: RelayClient,
+               body: Callable[[Any, dict[str, Any]], Awaitable[None]]) -> None:
+        """Have ``client`` run ``body(call, values)`` for the calls it gets (what it saw goes
+        into ``values``, errors to :meth:`wait`)."""
+
+        @client.on_call
+        async def handle_call(call: Any) -> None:
+            await self.run(lambda: body(call, self.values))
+
     async def wait(self, timeout: float = 10) -> dict[str, Any]:
         with anyio.fail_after(timeout):
             await self.done.wait()
@@ -89,20 +98,18 @@ async def run_seed_example(
         outcome = Outcome()
         client = sdk_client(sim, ["office"])
 
-        @client.on_call
-        async def handle_call(call: Any) -> None:
-            async def body() -> None:
-                await call.answer()
-                await call.play([{"type": "tts", "text": "Leave a message after the beep."}])
-                action = await call.record(
-                    audio=audio or {"beep": True, "end_silence_timeout": 3, "terminators": "#"},
-                    on_completed=lambda ev: outcome.values.setdefault("state_then", call.state))
-                event = await action.wait()
-                outcome.values["event"] = event
-                outcome.values["nested_url"] = event.params.get("record", {}).get("url", "")
-                await call.hangup()
+        async def body(call: Any, seen: dict[str, Any]) -> None:
+            await call.answer()
+            await call.play([{"type": "tts", "text": "Leave a message after the beep."}])
+            action = await call.record(
+                audio=audio or {"beep": True, "end_silence_timeout": 3, "terminators": "#"},
+                on_completed=lambda ev: seen.setdefault("state_then", call.state))
+            event = await action.wait()
+            seen["event"] = event
+            seen["nested_url"] = event.params.get("record", {}).get("url", "")
+            await call.hangup()
 
-            await outcome.run(body)
+        outcome.handle(client, body)
 
         async with client:
             values = await outcome.wait()
@@ -152,20 +159,18 @@ async def test_caller_hanging_up_mid_recording_still_delivers_the_recording(
         outcome = Outcome()
         client = sdk_client(sim, ["office"])
 
-        @client.on_call
-        async def handle_call(call: Any) -> None:
-            async def body() -> None:
-                await call.answer()
-                action = await call.record(
-                    audio={"beep": True, "end_silence_timeout": 3, "terminators": "#",
-                           "format": "wav"},
-                    on_completed=lambda ev: outcome.values.setdefault("state_then", call.state))
-                outcome.values["event"] = await action.wait()
-                outcome.values["ended"] = await call.wait_for_ended(timeout=5)
-                # Too late: the simulator answers 410 and the SDK reads it as "gone" (§7).
-                outcome.values["late_hangup"] = await call.hangup()
+        async def body(call: Any, seen: dict[str, Any]) -> None:
+            await call.answer()
+            action = await call.record(
+                audio={"beep": True, "end_silence_timeout": 3, "terminators": "#",
+                       "format": "wav"},
+                on_completed=lambda ev: seen.setdefault("state_then", call.state))
+            seen["event"] = await action.wait()
+            seen["ended"] = await call.wait_for_ended(timeout=5)
+            # Too late: the simulator answers 410 and the SDK reads it as "gone" (§7).
+            seen["late_hangup"] = await call.hangup()
 
-            await outcome.run(body)
+        outcome.handle(client, body)
 
         async with client:
             values = await outcome.wait()
@@ -189,18 +194,16 @@ async def test_play_controls_and_a_caller_who_hangs_up_during_the_play(
         outcome = Outcome()
         client = sdk_client(sim, ["office"])
 
-        @client.on_call
-        async def handle_call(call: Any) -> None:
-            async def body() -> None:
-                await call.answer()
-                play = await call.play_silence(20)
-                assert (await play.pause())["code"] == "200"
-                assert (await play.resume())["code"] == "200"
-                assert (await play.volume(-3.0))["code"] == "200"
-                outcome.values["play"] = await play.wait(timeout=5)
-                outcome.values["ended"] = await call.wait_for_ended(timeout=5)
+        async def body(call: Any, seen: dict[str, Any]) -> None:
+            await call.answer()
+            play = await call.play_silence(20)
+            assert (await play.pause())["code"] == "200"
+            assert (await play.resume())["code"] == "200"
+            assert (await play.volume(-3.0))["code"] == "200"
+            seen["play"] = await play.wait(timeout=5)
+            seen["ended"] = await call.wait_for_ended(timeout=5)
 
-            await outcome.run(body)
+        outcome.handle(client, body)
 
         async with client:
             values = await outcome.wait()
@@ -216,17 +219,15 @@ async def test_collect_digits_through_the_sdk(sdk_client: Callable[..., RelayCli
         outcome = Outcome()
         client = sdk_client(sim, ["office"])
 
-        @client.on_call
-        async def handle_call(call: Any) -> None:
-            async def body() -> None:
-                await call.answer()
-                action = await call.play_and_collect(
-                    [{"type": "tts", "params": {"text": "Enter your code"}}],
-                    {"digits": {"max": 4, "terminators": "#", "digit_timeout": 5}})
-                outcome.values["collect"] = await action.wait(timeout=5)
-                await call.hangup()
+        async def body(call: Any, seen: dict[str, Any]) -> None:
+            await call.answer()
+            action = await call.play_and_collect(
+                [{"type": "tts", "params": {"text": "Enter your code"}}],
+                {"digits": {"max": 4, "terminators": "#", "digit_timeout": 5}})
+            seen["collect"] = await action.wait(timeout=5)
+            await call.hangup()
 
-            await outcome.run(body)
+        outcome.handle(client, body)
 
         async with client:
             values = await outcome.wait()
@@ -278,15 +279,13 @@ async def test_the_sdk_resumes_its_session_after_a_dropped_socket(
         outcome = Outcome()
         client = sdk_client(sim, ["office"])
 
-        @client.on_call
-        async def handle_call(call: Any) -> None:
-            async def body() -> None:
-                await call.answer()
-                action = await call.record(audio={"terminators": "#"})
-                outcome.values["event"] = await action.wait()
-                await call.hangup()
+        async def body(call: Any, seen: dict[str, Any]) -> None:
+            await call.answer()
+            action = await call.record(audio={"terminators": "#"})
+            seen["event"] = await action.wait()
+            await call.hangup()
 
-            await outcome.run(body)
+        outcome.handle(client, body)
 
         async with client:
             protocol = client.relay_protocol
