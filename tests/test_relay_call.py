@@ -13,6 +13,8 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flowengine.relay import ActionResult, Call, CallEnded, RelayError
 from flowengine.relay.events import CallEvent
@@ -320,3 +322,62 @@ async def test_a_call_state_that_is_not_a_state_name_changes_nothing() -> None:
     assert odd.state == "created"
     state(call, "answered")
     assert call.state == "answered"
+
+
+# ------------------------------------------------------------------ odd events (fuzz)
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+    | st.floats(allow_nan=True, allow_infinity=True),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=3),
+    max_leaves=8)
+#: What a number field may hold instead of a number.
+_ODD = st.sampled_from([float("inf"), float("-inf"), float("nan"), 1e308, -1, 2**70, "12",
+                        "x", "", True, None, [], {}, {"url": 3}])
+_VALUE = _JSON | _ODD
+#: The keys calls and actions read, plus any other.
+_KEYS = st.sampled_from(["state", "call_state", "end_reason", "url", "duration", "size",
+                         "record", "play", "result", "type", "params", "digits", "event",
+                         "detect", "connect_state", "peer", "failed_reason", "anything"])
+_EVENT_TYPES = st.sampled_from([
+    "calling.call.state", "calling.call.play", "calling.call.record", "calling.call.collect",
+    "calling.call.detect", "calling.call.connect", "calling.call.send_digits",
+    "calling.call.unknown"])
+#: The event type of each action the test starts, in order.
+_OWN_EVENT = ["calling.call.play", "calling.call.record", "calling.call.collect",
+              "calling.call.detect"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_EVENT_TYPES, st.dictionaries(_KEYS, _VALUE, max_size=6),
+                          st.integers(0, 4), st.booleans()), max_size=10))
+def test_no_event_however_odd_breaks_a_call_or_its_actions(events: list[Any]) -> None:
+    async def main() -> None:
+        call = new_call(ScriptedClient(), "answered")
+        actions = [
+            await call.play([{"type": "silence", "params": {"duration": 1}}]),
+            await call.record({"beep": True}),
+            await call.play_and_collect([{"type": "silence", "params": {"duration": 1}}],
+                                        {"digits": {"max": 1}}),
+            await call.detect({"type": "machine", "params": {}}, wait_for_beep=True),
+        ]
+        for event_type, params, which, ends in events:
+            control_id = actions[which].control_id if which < len(actions) else None
+            if ends and which < len(actions):  # odd fields on the event that ends an action
+                event_type = _OWN_EVENT[which]
+                params = {**params, "state": "finished"}
+            call._handle_event(CallEvent(event_type=event_type, call_id=call.call_id,
+                                         control_id=control_id, params=params))
+            assert call.state in ("answered", "ending", "ended")
+        # Whatever came, every result reads without raising, and the call still ends
+        # every action when it ends.
+        state(call, "ended", end_reason="hangup")
+        for action in actions:
+            result = await action.wait(timeout=1)
+            assert isinstance(result.state, str)
+            assert result.url is None or isinstance(result.url, str)
+            assert result.duration is None or isinstance(result.duration, float)
+            assert result.size is None or isinstance(result.size, int)
+
+    anyio.run(main, backend="asyncio")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sys
 import uuid
 from collections.abc import Callable, Collection, Mapping
@@ -109,20 +110,23 @@ class ActionResult:
 
     @property
     def duration(self) -> float | None:
-        """The recording length in seconds, or ``None``."""
+        """The recording length in seconds, or ``None`` (also for anything that is not a
+        finite number, such as a frame's ``1e400``)."""
         value = _lookup(self.params, "duration")
         try:
-            return float(value) if value is not None else None
+            seconds = float(value) if value is not None else None
         except (TypeError, ValueError):
             return None
+        return seconds if seconds is not None and math.isfinite(seconds) else None
 
     @property
     def size(self) -> int | None:
-        """The recording size in bytes, or ``None``."""
+        """The recording size in bytes, or ``None`` (also for anything that is not a finite
+        number)."""
         value = _lookup(self.params, "size")
         try:
             return int(value) if value is not None else None
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return None
 
 
