@@ -327,17 +327,23 @@ class RelayConnection:
         try:
             while self.proto.state is OPEN:
                 events = self._receive(await ws.recv())
-                await self._flush()  # §3: ACK before processing
-                self._dispatch(events)
+                await self._ack_then_dispatch(events)
             # §2.7: the server closes the link after a disconnect; in-flight replies may
             # still arrive meanwhile. If it does not close it in time, we do.
             with anyio.move_on_after(closing_grace):
                 while True:
                     events = self._receive(await ws.recv())
-                    await self._flush()
-                    self._dispatch(events)
+                    await self._ack_then_dispatch(events)
         except _TRANSPORT_ERRORS as exc:
             logger.info("= link closed: %s", exc)
+            # What the server sent before it closed the link is still ours: a call's last
+            # events (its "ended") often come just before a close.
+            with anyio.move_on_after(_CLOSE_TIMEOUT):
+                try:
+                    while True:
+                        self._dispatch(self._receive(await ws.recv()))
+                except _TRANSPORT_ERRORS:
+                    pass
         finally:
             self._mark_unusable()
             for event in self.proto.receive_eof():
@@ -346,6 +352,15 @@ class RelayConnection:
                     if waiter is not None:
                         waiter.settle(None, ConnectionLost(-1, event.method, event.message))
             await self.close()
+
+    async def _ack_then_dispatch(self, events: list[Event]) -> None:
+        try:
+            await self._flush()  # §3: ACK before processing
+        except _TRANSPORT_ERRORS:
+            # The link closed under the ACK: the events arrived all the same.
+            self._dispatch(events)
+            raise
+        self._dispatch(events)
 
     def abort(self) -> None:
         """Drop the link at once (no closing handshake): the peer stopped answering."""
@@ -393,7 +408,13 @@ class RelayConnection:
                 if waiter is not None:
                     waiter.settle(None, RelayError(event.code, event.method, event.message))
             else:
-                self._on_event(event)
+                try:
+                    self._on_event(event)
+                except Exception:
+                    # A bug in handling one event must not take the link, and every call
+                    # on it, down with the reader: log it and go on with the next frame.
+                    logger.exception("! could not handle %s; the link goes on",
+                                     type(event).__name__)
 
     def _mark_unusable(self) -> None:
         if self._usable:
