@@ -407,3 +407,72 @@ async def test_unreadable_ca_file_is_a_relay_error(tmp_path: Path) -> None:
     with pytest.raises(RelayError, match="missing.pem"):
         async with RelayClient(config):
             pass
+
+
+async def test_a_bug_handling_one_event_does_not_take_the_link_down(
+        sim: Simulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # A stand-in for a bug: handling the events of one call raises. The other call, on the
+    # same link, goes on; the link is never dropped.
+    doomed: set[str] = set()
+    real = Call._handle_event
+
+    def buggy(self: Call, event: Any) -> None:
+        if self.call_id in doomed:
+            raise RuntimeError("a bug in event handling")
+        real(self, event)
+
+    monkeypatch.setattr(Call, "_handle_event", buggy)
+    first = sim.offer_call("office", caller="speak:1")
+    second = sim.offer_call("office", caller="speak:1")
+    async with RelayClient(config_for(sim), ["office"]) as client:
+        a, b = await next_call(client), await next_call(client)
+        doomed.add(a.call_id)
+        await b.answer()  # a's answered event raises in the handler; b's still works
+        await a.answer()
+        action = await b.record({"terminators": "#", "end_silence_timeout": 1.0})
+        result = await action.wait(timeout=5)
+        assert result.state == "finished" and result.url
+        await b.hangup()
+        await a.hangup()
+        assert client.reconnects == 0 and client.connected
+    await first.wait_ended()
+    await second.wait_ended()
+    assert "could not handle CallEvent; the link goes on" in caplog.text
+
+
+async def test_events_sent_just_before_the_server_closes_the_link_are_not_lost() -> None:
+    # A server that offers a call, ends it and closes the link in one breath (as a server
+    # shutting down may): the client reads the offer after the close has arrived, so its
+    # ACK cannot be sent. The events are still the client's: the call is offered, and it
+    # has ended, with its reason.
+    import json
+
+    def event(event_type: str, **params: Any) -> str:
+        return json.dumps({"jsonrpc": "2.0", "id": f"e-{event_type}-{params.get('call_state')}",
+                           "method": "signalwire.event",
+                           "params": {"event_type": event_type, "params": {
+                               "call_id": "c1", "node_id": "n1", **params}}})
+
+    async def offer_end_close(ws: Any) -> None:
+        message = json.loads(await ws.recv())
+        assert message["params"]["contexts"] == ["office"]
+        await ws.send(json.dumps({"jsonrpc": "2.0", "id": message["id"],
+                                  "result": {"protocol": "closing-proto"}}))
+        ws.protocol.send_text(event("calling.call.receive", call_state="ringing",
+                                    context="office", direction="inbound").encode())
+        ws.protocol.send_text(event("calling.call.state", call_state="ending").encode())
+        ws.protocol.send_text(event("calling.call.state", call_state="ended",
+                                    end_reason="busy").encode())
+        ws.protocol.send_close(1001)
+        for data in ws.protocol.data_to_send():  # the four frames in one write
+            ws.transport.write(data)
+        await anyio.sleep(0.5)
+
+    async with serve(offer_end_close, "127.0.0.1", 0) as server:
+        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        config = RelayConfig(url=url, project="p", token="t", reconnect_delay=5.0)
+        async with RelayClient(config, ["office"]) as client:
+            call = await next_call(client)
+            with anyio.fail_after(1):
+                await call.wait_for_ended()
+            assert (call.call_id, call.end_reason) == ("c1", "busy")
