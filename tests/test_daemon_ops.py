@@ -460,3 +460,29 @@ def test_serve_runs_the_garbage_collector_less_often_and_the_environment_can_say
             assert f"FLOWENGINE_GC_THRESHOLDS='{bad}': expected up to three" in caplog.text
     finally:
         gc.set_threshold(*before)
+
+
+# ------------------------------------------------------------------ noise on the wire
+
+async def test_junk_frames_on_the_wire_cost_no_call(tmp_path: Path,
+                                                    log_tap: LogTap) -> None:  # noqa: F811
+    steps: list[TraceEntry] = []
+    async with simulator() as sim, serving(sim, [desk(tmp_path)], on_step=steps.append) as daemon:
+        sim.inject_noise(0.6, seed=20261126)
+        calls = [sim.offer_call("desk") for _ in range(30)]
+        await sim.wait_all_ended(timeout=20)
+        await anyio.sleep(0.1)
+        assert daemon.state == "serving"
+        summary = sim.summary()
+    # Every call went through its whole flow, as without the noise.
+    assert summary["by_end_reason"] == {"hangup": 30} and summary["leaked"] == 0
+    assert summary["noise_frames"] > 50
+    paths = paths_by_call(steps)
+    assert {c.call_id: paths.get(c.call_id) for c in calls} == {
+        c.call_id: FULL_PATH for c in calls}
+    assert all(c.commands == ["calling.answer", "calling.play", "calling.record",
+                              "calling.end"] for c in calls)
+    # The junk was seen and dropped, with a warning each, not a crash.
+    dropped = log_tap.find(lambda r: r.getMessage().startswith("! dropped a frame from RELAY"))
+    assert dropped
+    assert not log_tap.find(lambda r: r.levelno >= logging.ERROR)

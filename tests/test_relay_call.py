@@ -381,3 +381,34 @@ def test_no_event_however_odd_breaks_a_call_or_its_actions(events: list[Any]) ->
             assert result.size is None or isinstance(result.size, int)
 
     anyio.run(main, backend="asyncio")
+
+
+def test_the_simulators_noise_frames_are_never_a_valid_event() -> None:
+    # inject_noise's promise: a client that drops what it cannot use sees every call
+    # through. So no junk frame may offer a call or change a call or an action.
+    import random
+
+    from flowengine.relay.events import CallReceived
+    from flowengine.sim.noise import junk_frame
+    from tests.test_relay_protocol import open_protocol
+
+    async def main() -> None:
+        call = new_call(ScriptedClient(), "answered")
+        actions = [await call.play([{"type": "silence", "params": {"duration": 1}}]),
+                   await call.record({"beep": True})]
+        proto = open_protocol()
+        rng, ids = random.Random(5), iter(range(10**6))
+        for n in range(3000):
+            action = actions[n % 2]
+            event_type = ["calling.call.receive", "calling.call.state", "calling.call.play",
+                          "calling.call.record"][n % 4]
+            text = junk_frame(rng, call.call_id, action.control_id, event_type,
+                              lambda: f"j{next(ids)}")
+            for event in proto.receive_frame(text):
+                assert type(event) is not CallReceived, text
+                if type(event) is CallEvent and event.call_id == call.call_id:
+                    call._handle_event(event)
+            proto.frames_to_send()
+        assert call.state == "answered" and not any(a.done for a in actions)
+
+    anyio.run(main, backend="asyncio")

@@ -92,3 +92,36 @@ def test_a_bad_caller_script_is_refused_with_the_grammar() -> None:
     assert done.returncode == 2
     assert "dance:3" in done.stderr and "grammar" in done.stderr
     assert done.stdout == ""
+
+
+async def test_noise_frames_from_the_simulator_cost_flowengine_run_no_call() -> None:
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "SIGNALWIRE_PROJECT_ID": "sim-project",
+           "SIGNALWIRE_API_TOKEN": "sim-token"}
+    async with await anyio.open_process(
+            [*COMMAND, "--calls", "5", "--concurrency", "5", "--context", "office",
+             "--time-scale", "0.01", "--noise", "0.7"],
+            stderr=subprocess.DEVNULL) as sim:
+        assert sim.stdout is not None
+        stdout = BufferedByteReceiveStream(sim.stdout)
+        url = await first_line(stdout)
+        run = await anyio.run_process(
+            [sys.executable, "-m", "flowengine.cli", "run", str(root / "flows/voicemail.yaml"),
+             "--relay-url", url.strip(), "--count", "5", "--time-scale", "0.01", "-q"],
+            env=env, check=False)
+        assert await wait(sim) == 0
+        lines = await the_rest(stdout)
+    assert run.returncode == 0, run.stderr.decode()
+    summary = json.loads(lines[-1])
+    assert summary["by_end_reason"] == {"hangup": 5} and summary["leaked"] == 0
+    assert summary["noise_frames"] > 5
+    assert b"dropped a frame from RELAY" in run.stderr or b"dropped" in run.stdout + run.stderr
+
+
+def test_a_noise_rate_beyond_one_is_refused() -> None:
+    done = subprocess.run([*COMMAND, "--noise", "1.5"], capture_output=True, text=True,
+                          timeout=20, check=False)
+    assert done.returncode == 2 and "--noise is a probability, from 0 to 1, not 1.5" in done.stderr

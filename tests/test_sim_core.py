@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import pytest
@@ -474,3 +475,41 @@ def test_record_defaults_to_mp3_as_relay_does(core: SimCore, peer: Peer) -> None
     reply = peer.request("calling.record", {**ids, "control_id": "k9",
                                             "record": {"audio": {}}})
     assert reply["result"]["url"].endswith(".mp3")
+
+
+def test_noise_puts_a_junk_frame_before_events_at_the_rate_asked(core: SimCore,
+                                                                  peer: Peer) -> None:
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        core.inject_noise(1.5)
+    _call, ids = answered_call(core, peer, "speak:2")
+    play = {"type": "silence", "params": {"duration": 1}}
+    core.inject_noise(1.0, seed=3)
+    peer.send("calling.play", {**ids, "control_id": "p1", "play": [play]})
+    peer.advance(2)
+    texts = peer.conn.take_frames()
+    # The reply, then each event (playing, finished) with a junk frame before it.
+    assert core.noise_sent == 2 and len(texts) == 1 + 2 * core.noise_sent
+    assert core.summary()["noise_frames"] == 2
+    core.inject_noise(0)
+    peer.send("calling.play", {**ids, "control_id": "p2", "play": [play]})
+    peer.advance(2)
+    assert core.noise_sent == 2 and len(peer.conn.take_frames()) == 3
+
+
+def test_noise_with_a_seed_repeats(clock: FakeClock) -> None:
+    def run() -> list[str]:
+        core = SimCore(project="p", token="secret-token", time_scale=1.0, clock=clock,
+                       http_url="http://sim.test")
+        peer = Peer(core, clock)
+        _call, ids = answered_call(core, peer, "speak:2")
+        core.inject_noise(0.5, seed=11)
+        for n in range(10):
+            peer.send("calling.play", {**ids, "control_id": f"p{n}",
+                                       "play": [{"type": "silence", "params": {"duration": 1}}]})
+            peer.advance(2)
+        # The junk, with the ids (a random prefix per simulator) left out.
+        return [re.sub(r"[0-9a-f]{8}-\d+", "ID", t) for t in peer.conn.take_frames()
+                if "nobody" in t or not t.startswith("{")]
+
+    first = run()
+    assert first and first == run()

@@ -46,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how long a session without a socket keeps its calls (default 30)")
     parser.add_argument("--ping-interval", type=float, default=None, metavar="SECONDS",
                         help="send signalwire.ping to every client this often (default: never)")
+    parser.add_argument("--noise", type=float, default=0.0, metavar="RATE",
+                        help="before each event, with probability RATE (0 to 1), send a junk "
+                             "frame a real server never would (not JSON, impossible states, "
+                             "events for unknown calls…): does your client drop them and keep "
+                             "its calls? The summary counts them (default 0)")
     parser.add_argument("--latency", action="store_true",
                         help="measure the time from each call event to the client's next "
                              "command; the summary gains a 'latency' object (p50/p99 in ms)")
@@ -72,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
         print("error: --calls must be ≥ 0, --concurrency ≥ 1 and --time-scale > 0",
               file=sys.stderr)
         return 2
+    if not 0 <= args.noise <= 1:
+        print(f"error: --noise is a probability, from 0 to 1, not {args.noise:g}",
+              file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return anyio.run(_main, args, caller, backend="asyncio")
@@ -88,6 +97,8 @@ async def _main(args: argparse.Namespace, caller: CallerScript) -> int:
     sim = Simulator(args.host, args.port, args.project, args.token, args.time_scale,
                     resume_window=args.resume_window, ping_interval=args.ping_interval,
                     record_latency=args.latency)
+    if args.noise:
+        sim.inject_noise(args.noise)
     # The handlers are in place before the URL is printed: whoever reads the URL may
     # signal at once.
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -18,6 +18,7 @@ import hmac
 import itertools
 import json
 import logging
+import random
 import re
 import secrets
 import time
@@ -31,6 +32,7 @@ import orjson
 from flowengine.sim.caller import CallerScript
 from flowengine.sim.calls import CommandError, SimCall, SimRecording
 from flowengine.sim.latency import LatencyRecorder
+from flowengine.sim.noise import junk_frame
 from flowengine.sim.timers import Timer, TimerHeap
 
 logger = logging.getLogger("flowengine.sim")
@@ -225,10 +227,14 @@ class SimCore:
         self._gone: OrderedDict[str, SimCall] = OrderedDict()
         self._recordings: OrderedDict[str, SimRecording] = OrderedDict()
         self._delays: dict[str | None, float] = {}
+        #: inject_noise: (rate, random source), or None.
+        self._noise: tuple[float, random.Random] | None = None
         #: Every message sent with messaging.send (its first messaging.state params).
         self.messages_sent: list[dict[str, Any]] = []
         self._failures: dict[str, deque[tuple[str, str]]] = {}
         self._offered = 0
+        #: Junk frames sent by inject_noise.
+        self.noise_sent = 0
         self._ended = 0
         self._leaked = 0
         self._by_reason: dict[str, int] = {}
@@ -440,6 +446,8 @@ class SimCore:
                             "space_id": self.space_id, "params": params}}
         conn = session.conn
         if conn is not None:
+            if self._noise is not None:
+                self._add_noise(conn, self._noise, event_type, params)
             tag: bool | str = True
             if self.latency is not None:
                 # The driver reports the write of a call event that may prompt a command.
@@ -765,6 +773,29 @@ class SimCore:
         self._push(conn, {"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
         return rid
 
+    def inject_noise(self, rate: float, *, seed: int | None = None) -> None:
+        """Before each event, with probability ``rate`` (0 to 1), send a junk frame about
+        the same call that a real server never would (``flowengine.sim.noise``): not JSON,
+        malformed envelopes, impossible states, events for unknown calls, replies nobody
+        asked for, unknown server methods. None of them is a valid event, so a client that
+        drops them sees every call through. ``rate`` 0 stops it; ``seed`` repeats a run."""
+        if not 0 <= rate <= 1:
+            raise ValueError(f"noise rate must be between 0 and 1, not {rate}")
+        self._noise = (float(rate), random.Random(seed)) if rate > 0 else None
+
+    def _add_noise(self, conn: Connection, noise: tuple[float, random.Random],
+                   event_type: str, params: dict[str, Any]) -> None:
+        rate, rng = noise
+        if rng.random() >= rate:
+            return
+        call_id = params.get("call_id")
+        control_id = params.get("control_id")
+        frame = junk_frame(rng, call_id if isinstance(call_id, str) else "none",
+                           control_id if isinstance(control_id, str) else None,
+                           event_type, self._new_id)
+        self.noise_sent += 1
+        conn.push(frame, False)
+
     def delay_replies(self, seconds: float, method: str | None = None) -> None:
         """Handle requests (of ``method``, or all) ``seconds`` of real time late; 0 undoes it."""
         if seconds > 0:
@@ -792,11 +823,14 @@ class SimCore:
         """``{"offered", "ended", "by_end_reason", "leaked", "active"}``: ``ended`` and
         ``by_end_reason`` count calls that ended on their own; ``leaked`` those still up at
         shutdown; ``active`` those in flight now. With ``record_latency`` also
-        ``latency`` (see :meth:`LatencyRecorder.summary`)."""
+        ``latency`` (see :meth:`LatencyRecorder.summary`); with noise, ``noise_frames``
+        (the junk frames sent)."""
         summary: dict[str, Any] = {
             "offered": self._offered, "ended": self._ended,
             "by_end_reason": dict(sorted(self._by_reason.items())),
             "leaked": self._leaked, "active": len(self._active)}
+        if self._noise is not None or self.noise_sent:
+            summary["noise_frames"] = self.noise_sent
         if self.latency is not None:
             summary["latency"] = self.latency.summary()
         return summary

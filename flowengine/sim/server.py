@@ -341,6 +341,11 @@ class Simulator:
         """The next ``method`` request fails with ``code`` (see SimCore.fail_next)."""
         self.core.fail_next(method, code, message)
 
+    def inject_noise(self, rate: float, *, seed: int | None = None) -> None:
+        """Before each event, with probability ``rate``, a junk frame a real server never
+        sends (see SimCore.inject_noise); 0 stops it."""
+        self.core.inject_noise(rate, seed=seed)
+
     async def send_disconnect(self, restart: bool = False, timeout: float = 2.0) -> None:
         """``signalwire.disconnect`` to every client (§2.7), then close their sockets.
 
