@@ -87,9 +87,6 @@ class _CallTasks:
         self._on_done = on_done
         self._done_callback = self._done  # one bound method, not one per call
 
-    def __len__(self) -> int:
-        return len(self._tasks)
-
     def start(self, coro: Coroutine[Any, Any, Any], name: str,
               running: _Running | None = None) -> None:
         """Run ``coro`` in a task of its own; ``on_done(running, task)`` when it ends (with

@@ -286,7 +286,7 @@ class RelayClient(AsyncContextManagerMixin):
             finally:
                 self._close()
                 tg.cancel_scope.cancel()
-        self._end_calls()
+        self._end_calls()  # _maintain's finally did it, unless it was cancelled unstarted
         if body_error is not None:
             raise body_error
 
