@@ -48,13 +48,13 @@ def test_voicemail_compiles_to_the_contract():
     assert v.version == hashlib.sha256(raw).hexdigest() and v.short_version == v.version[:12]
     assert v.contexts == ("office",) and dict(v.match) == {}
     assert v.start == "greet" and v.on_hangup is None and v.on_error is None
-    assert (v.max_steps, v.max_duration) == (1000, None)
+    assert (v.max_steps, v.max_duration) == (1000, 600)
     assert list(v.steps) == ["greet", "prompt", "take_message", "check_length", "thanks",
                              "too_short", "nothing_heard", "bye", "end"]
     assert dict(v.template_flow) == {"name": "voicemail", "version": v.short_version,
                                      "file": str(FLOWS / "voicemail.yaml")}
     rec = v.steps["take_message"]
-    assert (rec.action, rec.line, rec.col, rec.timeout) == ("record", 13, 3, None)
+    assert (rec.action, rec.line, rec.col, rec.timeout) == ("record", 15, 3, None)
     assert dict(rec.params) == {"beep": True, "end_silence_timeout": 3, "terminators": "#",
                                 "format": "mp3"}
     assert dict(rec.on) == {"finished": "check_length", "no_input": "nothing_heard"}

@@ -71,7 +71,7 @@ def test_a_removed_edge_fails_the_scenarios_that_took_it(tmp_path):
     assert ("        expected: greet → prompt → take_message → nothing_heard → bye → end\n"
             "        actual:   greet → prompt → take_message → check_length\n") in out
     # Without the edge, no_input follows next into the branch, whose condition fails.
-    assert ("      flow error: " + str(tmp_path / "voicemail.yaml") + ":23:15: in step "
+    assert ("      flow error: " + str(tmp_path / "voicemail.yaml") + ":25:15: in step "
             "'check_length' (when in branch choice 1): TypeError: '>=' not supported between "
             "instances of 'NoneType' and 'int'\n") in out
 
