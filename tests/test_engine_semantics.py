@@ -173,3 +173,73 @@ steps:
     assert run.sim_calls[0].end_reason == "hangup"
     assert "calling.end" in run.sim_calls[0].commands
     assert run.summary["leaked"] == 0
+
+
+async def test_max_duration_cuts_a_step_with_its_own_timeout_and_then_hangs_up(tmp_path):
+    # The limit comes during a step that has a timeout of its own (a cancel scope of its
+    # own inside the call's task): the limit wins, the step's timeout does not fire, and
+    # the hang-up after it is not cut short.
+    flow = write_flow(tmp_path, """
+name: long
+context: office
+limits:
+  max_duration: 20
+steps:
+  greet:
+    answer: {}
+  wait:
+    sleep: 600
+    timeout: 300
+    on:
+      timeout: never
+  never:
+    log: "not reached"
+""")
+    run = await run_flow(flow, "speak:1")
+    assert [s for s, _ in run.path()] == ["greet"]
+    assert "max_duration (20 s)" in run.report.note and run.report.status == "completed"
+    assert run.sim_calls[0].end_reason == "hangup" and run.summary["leaked"] == 0
+
+
+async def test_a_flow_with_a_limit_can_still_be_cancelled_from_outside(tmp_path):
+    # Cancelling the task that runs a session (a daemon's hard stop) is not taken for the
+    # limit: the session ends at once and the cancellation goes on.
+    import anyio
+
+    from flowengine.engine import FlowRuntime, Session
+    from flowengine.relay import RelayClient, RelayConfig
+    from flowengine.sim import Simulator
+
+    flow = write_flow(tmp_path, """
+name: long
+context: office
+limits:
+  max_duration: 600
+steps:
+  greet:
+    answer: {}
+  music:
+    play: [{silence: 3600}]
+""")
+    async with Simulator(port=0, project="p", token="t", time_scale=0.01) as sim:
+        sim_call = sim.offer_call("office", caller="speak:1")
+        async with RelayClient(RelayConfig(url=sim.url, project="p", token="t"),
+                               ["office"]) as client:
+            call = await client.incoming_calls().receive()
+            ended: list[str] = []
+
+            async def run_it() -> None:
+                try:
+                    await Session(FlowRuntime(flow), call, time_scale=0.01).run()
+                    ended.append("returned")
+                except BaseException:
+                    ended.append("cancelled")
+                    raise
+
+            with anyio.fail_after(5):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(run_it)
+                    while "calling.play" not in sim_call.commands:
+                        await anyio.sleep(0.01)
+                    tg.cancel_scope.cancel()
+            assert ended == ["cancelled"]

@@ -55,7 +55,8 @@ _ONCE = {"on_hangup": _hangup_not_handled, "on_error": _error_not_handled}
 class FlowRuntime:
     """A FlowVersion made runnable: its machine and its action runners, built once."""
 
-    __slots__ = ("__weakref__", "_edges", "flow", "machine", "outcomes", "runners", "subflows")
+    __slots__ = ("__weakref__", "_edges", "counted", "flow", "machine", "outcomes", "runners",
+                 "subflows")
 
     def __init__(self, flow: FlowVersion) -> None:
         self.flow = flow
@@ -71,6 +72,10 @@ class FlowRuntime:
         self.runners: dict[str, Callable[..., Any]] = {}
         #: The runtimes of the subflows its call steps run, by resolved path.
         self.subflows = {path: FlowRuntime(sub) for path, sub in flow.subflows.items()}
+        #: The steps whose runs a call counts (``Session.visits``): the targets of gotos,
+        #: which report them (``visits``) and may limit them (``max_visits``).
+        self.counted = frozenset(step.params["step"] for step in flow.steps.values()
+                                 if step.action == "goto")
         for step in flow.steps.values():
             self._add_step(step)
             if step.action not in self.runners:
