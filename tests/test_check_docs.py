@@ -30,3 +30,12 @@ def test_check_mode_accepts_the_committed_file():
     run = subprocess.run([sys.executable, str(GENERATOR), "--check"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60, check=False)
     assert (run.returncode, run.stderr) == (0, "")
+
+
+def test_the_language_guides_complete_example_is_the_shipped_voicemail_flow():
+    # docs/flow-language.md shows flows/voicemail.yaml whole: the two must not drift apart.
+    doc = (ROOT / "docs" / "flow-language.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## A complete example"):]
+    start = section.index("```yaml\n") + len("```yaml\n")
+    shown = section[start:section.index("```", start)]
+    assert shown == (ROOT / "flows" / "voicemail.yaml").read_text(encoding="utf-8")
