@@ -1,5 +1,6 @@
-"""docs/actions.md is generated from the flow schema and the action registry: the committed
-file must be exactly what tools/gen_actions_doc.py writes, so the reference cannot drift."""
+"""Docs that must not drift: docs/actions.md is generated from the flow schema and the action
+registry (the committed file must be exactly what tools/gen_actions_doc.py writes), and
+docs/flow-language.md's complete example is flows/voicemail.yaml."""
 
 from __future__ import annotations
 
