@@ -39,8 +39,14 @@ class Peer:
         return rid
 
     def frames(self) -> list[dict[str, Any]]:
-        """Every frame received since the last call (replies already taken excepted)."""
-        out = self.inbox + [json.loads(f) for f in self.conn.take_frames()]
+        """Every frame received since the last call (replies already taken excepted). The
+        events among them are ACKed, as a client that connected with ``event_acks`` does."""
+        new = [json.loads(f) for f in self.conn.take_frames()]
+        for frame in new:
+            if frame.get("method") == "signalwire.event" and "id" in frame:
+                self.core.receive_frame(self.conn, json.dumps(
+                    {"jsonrpc": "2.0", "id": frame["id"], "result": {}}))
+        out = self.inbox + new
         self.inbox = []
         return out
 

@@ -513,3 +513,41 @@ def test_noise_with_a_seed_repeats(clock: FakeClock) -> None:
 
     first = run()
     assert first and first == run()
+
+
+def test_events_not_acked_when_the_socket_went_come_again_on_resume(core: SimCore,
+                                                                    clock: FakeClock) -> None:
+    # §3: a client that asked for event_acks ACKs every event; what it had not ACKed when
+    # its socket went (written or not) may never have reached it, so the resumed session
+    # gets it again, before what happened while it was away.
+    p = Peer(core, clock)
+    p.connect(["office"], keep=True)
+    state = events(p.frames())[0][1]["authorization_state"]  # read, so ACKed
+    first = core.offer_call("office", caller="speak:1")
+    p.frames()  # read and ACKed
+    second = core.offer_call("office", caller="speak:1")
+    unread = p.conn.take_frames()  # written to the socket, never ACKed
+    assert len(unread) == 1 and second.call_id in unread[0]
+    protocol = p.protocol
+    core.connection_lost(p.conn)
+    third = core.offer_call("office", caller="speak:1")  # while nobody is connected
+    back = Peer(core, clock)
+    back.connect(["office"], keep=True, protocol=protocol, authorization_state=state)
+    offers = [params["call_id"] for etype, params in events(back.frames())
+              if etype == "calling.call.receive"]
+    assert offers == [second.call_id, third.call_id] and first.call_id not in offers
+
+
+def test_without_event_acks_only_events_never_written_come_again(core: SimCore,
+                                                                 clock: FakeClock) -> None:
+    p = Peer(core, clock)
+    p.connect(["office"], keep=True, event_acks=False)
+    p.conn.take_frames()
+    written = core.offer_call("office", caller="speak:1")
+    p.conn.take_frames()  # written, and without ACKs taken as delivered
+    protocol, state = p.protocol, p.conn.session.authorization_state  # type: ignore[union-attr]
+    core.connection_lost(p.conn)
+    assert not p.conn.unacked
+    back = Peer(core, clock)
+    back.connect(["office"], keep=True, protocol=protocol, authorization_state=state)
+    assert all(params.get("call_id") != written.call_id for _, params in events(back.frames()))

@@ -118,8 +118,8 @@ class Connection:
     (:class:`~flowengine.sim.latency.LatencyRecorder`).
     """
 
-    __slots__ = ("close_requested", "closed", "id", "outbox", "peer", "pending", "session",
-                 "wake")
+    __slots__ = ("acks", "close_requested", "closed", "id", "outbox", "peer", "pending",
+                 "session", "unacked", "wake")
 
     def __init__(self, conn_id: int, peer: str = "") -> None:
         self.id = conn_id
@@ -131,6 +131,11 @@ class Connection:
         self.closed = False
         #: Our own requests (pings, disconnects) waiting for the client's reply.
         self.pending: dict[str, Callable[[bool], None] | None] = {}
+        #: True when the client's connect asked to ACK events (``event_acks``, §3).
+        self.acks = False
+        #: With ``acks``: event id → frame, for the events sent and not ACKed yet, in order.
+        #: If the socket goes, they are sent again on the session's resume.
+        self.unacked: dict[str, str] = {}
 
     def __repr__(self) -> str:
         protocol = self.session.protocol if self.session is not None else None
@@ -161,8 +166,9 @@ class Session:
         self.signature = secrets.token_hex(16)
         self.contexts: list[str] = []
         self.conn: Connection | None = None
-        #: Events that happened while no socket was attached, delivered on resume.
-        self.backlog: deque[str] = deque()
+        #: Events to deliver on resume, as (id, frame): those never ACKed on the socket that
+        #: went, then those that happened while no socket was attached.
+        self.backlog: deque[tuple[str, str]] = deque()
         self.calls: dict[str, SimCall] = {}
         self.expiry: Timer | None = None
 
@@ -314,8 +320,13 @@ class SimCore:
         if session is None:
             return
         conn.session = None
-        # Events queued on this socket but never written go back to the session, in order.
-        unsent = [frame for frame, is_event in conn.outbox if is_event]
+        # Events not known to have arrived go back to the session, in order: with ACKs, every
+        # event not ACKed (written or not); without, those never written.
+        if conn.acks:
+            unsent = list(conn.unacked.items())
+        else:
+            unsent = [("", frame) for frame, is_event in conn.outbox if is_event]
+        conn.unacked.clear()
         conn.outbox = deque(item for item in conn.outbox if not item[1])
         if session.conn is conn:
             session.conn = None
@@ -384,8 +395,10 @@ class SimCore:
             self._dispatch(conn, req_id, method, params)
 
     def _receive_response(self, conn: Connection, req_id: Any) -> None:
-        # §3: the client ACKs every event with {"id","result":{}}: nothing to do. Replies to
+        # §3: the client ACKs every event with {"id","result":{}}: it arrived. Replies to
         # our own pings and disconnects resolve their waiters.
+        if conn.unacked.pop(req_id, None) is not None:
+            return
         if isinstance(req_id, str) and req_id in conn.pending:
             callback = conn.pending.pop(req_id)
             if callback is not None:
@@ -440,7 +453,8 @@ class SimCore:
 
     def _send_event(self, session: Session, event_type: str, params: dict[str, Any]) -> None:
         # §3: the envelope, with an id so the client ACKs it.
-        frame = {"jsonrpc": "2.0", "id": self._new_id(), "method": "signalwire.event",
+        event_id = self._new_id()
+        frame = {"jsonrpc": "2.0", "id": event_id, "method": "signalwire.event",
                  "params": {"event_type": event_type, "timestamp": self._wallclock(),
                             "event_channel": session.protocol, "project_id": self.project,
                             "space_id": self.space_id, "params": params}}
@@ -454,9 +468,16 @@ class SimCore:
                 call_id = params.get("call_id")
                 if isinstance(call_id, str) and params.get("call_state") != "ended":
                     tag = call_id
-            self._push(conn, frame, is_event=tag)
+            text = _dumps(frame)
+            if self._debug:
+                logger.debug("> %s", text)
+            if conn.acks and event_type != "signalwire.authorization.state":
+                # (Each connect sends a fresh authorization state: an old one sent again
+                # would make the client resume with a stale blob next time.)
+                conn.unacked[event_id] = text
+            conn.push(text, tag)
         else:
-            session.backlog.append(_dumps(frame))
+            session.backlog.append((event_id, _dumps(frame)))
 
     def emit_call_event(self, call: SimCall, event_type: str, params: dict[str, Any]) -> None:
         """Send a call's event to the session that owns the call (CallHost)."""
@@ -510,6 +531,7 @@ class SimCore:
                 session.expiry = None
         session.conn = conn
         conn.session = session
+        conn.acks = params.get("event_acks") is True
         contexts = _contexts(params) or []
         self._subscribe(session, contexts)
         session.authorization_state = secrets.token_urlsafe(24)
@@ -527,7 +549,10 @@ class SimCore:
                          {"authorization_state": session.authorization_state})
         # Resume: what happened while the socket was gone, in order.
         while session.backlog:
-            conn.push(session.backlog.popleft(), True)
+            event_id, text = session.backlog.popleft()
+            if conn.acks and event_id:
+                conn.unacked[event_id] = text
+            conn.push(text, True)
         for context in session.contexts:
             self._route(context)
         if self._debug:
