@@ -486,3 +486,28 @@ async def test_junk_frames_on_the_wire_cost_no_call(tmp_path: Path,
     dropped = log_tap.find(lambda r: r.getMessage().startswith("! dropped a frame from RELAY"))
     assert dropped
     assert not log_tap.find(lambda r: r.levelno >= logging.ERROR)
+
+
+async def test_no_call_is_lost_when_sockets_drop_while_calls_are_offered(
+        tmp_path: Path) -> None:
+    # Calls keep coming while the link drops again and again (and junk frames fly): an
+    # offer written just before a drop never reached the daemon, so the simulator offers it
+    # again on resume, as RELAY does with events that were not ACKed. Every call is taken
+    # and ends; none is left ringing.
+    async with simulator(time_scale=0.01) as sim, serving(sim, [desk(tmp_path)]) as daemon:
+        sim.inject_noise(0.2, seed=4)
+        calls = []
+        for n in range(80):
+            calls.append(sim.offer_call("desk", caller=["speak:1", "silent", "hangup:1"][n % 3]))
+            if n % 16 == 8:
+                await sim.drop_connections()
+            await anyio.sleep(0.005)
+        with anyio.move_on_after(30):
+            while not all(c.ended for c in calls):
+                await anyio.sleep(0.05)
+        left = [(c.caller, c.state, c.commands, [e for e, _ in c.events][-3:])
+                for c in calls if not c.ended]
+        assert not left, left
+        assert daemon.relay is not None and daemon.relay.reconnects >= 2
+    assert all("calling.answer" in c.commands for c in calls)
+    assert {c.end_reason for c in calls} == {"hangup"}

@@ -476,3 +476,25 @@ async def test_events_sent_just_before_the_server_closes_the_link_are_not_lost()
             with anyio.fail_after(1):
                 await call.wait_for_ended()
             assert (call.call_id, call.end_reason) == ("c1", "busy")
+
+
+async def test_a_hang_up_lost_with_the_link_is_sent_again(sim: Simulator) -> None:
+    # calling.end is idempotent: when the link drops while it waits for its reply, it is
+    # sent again once the session is resumed, and the call ends. (Other commands in flight
+    # fail with ConnectionLost, as the official SDK's do.)
+    sim_call = sim.offer_call("office", caller="speak:5")
+    async with RelayClient(config_for(sim), ["office"]) as client:
+        call = await next_call(client)
+        await call.answer()
+        sim.delay_replies(0.3, "calling.end")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call.hangup)
+            await until(lambda: client.connected)
+            await anyio.sleep(0.05)  # calling.end is on its way, its reply held back
+            await sim.drop_connections()
+            sim.delay_replies(0)
+        with anyio.fail_after(5):
+            await call.wait_for_ended()
+        assert client.reconnects >= 1
+    await sim_call.wait_ended(timeout=5)
+    assert sim_call.end_reason == "hangup" and "calling.end" in sim_call.commands

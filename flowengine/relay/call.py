@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .errors import CallEnded, RelayError
+from .errors import CallEnded, ConnectionLost, RelayError
 from .events import CallEvent
 
 if TYPE_CHECKING:
@@ -37,6 +37,8 @@ logger = logging.getLogger("flowengine.relay")
 #: §4.2: the order of call states; a call never moves back.
 CALL_STATES = ("created", "ringing", "answered", "ending", "ended")
 _STATE_RANK = {state: rank for rank, state in enumerate(CALL_STATES)}
+#: How many times hangup() sends calling.end when the link drops under it.
+_HANGUP_ATTEMPTS = 3
 #: A state read from a frame → the one str object of that name (not one per call).
 _STATE_NAME = {state: state for state in CALL_STATES}
 #: §4.3: a play ends on ``finished`` or ``error``.
@@ -468,14 +470,27 @@ class Call:
         """Hang up (``calling.end``). A no-op once the call is ending or ended, or gone.
 
         It returns when RELAY accepted the command; :meth:`wait_for_ended` waits for the
-        end itself.
+        end itself. ``calling.end`` is idempotent, so a hang-up lost with a dropped link is
+        sent again once the link is back (within the request deadline each time): a call
+        must not stay up because its hang-up was in flight when the socket went.
         """
-        if self.ended:
-            return
-        try:
-            await self.execute("end", {"reason": reason})
-        except CallEnded:
-            pass
+        for attempt in range(_HANGUP_ATTEMPTS):
+            if self.ended:
+                return
+            try:
+                await self.execute("end", {"reason": reason})
+            except CallEnded:
+                return
+            except ConnectionLost:
+                if attempt == _HANGUP_ATTEMPTS - 1 or self._client_closed():
+                    raise
+                logger.info("= %s: calling.end lost with the link; sending it again",
+                            self.call_id)
+            else:
+                return
+
+    def _client_closed(self) -> bool:
+        return bool(getattr(self._client, "_closed", False))
 
     async def play(self, media: list[dict[str, Any]], *, volume: float | None = None,
                    **extra: Any) -> Action:

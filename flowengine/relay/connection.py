@@ -269,6 +269,9 @@ class RelayConnection:
                 if not self._send_now(frame):
                     await self.ws.send(frame)
             except _TRANSPORT_ERRORS:
+                # The link is gone though the reader has not seen it yet: from now on
+                # requests wait for the next link instead of failing here too.
+                self._mark_unusable()
                 raise ConnectionLost(-1, method, "Connection closed") from None
             del frame  # sent: not held while the reply is awaited
             await waiter.future
