@@ -28,6 +28,7 @@ class ScriptedClient:
     """Stands in for RelayClient.execute: records requests, answers from a script."""
 
     def __init__(self) -> None:
+        self.closed = False
         self.sent: list[tuple[str, dict[str, Any]]] = []
         self.replies: dict[str, Reply] = {}
 

@@ -482,15 +482,12 @@ class Call:
             except CallEnded:
                 return
             except ConnectionLost:
-                if attempt == _HANGUP_ATTEMPTS - 1 or self._client_closed():
+                if attempt == _HANGUP_ATTEMPTS - 1 or self._client.closed:
                     raise
                 logger.info("= %s: calling.end lost with the link; sending it again",
                             self.call_id)
             else:
                 return
-
-    def _client_closed(self) -> bool:
-        return bool(getattr(self._client, "_closed", False))
 
     async def play(self, media: list[dict[str, Any]], *, volume: float | None = None,
                    **extra: Any) -> Action:

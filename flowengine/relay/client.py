@@ -149,6 +149,11 @@ class RelayClient(AsyncContextManagerMixin):
         return tuple(self._contexts)
 
     @property
+    def closed(self) -> bool:
+        """True once the client is closed (or its link task cancelled): no link will come."""
+        return self._closed
+
+    @property
     def calls(self) -> Mapping[str, Call]:
         """The live calls by ``call_id`` (read-only). Ended calls leave it."""
         return MappingProxyType(self._calls)
