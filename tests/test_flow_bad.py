@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flowengine.actions import ACTIONS
+from flowengine.flow.actions import ACTIONS
 from flowengine.flow import FlowError, check_paths, load_flow
 
 BAD = Path(__file__).parent / "flows_bad"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import textwrap
 
-from flowengine.actions import ACTIONS
+from flowengine.flow.actions import ACTIONS
 from flowengine.flow import check_paths, compile_flow
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from transitions import Machine, MachineError
 
-from flowengine.actions import ACTIONS
+from flowengine.flow.actions import ACTIONS
 from flowengine.flow import route
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from flowengine.actions import ACTIONS
+from flowengine.flow.actions import ACTIONS
 from flowengine.actions.base import StepResult
 from flowengine.engine.machine import END, FlowRuntime
 from flowengine.flow import (

@@ -31,8 +31,7 @@ from pathlib import Path as FsPath
 from types import MappingProxyType
 from typing import Any
 
-from flowengine.actions import ACTIONS
-
+from .actions import ACTIONS, CheckContext
 from .diagnostics import ERROR, WARNING, Diagnostic, FlowError, did_you_mean, sort_key
 from .loader import MAX_FILE_BYTES, Document, Path, load_yaml
 from .model import (
@@ -207,8 +206,6 @@ def _failed(diagnostic: Diagnostic) -> CompileResult:
 
 
 _Checked = CompiledTemplate | CompiledExpression
-#: What send_digits may send (a literal is checked here, a template when the step runs).
-_DTMF_TO_SEND = re.compile(r"^[0-9*#A-DwW]+$")
 #: Jinja's message for a filter or test that does not exist.
 _UNKNOWN_NAME = re.compile(r"No (filter|test) named '(\w+)'(?: found)?")
 #: What the may-not-have-run dataflow tracks: ("step", id) ran, ("var", name) was set.
@@ -369,7 +366,7 @@ class _Compiler:
             if action == "call":
                 compiled = self.subflow_call(sid, compiled, value, apath)
             params = freeze(compiled)
-            self.check_action(sid, action, value, apath)
+        self.check_action(sid, action, value, apath)
 
         on = dict(raw.get("on") or {})
         timeout = raw.get("timeout")
@@ -457,54 +454,16 @@ class _Compiler:
         return compiled
 
     def check_action(self, sid: str, action: str, value: Any, path: Path) -> None:
-        """What the schema cannot say about one action's parameters."""
-        if action == "prompt":
-            if "digits" not in value and "speech" not in value:
-                self.error(path, f"prompt in step '{sid}' listens for nothing", key=True,
-                           hint="add digits: {} (keys), speech: {} (words) or both")
-            if value.get("max_attempts", 1) == 1:
-                for key in ("no_input_play", "no_match_play"):
-                    if key in value:
-                        self.warning((*path, key), f"{key} is never played: the prompt asks "
-                                     "only once (max_attempts is 1)", key=True,
-                                     hint="set max_attempts: 2 or more")
-        elif action == "detect":
-            owners = {"wait_for_beep": "machine", "initial_timeout": "machine",
-                      "end_silence_timeout": "machine", "machine_voice_threshold": "machine",
-                      "machine_words_threshold": "machine", "tone": "fax", "digits": "digit"}
-            for key, kind in owners.items():
-                if key in value and value["type"] != kind:
-                    self.error((*path, key), f"'{key}' does not go with detect type "
-                               f"{value['type']}", key=True,
-                               hint=f"'{key}' belongs to type: {kind}")
-        elif action == "send_sms":
-            if not value.get("body") and not value.get("media"):
-                self.error(path, f"send_sms in step '{sid}' has nothing to send", key=True,
-                           hint="add body: TEXT, media: [URL…] or both")
-        elif action == "stop_record_call":
-            target = value.get("step") if isinstance(value, dict) else value
-            where = (*path, "step") if isinstance(value, dict) else path
-            if target is not None and target not in self.step_data:
-                self.error(where, f"unknown step '{target}' in stop_record_call",
-                           hint=did_you_mean(target, self.step_ids))
-            elif target is not None and self.actions[target] != "record_call":
-                self.error(where, f"step '{target}' is a {self.actions[target]} step, not "
-                           "record_call", hint="stop_record_call stops what a record_call step "
-                           "started")
-        elif action == "send_digits":
-            digits = value["digits"] if isinstance(value, dict) else value
-            where = (*path, "digits") if isinstance(value, dict) else path
-            if "{" not in digits and not _DTMF_TO_SEND.match(digits):
-                self.error(where, f"'{digits}' is not DTMF to send",
-                           hint="use 0-9, *, #, A-D, w (wait 0.5 s) and W (wait 1 s)")
-        elif action == "connect":
-            given = [k for k in ("to", "devices") if k in value]
-            if not given:
-                self.error(path, f"connect in step '{sid}' dials nobody", key=True,
-                           hint="add to: NUMBER, or devices: [NUMBER, …] for several")
-            elif len(given) == 2:
-                self.error((*path, "devices"), "connect takes to: or devices:, not both",
-                           key=True, hint="put the number of to: into devices:")
+        """What the schema cannot say about one action's parameters: its spec's ``check``."""
+        check = ACTIONS[action].check
+        if check is None:
+            return
+        for problem in check(sid, value, CheckContext(MappingProxyType(self.actions))):
+            where = (*path, *problem.path)
+            if problem.warning:
+                self.warning(where, problem.message, key=problem.key, hint=problem.hint)
+            else:
+                self.error(where, problem.message, key=problem.key, hint=problem.hint)
 
     def action_params(self, sid: str, action: str, value: Any, path: Path) -> dict[str, Any]:
         """The parameters of an action described by its registry entry: a scalar written
@@ -520,7 +479,7 @@ class _Compiler:
                 for key, item in value.items()}
 
     def field(self, kind: str | None, value: Any, path: Path, sid: str) -> Any:
-        """One parameter compiled as ``kind`` says (see ``flowengine.actions.FieldKind``)."""
+        """One parameter compiled as ``kind`` says (see ``flowengine.flow.actions.FieldKind``)."""
         if value is None or kind is None:
             return value
         if kind == "text":
