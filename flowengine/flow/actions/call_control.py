@@ -1,4 +1,4 @@
-"""Call control — the specs of answer, hangup, connect, send_digits, sleep.
+"""Call control — the specs of answer, hangup, connect, send_digits, sleep, hold, unhold.
 
 Their runners are in ``flowengine.actions.call_control``.
 """
@@ -269,5 +269,60 @@ SLEEP = ActionSpec(
     }),
 )
 
+HOLD = ActionSpec(
+    name="hold",
+    outcomes=("held", *CALL_OUTCOMES),
+    result_fields=("state",),
+    runner=f"{RUNNERS}:run_hold",
+    summary="Put the caller on hold (calling.hold): they hear hold music until unhold.",
+    method="calling.hold",
+    outcome_docs={"held": "the caller is on hold (hearing hold music) until an unhold step."},
+    schema=frozen({
+        "title": "hold",
+        "description": ("Put the caller on hold (RELAY calling.hold): they hear hold music while "
+                        "the flow goes on (a request, a sleep…) until an unhold step, or the "
+                        "end of the call. Outcomes: held, error, hangup. Result: "
+                        "steps.<id>.state (`hold`)."),
+        "type": ["object", "null"],
+        "properties": {},
+        "additionalProperties": False,
+        "default": {},
+        "examples": [{}],
+    }),
+)
+
+
+def _check_unhold(step: str, value: Any, ctx: CheckContext) -> list[Problem]:
+    # Legal (RELAY just answers), but almost always a missing or misspelt hold step; a
+    # subflow may unhold what its caller held, hence a warning.
+    if "hold" not in ctx.actions.values():
+        return [Problem((), f"unhold in step '{step}' takes the call off hold, but no step of "
+                        "this flow puts it on hold", key=True, warning=True,
+                        hint="add a hold step before it, or remove it")]
+    return []
+
+
+UNHOLD = ActionSpec(
+    name="unhold",
+    outcomes=("unheld", *CALL_OUTCOMES),
+    result_fields=("state",),
+    runner=f"{RUNNERS}:run_unhold",
+    summary="Take the caller off hold (calling.unhold).",
+    method="calling.unhold",
+    outcome_docs={"unheld": "the caller is off hold: the flow talks to them again."},
+    check=_check_unhold,
+    schema=frozen({
+        "title": "unhold",
+        "description": ("Take the caller off hold (RELAY calling.unhold): the hold music stops. "
+                        "Outcomes: unheld, error, hangup. Result: steps.<id>.state "
+                        "(`unhold`)."),
+        "type": ["object", "null"],
+        "properties": {},
+        "additionalProperties": False,
+        "default": {},
+        "examples": [{}],
+    }),
+)
+
 #: This family's actions, in the order the schema and docs list them.
-SPECS = (ANSWER, HANGUP, CONNECT, SEND_DIGITS, SLEEP)
+SPECS = (ANSWER, HANGUP, CONNECT, SEND_DIGITS, SLEEP, HOLD, UNHOLD)
