@@ -339,20 +339,7 @@ class _Compiler:
         branches: tuple[Branch, ...] = ()
         value = raw[action]
         apath: Path = (*base, action)
-        if action == "answer":
-            params = freeze(dict(value or {}))
-        elif action == "play":
-            if isinstance(value, list):
-                media, volume, mpath = value, None, apath
-            else:
-                media, volume, mpath = value["media"], value.get("volume"), (*apath, "media")
-            items = [self.media(item, (*mpath, i), sid) for i, item in enumerate(media)]
-            params = freeze({"media": items, "volume": volume})
-        elif action == "record":
-            params = freeze(dict(value or {}))
-        elif action == "hangup":
-            params = freeze({"reason": (value or {}).get("reason", "hangup")})
-        elif action == "set":
+        if action == "set":
             params = freeze({k: self.value(v, (*apath, k), sid) for k, v in value.items()})
         elif action == "log":
             params = self.text(value, apath, sid)
@@ -466,17 +453,23 @@ class _Compiler:
                 self.error(where, problem.message, key=problem.key, hint=problem.hint)
 
     def action_params(self, sid: str, action: str, value: Any, path: Path) -> dict[str, Any]:
-        """The parameters of an action described by its registry entry: a scalar written
+        """The parameters of an action described by its spec: a scalar or list written
         for the whole action stands for its ``shorthand`` parameter; each parameter is
-        compiled as its ``fields`` kind says (literals otherwise)."""
+        compiled as its ``fields`` kind says (literals otherwise); ``defaults`` fill in
+        what is not written."""
         spec = ACTIONS[action]
         if value is None:
-            return {}
-        if not isinstance(value, dict):
+            compiled: dict[str, Any] = {}
+        elif not isinstance(value, dict):
             assert spec.shorthand is not None  # the schema allows a scalar only then
-            return {spec.shorthand: self.field(spec.fields.get(spec.shorthand), value, path, sid)}
-        return {key: self.field(spec.fields.get(key), item, (*path, key), sid)
-                for key, item in value.items()}
+            compiled = {spec.shorthand: self.field(spec.fields.get(spec.shorthand), value,
+                                                   path, sid)}
+        else:
+            compiled = {key: self.field(spec.fields.get(key), item, (*path, key), sid)
+                        for key, item in value.items()}
+        compiled.update((key, item) for key, item in spec.defaults.items()
+                        if key not in compiled)
+        return compiled
 
     def field(self, kind: str | None, value: Any, path: Path, sid: str) -> Any:
         """One parameter compiled as ``kind`` says (see ``flowengine.flow.actions.FieldKind``)."""

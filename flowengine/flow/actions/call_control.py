@@ -59,6 +59,7 @@ HANGUP = ActionSpec(
     summary="Hang up the call (calling.end).",
     ends_flow=True,
     method="calling.end",
+    defaults={"reason": "hangup"},
     schema=frozen({
         "title": "hangup",
         "description": ("Hang up the call (RELAY calling.end). Nothing after it runs unless the "

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..diagnostics import did_you_mean
-from .spec import CALL_OUTCOMES, ActionSpec, CheckContext, Problem, frozen
+from .spec import CALL_OUTCOMES, ActionSpec, CheckContext, Problem, fields, frozen
 
 RUNNERS = "flowengine.actions.media"
 
@@ -162,6 +162,9 @@ DEFINITIONS = {
 PLAY = ActionSpec(
     name="play",
     definitions=DEFINITIONS,
+    shorthand="media",
+    fields=fields(media="media"),
+    defaults={"volume": None},
     outcomes=("finished", *CALL_OUTCOMES),
     result_fields=("state",),
     runner=f"{RUNNERS}:run_play",

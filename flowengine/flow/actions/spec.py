@@ -104,11 +104,14 @@ class ActionSpec:
     #: True when the action applies ``timeout:`` itself (it stops its RELAY action and
     #: keeps the result); otherwise the engine cancels the step when the time is up.
     own_timeout: bool = False
-    #: When the action's value may be written as one scalar (``sleep: 2``), the parameter
-    #: that scalar stands for (``{"seconds": 2}``).
+    #: When the action's value may be written as one scalar or list (``sleep: 2``,
+    #: ``play: [...]``), the parameter it stands for (``{"seconds": 2}``).
     shorthand: str | None = None
     #: How the compiler reads the parameters (see :data:`FieldKind`).
     fields: Mapping[str, FieldKind] = field(default_factory=_empty)
+    #: Parameters the compiled mapping always has: these values when the flow leaves them
+    #: out (a hangup's ``reason``, a play's ``volume``).
+    defaults: Mapping[str, Any] = field(default_factory=_empty)
     #: True when the step can end with ``error`` for a reason other than a template.
     #: None: when it sends something (``method``).
     fails: bool | None = None
