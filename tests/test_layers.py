@@ -65,3 +65,18 @@ def test_the_probe_sees_what_a_package_imports() -> None:
     # The engine runs actions over relay: if the probe did not see these, the test above
     # could not fail.
     assert {"actions", "flow", "relay"} <= _pulled_in("engine")
+
+
+def test_every_spec_names_a_runner_that_exists() -> None:
+    # The flow layer names runners by string only; the engine imports them. A typo in a
+    # spec's runner would otherwise surface only when a flow using the action is run.
+    import importlib
+    import inspect
+
+    from flowengine.flow.actions import ACTIONS
+
+    for name, spec in ACTIONS.items():
+        module, _, function = spec.runner.partition(":")
+        assert module.startswith("flowengine.actions."), name
+        runner = getattr(importlib.import_module(module), function, None)
+        assert inspect.iscoroutinefunction(runner), f"{name}: {spec.runner}"
