@@ -1,9 +1,9 @@
 """One ``transitions`` machine per FlowVersion: states are step ids, triggers are outcomes.
 
 The machine is built once and shared by every call of that version; a call is a model on
-it (``Session``), registered the "lean" way of tech-notes §1.4: no bound trigger methods on
-the model. Conditions are Python callables taking the session — nothing from YAML ever
-reaches ``transitions`` as a name (it would import dotted paths).
+it (``Session``), registered the "lean" way (``Machine(model=None)``): no bound trigger
+methods on the model. Conditions are Python callables taking the session — nothing from
+YAML ever reaches ``transitions`` as a name (it would import dotted paths).
 
 A call moves along the machine's own transitions, read once into a table: (state,
 outcome) → the transitions tried in order, as (conditions, destination). The machine has
