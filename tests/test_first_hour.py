@@ -1,0 +1,64 @@
+"""What a new user meets in the first hour: each problem found by trying the README and the
+guide from a clean clone, kept fixed here (issue "The first hour")."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flowengine.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+GUIDE = (ROOT / "docs" / "guide.md").read_text(encoding="utf-8")
+
+
+def flowengine(*args: str, cwd: Path = ROOT, stdout: int | None = subprocess.PIPE,
+               timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``flowengine ARGS`` as a user runs it, in its own process."""
+    return subprocess.run([sys.executable, "-m", "flowengine.cli", *args], cwd=cwd,
+                          stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=timeout,
+                          check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def guide_files() -> tuple[str, str]:
+    """The guide's flows/hello.yaml and flows/tests/hello.test.yaml, as it shows them."""
+    blocks = re.findall(r"```yaml\n(.*?)```", GUIDE, re.DOTALL)
+    flow = blocks[0]
+    scenarios = next(b for b in blocks if "\nflow: ../hello.yaml\n" in b)
+    assert flow.startswith("# yaml-language-server") and "name: hello" in flow
+    return flow, scenarios
+
+
+# -- 2. a bad --caller is a clean error --------------------------------------------------
+
+def test_run_with_a_bad_caller_script_says_so_and_exits_2(capsys: pytest.CaptureFixture[str]):
+    code = main(["run", str(ROOT / "flows" / "voicemail.yaml"), "--caller", "speak:x"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in err
+    assert err.startswith("error: --caller: unknown caller clause 'speak:x'")
+    assert len(err.splitlines()) == 1
+
+
+# -- 9. a reader that goes away (`| dot` with no dot, `| head`) ---------------------------
+
+@pytest.mark.parametrize("args", [
+    ("graph", "flows/voicemail.yaml", "--format", "dot"),
+    ("check", "flows/", "--format", "json"),
+    ("run", "flows/voicemail.yaml", "--time-scale", "0.01"),
+], ids=lambda a: a[0])
+def test_a_closed_pipe_ends_the_command_quietly(args: tuple[str, ...]):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first write: every write fails
+    try:
+        run = flowengine(*args, stdout=write_end)
+    finally:
+        os.close(write_end)
+    assert run.stderr == ""
+    assert run.returncode == 141  # what a shell reports for a process ended by SIGPIPE
