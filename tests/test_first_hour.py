@@ -62,3 +62,30 @@ def test_a_closed_pipe_ends_the_command_quietly(args: tuple[str, ...]):
         os.close(write_end)
     assert run.stderr == ""
     assert run.returncode == 141  # what a shell reports for a process ended by SIGPIPE
+
+
+# -- 1. following the guide must not break the project's own tests ------------------------
+
+def project_copy(tmp_path: Path) -> Path:
+    """A copy of the project's flows and tests (flowengine itself is imported from ROOT)."""
+    copy = tmp_path / "project"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for part in ("flows", "tests", "schemas"):
+        shutil.copytree(ROOT / part, copy / part, ignore=ignore)
+    shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
+    return copy
+
+
+def test_the_guides_flow_and_scenarios_leave_the_suites_coverage_checks_passing(tmp_path):
+    copy = project_copy(tmp_path)
+    flow, scenarios = guide_files()
+    (copy / "flows" / "hello.yaml").write_text(flow, encoding="utf-8")
+    (copy / "flows" / "tests" / "hello.test.yaml").write_text(scenarios, encoding="utf-8")
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/test_scenarios.py", "tests/test_scenario_cli.py", "-k",
+         "every_example_flow or take_every_edge or default_path_is_flows"],
+        cwd=copy, capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert re.search(r"\b3 passed\b", run.stdout), run.stdout[-2000:]
