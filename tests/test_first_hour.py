@@ -89,3 +89,58 @@ def test_the_guides_flow_and_scenarios_leave_the_suites_coverage_checks_passing(
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert re.search(r"\b3 passed\b", run.stdout), run.stdout[-2000:]
+
+
+# -- 4. the shipped flows (and the guide's) each get calls; a tie is warned about once ----
+
+def tie_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if getattr(r, "event", None) == "tie"]
+
+
+@pytest.mark.anyio
+async def test_the_shipped_flows_and_the_guides_do_not_shadow_each_other(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    from flowengine.daemon import FlowLoader
+
+    shutil.copytree(ROOT / "flows", tmp_path / "flows",
+                    ignore=shutil.ignore_patterns("tests"))
+    (tmp_path / "flows" / "hello.yaml").write_text(guide_files()[0], encoding="utf-8")
+    caplog.set_level("INFO", logger="flowengine")
+    loader = FlowLoader([str(tmp_path / "flows")], settle=0)
+    report = await loader.rescan("start")
+    assert report.ok_count == 6
+    assert tie_warnings(caplog) == []
+    assert loader.registry.ties() == []
+
+
+def small_flow(name: str, say: str = "hi", match: str = "") -> str:
+    return (f"name: {name}\ncontext: office\n{match}steps:\n  greet:\n    answer: {{}}\n"
+            f"  hello:\n    play: [{{say: \"{say}\"}}]\n")
+
+
+@pytest.mark.anyio
+async def test_a_tie_is_warned_about_once_not_on_every_reload(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    from flowengine.daemon import FlowLoader
+
+    caplog.set_level("INFO", logger="flowengine")
+    (tmp_path / "a.yaml").write_text(small_flow("a_flow"))
+    (tmp_path / "b.yaml").write_text(small_flow("b_flow"))
+    loader = FlowLoader([str(tmp_path)], settle=0)
+    await loader.rescan("start")
+    assert len(tie_warnings(caplog)) == 1
+    assert "a_flow wins, b_flow never gets them" in tie_warnings(caplog)[0]
+
+    # Edits that keep the tie (a new version of one of the two, another flow) say nothing.
+    (tmp_path / "b.yaml").write_text(small_flow("b_flow", say="hello again"))
+    (tmp_path / "c.yaml").write_text(small_flow("c_flow", match='match: {to: "+15550000001"}\n'))
+    assert (await loader.rescan("edit")).swapped
+    assert len(tie_warnings(caplog)) == 1
+
+    # The tie ends, then comes back: that is a change, and it is warned about again.
+    (tmp_path / "b.yaml").write_text(small_flow("b_flow", match='match: {to: "+15550000002"}\n'))
+    assert (await loader.rescan("edit")).swapped
+    assert len(tie_warnings(caplog)) == 1
+    (tmp_path / "b.yaml").write_text(small_flow("b_flow"))
+    assert (await loader.rescan("edit")).swapped
+    assert len(tie_warnings(caplog)) == 2
