@@ -4,10 +4,12 @@ guide from a clean clone, kept fixed here (issue "The first hour")."""
 from __future__ import annotations
 
 import os
+import queue
 import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -144,3 +146,73 @@ async def test_a_tie_is_warned_about_once_not_on_every_reload(
     (tmp_path / "b.yaml").write_text(small_flow("b_flow"))
     assert (await loader.rescan("edit")).swapped
     assert len(tie_warnings(caplog)) == 2
+
+
+# -- 3. a simulator started as the README shows: its first lines say how to use it ---------
+
+class SimulatorProcess:
+    """``flowengine simulator ARGS`` in its own process; the URL and the lines after it."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flowengine.cli", "simulator", "--port", "0", *args],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self.url = self.process.stdout.readline().strip()
+        # A reader thread, so that a simulator printing fewer lines fails the test, not hangs it.
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in self.process.stderr],
+                         daemon=True).start()
+        self.hint: list[str] = []
+        for _ in range(5):
+            try:
+                self.hint.append(lines.get(timeout=10).rstrip("\n"))
+            except queue.Empty:
+                break
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.communicate(timeout=30)
+
+
+def without_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SIGNALWIRE_PROJECT_ID", "SIGNALWIRE_API_TOKEN", "SIGNALWIRE_JWT_TOKEN",
+                 "SIGNALWIRE_SPACE", "FLOWENGINE_RELAY_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_the_simulators_first_lines_give_a_run_command_that_works(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    without_credentials(monkeypatch)
+    sim = SimulatorProcess("--context", "office", "--calls", "1", "--time-scale", "0.01")
+    try:
+        assert sim.url.startswith("ws://127.0.0.1:")
+        assert sim.hint[0] == (f"RELAY simulator at {sim.url}: offers 1 call(s) on context "
+                               "'office' once a client subscribes to it")
+        command = next(line.strip() for line in sim.hint if line.strip().startswith(
+            "flowengine run "))
+        assert command == f"flowengine run FLOW.yaml --relay-url {sim.url}"
+        args = command.replace("FLOW.yaml", str(ROOT / "flows" / "voicemail.yaml")).split()
+        code = main(args[1:])
+        out = capsys.readouterr()
+        assert code == 0, out.out + out.err
+        assert "flow completed" in out.out
+        assert sim.process.wait(timeout=30) == 0  # its one call ended: it exits by itself
+    finally:
+        sim.stop()
+
+
+def test_a_simulator_given_credentials_checks_them_and_says_which_to_set(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    without_credentials(monkeypatch)
+    sim = SimulatorProcess("--context", "office", "--project", "p-1", "--token", "t-secret")
+    try:
+        assert "SIGNALWIRE_PROJECT_ID=<your --project> SIGNALWIRE_API_TOKEN=<your --token> " \
+               f"flowengine run FLOW.yaml --relay-url {sim.url}" in "\n".join(sim.hint)
+        assert not any("t-secret" in line for line in sim.hint)
+        code = main(["run", str(ROOT / "flows" / "voicemail.yaml"), "--relay-url", sim.url])
+        assert code == 1
+        assert "rejected the credentials" in capsys.readouterr().err
+    finally:
+        sim.stop()
