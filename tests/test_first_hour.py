@@ -216,3 +216,31 @@ def test_a_simulator_given_credentials_checks_them_and_says_which_to_set(
         assert "rejected the credentials" in capsys.readouterr().err
     finally:
         sim.stop()
+
+
+# -- 5. what the docs say is what flowengine does -----------------------------------------
+
+def test_every_action_the_reference_offers_empty_braces_for_accepts_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    reference = (ROOT / "docs" / "actions.md").read_text(encoding="utf-8")
+    sections = re.split(r"^## ", reference, flags=re.MULTILINE)[1:]
+    offered = [s.split("\n", 1)[0].strip() for s in sections
+               if re.search(r"^A mapping \(`\{\}`.*for the defaults\):$", s, re.MULTILINE)]
+    assert "record" in offered and "answer" in offered
+    for action in offered:
+        flow = tmp_path / f"{action}.yaml"
+        flow.write_text(f"name: t_{action}\ncontext: office\nsteps:\n  greet:\n    answer: {{}}\n"
+                        f"  it:\n    {action}: {{}}\n", encoding="utf-8")
+        code = main(["check", str(flow)])
+        assert code == 0, f"{action}: {{}} is offered, but check says {capsys.readouterr().out}"
+
+
+def test_the_guide_and_testing_md_describe_what_exists():
+    testing = (ROOT / "docs" / "testing.md").read_text(encoding="utf-8")
+    assert "not built yet" not in GUIDE and "flowengine serve flows/" in GUIDE
+    assert "hang up\nonly after the answer" not in testing
+    assert "`caller: hangup@ring`" in testing
+    # ... and what testing.md says a scenario can do, one does: hangup@ring takes the hangup
+    # edge of the answer step.
+    scenarios = (ROOT / "flows" / "tests" / "voicemail.test.yaml").read_text(encoding="utf-8")
+    assert "caller: hangup@ring" in scenarios
