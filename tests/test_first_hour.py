@@ -244,3 +244,38 @@ def test_the_guide_and_testing_md_describe_what_exists():
     # edge of the answer step.
     scenarios = (ROOT / "flows" / "tests" / "voicemail.test.yaml").read_text(encoding="utf-8")
     assert "caller: hangup@ring" in scenarios
+
+
+# -- 7. YAML mistakes: plain words, the line and column of the mistake, a hint -------------
+
+HEAD = "name: t\ncontext: office\nsteps:\n  greet:\n    answer: {}\n"  # lines 1-5
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # An unquoted ": " inside a say.
+    ("  hello:\n    play:\n      - say: Hello: you reached us\n",
+     "t.yaml:8:19: error: a ': ' inside a value: YAML reads it as the start of a mapping; "
+     'quote the value: - say: "Hello: you reached us"'),
+    # A key without its colon: libyaml notices it on the next line.
+    ("  bye\n    hangup: {}\n",
+     "t.yaml:6:6: error: 'bye' has no ':' after it; write 'bye:' to start a mapping"),
+    # A [ never closed: noticed on the next line, written on this one.
+    ("  hello:\n    play: [{say: \"x\"}\n  bye:\n    hangup: {}\n",
+     "t.yaml:7:11: error: this [ … ] list is not closed, or two of its items have no ',' "
+     "between them; end it with ']' and separate its items with ','"),
+    # A quote never closed: noticed at the end of the file.
+    ("  hello:\n    play:\n      - say: \"Hello\n  bye:\n    hangup: {}\n",
+     "t.yaml:8:14: error: this quoted text is never closed; end it with \" "
+     "(write \\\" for a \" inside it)"),
+    # play: {say: …} — a mapping where the list of media items belongs.
+    ("  hello:\n    play: {say: \"Hello\"}\n",
+     "t.yaml:7:11: error: play takes a list of media items, not one mapping; write each item "
+     "on its own line starting with '- ' ('- say: …'), or [{say: …}]"),
+], ids=["colon-in-say", "missing-colon", "unclosed-list", "unclosed-quote", "play-mapping"])
+def test_a_yaml_mistake_gets_one_clear_error_where_it_was_made(
+        body: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]):
+    monkeypatch.chdir(tmp_path)
+    Path("t.yaml").write_text(HEAD + body, encoding="utf-8")
+    assert main(["check", "t.yaml"]) == 1
+    assert capsys.readouterr().out.splitlines() == [expected]

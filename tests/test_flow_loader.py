@@ -66,7 +66,9 @@ def test_positions_of_values_and_keys():
 def test_syntax_error_is_a_positioned_finding_not_a_traceback():
     with pytest.raises(FlowError) as info:
         load_yaml("a:\n  b: 1\n   c: 2\n", "t.yaml")
-    assert str(info.value) == "t.yaml:3:5: error: invalid YAML: mapping values are not allowed in this context"
+    assert str(info.value) == ("t.yaml:3:4: error: this line is indented deeper than 'b' above "
+                               "it, so YAML reads it as more of b's value; indent it like 'b' "
+                               "to make it a key of the same mapping")
 
 
 def test_unsupported_tags_are_refused():

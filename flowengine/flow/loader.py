@@ -36,6 +36,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .diagnostics import ERROR, Diagnostic, FlowError
+from .yamlerrors import yaml_error_diagnostic
 
 #: A place in the document: mapping keys and list indexes from the root.
 Path = tuple[str | int, ...]
@@ -110,28 +111,8 @@ def _mark(node: Node) -> Position:
 
 
 def syntax_diagnostic(file: str, exc: yaml.YAMLError, text: str = "") -> Diagnostic:
-    """Turn a PyYAML/libyaml exception into one positioned finding."""
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    context = getattr(exc, "context", None)
-    context_mark = getattr(exc, "context_mark", None)
-    hint = None
-    if context == "expected a single document in the stream":
-        message = "a flow file holds one YAML document, but this is a second one"
-    else:
-        message = f"invalid YAML: {problem}"
-        if context:
-            started = ""
-            if context_mark is not None and mark is not None and (
-                    context_mark.line, context_mark.column) != (mark.line, mark.column):
-                started = f" that started at line {context_mark.line + 1}, column {context_mark.column + 1}"
-            message += f" ({context}{started})"
-    if mark is None:
-        return Diagnostic(file, None, None, ERROR, message)
-    lines = text.splitlines()
-    if mark.line < len(lines) and lines[mark.line][mark.column:mark.column + 1] == "\t":
-        hint = "YAML does not allow tabs for indentation; use spaces"
-    return Diagnostic(file, mark.line + 1, mark.column + 1, ERROR, message, hint)
+    """Turn a PyYAML/libyaml exception into one positioned finding (see :mod:`.yamlerrors`)."""
+    return yaml_error_diagnostic(file, exc, text)
 
 
 class _Builder:
