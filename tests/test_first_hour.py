@@ -279,3 +279,37 @@ def test_a_yaml_mistake_gets_one_clear_error_where_it_was_made(
     Path("t.yaml").write_text(HEAD + body, encoding="utf-8")
     assert main(["check", "t.yaml"]) == 1
     assert capsys.readouterr().out.splitlines() == [expected]
+
+
+# -- 8. one rule for numbers: the loader reads what editors read, and the schema judges ----
+
+@pytest.mark.parametrize(("line", "written"), [
+    ("match:\n  to: +15559870000\n", "+15559870000"),
+    ("steps:\n  greet:\n    connect: {to: +15559870000}\n", "+15559870000"),
+    ("steps:\n  greet:\n    send_digits: 0123\n", "0123"),
+], ids=["match.to", "connect.to", "send_digits"])
+def test_an_unquoted_number_where_text_is_required_is_refused_with_quote_it(
+        line: str, written: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]):
+    import jsonschema
+
+    from flowengine.flow.loader import load_yaml
+    from flowengine.flow.schema import flow_schema
+
+    text = "name: t\ncontext: office\n" + line
+    if not line.startswith("steps:"):
+        text += "steps:\n  greet:\n    answer: {}\n"
+    monkeypatch.chdir(tmp_path)
+    Path("t.yaml").write_text(text, encoding="utf-8")
+    assert main(["check", "t.yaml"]) == 1
+    out = capsys.readouterr().out
+    assert re.search(f'must be text( or a mapping)?, not the number {re.escape(written)}; '
+                     f'quote it: "{re.escape(written)}"', out), out
+    # What an editor does — YAML 1.2 core, then the JSON Schema — refuses it too; quoted,
+    # both accept it.
+    data = load_yaml(text, "t.yaml").data
+    assert not jsonschema.Draft7Validator(flow_schema()).is_valid(data)
+    quoted = load_yaml(text.replace(written, f'"{written}"'), "t.yaml").data
+    assert jsonschema.Draft7Validator(flow_schema()).is_valid(quoted)
+    Path("t.yaml").write_text(text.replace(written, f'"{written}"'), encoding="utf-8")
+    assert main(["check", "t.yaml"]) == 0

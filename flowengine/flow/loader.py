@@ -10,15 +10,16 @@ plain scalar              value
 ========================  =====================================================
 ``true``, ``false``       booleans (also ``True``/``TRUE``, ``False``/``FALSE``)
 ``null``, ``~``, empty    ``None`` (also ``Null``/``NULL``)
-``-12``, ``0``, ``42``    int (decimal only, no leading ``+`` or ``0``)
-``1.5``, ``-2e3``         float
-anything else             the text as written: ``on``, ``yes``, ``no``, ``0123``,
-                          ``+15551234567``, ``12:30``, ``0x1F``, ``1_000``, ``.5``
+``-12``, ``0``, ``+42``   int (YAML 1.2 core: also ``0123`` = 123, ``0x1F``, ``0o17``)
+``1.5``, ``-2e3``, ``.5`` float
+anything else             the text as written: ``on``, ``yes``, ``no``, ``12:30``,
+                          ``1_000``, ``2024-01-01``, ``.inf``, ``.nan``
 ========================  =====================================================
 
-Phone numbers and digit strings therefore stay text as written even unquoted (YAML 1.2's
-core schema would read ``0123`` as 123 and ``+15551234567`` as a number; editors may flag
-them against the schema — quote them and both agree).
+An unquoted phone number (``+15551234567``) or digit string (``0123``) is therefore a
+number, as editors read it too; where the schema wants text, both report it and ``check``
+says "quote it", showing the number as written (:class:`WrittenInt`). ``.inf``/``.nan``
+stay text: JSON has no such numbers.
 
 Mapping keys are always text (``1:`` is the key ``"1"``). A duplicate key is an error, as
 are custom tags (``!foo``) and anything that does not fit in JSON. Merge keys (``<<``) are
@@ -58,8 +59,10 @@ _NULL = "tag:yaml.org,2002:null"
 _SEQ = "tag:yaml.org,2002:seq"
 _MAP = "tag:yaml.org,2002:map"
 
-_INT_RE = re.compile(r"^-?(?:0|[1-9][0-9]*)$")
-_FLOAT_RE = re.compile(r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+(?:[eE][-+]?[0-9]+)?|[eE][-+]?[0-9]+)$")
+# YAML 1.2 core schema numbers, as editors read them (``+1555…`` and ``0123`` are numbers
+# there): a flow reads what the editor shows. ``.inf``/``.nan`` stay text (no JSON for them).
+_INT_RE = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT_RE = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
 _BOOL_RE = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _NULL_RE = re.compile(r"^(?:~|null|Null|NULL|)$")
 
@@ -73,8 +76,31 @@ class _Yaml12Loader(yaml.CSafeLoader):
 
 _Yaml12Loader.add_implicit_resolver(_BOOL, _BOOL_RE, list("tTfF"))
 _Yaml12Loader.add_implicit_resolver(_NULL, _NULL_RE, ["~", "n", "N", ""])
-_Yaml12Loader.add_implicit_resolver(_INT, _INT_RE, list("-0123456789"))
-_Yaml12Loader.add_implicit_resolver(_FLOAT, _FLOAT_RE, list("-0123456789"))
+_Yaml12Loader.add_implicit_resolver(_INT, _INT_RE, list("-+0123456789"))
+_Yaml12Loader.add_implicit_resolver(_FLOAT, _FLOAT_RE, list("-+.0123456789"))
+
+
+class WrittenInt(int):
+    """A number written otherwise than Python prints it (``+15551234567``, ``0123``): the
+    text is kept so that "quote it" can show exactly what to quote."""
+
+    written: str
+
+    def __new__(cls, value: int, written: str) -> WrittenInt:
+        number = super().__new__(cls, value)
+        number.written = written
+        return number
+
+
+class WrittenFloat(float):
+    """A float written otherwise than Python prints it (``.5``, ``+1.50``); see WrittenInt."""
+
+    written: str
+
+    def __new__(cls, value: float, written: str) -> WrittenFloat:
+        number = super().__new__(cls, value)
+        number.written = written
+        return number
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,14 +218,17 @@ class _Builder:
         elif tag == _INT:
             for base in (10, 0):
                 try:
-                    return int(value, base)
+                    number = int(value, base)
                 except ValueError:
-                    pass
+                    continue
+                return number if str(number) == value else WrittenInt(number, value)
         elif tag == _FLOAT:
             try:
-                return float(value)
+                real = float(value)
             except ValueError:
                 pass
+            else:
+                return real if repr(real) == value else WrittenFloat(real, value)
         else:
             self.problem(node, f"unsupported YAML tag '{tag}'")
             return value

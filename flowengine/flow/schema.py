@@ -166,7 +166,7 @@ def _show(value: Any) -> str:
         text = value if len(value) <= 40 else value[:37] + "..."
         return f"the text '{text}'"
     if isinstance(value, (int, float)):
-        return f"the number {value}"
+        return f"the number {getattr(value, 'written', value)}"
     if isinstance(value, list):
         return "a list"
     return "a mapping"
@@ -270,7 +270,8 @@ def translate_error(error: ValidationError, doc: Document, where: str) -> Iterat
         hint = None
         if isinstance(value, (int, float)) and not isinstance(value, bool) and (
                 rule == "string" or (isinstance(rule, list) and "string" in rule)):
-            hint = f'quote it: "{value}"'
+            # The number as written (+15551234567, 0123), not as Python prints it.
+            hint = f'quote it: "{getattr(value, "written", value)}"'
         yield doc.diagnostic(path, f"{where} must be {_expected(rule)}, not {_show(value)}",
                              hint=hint)
         return
