@@ -313,3 +313,23 @@ def test_an_unquoted_number_where_text_is_required_is_refused_with_quote_it(
     assert jsonschema.Draft7Validator(flow_schema()).is_valid(quoted)
     Path("t.yaml").write_text(text.replace(written, f'"{written}"'), encoding="utf-8")
     assert main(["check", "t.yaml"]) == 0
+
+
+def test_a_number_kept_with_its_text_copies_and_runs_like_a_number(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    import copy
+    import pickle
+
+    from flowengine.flow.loader import load_yaml
+
+    data = load_yaml("a: +15551230000\nb: 0123\nc: .5\n", "t.yaml").data
+    assert data == {"a": 15551230000, "b": 123, "c": 0.5}
+    for again in (copy.deepcopy(data), pickle.loads(pickle.dumps(data))):
+        assert again == data and again["a"].written == "+15551230000"
+    # A flow with such numbers in vars runs (the engine copies vars for every call).
+    monkeypatch.chdir(tmp_path)
+    Path("v.yaml").write_text("name: v\ncontext: office\nvars: {pin: 0123, x: +5}\nsteps:\n"
+                              "  greet:\n    answer: {}\n  say:\n    log: \"{{ vars.pin + vars.x }}\"\n",
+                              encoding="utf-8")
+    assert main(["run", "v.yaml", "--time-scale", "0.01"]) == 0
+    assert "128" in capsys.readouterr().out

@@ -91,6 +91,10 @@ class WrittenInt(int):
         number.written = written
         return number
 
+    def __reduce__(self) -> tuple[type[WrittenInt], tuple[int, str]]:
+        # copy, deepcopy and pickle rebuild it with its text (the default passes one value).
+        return type(self), (int(self), self.written)
+
 
 class WrittenFloat(float):
     """A float written otherwise than Python prints it (``.5``, ``+1.50``); see WrittenInt."""
@@ -101,6 +105,10 @@ class WrittenFloat(float):
         number = super().__new__(cls, value)
         number.written = written
         return number
+
+    def __reduce__(self) -> tuple[type[WrittenFloat], tuple[float, str]]:
+        # copy, deepcopy and pickle rebuild it with its text (the default passes one value).
+        return type(self), (float(self), self.written)
 
 
 @dataclass(frozen=True, slots=True)
