@@ -175,12 +175,16 @@ def test_a_command_the_docs_show_runs_and_prints_what_they_show(
 def test_serve_simulate_as_shown_serves_simulated_calls(project: Path):
     [shown] = [c for c in COMMANDS if c.command.startswith("flowengine serve ")
                and "--simulate" in c.command]
-    argv = shown.command.split()[1:] + ["--sim-calls", "3", "--no-watch"]
+    flows = sorted(p.stem for p in (project / "flows").glob("*.yaml"))  # hello too
+    # One simulated call per flow, one flow after another: each flow must take its call.
+    argv = shown.command.split()[1:] + ["--sim-calls", str(len(flows)), "--no-watch"]
     run = subprocess.run([sys.executable, "-m", "flowengine.cli", *argv], cwd=project,
                          capture_output=True, text=True, timeout=60, check=False,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "take the same calls" not in run.stderr  # the example flows each get calls
+    assert "take the same calls" not in run.stderr
+    served = sorted(set(re.findall(r" (\w+)@[0-9a-f]{12}\] call ended: completed", run.stderr)))
+    assert served == flows, run.stderr[-3000:]
 
 
 def test_the_simulator_as_shown_prints_the_lines_shown_and_a_run_takes_its_calls(
