@@ -73,7 +73,7 @@ def broken(edition: int) -> str:
     return variant(text, ("beep: true", 'beep: "yes"'))
 
 
-# The three ways a file gets rewritten (tech-notes §4 lists what the watcher sees for each).
+# The three ways a file gets rewritten (each looks different to the watcher).
 
 def save_atomic(path: Path, data: bytes) -> None:
     """A deploy tool: a temp file in the same directory, fsync, os.replace."""

@@ -2,7 +2,7 @@
 
 Each test plays one scenario a flow would meet: the seed voicemail, a silent caller, a
 hang-up mid-recording, a dropped socket, a wrong token, a slow server, a disconnect.
-Section numbers (§n) refer to relay-protocol.md.
+Section numbers (§n) refer to docs/relay-protocol.md.
 """
 
 from __future__ import annotations

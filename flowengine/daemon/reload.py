@@ -1,6 +1,6 @@
 """Loading and hot-reloading the flows a daemon serves.
 
-The rules (tech-notes §4):
+The rules (docs/daemon.md, "Hot reload", says the same for users):
 
 - **Never act on event types.** Whatever the watcher reports (and whenever SIGHUP or the
   periodic rescan asks), :meth:`FlowLoader.rescan` lists the paths again (``*.yaml`` /

@@ -1,6 +1,6 @@
 """The daemon: one RELAY session, every inbound call routed to its flow, flows hot-reloaded.
 
-Structure (models.md §3)::
+Structure::
 
     Daemon.run
       RelayClient                        reader, keepalive, reconnect (its own task group)

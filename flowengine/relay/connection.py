@@ -76,8 +76,8 @@ class CoalescingTransport:
     """A transport whose writes of one event-loop turn leave in one ``send()``.
 
     Every event is ACKed (§3) and every command is its own frame, so a call is about 15
-    frames; one system call per frame was the largest single cost of the client (tech
-    notes: "one send per frame"). Here a write only appends to a buffer and, for the first
+    frames; one system call per frame was the largest single cost of the client
+    (docs/benchmarks.md). Here a write only appends to a buffer and, for the first
     one of the turn, schedules a flush with ``call_soon``: the frames written by every task
     that runs in this turn (the reader's ACKs, the commands of the calls it woke) go out
     together at the start of the next turn, in order. Closing, half-closing and aborting
@@ -455,7 +455,7 @@ async def open_connection(
             try:
                 ws = await connect(
                     url,
-                    compression=None,  # tech-notes §2: deflate costs CPU and memory
+                    compression=None,  # §1: deflate costs CPU and memory
                     ping_interval=None,  # §1: liveness is JSON-RPC pings, not ws pings
                     max_size=MAX_FRAME_SIZE,
                     open_timeout=None,  # the deadline above covers the whole handshake

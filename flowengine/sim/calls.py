@@ -4,7 +4,7 @@ Everything here is synchronous and free of I/O: a call emits events through its 
 simulator core, :mod:`flowengine.sim.core`) and asks it for timers. Times inside an action
 are *simulated* seconds; the host turns them into real seconds with its ``time_scale``.
 
-The ordering rules of the protocol live here (``§n`` = a section of relay-protocol.md):
+The ordering rules of the protocol live here (``§n`` = a section of docs/relay-protocol.md):
 
 - a command's reply is queued before any event it causes (the ``reply`` callable is
   always called first);
@@ -364,7 +364,7 @@ class SimCall:
             return
         self.state = "ending"
         self._state_event("ending")
-        # §3 / checklist 6: terminal action events before "ended", or the SDK drops them.
+        # §3: terminal action events before "ended", or the SDK drops them.
         for action in list(self._actions.values()):
             action.terminate()
         for timer in self._timers:

@@ -7,7 +7,7 @@
 here awaits, opens a socket or reads a clock other than the one it was given, so the whole
 protocol can be tested with plain lists of frames.
 
-Section numbers (``§n``) refer to relay-protocol.md, the wire protocol as the official SDK
+Section numbers (``§n``) refer to docs/relay-protocol.md, the wire protocol as flowengine
 speaks it.
 """
 
@@ -654,7 +654,7 @@ class SimCore:
                 gone.commands.append(method)
                 reply({"code": "410", "message": "Call has ended"})  # §7
             else:
-                reply({"code": "404", "message": "Call not found"})  # §7, checklist 8
+                reply({"code": "404", "message": "Call not found"})  # §7
             return
         call.commands.append(method)
         if self.latency is not None:

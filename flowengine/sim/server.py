@@ -153,7 +153,7 @@ class Simulator:
             self._timer_flag = _Flag()
             self.core.timers.on_earlier = self._timer_flag.set
             self.core.on_idle = self._wake_idle_waiters
-            # §1 / tech notes §2: no compression, no websocket-level pings (RELAY pings
+            # §1: no compression, no websocket-level pings (RELAY pings
             # in JSON-RPC), the SDK's 10 MiB frame limit.
             self._server = await serve(
                 self._handle, self.host, self.port, compression=None, max_size=MAX_FRAME_BYTES,
