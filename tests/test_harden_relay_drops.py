@@ -9,6 +9,8 @@ end), and the simulator takes a repeated control_id as the same action.
 Run the full-size load by hand (numbers in the commit that added this file)::
 
     .venv/bin/python -m tests.test_harden_relay_drops 3000 300 1.5 1.0 1.0
+
+(calls, in flight, seconds between drops, time scale, reconnect delay).
 """
 
 from __future__ import annotations
@@ -71,6 +73,17 @@ class DropRun:
     def not_ended(self) -> list[SimCall]:
         return [c for c in self.calls if not c.ended]
 
+    @property
+    def commands(self) -> int:
+        """The RELAY commands the simulator received for the calls (repeats included)."""
+        return sum(len(c.commands) for c in self.calls)
+
+    @property
+    def progress(self) -> int:
+        """The calls' steps so far: each call's distinct commands (a command sent again
+        after a drop is no step further)."""
+        return sum(len(set(c.commands)) for c in self.calls)
+
 
 def ended_counts(daemon: Daemon) -> dict[str, float]:
     """flowengine_calls_total by its ``ended`` label, summed over flows and versions."""
@@ -83,13 +96,15 @@ def ended_counts(daemon: Daemon) -> dict[str, float]:
     return counts
 
 
-async def run_under_drops(directory: Path, *, total: int, in_flight: int,
-                          drop_every: float, time_scale: float, reconnect_delay: float = 1.0,
-                          deadline: float = 600.0) -> DropRun:
-    """Keep ``in_flight`` calls up until ``total`` were offered, aborting every client
-    socket each ``drop_every`` simulated seconds (so drops stay as frequent relative to a
-    call's progress at any time scale), until every call ended. The daemon reconnects
-    after ``reconnect_delay`` simulated seconds (the production default: 1 s)."""
+async def run_under_drops(directory: Path, *, total: int, in_flight: int, time_scale: float,
+                          drop_every: float | None = None, drop_every_commands: int = 0,
+                          reconnect_delay: float = 1.0, deadline: float = 600.0) -> DropRun:
+    """Keep ``in_flight`` calls up until ``total`` were offered, until every call ended,
+    aborting every client socket (no close frame) each ``drop_every`` simulated seconds,
+    or each time the calls made ``drop_every_commands`` more steps (:attr:`DropRun.progress`):
+    drops as frequent relative to the calls' progress whatever the time scale or the load
+    of the machine. The daemon reconnects after ``reconnect_delay`` simulated seconds (the
+    production default: 1 s)."""
     run = DropRun()
     started = time.monotonic()
     async with Simulator(port=0, project=PROJECT, token=TOKEN, time_scale=time_scale) as sim, \
@@ -98,8 +113,14 @@ async def run_under_drops(directory: Path, *, total: int, in_flight: int,
                                        reconnect_delay=reconnect_delay * time_scale)) as daemon:
 
         async def dropper() -> None:
+            since = 0
             while True:
-                await anyio.sleep(drop_every * time_scale)
+                if drop_every is not None:
+                    await anyio.sleep(drop_every * time_scale)
+                else:
+                    while run.progress - since < drop_every_commands:
+                        await anyio.sleep(0.002)
+                    since = run.progress
                 await sim.drop_connections()
                 run.drops += 1
 
@@ -133,16 +154,17 @@ def desk(tmp_path: Path) -> Path:
 
 async def test_calls_in_flight_lose_nothing_when_the_link_drops_every_few_moments(
         tmp_path: Path) -> None:
-    # 300 calls in flight, the link aborted every 1.5 simulated seconds (a call lasts about
-    # 5): many requests are on the wire, or their replies, when a socket goes. Time runs 5
-    # times faster; the reconnect delay is 0.5 simulated seconds rather than 1 so that the
-    # link stays up long enough, in real time, for the resumed session's traffic (what it
-    # costs does not shrink with the time scale). The full-size run uses the defaults.
-    run = await run_under_drops(desk(tmp_path), total=600, in_flight=300, drop_every=1.5,
-                                time_scale=0.2, reconnect_delay=0.5, deadline=60)
-    assert run.drops >= 3 and run.reconnects >= 3, run
+    # 300 calls in flight, the link aborted each time the calls made 300 more steps (new
+    # commands): what every 1.5 s amounts to with 300 voicemail calls in flight (the
+    # full-size run: 12,000 steps, 40 drops). Many requests are on the wire, or their
+    # replies, when a socket goes. Counting steps rather than seconds keeps the drops as
+    # frequent relative to the calls' progress at 20 times real speed, and on a busy
+    # machine, where a link up for a fixed real time would carry less and less.
+    run = await run_under_drops(desk(tmp_path), total=600, in_flight=300, time_scale=0.05,
+                                drop_every_commands=300, deadline=120)
     assert not run.not_ended
-    assert run.ended == {"completed": 600.0}, run.ended
+    assert run.ended == {"completed": 600.0}, (run.ended, run.drops)
+    assert run.drops >= 6 and run.reconnects >= 6, (run.drops, run.reconnects)
     assert {c.end_reason for c in run.calls} == {"hangup"}
     # Every call went the whole way: answered, greeted, recorded, hung up by the flow.
     for call in run.calls:
@@ -165,6 +187,6 @@ if __name__ == "__main__":  # the full-size run, by hand
                                         reconnect_delay=reconnect, deadline=3600)
         print(f"{total} calls, {in_flight} in flight, link aborted every {every} s "
               f"(time scale {scale}, reconnect delay {reconnect} s): {run.drops} drops, "
-              f"{run.reconnects} reconnects, ended {run.ended}, not ended {len(run.not_ended)}, {run.seconds:.1f} s")
+              f"{run.reconnects} reconnects, {run.commands} commands, ended {run.ended}, not ended {len(run.not_ended)}, {run.seconds:.1f} s")
 
     anyio.run(main, backend="asyncio")
