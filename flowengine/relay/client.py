@@ -373,15 +373,18 @@ class RelayClient(AsyncContextManagerMixin):
 
     async def _serve_links(self, conn: RelayConnection) -> None:
         delays = backoff(self.config.reconnect_delay, self.config.reconnect_max_delay)
+        too_big_before = False
         while True:
             await self._serve(conn)
             if conn.frame_too_big:
                 # The server will most likely send the same frame again on the resume (an
-                # event not ACKed is sent again): no fresh start of the backoff, so the
-                # loop slows down to reconnect_max_delay instead of spinning, and say so.
+                # event not ACKed is sent again): after a link lost that way, the next one
+                # lost that way does not start the backoff afresh, so the loop slows down
+                # to reconnect_max_delay instead of spinning; and a warning says so.
                 self._frame_too_big()
-            else:
+            if not (conn.frame_too_big and too_big_before):
                 delays = backoff(self.config.reconnect_delay, self.config.reconnect_max_delay)
+            too_big_before = conn.frame_too_big
             while True:
                 delay = next(delays)
                 logger.info("= reconnecting to %s in %.2g s", self.config.url, delay)
@@ -466,7 +469,7 @@ class RelayClient(AsyncContextManagerMixin):
             call._handle_event(event)
             if call.state == "ended":
                 del self._calls[event.call_id]
-                self._forget_call(event.call_id)
+                self._remember_ended(event.call_id)
         elif type(event) is CallReceived:
             self._offer(event)
         elif type(event) is AuthorizationState:
@@ -484,7 +487,7 @@ class RelayClient(AsyncContextManagerMixin):
                 logging.DEBUG):
             logger.debug("= %s ignored", event)
 
-    def _forget_call(self, call_id: str) -> None:
+    def _remember_ended(self, call_id: str) -> None:
         ended = self._ended_ids
         ended[call_id] = None
         if len(ended) > ENDED_CALLS_KEPT:
