@@ -157,7 +157,8 @@ def render() -> str:
             empty = "`{}` (or nothing)" if "null" in node.get("type", []) else "`{}`"
             required = node.get("required", [])
             intro = (f"A mapping with {', '.join(f'`{k}`' for k in required)}:" if required
-                     else f"A mapping ({empty} for the defaults):")
+                     else ACTIONS[name].params_intro
+                     or f"A mapping ({empty} for the defaults):")
             if "string" in node.get("type", []) and required:
                 intro = intro[:-1] + f", or just the `{required[0]}` as text:"
             out += [intro, "", *_table(schema, node["properties"]), ""]

@@ -81,6 +81,13 @@ class _Link:
         self.sending = False
 
 
+def _abort(ws: ServerConnection) -> None:
+    """Drop a client's TCP connection at once: no close frame, nothing more written."""
+    transport = ws.transport
+    if transport is not None:
+        transport.abort()
+
+
 class Simulator:
     """A local RELAY server with scripted callers (see docs/simulator.md).
 
@@ -153,7 +160,7 @@ class Simulator:
             self._timer_flag = _Flag()
             self.core.timers.on_earlier = self._timer_flag.set
             self.core.on_idle = self._wake_idle_waiters
-            # §1 / tech notes §2: no compression, no websocket-level pings (RELAY pings
+            # §1: no compression, no websocket-level pings (RELAY pings
             # in JSON-RPC), the SDK's 10 MiB frame limit.
             self._server = await serve(
                 self._handle, self.host, self.port, compression=None, max_size=MAX_FRAME_BYTES,
@@ -249,6 +256,9 @@ class Simulator:
         latency = self.core.latency
         try:
             while True:
+                if conn.abort_requested:
+                    _abort(ws)
+                    return
                 link.sending = True
                 while conn.outbox:
                     frame, tag = conn.outbox.popleft()
@@ -289,18 +299,21 @@ class Simulator:
 
     def offer_call(self, context: str = "default", from_number: str = "+15551230000",
                    to_number: str = "+15559870000", caller: str | CallerScript | None = None,
-                   *, tag: str | None = None) -> SimCall:
+                   *, tag: str | None = None, misrouted: bool = False) -> SimCall:
         """Place an inbound call on ``context``.
 
         It is offered (``calling.call.receive``) at once to a session subscribed to the
         context — round-robin between several — or queued until one subscribes.
         ``caller`` is a script (``"speak:3"``, see docs/simulator.md) or a
         :class:`CallerScript`; ``None`` is the default caller (``speak:3``).
+        ``misrouted=True`` is a fault: the call goes at once to a connected session that did
+        not subscribe to ``context`` (see SimCore.offer_call).
 
         Raises:
             CallerScriptError: the script does not parse.
         """
-        return self.core.offer_call(context, from_number, to_number, caller, tag=tag)
+        return self.core.offer_call(context, from_number, to_number, caller, tag=tag,
+                                    misrouted=misrouted)
 
     async def wait_all_ended(self, timeout: float | None = None) -> None:
         """Wait until no offered call is still up.
@@ -325,12 +338,20 @@ class Simulator:
         Sessions stay resumable for ``resume_window``."""
         links = list(self._links.values())
         for link in links:
-            transport = link.ws.transport
-            if transport is not None:
-                transport.abort()
+            _abort(link.ws)
         with anyio.move_on_after(5):
             for link in links:
                 await link.done.wait()
+
+    def lose_next_reply(self, method: str) -> None:
+        """The next ``method`` request is carried out, but the socket is aborted in place of
+        its reply (see SimCore.lose_next_reply): the client must resume and find out."""
+        self.core.lose_next_reply(method)
+
+    def send_large_event(self, size: int) -> int:
+        """An event of about ``size`` bytes to every connected session, sent again on each
+        resume while it is not ACKed (see SimCore.send_large_event)."""
+        return self.core.send_large_event(size)
 
     def delay_replies(self, seconds: float, method: str | None = None) -> None:
         """Handle requests of ``method`` (or of every method) ``seconds`` of *real* time

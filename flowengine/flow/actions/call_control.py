@@ -111,6 +111,7 @@ CONNECT = ActionSpec(
                                     "(connected)"),
     },
     check=_check_connect,
+    params_intro="A mapping with `to` or `devices` (`{}` dials nobody: `check` refuses it):",
     schema=frozen({
         "title": "connect",
         "description": ("Dial one or more numbers and bridge the caller with the first to "

@@ -36,6 +36,8 @@ SEND_SMS = ActionSpec(
         "undelivered": "the carrier could not deliver it; steps.<id>.reason says why.",
     },
     check=_check_send_sms,
+    params_intro=("A mapping with `body`, `media` or both (`{}` has nothing to send: `check` "
+                  "refuses it):"),
     schema=frozen({
         "title": "send_sms",
         "description": ("Send a text message (RELAY messaging.send) and wait for its fate "

@@ -121,6 +121,9 @@ class ActionSpec:
     conditional: Mapping[str, Conditional] = field(default_factory=_empty)
     #: What the schema cannot say about the parameters (see :data:`CheckHook`).
     check: CheckHook | None = None
+    #: How docs/actions.md introduces the parameters when the schema alone would mislead:
+    #: every key optional to the schema, but ``check`` needs some (``connect: {}``).
+    params_intro: str | None = None
     #: Schema definitions the fragment refers to (``#/definitions/<key>``) that belong to
     #: this action's family (``media`` for play); merged into the schema's definitions.
     definitions: Mapping[str, Any] = field(default_factory=_empty)
