@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import textwrap
 
+import anyio
 import pytest
 
 from flowengine.flow import compile_flow
-from flowengine.sim import SimCore
+from flowengine.relay import RelayClient
+from flowengine.sim import SimCore, Simulator
 from tests.flowtools import run_flow, write_flow
 from tests.simpeer import Peer, answered_call, events
+from tests.test_harden_relay import PROJECT, TOKEN, config_for, next_call
 
 pytestmark = pytest.mark.anyio
 
@@ -72,6 +75,21 @@ async def test_a_relay_failure_is_the_error_outcome(tmp_path):
                          "speak:3", setup=lambda sim: sim.fail_next("calling.hold", "500"))
     assert run.path()[:2] == [("greet", "answered"), ("wait", "error")]
     assert run.sim_calls[0].holds == 0
+
+
+async def test_a_hold_whose_reply_was_lost_is_sent_again_and_holds_once() -> None:
+    async with Simulator(port=0, project=PROJECT, token=TOKEN, time_scale=0.01) as sim:
+        sim_call = sim.offer_call("office", caller="speak:3")
+        async with RelayClient(config_for(sim), ["office"]) as client:
+            call = await next_call(client)
+            await call.answer()
+            sim.lose_next_reply("calling.hold")
+            with anyio.fail_after(10):
+                assert (await call.hold())["code"] == "200"
+            assert client.reconnects == 1
+            await call.hangup()
+    assert sim_call.commands.count("calling.hold") == 2
+    assert (sim_call.holds, holds(sim_call)) == (1, ["hold"])
 
 
 # -- the simulator, frame by frame ------------------------------------------------------------
