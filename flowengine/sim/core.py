@@ -358,7 +358,7 @@ class SimCore:
             return
         try:
             msg = _loads(data)
-        except ValueError:  # includes UnicodeDecodeError
+        except (ValueError, RecursionError):  # UnicodeDecodeError; nesting json cannot take
             self._send_error(conn, None, PARSE_ERROR, "Parse error")
             return
         if not isinstance(msg, dict):
