@@ -348,3 +348,24 @@ def test_a_frame_nested_too_deep_gets_a_parse_error_and_the_link_stays() -> None
     error, after = anyio.run(main, backend="asyncio")
     assert error["error"]["message"] == "Parse error"
     assert after["id"] == "after"  # the same socket still answers
+
+
+def test_a_request_id_with_a_lone_surrogate_gets_its_reply_and_the_link_stays() -> None:
+    # Found by the fuzzing above: an id holding a lone surrogate made orjson refuse the
+    # reply, and the TypeError ended the simulator's reader (and closed the socket).
+    from websockets.asyncio.client import connect
+
+    async def main() -> list[dict[str, Any]]:
+        async with Simulator(port=0, project="p", token="t") as sim, connect(sim.url) as ws:
+            replies = []
+            for request_id in ('"odd\\ud800id"', '"after"'):
+                await ws.send('{"jsonrpc": "2.0", "id": ' + request_id
+                              + ', "method": "signalwire.ping", "params": {}}')
+                with anyio.fail_after(BOUND):
+                    replies.append(json.loads(await ws.recv()))
+            return replies
+
+    odd, after = anyio.run(main, backend="asyncio")
+    # Each gets its reply (not connected yet: an error), the odd id echoed as it came.
+    assert odd["id"] == "odd\ud800id" and "error" in odd
+    assert after["id"] == "after"  # the same socket still answers
