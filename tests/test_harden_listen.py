@@ -41,14 +41,20 @@ os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
 
 
 @pytest.fixture(autouse=True)
-def enough_descriptors() -> None:
+def enough_descriptors() -> Iterator[None]:
     """This process holds its end of every idle connection: let it have enough."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = 4096
-    if soft < wanted:
-        if hard != resource.RLIM_INFINITY and hard < wanted:
-            pytest.skip(f"the descriptor hard limit ({hard}) is too low for this test")
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if soft >= wanted:
+        yield
+        return
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip(f"the descriptor hard limit ({hard}) is too low for this test")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 class Daemon:
