@@ -45,6 +45,7 @@ import anyio.to_thread
 
 from flowengine.engine import FlowRuntime
 from flowengine.flow import Diagnostic, FlowVersion, compile_flow, flow_files
+from flowengine.flow.compiler import COMPILE_BUDGET
 from flowengine.flow.loader import UnreadableFile, read_flow_file
 
 from .routing import FlowEntry, Registry, TieWarnings
@@ -140,14 +141,17 @@ class FlowLoader:
         settle: seconds a changed file must hold still before it is compiled (0: no check).
         grace: seconds a file must stay gone (or empty) before its flow is removed (or the
             empty file rejected); default 20 ``settle`` intervals, at most 2 s.
+        budget: seconds one compile may take (a flow and its subflows); a flow over it is
+            rejected and the version serving stays.
         calls_on: how many calls in flight run a version (only for the log lines).
     """
 
     def __init__(self, paths: Iterable[str], *, settle: float = 0.1,
-                 grace: float | None = None,
+                 grace: float | None = None, budget: float = COMPILE_BUDGET,
                  calls_on: Callable[[FlowVersion], int] | None = None) -> None:
         self.paths = tuple(os.fspath(p) for p in paths)
         self.settle = settle
+        self.budget = budget
         self.grace = min(20 * settle, 2.0) if grace is None else grace
         # path → time.monotonic() when it was first seen gone or empty (until it is not).
         self._pending_since: dict[str, float] = {}
@@ -290,7 +294,7 @@ class FlowLoader:
     def _compile(self, change: _Change) -> tuple[FlowEntry | None, tuple[Diagnostic, ...]]:
         if change.error is not None:
             return None, (Diagnostic(change.path, None, None, "error", change.error),)
-        result = compile_flow(change.data, change.path)
+        result = compile_flow(change.data, change.path, budget=self.budget)
         if result.version is None:
             return None, result.diagnostics
         try:
