@@ -6,8 +6,10 @@ on the recording, log, set), generated at each size. For each size it runs
 and the peak memory of the child (``ru_maxrss``), and prints them side by side with the
 time per step, so a quadratic part shows as a per-step time that grows with the size.
 
-Usage: ``python bench/bigflow.py [--steps 1000 5000 10000] [--timeout 300]``.
-A size that takes longer than ``--timeout`` is shown as ``>timeout``.
+Usage: ``python bench/bigflow.py [--steps 1000 5000 10000] [--timeout 300]
+[--against OTHER/bin/flowengine]``: with ``--against``, the same flows are also checked
+by another installation (an older checkout's venv, say), printed side by side as the
+reference. A size that takes longer than ``--timeout`` is shown as ``>timeout``.
 """
 
 from __future__ import annotations
@@ -24,9 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flow200 import generate  # noqa: E402
 
 
-def measure(steps: int, timeout: float) -> tuple[float | None, float | None, int]:
-    """(seconds, peak MiB of the child, exit code) of ``flowengine check`` on one size."""
-    flowengine = str(Path(sys.executable).parent / "flowengine")
+OURS = str(Path(sys.executable).parent / "flowengine")
+
+
+def measure(steps: int, timeout: float, flowengine: str = OURS
+            ) -> tuple[float | None, float | None, float | None, int]:
+    """(wall seconds, CPU seconds, peak MiB of the child, exit code) of ``flowengine
+    check`` on one size. The CPU time depends less on the machine's load than the wall."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"big{steps}.yaml"
         path.write_text(generate(steps))
@@ -45,26 +51,36 @@ def measure(steps: int, timeout: float) -> tuple[float | None, float | None, int
             if time.perf_counter() > deadline:
                 os.kill(pid, 9)
                 os.wait4(pid, 0)
-                return None, None, -9
+                return None, None, None, -9
             time.sleep(0.02)
         elapsed = time.perf_counter() - t0
         # ru_maxrss is in KiB on Linux.
-        return elapsed, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+        return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[1000, 5000, 10000])
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--against", metavar="FLOWENGINE",
+                        help="another flowengine executable, measured as the reference")
     args = parser.parse_args()
-    print(f"{'steps':>7} {'check s':>9} {'ms/step':>8} {'peak MiB':>9} {'exit':>5}")
+    runs = [("this", OURS)] + ([("reference", args.against)] if args.against else [])
+    header = f"{'steps':>7}"
+    for label, _ in runs:
+        header += f" | {label + ' s':>12} {'cpu s':>7} {'cpu ms/step':>11} {'peak MiB':>9} {'exit':>4}"
+    print(header)
     for steps in args.steps:
-        seconds, peak, code = measure(steps, args.timeout)
-        if seconds is None:
-            print(f"{steps:>7} {'>' + str(int(args.timeout)):>9} {'-':>8} {'-':>9} {'kill':>5}")
-            continue
-        print(f"{steps:>7} {seconds:>9.2f} {seconds / steps * 1000:>8.3f} {peak:>9.0f} {code:>5}",
-              flush=True)
+        row = f"{steps:>7}"
+        for _, executable in runs:
+            seconds, cpu, peak, code = measure(steps, args.timeout, executable)
+            if seconds is None or cpu is None or peak is None:
+                row += (f" | {'>' + str(int(args.timeout)):>12} {'-':>7} {'-':>11} {'-':>9}"
+                        f" {'kill':>4}")
+            else:
+                row += (f" | {seconds:>12.2f} {cpu:>7.2f} {cpu / steps * 1000:>11.3f}"
+                        f" {peak:>9.0f} {code:>4}")
+        print(row, flush=True)
 
 
 if __name__ == "__main__":

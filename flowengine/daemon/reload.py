@@ -188,10 +188,14 @@ class FlowLoader:
         A change is acted on once it was seen twice, ``settle`` seconds apart, with the
         same bytes (or the file still gone): a file caught in the middle of a write, or an
         editor's save caught between its rename and its write, is not taken for an edit.
-        Never raises for a problem in a flow file; the report says what happened.
+        A file gone or empty must stay so for ``grace``. Everything but the swap runs in a
+        worker thread. Never raises for a problem in a flow file; the report says what
+        happened.
         """
         seen: tuple[object, ...] | None = None
         rounds = 0
+        # However a file keeps changing, a rescan ends: the grace plus the settle rounds.
+        give_up = time.monotonic() + self.grace + _SETTLE_ROUNDS * self.settle
         while True:
             problems, changes, gone, pending = await self._in_thread(self._look)
             if not changes and not gone and not pending:
@@ -203,7 +207,8 @@ class FlowLoader:
                           default=0.0)
             key = (tuple((c.path, c.sha256) for c in changes), tuple(gone), tuple(pending))
             rounds += 1
-            if waiting <= 0 and (self.settle <= 0 or key == seen or rounds > _SETTLE_ROUNDS):
+            if (waiting <= 0 and (self.settle <= 0 or key == seen or rounds > _SETTLE_ROUNDS)
+                    or now > give_up):
                 # Still changing after all those rounds: take what is there now. An
                 # incomplete file fails to compile, and the next rescan looks again.
                 break
@@ -215,7 +220,10 @@ class FlowLoader:
         # as empty), one gone for all of it is removed.
         compiled: list[tuple[_Change, FlowEntry | None, tuple[Diagnostic, ...]]] = []
         for change in changes:
-            compiled.append((change, *await self._in_thread(self._compile, change)))
+            entry, diagnostics = await self._in_thread(self._compile, change)
+            if entry is not None:
+                self._alive.add(entry.flow)  # here, not in the thread: the loop reads it
+            compiled.append((change, entry, diagnostics))
         # No await from here on: the states, the swap and the log lines are one step.
         return self._apply(reason, compiled, gone)
 
@@ -303,7 +311,6 @@ class FlowLoader:
             logger.exception("%s: building the flow's machine failed", change.path)
             return None, (*result.diagnostics, Diagnostic(
                 change.path, None, None, "error", f"internal error building the flow: {exc!r}"))
-        self._alive.add(result.version)
         entry = FlowEntry(result.version, runtime, time.time())
         # Read its subflows' hashes here, in the worker thread, for _apply.
         self._source_hashes(FileState(change.path, change.sha256, entry))
