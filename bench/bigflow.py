@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flow200 import generate  # noqa: E402
-
+from flow200 import generate
 
 OURS = str(Path(sys.executable).parent / "flowengine")
 

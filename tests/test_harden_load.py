@@ -30,7 +30,7 @@ def calling(path: Path, target: str, name: str | None = None) -> Path:
 def check(*paths: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """``flowengine check`` as a command: a hang is a timeout, not a stuck test run."""
     return subprocess.run([FLOWENGINE, "check", *map(str, paths)], capture_output=True,
-                          text=True, timeout=timeout, cwd=paths[0].parent)
+                          text=True, timeout=timeout, cwd=paths[0].parent, check=False)
 
 
 @pytest.fixture
@@ -162,9 +162,9 @@ def test_a_link_out_of_the_flow_directory_is_refused(tmp_path: Path, flows: Path
     (flows / "lib" / "out.yaml").symlink_to(tmp_path / "outside.yaml")
     main = calling(flows / "main.yaml", "lib/out.yaml")
     diagnostics = [str(d) for d in check_paths([main])]
-    assert diagnostics == [f"{main}:4:11: error: the subflow lib/out.yaml is a symbolic link "
-                           "to outside the flow directory; subflows live in the flow's "
-                           "directory or below it (lib/)"]
+    assert diagnostics == [(f"{main}:4:11: error: the subflow lib/out.yaml is a symbolic link "
+                            "to outside the flow directory; subflows live in the flow's "
+                            "directory or below it (lib/)")]
 
 
 def test_a_subflow_inside_the_directory_and_a_link_within_it_still_load(flows: Path) -> None:
@@ -190,8 +190,8 @@ def test_a_subflow_that_is_not_a_yaml_file_is_refused(flows: Path) -> None:
     (flows / "lib" / "notes.txt").write_text("name: x\nsteps:\n  a:\n    log: x\n")
     main = calling(flows / "main.yaml", "lib/notes.txt")
     assert [str(d) for d in check_paths([main])] == [
-        f"{main}:4:11: error: the subflow lib/notes.txt is not a flow file (*.yaml or *.yml); "
-        "subflows live in the flow's directory or below it (lib/)"]
+        (f"{main}:4:11: error: the subflow lib/notes.txt is not a flow file (*.yaml or *.yml); "
+         "subflows live in the flow's directory or below it (lib/)")]
 
 
 # ------------------------------------------------------------------ positioned, short messages
@@ -199,8 +199,8 @@ def test_a_subflow_that_is_not_a_yaml_file_is_refused(flows: Path) -> None:
 def test_a_nul_character_is_reported_at_its_line_and_column() -> None:
     result = compile_flow(b"name: x\nsteps:\n  a:\n    log: hi\x00there\n", "t.yaml")
     assert [str(d) for d in result.diagnostics] == [
-        "t.yaml:4:12: error: a NUL character is not allowed in a flow file; a flow file is "
-        "YAML text; is this a binary file?"]
+        ("t.yaml:4:12: error: a NUL character is not allowed in a flow file; a flow file is "
+         "YAML text; is this a binary file?")]
 
 
 def test_a_control_character_is_reported_at_its_line_and_column() -> None:
@@ -218,8 +218,8 @@ def test_a_symlink_loop_is_called_a_loop(flows: Path) -> None:
         f"{flows}/loop.yaml: {message}"]
     main = calling(flows / "main.yaml", "loop.yaml")
     assert [d.message for d in check_paths([main])] == [
-        "cannot read the subflow loop.yaml: it is a symbolic link loop (the link leads back to "
-        "itself, directly or through other links)"]
+        ("cannot read the subflow loop.yaml: it is a symbolic link loop (the link leads back to "
+         "itself, directly or through other links)")]
 
 
 def test_a_huge_number_is_not_echoed_whole() -> None:

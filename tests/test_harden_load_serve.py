@@ -142,8 +142,8 @@ async def test_truncate_then_write_is_one_edit_not_an_empty_file(tmp_path: Path)
 
     async def write_later() -> None:
         await anyio.sleep(0.4)  # well past the settle time
-        with open(path, "a") as f:
-            f.write(flow_text("desk", "desk", say="Two"))
+        # Into the file left empty: the same bytes as appending to it.
+        await anyio.Path(path).write_text(flow_text("desk", "desk", say="Two"))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(write_later)
@@ -178,6 +178,6 @@ async def test_a_compile_over_its_budget_is_rejected_and_the_old_version_kept(
     write(path, flow_text("desk", "desk", say="Two"))
     report = await loader.rescan("changed")
     assert [e.errors for _, e in report.rejected] == [(
-        f"{path}: error: the flow takes too long to compile: it went over the time budget of "
-        "one compile (subflows included); make it smaller, or split it into subflows",)]
+        (f"{path}: error: the flow takes too long to compile: it went over the time budget of "
+         "one compile (subflows included); make it smaller, or split it into subflows"),)]
     assert loader.registry.flows["desk"].flow.version == good

@@ -19,13 +19,15 @@ Severity = Literal["error", "warning"]
 ERROR: Severity = "error"
 WARNING: Severity = "warning"
 
-#: Longest quoted piece (or run of digits) a message keeps; the rest becomes "…".
+#: Longest quoted piece a message keeps; the rest becomes "…".
 MAX_QUOTED = 60
+#: Longest run of digits a message keeps (a 100,000-digit number).
+MAX_DIGITS = 40
 # A quoted word of more than MAX_QUOTED characters; a quoted text with spaces only when it
 # is very long (shorter ones could be the text between two quoted names of a message).
-_LONG_WORD = re.compile(r"'([^'\s]{%d})[^'\s]+'" % MAX_QUOTED)
-_LONG_QUOTE = re.compile(r"'([^'\n]{%d})[^'\n]{160,}'" % MAX_QUOTED)
-_LONG_DIGITS = re.compile(r"(\d{%d})\d+" % MAX_QUOTED)
+_LONG_WORD = re.compile(rf"'([^'\s]{{{MAX_QUOTED}}})[^'\s]+'")
+_LONG_QUOTE = re.compile(rf"'([^'\n]{{{MAX_QUOTED}}})[^'\n]{{160,}}'")
+_LONG_DIGITS = re.compile(rf"(\d{{{MAX_DIGITS}}})\d+")
 
 
 def _cut(text: str) -> str:
@@ -33,9 +35,9 @@ def _cut(text: str) -> str:
     key is shown by its first characters, not echoed whole."""
     if len(text) <= MAX_QUOTED:
         return text
+    text = _LONG_DIGITS.sub(lambda m: f"{m[1]}…", text)
     text = _LONG_WORD.sub(lambda m: f"'{m[1]}…'", text)
-    text = _LONG_QUOTE.sub(lambda m: f"'{m[1]}…'", text)
-    return _LONG_DIGITS.sub(lambda m: f"{m[1]}…", text)
+    return _LONG_QUOTE.sub(lambda m: f"'{m[1]}…'", text)
 
 
 @dataclass(frozen=True, slots=True)
