@@ -57,6 +57,14 @@ def test_a_fifo_named_on_the_command_line_is_refused(flows: Path) -> None:
     assert "pipe.yaml: error: cannot read the file: it is a FIFO" in done.stdout
 
 
+def test_a_fifo_in_a_checked_directory_is_reported_not_skipped(flows: Path) -> None:
+    os.mkfifo(flows / "pipe.yaml")
+    (flows / "good.yaml").write_text("name: good\nsteps:\n  a:\n    log: x\n")
+    assert [str(d) for d in check_paths([flows])] == [
+        (f"{flows}/pipe.yaml: error: cannot read the file: it is a FIFO (named pipe), not a "
+         "regular file")]
+
+
 def test_dev_zero_as_a_subflow_is_never_read(flows: Path) -> None:
     (flows / "lib" / "zero.yaml").symlink_to("/dev/zero")
     direct = calling(flows / "direct.yaml", "/dev/zero")

@@ -26,7 +26,7 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -150,12 +150,13 @@ def flow_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], list
     for path in paths:
         name = os.fspath(path)
         if os.path.isdir(name):
-            # Regular files (or links to them), and links that loop: those are reported
-            # when read, rather than skipped without a word. FIFOs and devices are left out.
+            # Everything named *.yaml but directories: a FIFO, a device or a link that loops
+            # is refused when read (without blocking), not skipped without a word.
             found = sorted(
                 os.path.join(name, entry) for entry in os.listdir(name)
                 if entry.endswith(FLOW_SUFFIXES) and not entry.startswith(".")
-                and (os.path.isfile(os.path.join(name, entry))
+                and not os.path.isdir(os.path.join(name, entry))
+                and (os.path.exists(os.path.join(name, entry))
                      or _is_link_loop(os.path.join(name, entry)))
             )
             if not found:
@@ -955,7 +956,7 @@ class _Compiler:
 
 
 def _dominance(order: list[str], roots: list[str], reachable: set[str],
-               edges: Mapping[str, Mapping[str, str | None]]) -> Any:
+               edges: Mapping[str, Mapping[str, str | None]]) -> Callable[[str, str], bool]:
     """``dominates(a, b)``: every path from a root to step b passes through step a first
     (a != b). The Cooper-Harvey-Kennedy iteration over the reverse postorder, then one
     numbering of the dominator tree for constant-time questions."""
