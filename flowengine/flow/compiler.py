@@ -211,7 +211,9 @@ def _compile(source: bytes | str, file: str, *, stack: tuple[str, ...] = (),
     """Compile one file. ``stack`` holds the absolute paths of the flows whose ``call`` steps
     led here (a subflow cycle); ``loaded`` the subflows compiled so far; ``deadline`` the
     ``time.monotonic()`` after which the compile is given up."""
-    raw = source.encode("utf-8") if isinstance(source, str) else source
+    # surrogatepass: a str with a lone surrogate becomes bytes that fail to decode below,
+    # a positioned "not valid UTF-8" finding instead of a UnicodeEncodeError.
+    raw = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
     digest = hashlib.sha256(raw).hexdigest()
     if len(raw) > MAX_FILE_BYTES:
         return _failed(Diagnostic(file, None, None, ERROR,
