@@ -23,6 +23,7 @@ from flowengine.daemon import FlowLoader
 from flowengine.engine import TraceEntry
 from tests.test_daemon import LogTap, flow_text, log_tap, serving, simulator, write  # noqa: F401
 from tests.test_daemon_ops import http_get
+from tests.test_harden_load import long_flow
 
 pytestmark = pytest.mark.anyio
 
@@ -181,3 +182,23 @@ async def test_a_compile_over_its_budget_is_rejected_and_the_old_version_kept(
         (f"{path}: error: the flow takes too long to compile: it went over the time budget of "
          "one compile (subflows included); make it smaller, or split it into subflows"),)]
     assert loader.registry.flows["desk"].flow.version == good
+
+
+async def test_calls_go_on_while_a_big_flow_compiles(tmp_path: Path,
+                                                      log_tap: LogTap) -> None:  # noqa: F811
+    # Compiling runs in a worker thread: calls offered one after another keep ending while
+    # a 5,000-step flow compiles (seconds). On the event loop, none could end meanwhile.
+    write(tmp_path / "desk.yaml", flow_text("desk", "desk"))
+    async with simulator() as sim, serving(sim, [tmp_path], watch=False) as daemon:
+        write(tmp_path / "long.yaml", long_flow(5000))
+        daemon.request_reload("test")
+        ended_during = 0
+        with anyio.fail_after(120):
+            while not log_tap.events("loaded", flow="long"):
+                call = sim.offer_call("desk", "+15551112222", "+15559870000")
+                while not call.ended:
+                    await anyio.sleep(0.01)
+                if not log_tap.events("loaded", flow="long"):
+                    ended_during += 1
+    assert call.end_reason == "hangup"
+    assert ended_during >= 3, ended_during
