@@ -300,6 +300,9 @@ class _Compiler:
         self.step_data: dict[str, dict[str, Any]] = self.data["steps"]
         self.step_ids = list(self.step_data)
         self.actions = {sid: _action_of(step) for sid, step in self.step_data.items()}
+        #: What the specs' check hooks may read of the flow.
+        self.check_context = CheckContext(MappingProxyType(self.actions),
+                                          frozenset(self.actions.values()))
         self.known_vars = set(self.data.get("vars") or {})
         for step in self.step_data.values():
             if isinstance(step.get("set"), dict):
@@ -544,7 +547,7 @@ class _Compiler:
         check = ACTIONS[action].check
         if check is None:
             return
-        for problem in check(sid, value, CheckContext(MappingProxyType(self.actions))):
+        for problem in check(sid, value, self.check_context):
             where = (*path, *problem.path)
             if problem.warning:
                 self.warning(where, problem.message, key=problem.key, hint=problem.hint)

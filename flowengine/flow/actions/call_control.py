@@ -297,7 +297,7 @@ HOLD = ActionSpec(
 def _check_unhold(step: str, value: Any, ctx: CheckContext) -> list[Problem]:
     # Legal (RELAY just answers), but almost always a missing or misspelt hold step; a
     # subflow may unhold what its caller held, hence a warning.
-    if "hold" not in ctx.actions.values():
+    if "hold" not in ctx.used:
         return [Problem((), f"unhold in step '{step}' takes the call off hold, but no step of "
                         "this flow puts it on hold", key=True, warning=True,
                         hint="add a hold step before it, or remove it")]

@@ -11,6 +11,7 @@ the part that talks to a call — lives in ``flowengine.actions`` and is named b
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
@@ -54,6 +55,8 @@ class CheckContext:
 
     #: step id → its action name, in file order.
     actions: Mapping[str, str]
+    #: The actions the flow uses (a set: a hook stays O(1) per step on a big flow).
+    used: AbstractSet[str] = frozenset()
 
 
 #: ``check(step_id, value, ctx)``: the action's value as written (schema-valid), → findings.
