@@ -22,11 +22,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from typing import IO, Any
 
 import orjson
+
+from flowengine.redact import protect, register_environment
 
 __all__ = ["JsonFormatter", "LineHandler", "ReadableFormatter", "configure_logging"]
 
@@ -175,7 +178,8 @@ def configure_logging(fmt: str = "text", level: str = "info",
 
     For a process of its own (``serve``): records also stop collecting the caller's source
     line, thread and process, which no format shows (the logging HOWTO's "Optimization").
-    Returns the handler installed on the root logger.
+    Every line is masked by :mod:`flowengine.redact`. Returns the handler installed on the
+    root logger.
     """
     logging._srcfile = None  # type: ignore[attr-defined]  # the documented knob
     logging.logThreads = False
@@ -183,6 +187,11 @@ def configure_logging(fmt: str = "text", level: str = "info",
     logging.logMultiprocessing = False
     handler = LineHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ReadableFormatter())
+    # Every line this handler writes is masked (flowengine.redact), whichever logger it came
+    # from: httpx logs each request's full URL at INFO, httpcore and websockets write
+    # headers and frames at DEBUG.
+    protect([handler])
+    register_environment(os.environ)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -190,7 +199,7 @@ def configure_logging(fmt: str = "text", level: str = "info",
     root.setLevel(level.upper())
     if level.lower() != "debug":
         # Chatty libraries: watchfiles logs every batch at INFO, websockets its handshakes,
-        # transitions every state change.
-        for name in ("watchfiles", "websockets", "transitions"):
+        # transitions every state change, httpx every request of a `request` step.
+        for name in ("watchfiles", "websockets", "transitions", "httpx", "httpcore"):
             logging.getLogger(name).setLevel(logging.WARNING)
     return handler

@@ -578,7 +578,7 @@ class Daemon:
             "status": status,
             "started_at": _iso(self._started_at),
             "relay": {
-                "url": self.config.url,
+                "url": self.config.shown_url,
                 "connected": connected,
                 "reconnects": relay.reconnects if relay is not None else 0,
                 "contexts": sorted(relay.contexts) if relay is not None else [],

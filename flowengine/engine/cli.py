@@ -46,11 +46,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import logging
+    import os
 
     import anyio
 
     from flowengine.engine.runner import run_command
+    from flowengine.redact import protect, register_environment
 
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Every log line is masked, the libraries' (httpx logs each request's URL) included.
+    protect(logging.getLogger().handlers)
+    register_environment(os.environ)
     return anyio.run(run_command, args, backend="asyncio")

@@ -28,6 +28,7 @@ from transitions import Machine, MachineError
 
 from flowengine.actions import ACTIONS
 from flowengine.flow import route
+from flowengine.redact import is_secret_name, register
 
 if TYPE_CHECKING:
     from flowengine.engine.session import Session
@@ -60,6 +61,9 @@ class FlowRuntime:
 
     def __init__(self, flow: FlowVersion) -> None:
         self.flow = flow
+        # A secret-looking variable's value, when the file spells it out, is masked wherever
+        # it shows (a log step, an error); a templated one only in the summary's vars.
+        register(*(v for k, v in flow.vars.items() if isinstance(v, str) and is_secret_name(k)))
         self.machine = Machine(
             model=None,
             states=[*flow.steps, END],
