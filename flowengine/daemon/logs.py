@@ -1,20 +1,22 @@
 """Log lines of ``flowengine serve``: readable by default, JSON (one object per line) for machines.
 
-Every line about a call carries its call id, flow name and version: the engine adds them
-(``extra``) to its one line per step, together with the step, action, outcome and
-duration; the daemon adds them to its own lines about a call. The readable format puts
-them in a bracket in front of the message::
+Every line about a call carries its call id, flow name and version. At ``info`` (the
+default) a call writes one line, when it ends: how it ended, the steps it took and how long
+it lasted (plus the lines of the flow's own ``log`` steps). At ``debug`` the engine adds one
+line per step (step, action, outcome, next step, duration) and the daemon one when the call
+arrives. The readable format puts the call in a bracket in front of the message::
 
-    2025-05-01 12:00:03.120 INFO  [3f2a…e1 voicemail@9c1d2e3f4a5b] step greet (answer) -> answered
+    2025-05-01 12:00:03.120 INFO  [3f2a…e1 voicemail@9c1d2e3f4a5b] call from +1555… to +1555…
+        ended: completed after 7 step(s) (hangup): greet > prompt > … > end (92 ms)
 
-The JSON format writes them as fields (``call_id``, ``flow``, ``version``, ``step``,
-``action``, ``outcome``, ``next``, ``duration_ms``, plus ``event``/``file``/``errors`` on
-reload lines).
+The JSON format writes them as fields (``call_id``, ``flow``, ``version``, ``ended``,
+``path``, ``steps``, ``duration_ms``; ``step``, ``action``, ``outcome``, ``next`` on step
+lines; ``event``/``file``/``errors`` on reload lines).
 
-At ``info`` a call writes about ten lines, so a line must be cheap: the lines logged in one
-turn of the event loop leave in one write (:class:`LineHandler`; warnings and errors at
-once), the time prefix is formatted once a second, and records skip the source line, thread
-and process fields no format shows.
+Every line is masked by :mod:`flowengine.redact` before it is written, whichever logger it
+came from. A line must be cheap: the lines logged in one turn of the event loop leave in one
+write (:class:`LineHandler`; warnings and errors at once), the time prefix is formatted once
+a second, and records skip the source line, thread and process fields no format shows.
 """
 
 from __future__ import annotations
