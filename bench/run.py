@@ -24,8 +24,9 @@ It prints numbers and never asserts anything about them. Usage::
     .venv/bin/python bench/run.py --quick         # fewer calls, 1 run each (~2 min)
     .venv/bin/python bench/run.py --levels 500 --clients flowengine,sdk --calls 5000
 
-The runs are interleaved: the first run of every client, then the second of every client…,
-so that a machine whose load drifts during the run weighs on all of them alike. Each row is
+The runs are interleaved: the first run of every client, then the second of every client in
+the reverse order, and so on, so that a machine whose load drifts during the run weighs on
+all of them alike; serve at info and at warning are also compared run by run (paired). Each row is
 the run with the median CPU per call; the spread (lowest–highest) is printed below the
 tables.
 """
@@ -295,8 +296,8 @@ def table(results: dict[int, dict[str, Run]]) -> str:
 
 
 def ratios(results: dict[int, dict[str, Run]]) -> str:
-    lines = ["| in flight | client | CPU/call ÷ SDK | CPU/call ÷ floor | RSS/call ÷ SDK | "
-             "p99 ÷ SDK | calls/s ÷ SDK |",
+    lines = [("| in flight | client | CPU/call ÷ SDK | CPU/call ÷ floor | RSS/call ÷ SDK | "
+              "p99 ÷ SDK | calls/s ÷ SDK |"),
              "|---:|---|---:|---:|---:|---:|---:|"]
     for level, runs in results.items():
         sdk, floor = runs.get("sdk"), runs.get("floor")
@@ -320,8 +321,8 @@ def ratios(results: dict[int, dict[str, Run]]) -> str:
                     lines.append(f"| {level:,} | {b} | "
                                  f"{ratio(runs[a].cpu_ms_per_call, runs[b].cpu_ms_per_call)} |")
     if any("baseline" in runs for runs in results.values()):
-        lines += ["", "| in flight | CPU/call ÷ baseline | RSS/call ÷ baseline "
-                  "| p99 ÷ baseline |", "|---:|---:|---:|---:|"]
+        lines += ["", ("| in flight | CPU/call ÷ baseline | RSS/call ÷ baseline "
+                       "| p99 ÷ baseline |"), "|---:|---:|---:|---:|"]
         for level, runs in results.items():
             fe, base = runs.get("flowengine"), runs.get("baseline")
             if fe is not None and base is not None:
@@ -341,7 +342,26 @@ def spread(every: dict[int, dict[str, list[Run]]]) -> str:
             median = median_run(runs).cpu_ms_per_call
             lines.append(f"| {level:,} | {name} | {len(cpu)} | {median:.3f} | "
                          f"{cpu[0]:.3f}–{cpu[-1]:.3f} |")
-    return "\n".join(lines)
+    # Run n of X-info and run n of X ran next to each other: their ratio cancels most of a
+    # drifting load, which the medians of the separate columns do not.
+    paired = ["", "Paired, run by run (serve at info ÷ serve at warning, the runs of one round):",
+              "", "| in flight | flow | median | lowest–highest | every round |",
+              "|---:|---|---:|---:|---|"]
+    found = False
+    for level, clients in every.items():
+        for name in ("flowengine", "step-for-step", "baseline"):
+            info, warning = clients.get(f"{name}-info"), clients.get(name)
+            if not info or not warning:
+                continue
+            found = True
+            each = [a.cpu_ms_per_call / b.cpu_ms_per_call
+                    for a, b in zip(info, warning, strict=False) if b.cpu_ms_per_call]
+            ordered = sorted(each)
+            middle = (ordered[(len(ordered) - 1) // 2] + ordered[len(ordered) // 2]) / 2
+            paired.append(f"| {level:,} | {name} | {middle:.2f} | "
+                          f"{ordered[0]:.2f}–{ordered[-1]:.2f} | "
+                          f"{', '.join(f'{x:.2f}' for x in each)} |")
+    return "\n".join(lines + (paired if found else []))
 
 
 def machine() -> dict[str, Any]:
@@ -430,9 +450,10 @@ def main(argv: list[str] | None = None) -> int:
     for level in levels:
         calls = args.calls or (max(1500, 2 * level) if args.quick else max(6000, 4 * level))
         by_client[level] = {name: [] for name in clients}
-        # Interleaved: run n of every client, then run n + 1 of every client.
-        for _ in range(args.repeat):
-            for name in clients:
+        # Interleaved: run n of every client, then run n + 1 of every client, in the
+        # reverse order (ABBA), so that neither of two neighbours is always the later one.
+        for round_ in range(args.repeat):
+            for name in (clients if round_ % 2 == 0 else clients[::-1]):
                 r = measure(name, level, calls, args, flow_dir, log_dir)
                 by_client[level][name].append(r)
                 every.append(asdict(r))
