@@ -10,10 +10,10 @@ from flowengine.redact import REDACTED, RedactingFormatter, redact, redact_text,
 
 
 @pytest.mark.parametrize(("text", "shown"), [
-    ('HTTP Request: GET http://bob:hunter2@127.0.0.1:8080/x?api_key=abc123&kind=vm '
-     '"HTTP/1.1 200 OK"',
-     f'HTTP Request: GET http://bob:{REDACTED}@127.0.0.1:8080/x?api_key={REDACTED}&kind=vm '
+    (('HTTP Request: GET http://bob:hunter2@127.0.0.1:8080/x?api_key=abc123&kind=vm '
      '"HTTP/1.1 200 OK"'),
+     (f'HTTP Request: GET http://bob:{REDACTED}@127.0.0.1:8080/x?api_key={REDACTED}&kind=vm '
+     '"HTTP/1.1 200 OK"')),
     ('{"project":"p-1","token":"xyz","authorization_state":"blob"}',
      f'{{"project":"p-1","token":"{REDACTED}","authorization_state":"{REDACTED}"}}'),
     ("[(b'Host', b'h'), (b'Authorization', b'Bearer zz'), (b'X-Api-Key', b'kk')]",
@@ -28,8 +28,8 @@ def test_credentials_in_urls_headers_and_json_are_masked(text: str, shown: str) 
 
 
 @pytest.mark.parametrize("text", [
-    "2026-12-04 18:56:17.739 INFO  [1e607193 voicemail@4da92850c176] call from +15551230000 "
-    "to +15559870000 ended: completed after 7 step(s) (hangup): greet > prompt > end (92 ms)",
+    ("2026-12-04 18:56:17.739 INFO  [1e607193 voicemail@4da92850c176] call from +15551230000 "
+    "to +15559870000 ended: completed after 7 step(s) (hangup): greet > prompt > end (92 ms)"),
     "monkey=1 keys=2 author=3 signal: up, http://host/recordings/a.mp3?kind=vm",
 ])
 def test_an_ordinary_line_is_left_as_it_is(text: str) -> None:
