@@ -3,7 +3,7 @@
 The same exchange as ``flows/voicemail.yaml``: answer, the greeting, a recording (beep,
 ``#`` ends it), a thank-you that says how long the message was (or the short / nothing-heard
 variants), a log line, hang up, wait for the end. The SDK is used as shipped, through
-``client.run()``; the only change is the URL rewrite of relay-protocol.md §8 A, because
+``client.run()``; the only change is the URL rewrite of docs/relay-protocol.md §8 A, because
 the SDK always builds ``wss://``. The driver raises ``RELAY_MAX_ACTIVE_CALLS`` (default
 1,000) so that 5,000 calls in flight are not dropped on arrival.
 

@@ -6,7 +6,7 @@ import pytest
 pytest_plugins = ["tests.simpeer"]
 
 # The official SDK allows one RelayClient per process unless told otherwise, and honours
-# HTTP(S)_PROXY even for loopback (protocol doc §1, §8).
+# HTTP(S)_PROXY even for loopback (docs/relay-protocol.md §8).
 os.environ.setdefault("RELAY_MAX_CONNECTIONS", "64")
 os.environ.setdefault("no_proxy", "127.0.0.1,localhost")
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")

@@ -1,6 +1,6 @@
 """The sans-I/O RELAY core, driven with plain lists of messages: no sockets, no clock.
 
-Section numbers (§n) refer to /work/shared/relay-protocol.md.
+Section numbers (§n) refer to docs/relay-protocol.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The simulator's RELAY methods for the actions beyond voicemail, without a socket (a fake
 clock, frames in and out): connect/disconnect and the caller script's peers.
 
-Section numbers refer to relay-protocol.md.
+Section numbers refer to docs/relay-protocol.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The simulator's protocol core without a socket: frames in, frames out, a fake clock.
 
-Section numbers refer to relay-protocol.md.
+Section numbers refer to docs/relay-protocol.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Conformance: the official ``signalwire-sdk`` RelayClient against the simulator.
 
-The SDK is used unchanged apart from the §8 A shim of relay-protocol.md (its hard-coded
+The SDK is used unchanged apart from the §8 A shim of docs/relay-protocol.md (its hard-coded
 ``wss://`` rewritten to ``ws://`` at the one place it opens the socket), scoped to each
 test with monkeypatch. The handler is the SDK's own record example (the seed example).
 """

@@ -1,7 +1,7 @@
 """The simulator over a real socket, spoken to by a raw websocket client.
 
 Bad input, round-robin, resume, fault injection and the recordings' HTTP side.
-Section numbers refer to relay-protocol.md.
+Section numbers refer to docs/relay-protocol.md.
 """
 
 from __future__ import annotations

@@ -201,7 +201,7 @@ def configure_logging(fmt: str = "text", level: str = "info",
     root.setLevel(level.upper())
     if level.lower() != "debug":
         # Chatty libraries: watchfiles logs every batch at INFO, websockets its handshakes,
-        # transitions every state change, httpx every request of a `request` step.
-        for name in ("watchfiles", "websockets", "transitions", "httpx", "httpcore"):
+        # httpx every request of a `request` step.
+        for name in ("watchfiles", "websockets", "httpx", "httpcore"):
             logging.getLogger(name).setLevel(logging.WARNING)
     return handler

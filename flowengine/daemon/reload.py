@@ -1,6 +1,6 @@
 """Loading and hot-reloading the flows a daemon serves.
 
-The rules (tech-notes §4):
+The rules (docs/daemon.md, "Hot reload", says the same for users):
 
 - **Never act on event types.** Whatever the watcher reports (and whenever SIGHUP or the
   periodic rescan asks), :meth:`FlowLoader.rescan` lists the paths again (``*.yaml`` /
@@ -37,7 +37,7 @@ import anyio.lowlevel
 from flowengine.engine import FlowRuntime
 from flowengine.flow import Diagnostic, FlowVersion, compile_flow, flow_files
 
-from .routing import FlowEntry, Registry
+from .routing import FlowEntry, Registry, TieWarnings
 
 __all__ = ["FileState", "FlowLoader", "RejectedEdit", "ReloadReport"]
 
@@ -135,6 +135,7 @@ class FlowLoader:
         self.registry = Registry()
         self._files: dict[str, FileState] = {}
         self._path_problems: frozenset[str] = frozenset()
+        self._ties = TieWarnings()  # a tie is warned about when it appears, not every reload
         # Every version ever compiled, while something (a call, the registry) holds it: the
         # proof that a replaced version is freed once its last call ends.
         self._alive: weakref.WeakSet[FlowVersion] = weakref.WeakSet()
@@ -344,7 +345,7 @@ class FlowLoader:
             logger.info("contexts now: %s (%s)", ", ".join(sorted(report.registry.contexts))
                         or "none", ", ".join(changes), extra={"event": "contexts"})
         if report.swapped:
-            for context, winner, loser in report.registry.ties():
+            for context, winner, loser in self._ties.new(report.registry):
                 logger.warning("flows %s and %s take the same calls on context %s (%s): %s "
                                "wins, %s never gets them", winner.name, loser.name, context,
                                winner.describe_match(), winner.name, loser.name,

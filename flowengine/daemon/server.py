@@ -1,6 +1,6 @@
 """The daemon: one RELAY session, every inbound call routed to its flow, flows hot-reloaded.
 
-Structure (models.md §3)::
+Structure::
 
     Daemon.run
       RelayClient                        reader, keepalive, reconnect (its own task group)
@@ -41,7 +41,7 @@ from anyio.abc import Listener, SocketStream, TaskGroup, TaskStatus
 
 from flowengine.engine import Session, SessionReport, TraceEntry
 from flowengine.flow import FlowVersion
-from flowengine.relay import Call, CallEnded, RelayClient, RelayConfig, RelayError
+from flowengine.relay import SESSION_LOST, Call, CallEnded, RelayClient, RelayConfig, RelayError
 
 from .http import Response, bound_port, open_http, serve_http
 from .metrics import CONTENT_TYPE, Metrics
@@ -631,6 +631,10 @@ def _how_it_ended(report: SessionReport | None, drained: bool) -> str:
     """The ``ended`` label of a finished call."""
     if report is None or drained:
         return "drained"
+    if report.end_reason == SESSION_LOST:
+        # Not the caller: the RELAY session went, and the call with it (its actions
+        # ended "hangup" locally, which would otherwise read as the caller's doing).
+        return "session_lost"
     if report.status != "completed":
         return "failed"
     if report.note:

@@ -61,6 +61,13 @@ def _validator() -> jsonschema.protocols.Validator:
 def validate(doc: Document) -> list[Diagnostic]:
     """Every schema error in ``doc``, each rewritten as one positioned finding."""
     errors = list(_validator().iter_errors(doc.data))
+    # `play: {say: …}` (a mapping where a list of media items belongs) would get two errors
+    # ("needs 'media'", "unknown key 'say'") that do not say what to write: one error instead.
+    found_list_as_mapping = _media_mapping_errors(doc, errors)
+    if found_list_as_mapping:
+        bad = {path for path, _ in found_list_as_mapping}
+        errors = [e for e in errors if not any(tuple(e.absolute_path)[:len(p)] == p
+                                                for p in bad)]
     # A value of the wrong type gets one message, not also "must be one of …" and the like.
     mistyped = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
     found: dict[tuple[object, ...], Diagnostic] = {}
@@ -70,7 +77,37 @@ def validate(doc: Document) -> list[Diagnostic]:
             continue
         for diag in _translate(error, doc):
             found.setdefault((diag.line, diag.col, diag.message), diag)
-    return list(found.values())
+    return [d for _, d in found_list_as_mapping] + list(found.values())
+
+
+def _media_kinds() -> frozenset[str]:
+    """The keys that start a media item (``say``, ``audio``, …), from the schema."""
+    media = flow_schema()["definitions"].get("media", {})
+    return frozenset(key for branch in media.get("oneOf", [])
+                     for key in branch.get("required", [])[:1])
+
+
+def _media_mapping_errors(doc: Document,
+                          errors: list[ValidationError]) -> list[tuple[Path, Diagnostic]]:
+    """(path, finding) for each failing ``play``-like value written as one media mapping."""
+    kinds = _media_kinds()
+    out: list[tuple[Path, Diagnostic]] = []
+    seen: set[Path] = set()
+    for error in errors:
+        path = tuple(error.absolute_path)
+        value = error.instance
+        if (not path or path in seen or not isinstance(value, dict) or "media" in value
+                or path[-1] not in ("play", "ringback")):
+            continue
+        kind = next((key for key in value if key in kinds), None)
+        if kind is None:
+            continue
+        seen.add(path)
+        out.append((path, doc.diagnostic(
+            path, f"{path[-1]} takes a list of media items, not one mapping",
+            hint=f"write each item on its own line starting with '- ' ('- {kind}: …'), "
+                 f"or [{{{kind}: …}}]")))
+    return out
 
 
 # -- describing where a node is -------------------------------------------------------------
@@ -129,7 +166,7 @@ def _show(value: Any) -> str:
         text = value if len(value) <= 40 else value[:37] + "..."
         return f"the text '{text}'"
     if isinstance(value, (int, float)):
-        return f"the number {value}"
+        return f"the number {getattr(value, 'written', value)}"
     if isinstance(value, list):
         return "a list"
     return "a mapping"
@@ -233,7 +270,8 @@ def translate_error(error: ValidationError, doc: Document, where: str) -> Iterat
         hint = None
         if isinstance(value, (int, float)) and not isinstance(value, bool) and (
                 rule == "string" or (isinstance(rule, list) and "string" in rule)):
-            hint = f'quote it: "{value}"'
+            # The number as written (+15551234567, 0123), not as Python prints it.
+            hint = f'quote it: "{getattr(value, "written", value)}"'
         yield doc.diagnostic(path, f"{where} must be {_expected(rule)}, not {_show(value)}",
                              hint=hint)
         return

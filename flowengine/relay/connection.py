@@ -17,7 +17,8 @@ from typing import Any, cast
 
 import anyio
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import WebSocketException
+from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.frames import CloseCode
 from websockets.protocol import State as _WsState
 
 from .errors import ConnectionLost, RelayError, RequestTimeout
@@ -76,8 +77,8 @@ class CoalescingTransport:
     """A transport whose writes of one event-loop turn leave in one ``send()``.
 
     Every event is ACKed (§3) and every command is its own frame, so a call is about 15
-    frames; one system call per frame was the largest single cost of the client (tech
-    notes: "one send per frame"). Here a write only appends to a buffer and, for the first
+    frames; one system call per frame was the largest single cost of the client
+    (docs/benchmarks.md). Here a write only appends to a buffer and, for the first
     one of the turn, schedules a flush with ``call_soon``: the frames written by every task
     that runs in this turn (the reader's ACKs, the commands of the calls it woke) go out
     together at the start of the next turn, in order. Closing, half-closing and aborting
@@ -237,6 +238,9 @@ class RelayConnection:
         self._on_unusable = on_unusable
         self._usable = True
         self._loop = asyncio.get_running_loop()
+        #: True once the link ended because the server sent a frame over the size limit
+        #: (we closed it with 1009): a server that does it once will likely do it again.
+        self.frame_too_big = False
 
     @property
     def accepting(self) -> bool:
@@ -338,6 +342,9 @@ class RelayConnection:
                     events = self._receive(await ws.recv())
                     await self._ack_then_dispatch(events)
         except _TRANSPORT_ERRORS as exc:
+            if (isinstance(exc, ConnectionClosed) and exc.sent is not None
+                    and exc.sent.code == CloseCode.MESSAGE_TOO_BIG):
+                self.frame_too_big = True
             logger.info("= link closed: %s", exc)
             # What the server sent before it closed the link is still ours: a call's last
             # events (its "ended") often come just before a close.
@@ -435,8 +442,11 @@ async def open_connection(
     timeout: float,
     on_event: Callable[[Event], None],
     on_unusable: Callable[[RelayConnection], None],
+    max_size: int = MAX_FRAME_SIZE,
 ) -> tuple[RelayConnection, ConnectResult]:
     """Open a websocket to ``url`` and authenticate on it, all within ``timeout``.
+
+    ``max_size``: the largest frame taken from the server (bytes).
 
     Returns:
         the connection (its reader not started yet: call :meth:`RelayConnection.run`)
@@ -455,9 +465,9 @@ async def open_connection(
             try:
                 ws = await connect(
                     url,
-                    compression=None,  # tech-notes §2: deflate costs CPU and memory
+                    compression=None,  # §1: deflate costs CPU and memory
                     ping_interval=None,  # §1: liveness is JSON-RPC pings, not ws pings
-                    max_size=MAX_FRAME_SIZE,
+                    max_size=max_size,
                     open_timeout=None,  # the deadline above covers the whole handshake
                     close_timeout=_CLOSE_TIMEOUT,
                     create_connection=_CoalescingClientConnection,

@@ -88,7 +88,7 @@ class Resume:
     authorization_state: str = field(default="", repr=False)
 
 
-# Compact output (brief: "compact JSON") and strict JSON: NaN/Infinity are not JSON, so
+# Compact output and strict JSON: NaN/Infinity are not JSON, so
 # a request holding one is our bug and must not reach the wire.
 _json_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
                                 allow_nan=False).encode
@@ -101,7 +101,7 @@ _ORJSON_OPTIONS = (orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
 def _encode(value: Any) -> str:
     """Compact, strict JSON text, as the standard encoder above writes it.
 
-    orjson does the work (15x faster than json on a RELAY request, tech notes §2), and
+    orjson does the work (15x faster than json on a RELAY request), and
     json judges whatever orjson handles differently: orjson writes NaN and Infinity as
     ``null`` and refuses integers beyond 64 bits, so a frame that holds ``null`` or that
     orjson refuses is encoded again by json, whose text or error is then the answer.
