@@ -97,7 +97,7 @@ async def test_serve_log_and_trace_keep_a_request_steps_credentials_out(
     assert code == 0, err
     # The request was made, with its credentials: only what is shown of it is masked.
     assert received and API_KEY in received[0].path
-    assert "ended: completed" in err
+    assert "call ended: completed" in err
     assert_no_secret(err)
     records = [json.loads(line) for line in trace.read_text().splitlines()]
     notify = next(r for r in records if r["step"] == "notify")

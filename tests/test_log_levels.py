@@ -46,9 +46,9 @@ async def test_at_the_default_level_a_call_has_one_line_with_outcome_path_and_du
     for lines in calls.values():
         # The flow's own `log` step, then the call's line; no line per step.
         assert not [line for line in lines if line.startswith("step ")]
-        ended = [line for line in lines if "ended:" in line]
+        ended = [line for line in lines if line.startswith("call ended:")]
         assert len(ended) == 1, lines
-        assert "ended: completed after 7 step(s) (hangup)" in ended[0]
+        assert "call ended: completed after 7 step(s) (hangup), from +1555" in ended[0]
         assert " > ".join(PATH) in ended[0]
         assert re.search(r"\(\d+ ms\)$", ended[0]), ended[0]
         assert lines == [line for line in lines if line.startswith("voicemail for ")] + ended
@@ -72,4 +72,4 @@ async def test_at_debug_every_step_has_its_line() -> None:
         steps = [line for line in lines if line.startswith("step ")]
         assert [line.split()[1] for line in steps] == PATH, lines
         assert steps[0].startswith("step greet (answer) -> answered")
-        assert sum("ended: completed" in line for line in lines) == 1
+        assert sum(line.startswith("call ended: completed") for line in lines) == 1

@@ -6,8 +6,8 @@ it lasted (plus the lines of the flow's own ``log`` steps). At ``debug`` the eng
 line per step (step, action, outcome, next step, duration) and the daemon one when the call
 arrives. The readable format puts the call in a bracket in front of the message::
 
-    2025-05-01 12:00:03.120 INFO  [3f2a…e1 voicemail@9c1d2e3f4a5b] call from +1555… to +1555…
-        ended: completed after 7 step(s) (hangup): greet > prompt > … > end (92 ms)
+    2025-05-01 12:00:03.120 INFO  [3f2a…e1 voicemail@9c1d2e3f4a5b] call ended: completed after 7 step(s)
+        (hangup), from +1555… to +1555…: greet > prompt > … > end (92 ms)
 
 The JSON format writes them as fields (``call_id``, ``flow``, ``version``, ``ended``,
 ``path``, ``steps``, ``duration_ms``; ``step``, ``action``, ``outcome``, ``next`` on step

@@ -388,9 +388,9 @@ class Daemon:
             path = running.path or []
             more = report.steps_run - len(path)
             shown = " > ".join(path) + (f" > … (+{more})" if more > 0 else "")
-            logger.info("call from %s to %s ended: %s after %d step(s) (%s): %s",
-                        call.from_number or "?", call.to_number or "?", ended,
+            logger.info("call ended: %s after %d step(s) (%s), from %s to %s: %s", ended,
                         report.steps_run, report.end_reason or "no end reason",
+                        call.from_number or "?", call.to_number or "?",
                         shown or "no step", extra={
                             **_call_extra(call, flow), "event": "call_ended", "ended": ended,
                             "status": report.status, "end_reason": report.end_reason,
