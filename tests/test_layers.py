@@ -8,9 +8,11 @@ in ``sys.modules`` are compared with what it may use:
 * ``relay`` (the RELAY client) uses nothing of ours;
 * ``sim`` (the RELAY simulator) may use ``relay`` — it shares the wire layer
   (``relay.connection``'s transport) — and nothing else;
-* ``actions`` (the runners) may use ``flow`` and ``relay`` and, for now, ``engine``
-  (``actions/http.py`` takes ``redact_url`` from ``engine.trace``); never ``sim``,
-  ``daemon`` or ``scenario``.
+* ``actions`` (the runners) may use ``flow`` and ``relay`` (and the leaf module
+  ``flowengine.redact``); never ``engine`` — the engine runs them, they are handed a
+  session — ``sim``, ``daemon`` or ``scenario``;
+* ``engine`` may use ``flow``, ``relay`` and ``actions``; never ``sim``, ``daemon`` or
+  ``scenario``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "flow": {"actions", "engine", "relay", "sim", "daemon", "scenario"},
     "relay": {"flow", "actions", "engine", "sim", "daemon", "scenario"},
     "sim": {"flow", "actions", "engine", "daemon", "scenario"},
-    "actions": {"sim", "daemon", "scenario"},
+    "actions": {"engine", "sim", "daemon", "scenario"},
     "engine": {"sim", "daemon", "scenario"},
 }
 
