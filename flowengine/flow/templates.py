@@ -8,17 +8,19 @@ without braces. This module owns the one Jinja environment flowengine uses:
 * strict undefined: an undefined name is an error, never an empty string; the message says
   what is missing (``steps.take_message is undefined: step 'take_message' has not run``);
   ``| default(...)`` and ``is defined`` work on whole chains (``steps.rec.url | default('')``);
-* size limits: ``**`` is refused; repeating a string or list (``'x' * n``) is refused past
-  :data:`MAX_REPEAT`; every string a template builds (``~``, ``+``, ``%``, ``join``,
-  ``replace``, ``center``, ``format`` …) and every rendered text is capped at
-  :data:`MAX_RENDERED_LENGTH`. There is no CPU-time bound: flow authors are trusted not to
-  write ``range(100000)`` loops inside loops, and caller-supplied strings are never compiled.
+* limits of form and of work (flow/sandbox.py): ``**`` is refused, repetition, built text
+  and rendered text are capped, and every render (all templates of one step, or all
+  ``vars``) has a budget: 100 ms, 100,000 loop iterations and macro calls, macros nested
+  50 deep, 1,048,576 characters printed, values built of size 250,000 (shared parts counted
+  each time). Caller-supplied strings are never compiled;
+* ``None`` prints as empty text (``{{ steps.rec.url }}`` after a recording that did not
+  happen), in ``{{ }}`` and with ``~``; as data (``set``, ``vars``, ``when``) it stays None.
 
 Compilation (:func:`compile_text`, :func:`compile_expression`, :func:`compile_tree`)
 happens when a flow loads; a string with no ``{{`` or ``{%`` stays a plain ``str`` and costs
 nothing to render. :func:`render` turns a compiled tree into plain values. Any failure while
 rendering raises :class:`TemplateRenderError`, whose message names the step and the
-``file:line:col`` of the template.
+``file:line:col`` of the template (and, for a limit, which one).
 
 The names a template sees (:func:`template_context`): ``call`` (``id``, ``from``, ``to``,
 ``direction``, ``context``, ``state``), ``steps`` (results of the steps that have run),
