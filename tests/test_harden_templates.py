@@ -15,7 +15,6 @@ import os
 import resource
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 

@@ -171,8 +171,8 @@ def _too_big(what: str, size: int) -> LimitExceeded:
 
 
 _SCALARS = (int, float, bool, type(None))
-#: Iterables whose length is known before a loop runs, and whose iteration costs no work.
 _SCALAR_TYPES = frozenset(_SCALARS)
+#: Iterables whose length is known before a loop runs.
 _SIZED = frozenset({list, tuple, range, dict, str, set, frozenset})
 #: Results whose length says how much work made them.
 _CHARGED = (str, list, tuple, dict, set, frozenset)
@@ -199,9 +199,9 @@ def _measure(value: Any, memo: dict[int, tuple[int, int]], depth: int) -> tuple[
     else:
         return 1, 0  # an opaque object (a loop, a macro, an iterator): its own size only
     known = memo.get(id(value))
-    if known is not None:
+    if known is not None and depth + known[1] < MAX_NESTING:
         return known
-    if depth >= MAX_NESTING:
+    if depth >= MAX_NESTING or known is not None:
         raise LimitExceeded("nesting", f"the value is nested more than {MAX_NESTING} deep")
     size, height = 0, 0
     for item in items:
@@ -233,11 +233,6 @@ def budgeted(fn: Callable[..., T], *args: Any) -> T:
         return fn(*args)
     finally:
         _BUDGET.reset(token)
-
-
-def current_budget() -> Budget | None:
-    """The active render's budget (None outside a render)."""
-    return _BUDGET.get()
 
 
 # -- form checks -------------------------------------------------------------------------------

@@ -46,20 +46,22 @@ from jinja2.utils import missing
 # callers have always found them.
 from .sandbox import (
     MAX_CALL_DEPTH,
-    MAX_INT_BITS,
     MAX_ITERATIONS,
     MAX_NESTING,
-    MAX_OUTPUT_TOTAL,
     MAX_RENDER_SECONDS,
     MAX_RENDERED_LENGTH,
     MAX_REPEAT,
     MAX_VALUE_ITEMS,
-    MAX_VALUE_SIZE,
-    MAX_WIDTH,
     FlowEnvironment,
-    LimitExceeded,
     budgeted,
     check_size,
+)
+from .sandbox import (  # noqa: F401 - re-exported
+    MAX_INT_BITS,
+    MAX_OUTPUT_TOTAL,
+    MAX_VALUE_SIZE,
+    MAX_WIDTH,
+    LimitExceeded,
 )
 
 if TYPE_CHECKING:
