@@ -134,6 +134,34 @@ async def test_a_vars_render_error_without_on_error_fails_the_call(tmp_path):
     assert "ZeroDivisionError" in run.report.error and "ratio in vars" in run.report.error
 
 
+@pytest.mark.anyio
+async def test_a_subflow_params_default_that_fails_runs_the_subflows_on_error(tmp_path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "inner.yaml").write_text(textwrap.dedent("""\
+        name: inner
+        params:
+          ratio: "{{ 1 / 0 }}"
+        on_error: sorry
+        steps:
+          use:
+            log: "ratio {{ params.ratio }}"
+          sorry:
+            return: {ok: false}
+        """))
+    flow = write_flow(tmp_path, textwrap.dedent("""\
+        name: outer
+        context: office
+        steps:
+          sub:
+            call: {flow: lib/inner.yaml}
+          after:
+            log: "ok={{ steps.sub.ok }}"
+        """))
+    run = await run_flow(flow)
+    assert run.path() == [("sorry", "next"), ("sub", "returned"), ("after", "next")]
+    assert run.report.steps["after"]["text"] == "ok=False"
+
+
 # -- the limits name themselves -----------------------------------------------------------------
 
 def test_macros_nest_at_most_so_deep():
