@@ -223,6 +223,10 @@ _BUDGET: ContextVar[Budget | None] = ContextVar("flowengine_template_budget", de
 T = TypeVar("T")
 
 
+#: The active render's budget, or None: ``active_budget()`` (a C call, for hot paths).
+active_budget = _BUDGET.get
+
+
 def budgeted(fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` under a fresh :class:`Budget`, unless a render's budget is active (then
     it shares that one: one budget for all templates of a step)."""

@@ -53,6 +53,7 @@ from .sandbox import (
     MAX_REPEAT,
     MAX_VALUE_ITEMS,
     FlowEnvironment,
+    active_budget,
     budgeted,
     check_size,
 )
@@ -432,9 +433,14 @@ class CompiledTemplate:
         """Render for one call, within the render's budget (a fresh one unless a step's
         :func:`render` started one). Raises TemplateRenderError."""
         try:
+            # Inside a step's render() its budget is active: no second frame for budgeted().
             if self._expression:
-                return budgeted(_value, self._template, context)
-            return budgeted(_render_text, self._template, context)
+                if active_budget() is None:
+                    return budgeted(_value, self._template, context)
+                return _plain(_evaluate(self._template, context))
+            if active_budget() is None:
+                return budgeted(_render_text, self._template, context)
+            return _render_text(self._template, context)
         except TemplateRenderError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure inside a template is the flow's
