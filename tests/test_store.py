@@ -369,3 +369,12 @@ def test_sqlite_a_kill_mid_batch_leaves_the_last_committed_batch_whole(tmp_path:
     batches = {cp.vars["batch"] for cp in loaded}
     assert len(batches) == 1 and batches.pop() in (committed, committed + 1)
     assert _rows(str(state), "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_the_store_imports_nothing_of_flowengine_above_it() -> None:
+    code = ("import sys, flowengine.store, flowengine.store.sqlite, flowengine.store.postgres\n"
+            "print(sorted(m for m in sys.modules if m.startswith('flowengine.')\n"
+            "             and not m.startswith('flowengine.store')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    assert out.strip() == "[]"

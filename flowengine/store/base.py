@@ -240,7 +240,7 @@ def newer_schema_error(where: str, found: int, known: int) -> StoreSchemaError:
     return StoreSchemaError(
         f"{where}: the state store has schema version {found}, but this flowengine knows "
         f"versions up to {known}: it was written by a newer flowengine. Run that version, "
-        f"or point --state-dir/--store at another store.")
+        f"or open another store.")
 
 
 # --- the interface --------------------------------------------------------------------------
