@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import pytest
 
-from flowengine.store import (Batcher, CallCheckpoint, Deadlines, Migration, PendingAction,
+from flowengine.store import (Batcher, CallCheckpoint, CheckpointError, Deadlines, Migration, PendingAction,
                               Recording, Store, StoreError, StoreSchemaError, SubflowFrame,
                               open_store, store_for, version_hash)
 from flowengine.store.schema import MIGRATIONS
@@ -142,6 +142,21 @@ async def test_the_batcher_writes_one_loop_turn_in_one_flush(target: str) -> Non
         loaded = {cp.call_id: cp.step for cp in await store.load_checkpoints("d1")}
     assert len(loaded) == 299 and "c299" not in loaded
     assert loaded["c000"] == "done" and loaded["c060"] == "greet"
+
+
+async def test_a_checkpoint_that_cannot_be_kept_does_not_hold_back_the_others(
+        target: str) -> None:
+    async with store_for(target) as store:
+        async with Batcher(store) as batcher:
+            batcher.put(full_checkpoint("good", step="greet"))
+            with pytest.raises(CheckpointError, match="'bad'.*JSON"):
+                await batcher.commit(full_checkpoint("bad", vars={"when": object()}))
+            await batcher.commit(full_checkpoint("good", step="menu"))
+            with pytest.raises(CheckpointError, match="NUL"):
+                await batcher.commit(full_checkpoint("nul", step="a\x00b"))
+            batcher.put(full_checkpoint("later"))
+        assert {cp.call_id: cp.step for cp in await store.load_checkpoints("d1")} == {
+            "good": "menu", "later": "record"}
 
 
 async def test_leaving_the_batcher_flushes_what_is_queued(target: str) -> None:
@@ -291,6 +306,20 @@ async def _open_with(target: str, migrations: tuple[Migration, ...]) -> Store:
         store = SQLiteStore(target, migrations=migrations)
     await store.open()
     return store
+
+
+async def test_postgres_opens_its_connection_again_after_the_server_drops_it(
+        pg_cluster: PgCluster) -> None:
+    import psycopg
+    url = pg_cluster.create_database()
+    async with store_for(url) as store:
+        await store.put_version("before")
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        with pytest.raises(StoreError):     # the operation under way when it dropped
+            await store.get_version(version_hash("before"))
+        assert await store.get_version(version_hash("before")) == b"before"
 
 
 async def test_open_store_chooses_the_backend(tmp_path: Path) -> None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import (CallCheckpoint, Claim, DaemonSession, Deadlines, LedgerEntry, Migration,
+from .base import (CallCheckpoint, CheckpointError, Claim, DaemonSession, Deadlines, LedgerEntry, Migration,
                    PendingAction, Recording, Store, StoreError, StoreSchemaError, SubflowFrame,
                    version_hash)
 from .batcher import Batcher
 
 __all__ = [
-    "Batcher", "CallCheckpoint", "Claim", "DaemonSession", "Deadlines", "LedgerEntry",
+    "Batcher", "CallCheckpoint", "CheckpointError", "Claim", "DaemonSession", "Deadlines", "LedgerEntry",
     "Migration", "PendingAction", "Recording", "Store", "StoreError", "StoreSchemaError",
     "SubflowFrame", "is_postgres_url", "open_store", "store_for", "version_hash",
 ]

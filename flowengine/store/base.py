@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 __all__ = [
-    "CallCheckpoint", "Claim", "DaemonSession", "Deadlines", "LedgerEntry", "Migration",
+    "CallCheckpoint", "CheckpointError", "Claim", "DaemonSession", "Deadlines", "LedgerEntry", "Migration",
     "PendingAction", "Recording", "Store", "StoreError", "StoreSchemaError", "SubflowFrame",
     "version_hash",
 ]
@@ -35,6 +35,15 @@ class StoreError(Exception):
 
 class StoreSchemaError(StoreError):
     """The store's schema is one this code does not know (written by a newer flowengine)."""
+
+
+class CheckpointError(StoreError):
+    """One checkpoint cannot be kept as it is (not JSON-able, a NUL in a name): the caller's
+    bug, named by ``call_id``, raised before anything of its batch is written."""
+
+    def __init__(self, call_id: str, message: str) -> None:
+        super().__init__(f"call {call_id!r}: checkpoint not kept: {message}")
+        self.call_id = call_id
 
 
 def version_hash(source: str | bytes) -> str:
@@ -114,7 +123,13 @@ class CallCheckpoint:
     updated_at: float = 0.0
 
     def state_json(self) -> bytes:
-        """The fields kept as one JSON document (the rest are columns)."""
+        """The fields kept as one JSON document (the rest are columns); CheckpointError
+        when it cannot be kept."""
+        for name in ("call_id", "daemon_id", "flow_name", "version_sha", "step"):
+            value = getattr(self, name)
+            # PostgreSQL's text refuses NUL; refused on both backends so they keep the same.
+            if value is not None and (not isinstance(value, str) or "\x00" in value):
+                raise CheckpointError(str(self.call_id), f"{name} must be text without NUL")
         try:
             return orjson.dumps({
                 "steps": self.steps, "vars": self.vars,
@@ -127,7 +142,7 @@ class CallCheckpoint:
             })
         except TypeError as exc:
             # Name the call: the engine's bug (a non-JSON result) must be findable.
-            raise StoreError(f"call {self.call_id}: checkpoint is not JSON-able: {exc}") from None
+            raise CheckpointError(self.call_id, f"not JSON-able: {exc}") from None
 
     @classmethod
     def from_row(cls, call_id: str, daemon_id: str, flow_name: str, version_sha: str,

@@ -22,7 +22,7 @@ from types import TracebackType
 import anyio
 from anyio.abc import TaskGroup
 
-from .base import CallCheckpoint, Store, StoreError
+from .base import CallCheckpoint, CheckpointError, Store, StoreError
 
 __all__ = ["Batcher"]
 
@@ -32,11 +32,13 @@ log = logging.getLogger("flowengine.store")
 class _Flush:
     """One transaction's fate, for the calls that await it."""
 
-    __slots__ = ("done", "error")
+    __slots__ = ("done", "error", "rejected")
 
     def __init__(self) -> None:
         self.done = anyio.Event()
         self.error: BaseException | None = None
+        #: Checkpoints left out of the flush because they cannot be kept: call id → why.
+        self.rejected: dict[str, CheckpointError] = {}
 
 
 class Batcher:
@@ -97,9 +99,14 @@ class Batcher:
 
     async def commit(self, checkpoint: CallCheckpoint) -> None:
         """Queue a checkpoint and return once it is committed (StoreError if that flush
-        failed). Calls awaiting in the same turn share one transaction."""
+        failed, CheckpointError if this checkpoint cannot be kept). Calls awaiting in the
+        same turn share one transaction."""
         self.put(checkpoint)
+        flush = self._next
         await self.flushed()
+        rejected = flush.rejected.get(checkpoint.call_id)
+        if rejected is not None:
+            raise rejected
 
     async def flushed(self) -> None:
         """Return once everything queued so far is committed."""
@@ -148,7 +155,20 @@ class Batcher:
             # Shielded: a flush under way finishes even if the batcher is being cancelled,
             # so the store never sees half a batch abandoned by us.
             with anyio.CancelScope(shield=True):
-                await self.store.save_checkpoints(batch, drops)
+                while True:
+                    try:
+                        await self.store.save_checkpoints(batch, drops)
+                        break
+                    except CheckpointError as exc:
+                        # One bad record must not hold back every call's checkpoints (or be
+                        # retried forever): leave it out, keep its call's last good one.
+                        log.error("state store: %s", exc)
+                        self.failures += 1
+                        flush.rejected[exc.call_id] = exc
+                        kept = [cp for cp in batch if cp.call_id != exc.call_id]
+                        if len(kept) == len(batch):
+                            raise
+                        batch = kept
         except Exception as exc:
             self.failures += 1
             log.error("state store: writing %d checkpoints failed: %s", len(batch), exc)

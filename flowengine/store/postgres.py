@@ -128,7 +128,7 @@ class PostgresStore(Store):
                         raise newer_schema_error(self.where, found, len(self._migrations))
                     for migration in self._migrations[found:]:
                         for statement in migration.postgres:
-                            await conn.execute(statement)  # type: ignore[arg-type]
+                            await conn.execute(statement)
                         await conn.execute(
                             "INSERT INTO schema_migrations (version, name, applied_at) "
                             "VALUES (%s, %s, %s)",
@@ -141,12 +141,13 @@ class PostgresStore(Store):
         if conn is not None:
             await conn.close()
 
-    async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    async def _fetch(self, sql: str, args: Sequence[Any] | Mapping[str, Any] = ()
+                     ) -> list[tuple[Any, ...]]:
         """One statement (its own transaction), its rows."""
         async with self._lock:
             conn = await self._connection()
             try:
-                cur = await conn.execute(sql, args)  # type: ignore[arg-type]
+                cur = await conn.execute(sql, args)
                 return list(await cur.fetchall()) if cur.description else []
             except psycopg.Error as exc:
                 raise self._error(exc) from exc
@@ -160,7 +161,7 @@ class PostgresStore(Store):
                 results: list[list[tuple[Any, ...]]] = []
                 async with conn.transaction():
                     for sql, args in statements:
-                        cur = await conn.execute(sql, args)  # type: ignore[arg-type]
+                        cur = await conn.execute(sql, args)
                         results.append(list(await cur.fetchall()) if cur.description else [])
                 return results
             except psycopg.Error as exc:

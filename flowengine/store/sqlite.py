@@ -305,6 +305,7 @@ class SQLiteStore(Store):
 
     async def finish(self, entry_id: int, outcome: str, *,
                      retry_at: float | None = None) -> None:
+        args: tuple[Any, ...]
         if retry_at is None:
             sql, args = ("UPDATE ledger SET state = 'done', outcome = ?, owner = NULL, "
                          "updated_at = ? WHERE id = ?", (outcome, time.time(), entry_id))
