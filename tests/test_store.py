@@ -338,7 +338,11 @@ async def test_open_store_chooses_the_backend(tmp_path: Path) -> None:
     assert isinstance(store_for("postgresql://u@127.0.0.1:1/db"), PostgresStore)
     store = await open_store(tmp_path / "state")
     assert isinstance(store, SQLiteStore) and (tmp_path / "state" / DB_FILENAME).is_file()
+    await store.register_daemon("d1", "h", ttl=5)
     assert _rows(str(tmp_path / "state"), "PRAGMA journal_mode") == [("wal",)]
+    # It keeps RELAY's authorization_state: for the daemon's user only, WAL included.
+    for name in (DB_FILENAME, DB_FILENAME + "-wal"):
+        assert (tmp_path / "state" / name).stat().st_mode & 0o777 == 0o600, name
     await store.close()
 
 
@@ -348,6 +352,9 @@ async def test_an_unreachable_database_is_a_clear_error_without_the_password() -
     message = str(caught.value)
     assert "cannot open the state store" in message and "127.0.0.1" in message
     assert "s3cret-pw" not in message and "flow:***@" in message
+    with pytest.raises(StoreError) as caught:
+        await open_store("postgresql://127.0.0.1:1/db?user=flow&password=s3cret-pw")
+    assert "s3cret-pw" not in str(caught.value) and "password=***" in str(caught.value)
 
 
 async def test_an_unwritable_state_dir_is_a_clear_error(tmp_path: Path) -> None:

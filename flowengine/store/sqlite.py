@@ -15,6 +15,7 @@ disk as well.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -127,7 +128,10 @@ class SQLiteStore(Store):
             raise
 
     def _connect(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The file holds RELAY's authorization_state and the calls' data: readable by the
+        # daemon's user only. SQLite gives its -wal and -shm files the same permissions.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         # isolation_level=None: we issue BEGIN/COMMIT ourselves; check_same_thread=False
         # because the worker thread may differ between calls (the limiter serialises them).
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
