@@ -52,6 +52,41 @@ def pg_unavailable() -> str | None:
     return None
 
 
+#: In each cluster's folder: the pid of the process that started it.
+OWNER_FILE = "owner.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stop_orphans() -> None:
+    """Stop and remove the clusters left by test runs that were killed before their
+    teardown (a timeout's SIGTERM skips it): those whose starting process is gone."""
+    for owner in glob.glob(os.path.join(tempfile.gettempdir(), "flowengine-pg-*", OWNER_FILE)):
+        root = Path(owner).parent
+        try:
+            pid = int(Path(owner).read_text())
+        except (OSError, ValueError):
+            continue
+        if _alive(pid):
+            continue
+        bin_dir = pg_bin_dir()
+        if bin_dir is not None and (root / "data" / "postmaster.pid").exists():
+            cmd = [str(bin_dir / "pg_ctl"), "stop", "-D", str(root / "data"), "-m", "immediate",
+                   "-w"]
+            if os.geteuid() == 0:
+                cmd = ["runuser", "-u", "postgres", "--", *cmd]
+            subprocess.run(cmd, capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -80,6 +115,8 @@ class PgCluster:
         return ["runuser", "-u", "postgres", "--", *cmd] if self._as_postgres else cmd
 
     def start(self) -> PgCluster:
+        _stop_orphans()
+        (self.root / OWNER_FILE).write_text(str(os.getpid()))
         if self._as_postgres:
             entry = pwd.getpwnam("postgres")
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
