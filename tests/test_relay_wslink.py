@@ -152,3 +152,22 @@ def test_flowengine_uses_only_websockets_sans_io_api() -> None:
         text = path.read_text()
         assert not re.search(r"\bwebsockets\.(asyncio|legacy|sync)\b", text), path
         assert "send_in_progress" not in text, path
+
+
+async def test_the_simulator_still_answers_plain_http_on_its_websocket_port() -> None:
+    import urllib.error
+    import urllib.request
+
+    from flowengine.sim import Simulator
+
+    def status(url: str) -> int:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    async with Simulator(port=0) as sim:
+        missing = f"{sim.http_url}/recordings/{'0' * 32}.wav"
+        assert await anyio.to_thread.run_sync(status, missing) == 404
+        assert await anyio.to_thread.run_sync(status, f"{sim.http_url}/") == 426

@@ -26,9 +26,11 @@ mark, so a slow reader makes the writer wait rather than the buffer grow.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl as ssl_module
 from collections import deque
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any, cast
 
 from websockets.client import ClientProtocol
@@ -40,6 +42,8 @@ from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
 __all__ = ["CoalescingTransport", "WsLink", "connect", "serve"]
+
+logger = logging.getLogger("flowengine.relay")
 
 _OPEN = State.OPEN
 _CONNECTING = State.CONNECTING
@@ -204,7 +208,7 @@ class WsLink(asyncio.Protocol):
             await self.drain()
 
     async def recv(self) -> str | bytes:
-        """The next message: ``str`` for text, ``bytes`` for binary.
+        """The next message: ``str`` for text, ``bytes`` for binary (one reader at a time).
 
         Messages that arrived before the link closed are still returned.
 
@@ -370,7 +374,13 @@ class WsLink(asyncio.Protocol):
         if type(event) is Request:
             server = cast(ServerProtocol, protocol)
             self.request = event
-            response = None if self._on_request is None else self._on_request(self, event)
+            try:
+                response = None if self._on_request is None else self._on_request(self, event)
+            except Exception:
+                # A bug answering one HTTP request: that request gets a 500, the server
+                # goes on.
+                logger.exception("! could not answer the HTTP request for %s", event.path)
+                response = server.reject(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal error\n")
             if response is None:
                 response = server.accept(event)
             server.send_response(response)
@@ -381,6 +391,9 @@ class WsLink(asyncio.Protocol):
                 if self._on_open is not None:
                     self._on_open(self)
             else:
+                # Answered over plain HTTP (and half-closed): the client has close_timeout
+                # to close its side.
+                self._arm_close_timer()
                 self._fail_opening(server.handshake_exc or ConnectionClosed(None, None))
         elif type(event) is Response:
             if protocol.handshake_exc is not None:
