@@ -8,7 +8,10 @@ only wires them together, importing a module when its command is used so that
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -49,9 +52,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     module = importlib.import_module(args._module)
     try:
-        return int(module.run(args) or 0)
+        code = int(module.run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here when the output fit in the buffer
+        return code
     except KeyboardInterrupt:
         return 130
+    except BaseException as exc:
+        if not _is_broken_pipe(exc):
+            raise
+        return _exit_on_broken_pipe()
+
+
+def _is_broken_pipe(exc: BaseException) -> bool:
+    """True for a write to a closed pipe, also when a task group wrapped it in a group."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_broken_pipe(e) for e in exc.exceptions)
+    return isinstance(exc, BrokenPipeError) or (
+        isinstance(exc, OSError) and exc.errno == errno.EPIPE)
+
+
+def _exit_on_broken_pipe() -> int:
+    """`flowengine graph … | head` and a reader that went away: end quietly, as Unix tools do.
+
+    Python would otherwise print "Exception ignored … BrokenPipeError" when it flushes
+    stdout at exit, so stdout is pointed at /dev/null first. The status is the one a shell
+    reports for a process ended by SIGPIPE.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a descriptor (in-process callers)
+        pass
+    return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -19,6 +19,20 @@ FLOWS = ROOT / "flows"
 TIME_SCALE = 0.01
 
 
+def variant(text: str, *edits: tuple[str, str]) -> str:
+    """``text`` with each ``(old, new)`` edit applied in turn (every occurrence of ``old``).
+
+    A test that builds a flow variant must not silently run the original flow when the
+    text it meant to change is not there (a reworded example flow): an ``old`` that does
+    not occur fails the test here, naming it.
+    """
+    for old, new in edits:
+        if old not in text:
+            raise AssertionError(f"variant: {old!r} does not occur in the flow text")
+        text = text.replace(old, new)
+    return text
+
+
 @dataclass
 class Run:
     reports: list[SessionReport]

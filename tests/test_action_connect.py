@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.flowtools import run_flow, write_flow
+from tests.flowtools import run_flow, variant, write_flow
 
 pytestmark = pytest.mark.anyio
 
@@ -33,10 +33,7 @@ SERIES = """      devices: ["+15550001111", ["+15550002222", "+15550003333"]]
 
 
 def flow(tmp_path, connect: str = SERIES, **extra: str):
-    text = TRANSFER.format(connect=connect)
-    for old, new in extra.items():
-        text = text.replace(old, new)
-    return write_flow(tmp_path, text)
+    return write_flow(tmp_path, variant(TRANSFER.format(connect=connect), *extra.items()))
 
 
 def connect_states(run) -> list[str]:

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from flowengine.flow import compile_flow
-from tests.flowtools import run_flow, write_flow
+from tests.flowtools import run_flow, variant, write_flow
 
 pytestmark = pytest.mark.anyio
 
@@ -53,9 +53,9 @@ async def test_an_answer_on_a_later_visit_leaves_the_loop(tmp_path):
 
 
 async def test_exhausted_follows_its_own_edge_when_given(tmp_path):
-    flow = write_flow(tmp_path, RETRY.replace("goto: {step: menu, max_visits: 3}",
-                                              "goto: {step: menu, max_visits: 1}\n"
-                                              "    on: {exhausted: chosen}"))
+    flow = write_flow(tmp_path, variant(RETRY, ("goto: {step: menu, max_visits: 3}",
+                                               "goto: {step: menu, max_visits: 1}\n"
+                                               "    on: {exhausted: chosen}")))
     run = await run_flow(flow, "silent")
     assert run.path()[-2:] == [("again", "exhausted"), ("chosen", "next")]
 
@@ -71,7 +71,7 @@ def test_a_goto_loop_without_a_limit_is_a_loop_with_no_way_out_and_a_limit_is_on
         """)
     [finding] = compile_flow(text, "loop.yaml").diagnostics
     assert str(finding).startswith("loop.yaml:3:3: error: steps 'count', 'again' loop forever")
-    limited = text.replace("goto: count", "goto: {step: count, max_visits: 5}")
+    limited = variant(text, ("goto: count", "goto: {step: count, max_visits: 5}"))
     result = compile_flow(limited, "loop.yaml")
     assert result.ok and not result.diagnostics
     assert dict(result.version.edges["again"]) == {"next": "count", "exhausted": None,

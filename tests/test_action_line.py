@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.flowtools import run_flow, write_flow
+from tests.flowtools import run_flow, variant, write_flow
 
 pytestmark = pytest.mark.anyio
 
@@ -40,7 +40,7 @@ async def test_sleep_then_send_digits_finish(tmp_path):
 
 
 async def test_a_hangup_during_sleep_ends_it_at_once(tmp_path):
-    run = await run_flow(write_flow(tmp_path, LINE.replace("sleep: 2", "sleep: 600")),
+    run = await run_flow(write_flow(tmp_path, variant(LINE, ("sleep: 2", "sleep: 600"))),
                          "hangup:1")
     assert run.path() == [("greet", "answered"), ("pause", "hangup"), ("gone", "next")]
     # It did not sleep the 600 s (6 s of real time at this time scale) out.
@@ -48,7 +48,7 @@ async def test_a_hangup_during_sleep_ends_it_at_once(tmp_path):
 
 
 async def test_send_digits_that_are_not_dtmf_and_a_relay_failure_are_errors(tmp_path):
-    flow = write_flow(tmp_path, LINE.replace('tones: "1w2#"', 'tones: "12x"'))
+    flow = write_flow(tmp_path, variant(LINE, ('tones: "1w2#"', 'tones: "12x"')))
     run = await run_flow(flow, "speak:1")
     assert run.path()[2] == ("tones", "error")
     assert "'12x' is not DTMF" in run.report.trace[2].error
@@ -59,7 +59,7 @@ async def test_send_digits_that_are_not_dtmf_and_a_relay_failure_are_errors(tmp_
 
 
 async def test_send_digits_after_a_hangup_is_hangup(tmp_path):
-    flow = write_flow(tmp_path, LINE.replace("sleep: 2", "sleep: 2\n    on: {hangup: tones}"))
+    flow = write_flow(tmp_path, variant(LINE, ("sleep: 2", "sleep: 2\n    on: {hangup: tones}")))
     run = await run_flow(flow, "hangup:1")
     assert run.path()[1:3] == [("pause", "hangup"), ("tones", "hangup")]
 
@@ -102,7 +102,7 @@ async def test_waiting_for_the_beep_takes_as_long_as_the_greeting(tmp_path):
     events = [p["detect"]["params"]["event"] for t, p in run.sim_calls[0].events
               if t == "calling.call.detect"]
     assert events == ["MACHINE", "READY", "finished"]
-    quick = await run_flow(write_flow(tmp_path, SCREEN.replace(", wait_for_beep: true", "")),
+    quick = await run_flow(write_flow(tmp_path, variant(SCREEN, (", wait_for_beep: true", ""))),
                            "machine:20")
     assert quick.path()[1] == ("who", "machine")
     assert quick.report.steps["done"]["text"] == "MACHINE None"
@@ -110,13 +110,13 @@ async def test_waiting_for_the_beep_takes_as_long_as_the_greeting(tmp_path):
 
 
 async def test_fax_and_digit_detection_and_a_stop_once_answered(tmp_path):
-    fax = SCREEN.replace("{type: machine, wait_for_beep: true}", "{type: fax, tone: CNG}") \
-        .replace("      human: done\n      machine: done\n", "      fax: done\n")
+    fax = variant(SCREEN, ("{type: machine, wait_for_beep: true}", "{type: fax, tone: CNG}"),
+                  ("      human: done\n      machine: done\n", "      fax: done\n"))
     run = await run_flow(write_flow(tmp_path, fax), "fax")
     assert run.path()[1] == ("who", "fax")
     assert run.report.steps["done"]["text"] == "CNG None"
-    digit = SCREEN.replace("{type: machine, wait_for_beep: true}", "{type: digit, duration: 5}") \
-        .replace("      human: done\n      machine: done\n", "      digit: done\n")
+    digit = variant(SCREEN, ("{type: machine, wait_for_beep: true}", "{type: digit, duration: 5}"),
+                    ("      human: done\n      machine: done\n", "      digit: done\n"))
     run = await run_flow(write_flow(tmp_path, digit), "digits:7")
     assert run.path()[1] == ("who", "digit")
     assert run.report.steps["done"]["text"] == "7 None"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flowengine.actions.input import collect_params
-from tests.flowtools import run_flow, write_flow
+from tests.flowtools import run_flow, variant, write_flow
 
 pytestmark = pytest.mark.anyio
 
@@ -85,16 +85,17 @@ async def test_wrong_answers_every_time_end_no_match_keeping_the_last_answer(tmp
 
 
 async def test_speech_the_recognizer_cannot_match_is_no_match(tmp_path):
-    flow = write_flow(tmp_path, MENU.replace("max_attempts: 3", "max_attempts: 1")
-                      .replace("      no_input_play: [{say: \"Sorry, I did not hear you.\"}]\n", "")
-                      .replace("      no_match_play: [{say: \"Sorry, that is not an option.\"}]\n", ""))
+    flow = write_flow(tmp_path, variant(
+        MENU, ("max_attempts: 3", "max_attempts: 1"),
+        ("      no_input_play: [{say: \"Sorry, I did not hear you.\"}]\n", ""),
+        ("      no_match_play: [{say: \"Sorry, that is not an option.\"}]\n", "")))
     run = await run_flow(flow, "say:?")
     assert run.path()[1] == ("menu", "no_match")
     assert run.report.steps["menu"]["attempts"] == 1
 
 
 async def test_without_choices_any_answer_is_taken(tmp_path):
-    flow = write_flow(tmp_path, MENU.replace('      choices: ["1", "2", "sales", "billing"]\n', ""))
+    flow = write_flow(tmp_path, variant(MENU, ('      choices: ["1", "2", "sales", "billing"]\n', "")))
     run = await run_flow(flow, "digits:12345#")
     assert run.path()[1] == ("menu", "digit")
     assert run.report.steps["menu"]["digits"] == "12"  # max: 2 ends the answer
@@ -114,9 +115,9 @@ async def test_a_hangup_while_listening_is_hangup(tmp_path):
 
 
 async def test_the_step_timeout_covers_every_attempt_and_stops_the_collect(tmp_path):
-    flow = write_flow(tmp_path, MENU.replace("    on:\n      digit: done",
-                                             "    timeout: 9\n    on:\n      timeout: done\n"
-                                             "      digit: done"))
+    flow = write_flow(tmp_path, variant(MENU, ("    on:\n      digit: done",
+                                              "    timeout: 9\n    on:\n      timeout: done\n"
+                                              "      digit: done")))
     run = await run_flow(flow, "silent")
     assert run.path()[1] == ("menu", "timeout")
     assert run.report.steps["menu"]["attempts"] == 2  # 2 × (prompt + 5 s) outlast 9 s

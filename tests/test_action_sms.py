@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.flowtools import run_flow, write_flow
+from tests.flowtools import run_flow, variant, write_flow
 
 pytestmark = pytest.mark.anyio
 
@@ -64,8 +64,8 @@ async def test_a_refused_message_is_error_and_it_runs_after_a_hangup(tmp_path):
 
 
 async def test_a_delivery_never_confirmed_ends_with_the_step_timeout(tmp_path):
-    flow = write_flow(tmp_path, FLOW.replace("    on: {undelivered: note",
-                                             "    timeout: 10\n    on: {timeout: note, "
-                                             "undelivered: note"))
+    flow = write_flow(tmp_path, variant(FLOW, ("    on: {undelivered: note",
+                                              "    timeout: 10\n    on: {timeout: note, "
+                                              "undelivered: note")))
     run = await run_flow(flow, "speak:1,sms:sent")
     assert run.path()[-2:] == [("text", "timeout"), ("note", "next")]

@@ -24,6 +24,7 @@ from flowengine.engine.trace import read_trace
 from flowengine.flow import compile_flow
 from flowengine.relay import RelayClient
 from flowengine.sim.calls import SimCall
+from tests.flowtools import variant
 from tests.test_daemon import (  # noqa: F401
     PROJECT,
     SCALE,
@@ -263,16 +264,18 @@ async def test_metrics_and_health_endpoints(tmp_path: Path, log_tap: LogTap) -> 
         assert health["relay"]["connected"] and health["relay"]["reconnects"] == 0
 
         # An invalid edit: the old version keeps serving, the errors show up per flow.
-        bad = flow_text("desk", "desk", on_hangup="gone").replace("beep: true", "beep: 3")
+        bad = variant(flow_text("desk", "desk", on_hangup="gone"), ("beep: true", "beep: 3"))
         write(path, bad)
         await log_tap.wait_event("rejected", file=str(path))
         status, _, body = await http_get(port, "/healthz")
         health = json.loads(body)
         assert status == 200 and health["flows"]["desk"]["version"] == version.version
         error = health["flows"]["desk"]["last_reload_error"]
-        assert error["errors"] == [str(d) for d in compile_flow(bad.encode(), str(path)).diagnostics
-                                   if d.is_error]
-        assert error["errors"][0].startswith(f"{path}:")
+        wrong = [d for d in compile_flow(bad.encode(), str(path)).diagnostics if d.is_error]
+        # Where, not what: the messages quote the file, and /healthz has no auth.
+        assert error["locations"] == [d.location for d in wrong]
+        assert error["error_count"] == len(wrong) and "errors" not in error
+        assert error["locations"][0].startswith(f"{path}:")
         found = samples((await http_get(port, "/metrics"))[2])
         assert found[("flowengine_reloads_total", (("result", "failed"),))] == 1
 
@@ -393,9 +396,9 @@ async def test_flows_that_outlast_the_hangup_grace_are_cancelled_and_the_daemon_
     directory = tmp_path / "flows"
     directory.mkdir()
     # The caller's hangup leads to a webhook that takes 10 minutes to answer.
-    write(directory / "desk.yaml", flow_text("desk", "desk", on_hangup="gone").replace(
+    write(directory / "desk.yaml", variant(flow_text("desk", "desk", on_hangup="gone"), (
         '    log: "the caller left during the flow"',
-        f"    request: {{url: 'http://127.0.0.1:{port}/slow', read_timeout: 600}}"))
+        f"    request: {{url: 'http://127.0.0.1:{port}/slow', read_timeout: 600}}")))
     async with simulator() as sim, anyio.create_task_group() as webhook:
         webhook.start_soon(listener.serve, hold)
         async with serving(sim, [directory], drain_timeout=0.2, hangup_grace=0.5) as daemon:

@@ -25,6 +25,7 @@ from flowengine.daemon import Daemon, FlowLoader
 from flowengine.engine.trace import TraceWriter, read_trace
 from flowengine.flow import compile_flow
 from flowengine.sim.calls import SimCall
+from tests.flowtools import variant
 from tests.test_daemon import LogTap, flow_text, log_tap, serving, simulator, write  # noqa: F401
 
 pytestmark = pytest.mark.anyio
@@ -64,12 +65,12 @@ def broken(edition: int) -> str:
     if kind == 0:
         return support(edition, say='"{{ vars.edition "')
     if kind == 1:
-        return text.replace("    play:", "    plya:")
+        return variant(text, ("    play:", "    plya:"))
     if kind == 2:
-        return text.replace("  message:\n    record:", "  message:\n\trecord:")
+        return variant(text, ("  message:\n    record:", "  message:\n\trecord:"))
     if kind == 3:
-        return text.replace("    answer: {}", "    answer: {}\n    next: nowhere")
-    return text.replace("beep: true", 'beep: "yes"')
+        return variant(text, ("    answer: {}", "    answer: {}\n    next: nowhere"))
+    return variant(text, ("beep: true", 'beep: "yes"'))
 
 
 # The three ways a file gets rewritten (each looks different to the watcher).

@@ -1,6 +1,5 @@
-"""FlowRuntime.fire reads the machine's transitions from a table: it must move a call
-exactly as ``machine.events[outcome].trigger`` does, on every edge of every example flow,
-with the once-per-call handlers taken or not."""
+"""FlowRuntime's table moves a call exactly as the flow's routing rules (``route()``) say,
+on every edge of every example flow, with the once-per-call handlers taken or not."""
 
 from __future__ import annotations
 
@@ -8,10 +7,9 @@ import itertools
 from pathlib import Path
 
 import pytest
-from transitions import MachineError
 
-from flowengine.engine.machine import END, FlowRuntime
-from flowengine.flow import load_flow
+from flowengine.engine.machine import END, FlowRuntime, NoEdge
+from flowengine.flow import load_flow, route
 
 FLOWS = sorted(p for p in (Path(__file__).parent.parent / "flows").glob("*.yaml"))
 
@@ -24,34 +22,39 @@ class Model:
 
 
 @pytest.mark.parametrize("path", FLOWS, ids=lambda p: p.name)
-def test_fire_moves_a_call_as_the_machine_does(path: Path) -> None:
-    runtime = FlowRuntime(load_flow(path))
-    machine = runtime.machine
-    checked = 0
+def test_fire_moves_a_call_where_route_says(path: Path) -> None:
+    flow = load_flow(path)
+    runtime = FlowRuntime(flow)
+    checked = handlers = 0
     for step_id, outcomes in runtime.outcomes.items():
+        step = flow.steps[step_id]
         for outcome, hangup, error in itertools.product(sorted(outcomes), (False, True),
                                                         (False, True)):
-            by_table = Model(step_id, hangup, error)
-            runtime.fire(by_table, outcome)  # type: ignore[arg-type]
-            by_machine = Model(step_id, hangup, error)
-            machine.events[outcome].trigger(by_machine, by_machine)
-            assert by_table.state == by_machine.state, (step_id, outcome, hangup, error)
+            session = Model(step_id, hangup, error)
+            runtime.fire(session, outcome)  # type: ignore[arg-type]
+            expected = route(flow, step, outcome, hangup_handled=hangup, error_handled=error)
+            assert session.state == (expected.target or END), (step_id, outcome, hangup, error)
+            handlers += expected.via in ("on_hangup", "on_error")
             checked += 1
     assert checked
-    with pytest.raises(MachineError):
+    if flow.on_hangup or flow.on_error:
+        assert handlers, "the once-per-call handlers were never taken"
+
+
+def test_a_handler_is_taken_once_per_call_then_the_outcome_ends_the_flow() -> None:
+    flow = load_flow(Path(__file__).parent.parent / "flows" / "voicemail_hangup.yaml")
+    assert flow.on_hangup is not None
+    runtime = FlowRuntime(flow)
+    step = next(s for s in flow.steps if "hangup" in runtime.outcomes[s]
+                and "hangup" not in flow.steps[s].on)
+    first, again = Model(step, False, False), Model(step, True, False)
+    runtime.fire(first, "hangup")  # type: ignore[arg-type]
+    runtime.fire(again, "hangup")  # type: ignore[arg-type]
+    assert first.state == flow.on_hangup
+    assert again.state == END
+
+
+def test_an_outcome_with_no_edge_is_a_clear_engine_error() -> None:
+    runtime = FlowRuntime(load_flow(FLOWS[0]))
+    with pytest.raises(NoEdge, match="no edge for outcome 'finished' from step '__end__'"):
         runtime.fire(Model(END, False, False), "finished")  # type: ignore[arg-type]
-
-
-def test_the_machine_has_no_callbacks_the_table_would_skip() -> None:
-    for path in FLOWS:
-        machine = FlowRuntime(load_flow(path)).machine
-        for hooks in (machine.before_state_change, machine.after_state_change,
-                      machine.prepare_event, machine.finalize_event, machine.on_exception,
-                      machine.on_final):
-            assert not hooks
-        for state in machine.states.values():
-            assert not state.on_enter and not state.on_exit
-        for event in machine.events.values():
-            for transitions in event.transitions.values():
-                for t in transitions:
-                    assert not (t.prepare or t.before or t.after)

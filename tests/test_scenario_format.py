@@ -129,8 +129,8 @@ def test_a_flow_that_does_not_load_is_reported_with_its_own_errors(tmp_path):
 
 def test_yaml_errors_and_missing_files(tmp_path):
     assert problems(tmp_path, "flow: [x\n") == [
-        ("s.test.yaml:2:1: error: invalid YAML: did not find expected ',' or ']' (while parsing "
-         "a flow sequence that started at line 1, column 7)")]
+        ("s.test.yaml:1:7: error: this [ … ] list is not closed, or two of its items have no "
+         "',' between them; end it with ']' and separate its items with ','")]
     assert problems(tmp_path, "- a\n") == [
         "s.test.yaml:1:1: error: a scenario file is a mapping with flow and scenarios"]
     assert problems(tmp_path, "name: f\nsteps:\n  a:\n    log: x\n") == [

@@ -43,7 +43,7 @@ def test_the_first_flow_and_its_scenarios_run_as_printed(tmp_path):
     assert flowengine(tmp_path, "check", "flows").returncode == 0
     run = flowengine(tmp_path, "test")
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout == block_after("flowengine test            # every")
+    assert run.stdout == block_after("flowengine test flows/tests/hello.test.yaml")
 
 
 def test_the_check_example_prints_what_the_guide_shows(tmp_path):

@@ -28,6 +28,16 @@ _TYPES = {"string": "text", "number": "number", "integer": "whole number",
           "boolean": "true/false", "object": "mapping", "array": "list", "null": "null"}
 
 
+
+#: Actions whose keys are all optional to the schema but not all together: `check` (the
+#: compiler's per-action checks) refuses `connect: {}` and `send_sms: {}`, so the reference
+#: must not offer `{}` for them.
+NEEDS = {
+    "connect": "A mapping with `to` or `devices` (`{}` dials nobody: `check` refuses it):",
+    "send_sms": "A mapping with `body`, `media` or both (`{}` has nothing to send: `check` "
+                "refuses it):",
+}
+
 def _resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
     """``node`` with a ``$ref`` replaced by its target (its own keys win, as editors show)."""
     ref = node.get("$ref")
@@ -156,7 +166,7 @@ def render() -> str:
             empty = "`{}` (or nothing)" if "null" in node.get("type", []) else "`{}`"
             required = node.get("required", [])
             intro = (f"A mapping with {', '.join(f'`{k}`' for k in required)}:" if required
-                     else f"A mapping ({empty} for the defaults):")
+                     else NEEDS.get(name, f"A mapping ({empty} for the defaults):"))
             if "string" in node.get("type", []) and required:
                 intro = intro[:-1] + f", or just the `{required[0]}` as text:"
             out += [intro, "", *_table(schema, node["properties"]), ""]

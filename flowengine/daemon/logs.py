@@ -189,8 +189,7 @@ def configure_logging(fmt: str = "text", level: str = "info",
     root.addHandler(handler)
     root.setLevel(level.upper())
     if level.lower() != "debug":
-        # Chatty libraries: watchfiles logs every batch at INFO, websockets its handshakes,
-        # transitions every state change.
-        for name in ("watchfiles", "websockets", "transitions"):
+        # Chatty libraries: watchfiles logs every batch at INFO, websockets its handshakes.
+        for name in ("watchfiles", "websockets"):
             logging.getLogger(name).setLevel(logging.WARNING)
     return handler

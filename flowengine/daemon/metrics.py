@@ -4,7 +4,8 @@ Names and labels (documented in docs/daemon.md):
 
 - ``flowengine_calls_active{flow,version}``: calls in flight;
 - ``flowengine_calls_total{flow,version,ended}``: calls that ended, by how they ended
-  (``completed``, ``caller_hangup``, ``max_duration``, ``failed``, ``drained``);
+  (``completed``, ``caller_hangup``, ``max_duration``, ``failed``, ``drained``,
+  ``session_lost``: RELAY started a new session and the call went with the old one);
 - ``flowengine_calls_declined_total{context,reason}``: calls the daemon did not run
   (``no_flow``: nothing matched; ``draining``: offered while shutting down, passed on);
 - ``flowengine_step_duration_seconds{flow,step,outcome}``: a histogram of step durations;
@@ -47,7 +48,7 @@ __all__ = ["CONTENT_TYPE", "ENDED", "Metrics"]
 #: The Content-Type of ``/metrics``, matching what ``generate_latest`` writes.
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 #: The values of the ``ended`` label.
-ENDED = ("completed", "caller_hangup", "max_duration", "failed", "drained")
+ENDED = ("completed", "caller_hangup", "max_duration", "failed", "drained", "session_lost")
 #: Steps range from a few ms (set, log) to minutes (a long recording).
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 

@@ -9,7 +9,8 @@ specific wins**, compared in this order:
 2. then more keys given at all (a glob counts);
 3. then more characters fixed by the globs (a ``[...]`` class fixes one character);
 4. then the flow name, alphabetically (two flows that tie this far are logged as a
-   warning when they load: one of them never gets those calls).
+   warning when the tie appears — once, not again on every reload: one of them never
+   gets those calls).
 
 So ``to: "+15559870001"`` beats ``from: "+1555*"``, which beats a flow without ``match``
 (the catch-all of its context). A call that no flow takes is declined by the daemon.
@@ -28,7 +29,7 @@ from types import MappingProxyType
 from flowengine.engine import FlowRuntime
 from flowengine.flow import FlowVersion
 
-__all__ = ["FlowEntry", "Registry", "is_glob", "number_matches", "specificity"]
+__all__ = ["FlowEntry", "Registry", "TieWarnings", "is_glob", "number_matches", "specificity"]
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -161,3 +162,30 @@ class Registry:
                 else:
                     first_with[key] = entry
         return found
+
+
+#: What identifies one tie across reloads: context, winner, loser, the ``match`` they share.
+TieKey = tuple[str, str, str, frozenset[tuple[str, str]]]
+
+
+class TieWarnings:
+    """Remembers the ties already reported, so that each is warned about once.
+
+    A reload rebuilds the registry, and with it the list of ties; without this, every save
+    of any flow (and every SIGHUP) repeated the same warnings. A tie that goes away and comes
+    back is new again.
+    """
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: frozenset[TieKey] = frozenset()
+
+    def new(self, registry: Registry) -> list[tuple[str, FlowEntry, FlowEntry]]:
+        """The ties of ``registry`` not reported for the registry before it."""
+        ties = registry.ties()
+        keys = [(context, won.name, lost.name, frozenset(won.flow.match.items()))
+                for context, won, lost in ties]
+        fresh = [tie for tie, key in zip(ties, keys, strict=True) if key not in self._seen]
+        self._seen = frozenset(keys)
+        return fresh

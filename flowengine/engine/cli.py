@@ -45,11 +45,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the flow; the exit code (0 ran to its end, 1 a step failed, 2 bad input)."""
     import logging
+    import sys
 
     import anyio
 
     from flowengine.engine.runner import run_command
+    from flowengine.sim.caller import CallerScript, CallerScriptError
+
+    # A bad --caller is a mistake on the command line: say so before anything starts, as
+    # `simulator --caller` and `serve --sim-caller` do, instead of failing mid-run.
+    try:
+        CallerScript.parse(args.caller)
+    except CallerScriptError as exc:
+        print(f"error: --caller: {exc}", file=sys.stderr)
+        return 2
 
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,30 +1,26 @@
-"""One ``transitions`` machine per FlowVersion: states are step ids, triggers are outcomes.
+"""One state machine per FlowVersion: states are step ids, triggers are outcomes.
 
-The machine is built once and shared by every call of that version; a call is a model on
-it (``Session``), registered the "lean" way (``Machine(model=None)``): no bound trigger
-methods on the model. Conditions are Python callables taking the session — nothing from
-YAML ever reaches ``transitions`` as a name (it would import dotted paths).
+The machine is a table built once per version and shared by every call of it; a call is a
+model on it (``Session``, whose ``state`` is the step it is in). (state, outcome) → the
+edges tried in order, each a guard (None: always) and a destination. Where each outcome
+leads is ``flowengine.flow.route`` — the same rules the checker and the graph use; the
+table adds the only run-time part: ``on_hangup`` and ``on_error`` are taken once per call,
+guarded by the session's flags.
 
-A call moves along the machine's own transitions, read once into a table: (state,
-outcome) → the transitions tried in order, as (conditions, destination). The machine has
-no callbacks (no state enter/exit, no before/after/prepare), so this is what
-``machine.events[outcome].trigger(session, session)`` does, without the ~6 us of
-``EventData`` and callback resolution per step that it took (a tenth of the engine's CPU
-per call in bench/). ``tests/test_engine_machine_table.py`` checks both agree on every
-edge of the example flows.
-
-Where each outcome leads is ``flowengine.flow.route`` — the same rules the checker and the
-graph use. The machine adds the only run-time part: ``on_hangup`` and ``on_error`` are taken
-once per call, as conditions on the session's flags.
+The engine owns this table outright rather than reading a ``transitions.Machine``: it was
+built with ``transitions`` and read out of its private structures once per version, since
+``machine.events[outcome].trigger(...)`` costs ~6 us of ``EventData`` and callback
+resolution per step (a tenth of the engine's CPU per call in bench/) for callbacks the
+flow never has. Reading the internals pinned the library to one release; twenty lines of
+table need no library. ``tests/test_engine_machine_table.py`` checks the table against
+``route()`` on every edge of the example flows.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
-
-from transitions import Machine, MachineError
+from typing import TYPE_CHECKING, Any
 
 from flowengine.actions import ACTIONS
 from flowengine.flow import route
@@ -36,8 +32,16 @@ if TYPE_CHECKING:
 #: The state a call's flow is in once it has ended.
 END = "__end__"
 
-#: One transition of the table: its conditions (callable, expected result) and destination.
-_Edge = tuple[tuple[tuple[Callable[..., Any], bool], ...], str]
+#: A guard on an edge: taken only while it returns True for the session (None: always).
+_Guard = Callable[["Session"], bool] | None
+#: One edge of the table: its guard and its destination.
+_Edge = tuple[_Guard, str]
+
+
+class NoEdge(LookupError):
+    """An outcome with no edge from the session's state: a bug in the engine, not a flow
+    mistake (the checker refuses flows whose steps can end with an outcome nothing takes,
+    and every other outcome has a route)."""
 
 
 def _hangup_not_handled(session: Session) -> bool:
@@ -48,25 +52,19 @@ def _error_not_handled(session: Session) -> bool:
     return not session.error_handled
 
 
-#: route()'s `via` for the once-per-call handlers → the condition that guards them.
+#: route()'s `via` for the once-per-call handlers → the guard that takes them once.
 _ONCE = {"on_hangup": _hangup_not_handled, "on_error": _error_not_handled}
 
 
 class FlowRuntime:
     """A FlowVersion made runnable: its machine and its action runners, built once."""
 
-    __slots__ = ("__weakref__", "_edges", "counted", "flow", "machine", "outcomes", "runners",
-                 "subflows")
+    __slots__ = ("__weakref__", "_edges", "counted", "flow", "outcomes", "runners", "subflows")
 
     def __init__(self, flow: FlowVersion) -> None:
         self.flow = flow
-        self.machine = Machine(
-            model=None,
-            states=[*flow.steps, END],
-            initial=flow.start,
-            auto_transitions=False,
-            send_event=False,
-        )
+        #: (state, outcome) → the edges tried in order (guard, destination).
+        self._edges: dict[tuple[str, str], tuple[_Edge, ...]] = {}
         #: step id → the outcomes it can end with (anything else is reported as `error`).
         self.outcomes: dict[str, frozenset[str]] = {}
         self.runners: dict[str, Callable[..., Any]] = {}
@@ -81,42 +79,32 @@ class FlowRuntime:
             if step.action not in self.runners:
                 module, _, func = ACTIONS[step.action].runner.partition(":")
                 self.runners[step.action] = getattr(importlib.import_module(module), func)
-        #: (state, outcome) → ((conditions as (callable, expected result)), destination)…
-        self._edges: dict[tuple[str, str], tuple[_Edge, ...]] = {
-            # Our conditions are callables and every transition has a destination (the
-            # stubs allow names and internal transitions).
-            (source, name): tuple(
-                (tuple((cast(Callable[..., Any], c.func), c.target) for c in t.conditions),
-                 cast(str, t.dest)) for t in transitions)
-            for name, event in self.machine.events.items()
-            for source, transitions in event.transitions.items()}
 
     def _add_step(self, step: Step) -> None:
-        flow, add = self.flow, self.machine.add_transition
+        flow, edges = self.flow, self._edges
         outcomes = step.outcomes()
         self.outcomes[step.id] = frozenset(outcomes)
         for outcome in outcomes:
             first = route(flow, step, outcome)
             if first.via in _ONCE:
-                # Transitions are tried in order: the handler while it has not run on this
-                # call, else where the outcome leads once it has.
-                add(outcome, step.id, first.target, conditions=[_ONCE[first.via]])
+                # Tried in order: the handler while it has not run on this call, else where
+                # the outcome leads once it has.
                 then = route(flow, step, outcome, hangup_handled=True, error_handled=True)
-                add(outcome, step.id, then.target or END)
+                edges[step.id, outcome] = ((_ONCE[first.via], first.target or END),
+                                           (None, then.target or END))
             else:
-                add(outcome, step.id, first.target or END)
+                edges[step.id, outcome] = ((None, first.target or END),)
 
     def fire(self, session: Session, outcome: str) -> None:
         """Move ``session`` along the edge its step's ``outcome`` selects.
 
         Raises:
-            MachineError: the outcome has no edge from the session's state (as the
-                machine's trigger would).
+            NoEdge: the outcome has no edge from the session's state.
         """
         edges = self._edges.get((session.state, outcome))
         if edges is None:
-            raise MachineError(f"Can't trigger event {outcome} from state {session.state}!")
-        for conditions, dest in edges:
-            if all(func(session) == expected for func, expected in conditions):
+            raise NoEdge(f"no edge for outcome {outcome!r} from step {session.state!r}")
+        for guard, dest in edges:
+            if guard is None or guard(session):
                 session.state = dest
                 return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import secrets
 import sys
 from collections.abc import Callable
@@ -16,8 +17,11 @@ from flowengine.engine.machine import FlowRuntime
 from flowengine.engine.session import Session, SessionReport, TraceEntry
 from flowengine.engine.trace import TraceWriter
 from flowengine.flow import FlowError, FlowVersion, load_flow
+from flowengine.relay import SESSION_LOST
 
 EXIT_OK, EXIT_FLOW_FAILED, EXIT_INVALID = 0, 1, 2
+
+logger = logging.getLogger("flowengine.engine")
 
 
 class TracePrinter:
@@ -74,7 +78,7 @@ class TracePrinter:
     def report(self, call: Any, report: SessionReport) -> None:
         prefix = f"[{call.call_id[:8]}] " if self.multi else ""
         took = report.trace[-1].started + report.trace[-1].duration if report.trace else 0.0
-        how = "the caller hung up" if report.caller_hung_up else "the flow hung up"
+        how = _how_it_ended(report)
         self._p(f"{prefix}flow {report.status} in {_ms(took)}: {how}; call ended "
                 f"(end reason {report.end_reason or 'unknown'})")
         if report.error:
@@ -86,6 +90,20 @@ class TracePrinter:
         if report.vars and not self.quiet:
             shown = ", ".join(f"{k}={v!r}" for k, v in report.vars.items())
             self._p(f"{prefix}  vars: {shown}")
+
+
+def _how_it_ended(report: SessionReport) -> str:
+    """Who ended the call, for the summary line."""
+    if report.end_reason == SESSION_LOST:
+        # Its actions ended "hangup" locally, but the caller did nothing of the kind.
+        return "the call was lost with the RELAY session"
+    return "the caller hung up" if report.caller_hung_up else "the flow hung up"
+
+
+def lost_or_failed(report: SessionReport) -> bool:
+    """True for a call whose flow did not run to its end: it failed, or the call was lost
+    with the RELAY session (the connection failed, exit code 1)."""
+    return report.status != "completed" or report.end_reason == SESSION_LOST
 
 
 def _ms(seconds: float) -> str:
@@ -117,8 +135,14 @@ async def run_calls(
     runtime: FlowRuntime, client: Any, count: int, printer: TracePrinter | None = None,
     *, time_scale: float = 1.0, trace: Callable[[TraceEntry], None] | None = None,
 ) -> list[SessionReport]:
-    """Take the next ``count`` inbound calls from ``client`` and run each through the flow,
-    concurrently as they come; returns their reports in the order they ended."""
+    """Take the next ``count`` inbound calls on the flow's contexts from ``client`` and run
+    each through the flow, concurrently as they come; returns their reports in the order
+    they ended.
+
+    An offer for a context the flow does not name is not ours (a server that routes badly
+    sent it): it is left alone, with a warning, and does not count towards ``count`` — the
+    run waits for its own calls.
+    """
     reports: list[SessionReport] = []
     hooks = [h for h in (printer.step if printer else None, trace) if h is not None]
 
@@ -136,9 +160,15 @@ async def run_calls(
         if printer is not None:
             printer.report(call, report)
 
+    contexts = frozenset(runtime.flow.contexts)
     async with anyio.create_task_group() as tg:
         taken = 0
         async for call in client.incoming_calls():
+            if call.context not in contexts:
+                logger.warning("call %s offered on context %r, which this run did not ask "
+                               "for (it takes %s): left alone", call.call_id, call.context,
+                               ", ".join(sorted(contexts)))
+                continue
             tg.start_soon(run_one, call, name=f"call {call.call_id}")
             taken += 1
             if taken >= count:
@@ -226,5 +256,5 @@ async def run_command(args: argparse.Namespace) -> int:
                                   trace=writer)
         if args.save_recordings:
             await save_recordings(reports, Path(args.save_recordings), out, err)
-    failed = sum(1 for r in reports if r.status != "completed")
+    failed = sum(1 for r in reports if lost_or_failed(r))
     return EXIT_FLOW_FAILED if failed or len(reports) < count else EXIT_OK

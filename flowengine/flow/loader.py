@@ -10,15 +10,16 @@ plain scalar              value
 ========================  =====================================================
 ``true``, ``false``       booleans (also ``True``/``TRUE``, ``False``/``FALSE``)
 ``null``, ``~``, empty    ``None`` (also ``Null``/``NULL``)
-``-12``, ``0``, ``42``    int (decimal only, no leading ``+`` or ``0``)
-``1.5``, ``-2e3``         float
-anything else             the text as written: ``on``, ``yes``, ``no``, ``0123``,
-                          ``+15551234567``, ``12:30``, ``0x1F``, ``1_000``, ``.5``
+``-12``, ``0``, ``+42``   int (YAML 1.2 core: also ``0123`` = 123, ``0x1F``, ``0o17``)
+``1.5``, ``-2e3``, ``.5`` float
+anything else             the text as written: ``on``, ``yes``, ``no``, ``12:30``,
+                          ``1_000``, ``2024-01-01``, ``.inf``, ``.nan``
 ========================  =====================================================
 
-Phone numbers and digit strings therefore stay text as written even unquoted (YAML 1.2's
-core schema would read ``0123`` as 123 and ``+15551234567`` as a number; editors may flag
-them against the schema — quote them and both agree).
+An unquoted phone number (``+15551234567``) or digit string (``0123``) is therefore a
+number, as editors read it too; where the schema wants text, both report it and ``check``
+says "quote it", showing the number as written (:class:`WrittenInt`). ``.inf``/``.nan``
+stay text: JSON has no such numbers.
 
 Mapping keys are always text (``1:`` is the key ``"1"``). A duplicate key is an error, as
 are custom tags (``!foo``) and anything that does not fit in JSON. Merge keys (``<<``) are
@@ -27,7 +28,10 @@ YAML 1.1 only and are read as an ordinary key.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -36,6 +40,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .diagnostics import ERROR, Diagnostic, FlowError
+from .yamlerrors import yaml_error_diagnostic
 
 #: A place in the document: mapping keys and list indexes from the root.
 Path = tuple[str | int, ...]
@@ -49,6 +54,89 @@ MAX_NODES = 100_000
 #: Nesting depth of mappings and lists.
 MAX_DEPTH = 64
 
+#: Longest piece of a value quoted in a message; longer ones end with "…".
+MAX_QUOTE = 40
+
+
+def shorten(text: str, limit: int = MAX_QUOTE) -> str:
+    """``text`` cut to ``limit`` characters plus ``…``: a 100,000-digit number or a
+    megabyte-long string is not echoed whole in an error."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+class UnreadableFile(Exception):
+    """A flow file that :func:`read_flow_file` refuses; ``str()`` says why, for a user."""
+
+
+def read_flow_file(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of the flow file ``path``, read only if it is a regular file of at most
+    ``limit`` bytes.
+
+    The file is opened with ``O_NONBLOCK`` and checked with ``fstat`` before anything is
+    read: a FIFO (which would block the open until a writer comes), a device such as
+    ``/dev/zero`` (which never ends) or a 2 GiB file is refused at once, never read.
+
+    Raises:
+        FileNotFoundError: the file is gone (the daemon treats that as a deletion).
+        UnreadableFile: anything else; the message is the reason, without the file name.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise UnreadableFile(_os_reason(exc)) from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise UnreadableFile("cannot read the file: it is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(info.st_mode) else
+                    "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else
+                    "a socket" if stat.S_ISSOCK(info.st_mode) else "not a regular file")
+            raise UnreadableFile(f"cannot read the file: it is {kind}, not a regular file")
+        if info.st_size > limit:
+            raise UnreadableFile(f"the file is too large ({info.st_size} bytes; at most {limit})")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:  # one byte more than allowed tells a file that grew meanwhile
+            chunk = os.read(fd, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise UnreadableFile(f"the file is too large (more than {limit} bytes)")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise UnreadableFile(_os_reason(exc)) from None
+    finally:
+        os.close(fd)
+
+
+def _os_reason(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return ("cannot read the file: it is a symbolic link loop (the link leads back to "
+                "itself, directly or through other links)")
+    if exc.errno == errno.EISDIR:
+        return "cannot read the file: it is a directory"
+    return f"cannot read the file: {exc.strerror or exc}"
+
+
+def path_problem(path: str) -> str:
+    """Why ``path``, which does not exist as far as ``os.path.exists`` can tell, is not
+    there: a symbolic link loop, a link to nothing, or no such file."""
+    if os.path.islink(path):
+        try:
+            os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return ("symbolic link loop (the link leads back to itself, directly or "
+                        "through other links)")
+        return f"broken symbolic link (it points to {shorten(os.readlink(path), 80)}, which does not exist)"
+    return "no such file or directory"
+
+
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
@@ -57,8 +145,10 @@ _NULL = "tag:yaml.org,2002:null"
 _SEQ = "tag:yaml.org,2002:seq"
 _MAP = "tag:yaml.org,2002:map"
 
-_INT_RE = re.compile(r"^-?(?:0|[1-9][0-9]*)$")
-_FLOAT_RE = re.compile(r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+(?:[eE][-+]?[0-9]+)?|[eE][-+]?[0-9]+)$")
+# YAML 1.2 core schema numbers, as editors read them (``+1555…`` and ``0123`` are numbers
+# there): a flow reads what the editor shows. ``.inf``/``.nan`` stay text (no JSON for them).
+_INT_RE = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT_RE = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
 _BOOL_RE = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _NULL_RE = re.compile(r"^(?:~|null|Null|NULL|)$")
 
@@ -72,8 +162,39 @@ class _Yaml12Loader(yaml.CSafeLoader):
 
 _Yaml12Loader.add_implicit_resolver(_BOOL, _BOOL_RE, list("tTfF"))
 _Yaml12Loader.add_implicit_resolver(_NULL, _NULL_RE, ["~", "n", "N", ""])
-_Yaml12Loader.add_implicit_resolver(_INT, _INT_RE, list("-0123456789"))
-_Yaml12Loader.add_implicit_resolver(_FLOAT, _FLOAT_RE, list("-0123456789"))
+_Yaml12Loader.add_implicit_resolver(_INT, _INT_RE, list("-+0123456789"))
+_Yaml12Loader.add_implicit_resolver(_FLOAT, _FLOAT_RE, list("-+.0123456789"))
+
+
+class WrittenInt(int):
+    """A number written otherwise than Python prints it (``+15551234567``, ``0123``): the
+    text is kept so that "quote it" can show exactly what to quote."""
+
+    written: str
+
+    def __new__(cls, value: int, written: str) -> WrittenInt:
+        number = super().__new__(cls, value)
+        number.written = written
+        return number
+
+    def __reduce__(self) -> tuple[type[WrittenInt], tuple[int, str]]:
+        # copy, deepcopy and pickle rebuild it with its text (the default passes one value).
+        return type(self), (int(self), self.written)
+
+
+class WrittenFloat(float):
+    """A float written otherwise than Python prints it (``.5``, ``+1.50``); see WrittenInt."""
+
+    written: str
+
+    def __new__(cls, value: float, written: str) -> WrittenFloat:
+        number = super().__new__(cls, value)
+        number.written = written
+        return number
+
+    def __reduce__(self) -> tuple[type[WrittenFloat], tuple[float, str]]:
+        # copy, deepcopy and pickle rebuild it with its text (the default passes one value).
+        return type(self), (float(self), self.written)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,28 +231,8 @@ def _mark(node: Node) -> Position:
 
 
 def syntax_diagnostic(file: str, exc: yaml.YAMLError, text: str = "") -> Diagnostic:
-    """Turn a PyYAML/libyaml exception into one positioned finding."""
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    context = getattr(exc, "context", None)
-    context_mark = getattr(exc, "context_mark", None)
-    hint = None
-    if context == "expected a single document in the stream":
-        message = "a flow file holds one YAML document, but this is a second one"
-    else:
-        message = f"invalid YAML: {problem}"
-        if context:
-            started = ""
-            if context_mark is not None and mark is not None and (
-                    context_mark.line, context_mark.column) != (mark.line, mark.column):
-                started = f" that started at line {context_mark.line + 1}, column {context_mark.column + 1}"
-            message += f" ({context}{started})"
-    if mark is None:
-        return Diagnostic(file, None, None, ERROR, message)
-    lines = text.splitlines()
-    if mark.line < len(lines) and lines[mark.line][mark.column:mark.column + 1] == "\t":
-        hint = "YAML does not allow tabs for indentation; use spaces"
-    return Diagnostic(file, mark.line + 1, mark.column + 1, ERROR, message, hint)
+    """Turn a PyYAML/libyaml exception into one positioned finding (see :mod:`.yamlerrors`)."""
+    return yaml_error_diagnostic(file, exc, text)
 
 
 class _Builder:
@@ -211,18 +312,21 @@ class _Builder:
         elif tag == _INT:
             for base in (10, 0):
                 try:
-                    return int(value, base)
+                    number = int(value, base)
                 except ValueError:
-                    pass
+                    continue
+                return number if str(number) == value else WrittenInt(number, value)
         elif tag == _FLOAT:
             try:
-                return float(value)
+                real = float(value)
             except ValueError:
                 pass
+            else:
+                return real if repr(real) == value else WrittenFloat(real, value)
         else:
             self.problem(node, f"unsupported YAML tag '{tag}'")
             return value
-        self.problem(node, f"cannot read '{value}' as {tag.rsplit(':', 1)[-1]}")
+        self.problem(node, f"cannot read '{shorten(value)}' as {tag.rsplit(':', 1)[-1]}")
         return value
 
 

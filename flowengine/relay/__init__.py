@@ -6,7 +6,7 @@ Public API (see docs/internals.md and docs/relay-client.md)::
     from flowengine.relay import RelayError, CallEnded, ConnectionLost, RequestTimeout
 """
 
-from .call import HANGUP_RESULT, Action, ActionResult, Bridge, Call
+from .call import CLIENT_CLOSED, HANGUP_RESULT, SESSION_LOST, Action, ActionResult, Bridge, Call
 from .client import RelayClient
 from .config import RelayConfig
 from .errors import (
@@ -22,7 +22,9 @@ from .messaging import Message
 from .protocol import RelayProtocol
 
 __all__ = [
+    "CLIENT_CLOSED",
     "HANGUP_RESULT",
+    "SESSION_LOST",
     "Action",
     "ActionResult",
     "Bridge",

@@ -29,16 +29,29 @@ from .events import CallEvent
 if TYPE_CHECKING:
     from .client import RelayClient
 
-__all__ = ["CALL_STATES", "COLLECT_RESULTS", "PLAY_TERMINAL", "RECORD_TERMINAL", "Action",
-           "ActionResult", "Bridge", "Call", "DetectTerminal", "Terminal", "collect_terminal"]
+__all__ = ["CALL_STATES", "CLIENT_CLOSED", "COLLECT_RESULTS", "PLAY_TERMINAL", "RECORD_TERMINAL",
+           "RESENT_ACTIONS", "RESEND_ATTEMPTS", "SESSION_LOST", "Action", "ActionResult",
+           "Bridge", "Call", "DetectTerminal", "Terminal", "collect_terminal"]
 
 logger = logging.getLogger("flowengine.relay")
 
+#: The end_reason of a call lost with its RELAY session (the server started a new one
+#: instead of resuming it): no event will come for it again, so it ends here.
+SESSION_LOST = "session_lost"
+#: The end_reason of a call still up when its client closed.
+CLIENT_CLOSED = "client_closed"
 #: §4.2: the order of call states; a call never moves back.
 CALL_STATES = ("created", "ringing", "answered", "ending", "ended")
 _STATE_RANK = {state: rank for rank, state in enumerate(CALL_STATES)}
-#: How many times hangup() sends calling.end when the link drops under it.
-_HANGUP_ATTEMPTS = 3
+#: How many times a request that is safe to repeat is sent when the link drops under it
+#: (each attempt within the request deadline): calling.end, calling.answer, the action
+#: verbs that carry a control_id, and their controls.
+RESEND_ATTEMPTS = 8
+#: The action verbs sent again, with the same control_id, when their reply was lost with
+#: the link: RELAY takes a repeated control_id as the same action (it does not start a
+#: second one). send_digits is not among them: keys sent twice would be dialled twice if
+#: the server did not recognise the repeat.
+RESENT_ACTIONS = frozenset({"play", "record", "collect", "play_and_collect", "detect"})
 #: A state read from a frame → the one str object of that name (not one per call).
 _STATE_NAME = {state: state for state in CALL_STATES}
 #: §4.3: a play ends on ``finished`` or ``error``.
@@ -221,8 +234,11 @@ class Action:
         if self.result is not None or self.call.state == "ended":
             return {}
         try:
+            # Stopping, pausing or resuming twice is the same as once (a stop that comes
+            # after the end gets 404, i.e. {}): safe to send again after a lost reply.
             return await self.call.execute(f"{self.kind}.{verb}",
-                                           {"control_id": self.control_id, **extra})
+                                           {"control_id": self.control_id, **extra},
+                                           resend=True)
         except CallEnded:
             return {}
 
@@ -433,8 +449,15 @@ class Call:
 
     # ------------------------------------------------------------------ commands
 
-    async def execute(self, verb: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    async def execute(self, verb: str, params: Mapping[str, Any] | None = None, *,
+                      resend: bool = False) -> dict[str, Any]:
         """Send ``calling.<verb>`` for this call (``node_id``/``call_id`` are added).
+
+        Args:
+            resend: the request is safe to repeat (idempotent by protocol, or by its
+                ``control_id``): if the link drops before its reply, it is sent again, the
+                same, once the session is resumed (up to :data:`RESEND_ATTEMPTS` times).
+                Without it a lost reply is a :class:`ConnectionLost`.
 
         Returns:
             the result object of a 2xx reply.
@@ -447,12 +470,24 @@ class Call:
         request = {"node_id": self.node_id, "call_id": self.call_id}
         if params:
             request.update(params)
-        try:
-            return await self._client.execute(method, request)
-        except RelayError as exc:
-            if exc.code in _GONE_CODES and type(exc) is RelayError:
-                raise CallEnded(exc.code, exc.method, exc.message) from None
-            raise
+        attempt = 1
+        while True:
+            try:
+                return await self._client.execute(method, request)
+            except ConnectionLost:
+                # The server may or may not have acted on it: only a request that means
+                # the same the second time may go again. Not once the call has ended
+                # (nothing left to do), nor once the client is closed (no link will come).
+                if (not resend or attempt >= RESEND_ATTEMPTS or self._client.closed
+                        or self.state == "ended"):
+                    raise
+                attempt += 1
+                logger.info("= %s: %s lost with the link; sending it again", self.call_id,
+                            method)
+            except RelayError as exc:
+                if exc.code in _GONE_CODES and type(exc) is RelayError:
+                    raise CallEnded(exc.code, exc.method, exc.message) from None
+                raise
 
     async def answer(self, **extra: Any) -> dict[str, Any]:
         """Answer the call (``calling.answer``; extra keys such as ``max_duration`` pass through).
@@ -464,7 +499,9 @@ class Call:
         if self.state == "ended":
             # §5.1: like the SDK, send nothing for an ended call.
             raise CallEnded(410, "calling.answer", "the call has already ended")
-        return await self.execute("answer", extra)
+        # Answering an answered call changes nothing (RELAY replies 200 again): a lost
+        # reply is sent again.
+        return await self.execute("answer", extra, resend=True)
 
     async def hangup(self, reason: str = "hangup") -> None:
         """Hang up (``calling.end``). A no-op once the call is ending or ended, or gone.
@@ -474,20 +511,12 @@ class Call:
         sent again once the link is back (within the request deadline each time): a call
         must not stay up because its hang-up was in flight when the socket went.
         """
-        for attempt in range(_HANGUP_ATTEMPTS):
-            if self.ended:
-                return
-            try:
-                await self.execute("end", {"reason": reason})
-            except CallEnded:
-                return
-            except ConnectionLost:
-                if attempt == _HANGUP_ATTEMPTS - 1 or self._client.closed:
-                    raise
-                logger.info("= %s: calling.end lost with the link; sending it again",
-                            self.call_id)
-            else:
-                return
+        if self.ended:
+            return
+        try:
+            await self.execute("end", {"reason": reason}, resend=True)
+        except CallEnded:
+            return
 
     async def play(self, media: list[dict[str, Any]], *, volume: float | None = None,
                    **extra: Any) -> Action:
@@ -627,7 +656,10 @@ class Call:
 
         The action resolves on the first event with its ``control_id`` that ``terminal``
         accepts (a ``state`` among those given, or a rule that says so), or with
-        ``hangup`` when the call ends first.
+        ``hangup`` when the call ends first. A verb of :data:`RESENT_ACTIONS` whose reply
+        is lost with the link is sent again with the same ``control_id`` once the session
+        is resumed; the action stays registered meanwhile, so its events (sent again on
+        resume when they were not ACKed) reach it whichever comes first.
         """
         action = Action(self, kind, str(uuid.uuid4()), terminal)
         if self.state == "ended":
@@ -637,7 +669,8 @@ class Call:
         # §6.1: register before sending: events may arrive before the reply.
         self._actions[action.control_id] = action
         try:
-            action.reply = await self.execute(kind, {"control_id": action.control_id, **params})
+            action.reply = await self.execute(kind, {"control_id": action.control_id, **params},
+                                              resend=kind in RESENT_ACTIONS)
         except CallEnded:
             # §7: 404/410, the call is gone: a finished action, not an error.
             self._actions.pop(action.control_id, None)

@@ -21,7 +21,7 @@ from anyio import AsyncContextManagerMixin
 from anyio.abc import ObjectReceiveStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectStreamStatistics
 
-from .call import Call
+from .call import CLIENT_CLOSED, SESSION_LOST, Call
 from .config import RelayConfig
 from .connection import Deadlines, RelayConnection, backoff, open_connection
 from .errors import ConnectionLost, RelayError, RequestTimeout
@@ -44,6 +44,10 @@ logger = logging.getLogger("flowengine.relay")
 
 #: How many message ids with early messaging.state events are remembered.
 _EARLY_STATES_KEPT = 256
+#: How many ended call ids are remembered, to drop offers for them sent again.
+ENDED_CALLS_KEPT = 10_000
+#: Seconds between two warnings about frames over the size limit (INFO in between).
+OVERSIZE_WARNING_INTERVAL = 60.0
 
 
 class IncomingCalls(ObjectReceiveStream[Call]):
@@ -136,6 +140,12 @@ class RelayClient(AsyncContextManagerMixin):
         self._probe = anyio.Event()
         self._deadlines = Deadlines(config.request_timeout)
         self._closed = False
+        #: Links lost to frames over max_frame_size, and when that was last a warning.
+        self._oversized = 0
+        self._oversize_warned: float | None = None
+        #: Calls that ended lately (an ordered set, bounded): an offer for one of them
+        #: (sent again on a resume because its ACK was lost) is not a new call.
+        self._ended_ids: dict[str, None] = {}
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "closed" if self._closed else "connecting"
@@ -297,7 +307,7 @@ class RelayClient(AsyncContextManagerMixin):
 
     def _end_calls(self) -> None:
         for call in list(self._calls.values()):
-            call._end_locally("client_closed")
+            call._end_locally(CLIENT_CLOSED)
         self._calls.clear()
 
     def _close(self) -> None:
@@ -313,7 +323,8 @@ class RelayClient(AsyncContextManagerMixin):
             conn, result = await open_connection(
                 self.config.url, ssl=self._ssl, auth=self.config.authentication,
                 contexts=self._contexts, resume=resume, timeout=self.config.request_timeout,
-                on_event=self._on_event, on_unusable=self._on_unusable)
+                on_event=self._on_event, on_unusable=self._on_unusable,
+                max_size=self.config.max_frame_size)
         except RelayError as exc:
             if type(exc) is not RelayError:
                 raise  # unreachable, timed out: not about the credentials
@@ -333,7 +344,7 @@ class RelayClient(AsyncContextManagerMixin):
                            "%d call(s) of the old session ended", result.protocol,
                            self.protocol, len(self._calls))
             for call in list(self._calls.values()):
-                call._end_locally("session_lost")
+                call._end_locally(SESSION_LOST)
             self._calls.clear()
         self.protocol = result.protocol
         self._fresh_session = False
@@ -361,9 +372,19 @@ class RelayClient(AsyncContextManagerMixin):
             self._end_calls()
 
     async def _serve_links(self, conn: RelayConnection) -> None:
+        delays = backoff(self.config.reconnect_delay, self.config.reconnect_max_delay)
+        too_big_before = False
         while True:
             await self._serve(conn)
-            delays = backoff(self.config.reconnect_delay, self.config.reconnect_max_delay)
+            if conn.frame_too_big:
+                # The server will most likely send the same frame again on the resume (an
+                # event not ACKed is sent again): after a link lost that way, the next one
+                # lost that way does not start the backoff afresh, so the loop slows down
+                # to reconnect_max_delay instead of spinning; and a warning says so.
+                self._frame_too_big()
+            if not (conn.frame_too_big and too_big_before):
+                delays = backoff(self.config.reconnect_delay, self.config.reconnect_max_delay)
+            too_big_before = conn.frame_too_big
             while True:
                 delay = next(delays)
                 logger.info("= reconnecting to %s in %.2g s", self.config.url, delay)
@@ -375,6 +396,23 @@ class RelayClient(AsyncContextManagerMixin):
                 else:
                     self.reconnects += 1
                     break
+
+    def _frame_too_big(self) -> None:
+        """A warning, at most once per :data:`OVERSIZE_WARNING_INTERVAL`, for links lost to
+        frames over ``max_frame_size`` (each one is logged at INFO as well)."""
+        self._oversized += 1
+        now = anyio.current_time()
+        if self._oversize_warned is not None and (
+                now - self._oversize_warned < OVERSIZE_WARNING_INTERVAL):
+            logger.info("= the link was dropped: RELAY sent a frame over %d bytes",
+                        self.config.max_frame_size)
+            return
+        logger.warning("! RELAY sent a frame over the %d-byte limit, and the link was dropped "
+                       "(%d time(s) in all); reconnecting with a growing delay, up to %g s. "
+                       "If it goes on, the server sends that frame again on every resume",
+                       self.config.max_frame_size, self._oversized,
+                       self.config.reconnect_max_delay)
+        self._oversize_warned = now
 
     async def _serve(self, conn: RelayConnection) -> None:
         """Run one link (reader and keepalive) until it is gone."""
@@ -431,6 +469,7 @@ class RelayClient(AsyncContextManagerMixin):
             call._handle_event(event)
             if call.state == "ended":
                 del self._calls[event.call_id]
+                self._remember_ended(event.call_id)
         elif type(event) is CallReceived:
             self._offer(event)
         elif type(event) is AuthorizationState:
@@ -448,9 +487,17 @@ class RelayClient(AsyncContextManagerMixin):
                 logging.DEBUG):
             logger.debug("= %s ignored", event)
 
+    def _remember_ended(self, call_id: str) -> None:
+        ended = self._ended_ids
+        ended[call_id] = None
+        if len(ended) > ENDED_CALLS_KEPT:
+            del ended[next(iter(ended))]
+
     def _offer(self, event: CallReceived) -> None:
-        if event.call_id in self._calls:
-            return  # a repeated offer (e.g. replayed after a resume)
+        if event.call_id in self._calls or event.call_id in self._ended_ids:
+            # A repeated offer (sent again after a resume: its ACK was lost), for a call
+            # we have, or had: an ended call is not offered anew.
+            return
         call = Call(self, event.params)
         try:
             self._incoming_send.send_nowait(call)

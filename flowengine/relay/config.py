@@ -52,6 +52,8 @@ class RelayConfig:
         ping_interval: seconds between our own ``signalwire.ping`` (§2.5).
         reconnect_delay: the first delay before reconnecting a dropped link (§2.8).
         reconnect_max_delay: the cap of the doubling reconnect delay (§2.8).
+        max_frame_size: the largest frame accepted from the server, in bytes (§1: the
+            official SDK's 10 MiB). A larger one drops the link (websockets' close 1009).
     """
 
     url: str
@@ -63,11 +65,12 @@ class RelayConfig:
     ping_interval: float = 30.0
     reconnect_delay: float = 1.0
     reconnect_max_delay: float = 30.0
+    max_frame_size: int = 10 * 1024 * 1024
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "url", _normalize_url(self.url, "RelayConfig.url"))
         for name in ("request_timeout", "ping_interval", "reconnect_delay",
-                     "reconnect_max_delay"):
+                     "reconnect_max_delay", "max_frame_size"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"RelayConfig.{name} must be > 0, got {getattr(self, name)!r}")
 

@@ -17,7 +17,8 @@ from ssl import SSLContext
 from typing import Any
 
 import anyio
-from websockets.exceptions import WebSocketException
+from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.frames import CloseCode
 
 from .errors import ConnectionLost, RelayError, RequestTimeout
 from .events import ConnectResult, Event, RequestFailed, RequestSucceeded
@@ -154,6 +155,9 @@ class RelayConnection:
         self._on_unusable = on_unusable
         self._usable = True
         self._loop = asyncio.get_running_loop()
+        #: True once the link ended because the server sent a frame over the size limit
+        #: (we closed it with 1009): a server that does it once will likely do it again.
+        self.frame_too_big = False
 
     @property
     def accepting(self) -> bool:
@@ -257,6 +261,9 @@ class RelayConnection:
                     events = self._receive(await ws.recv())
                     await self._ack_then_dispatch(events)
         except _TRANSPORT_ERRORS as exc:
+            if (isinstance(exc, ConnectionClosed) and exc.sent is not None
+                    and exc.sent.code == CloseCode.MESSAGE_TOO_BIG):
+                self.frame_too_big = True
             logger.info("= link closed: %s", exc)
             # What the server sent before it closed the link is still ours: a call's last
             # events (its "ended") often come just before a close.
@@ -351,8 +358,11 @@ async def open_connection(
     timeout: float,
     on_event: Callable[[Event], None],
     on_unusable: Callable[[RelayConnection], None],
+    max_size: int = MAX_FRAME_SIZE,
 ) -> tuple[RelayConnection, ConnectResult]:
     """Open a websocket to ``url`` and authenticate on it, all within ``timeout``.
+
+    ``max_size``: the largest frame taken from the server (bytes).
 
     Returns:
         the connection (its reader not started yet: call :meth:`RelayConnection.run`)
@@ -368,7 +378,7 @@ async def open_connection(
             try:
                 # No compression (§1: deflate costs CPU and memory), no websocket-level
                 # pings (liveness is JSON-RPC pings); the deadline above covers it all.
-                ws = await connect(url, ssl=ssl, max_size=MAX_FRAME_SIZE,
+                ws = await connect(url, ssl=ssl, max_size=max_size,
                                    close_timeout=_CLOSE_TIMEOUT)
             except (*_TRANSPORT_ERRORS, ValueError) as exc:
                 raise ConnectionLost(-1, CONNECT_METHOD, f"cannot reach {url}: {exc}") from None

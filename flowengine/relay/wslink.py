@@ -131,13 +131,23 @@ class WsLink(asyncio.Protocol):
             send (a rejection, or any plain HTTP answer) or ``None`` to accept the
             websocket upgrade.
         on_open: server side: called once the upgrade is accepted.
+        open_timeout: server side: a client still in its handshake this many seconds
+            after connecting is dropped (``None``: no limit).
+        on_made, on_lost: called with the link when its TCP connection is made and lost.
     """
 
     def __init__(self, protocol: ClientProtocol | ServerProtocol, *,
                  close_timeout: float = 2.0, max_queue: int = 64,
                  on_request: Callable[[WsLink, Request], Response | None] | None = None,
-                 on_open: Callable[[WsLink], None] | None = None) -> None:
+                 on_open: Callable[[WsLink], None] | None = None,
+                 open_timeout: float | None = None,
+                 on_made: Callable[[WsLink], None] | None = None,
+                 on_lost: Callable[[WsLink], None] | None = None) -> None:
         self.protocol = protocol
+        self._open_timeout = open_timeout
+        self._on_made = on_made
+        self._on_lost = on_lost
+        self._open_timer: asyncio.TimerHandle | None = None
         self.close_timeout = close_timeout
         self._max_queue = max_queue
         self._on_request = on_request
@@ -261,6 +271,10 @@ class WsLink(asyncio.Protocol):
         if isinstance(protocol, ClientProtocol):
             protocol.send_request(protocol.connect())
             self._send_data()
+        elif self._open_timeout is not None:
+            self._open_timer = self._loop.call_later(self._open_timeout, self._open_expired)
+        if self._on_made is not None:
+            self._on_made(self)
 
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol
@@ -292,9 +306,12 @@ class WsLink(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         self.protocol.receive_eof()  # idempotent: the state is CLOSED from here on
-        if self._close_timer is not None:
-            self._close_timer.cancel()
-            self._close_timer = None
+        for timer in (self._close_timer, self._open_timer):
+            if timer is not None:
+                timer.cancel()
+        self._close_timer = self._open_timer = None
+        if self._on_lost is not None:
+            self._on_lost(self)
         self._fail_opening(ConnectionClosed(None, None) if exc is None else exc)
         if not self.closed.done():
             self.closed.set_result(None)
@@ -386,6 +403,9 @@ class WsLink(asyncio.Protocol):
             server.send_response(response)
             self._send_data()
             if server.state is _OPEN:
+                if self._open_timer is not None:
+                    self._open_timer.cancel()
+                    self._open_timer = None
                 if not self.opened.done():
                     self.opened.set_result(None)
                 if self._on_open is not None:
@@ -400,6 +420,11 @@ class WsLink(asyncio.Protocol):
                 self._fail_opening(protocol.handshake_exc)
             elif not self.opened.done():
                 self.opened.set_result(None)
+
+    def _open_expired(self) -> None:
+        self._open_timer = None
+        if self.protocol.state is _CONNECTING:
+            self.abort()  # a slow or idle client (slowloris): its descriptor is freed
 
     def _fail_opening(self, exc: BaseException) -> None:
         if not self.opened.done():
@@ -460,15 +485,21 @@ async def connect(url: str, *, ssl: ssl_module.SSLContext | None = None,
 
 async def serve(host: str, port: int, *, max_size: int | None = 1024 * 1024,
                 close_timeout: float = 2.0, max_queue: int = 64,
+                open_timeout: float | None = 10.0,
                 on_request: Callable[[WsLink, Request], Response | None] | None = None,
-                on_open: Callable[[WsLink], None]) -> asyncio.Server:
+                on_open: Callable[[WsLink], None],
+                on_made: Callable[[WsLink], None] | None = None,
+                on_lost: Callable[[WsLink], None] | None = None) -> asyncio.Server:
     """Listen for websockets (and plain HTTP, through ``on_request``) on ``host:port``.
 
-    ``on_open`` is called, synchronously, with each link whose upgrade was accepted.
+    ``on_open`` is called, synchronously, with each link whose upgrade was accepted;
+    ``on_made``/``on_lost`` with every connection as it comes and goes. A client still in
+    its handshake after ``open_timeout`` seconds is dropped.
     """
     loop = asyncio.get_running_loop()
     return await loop.create_server(
         lambda: WsLink(ServerProtocol(max_size=max_size), close_timeout=close_timeout,
-                       max_queue=max_queue, on_request=on_request, on_open=on_open),
+                       max_queue=max_queue, on_request=on_request, on_open=on_open,
+                       open_timeout=open_timeout, on_made=on_made, on_lost=on_lost),
         host, port)
 

@@ -210,6 +210,10 @@ class SimCall:
         self._host = host
         self._session: Session | None = None
         self._actions: dict[str, _Action] = {}
+        #: control_id → (verb, reply) of every action verb accepted on this call: a verb
+        #: repeated with its control_id (a client whose reply was lost with its socket
+        #: sends it again) is the same action, answered the same, not a second one.
+        self._accepted: dict[str, tuple[str, dict[str, Any]]] = {}
         self._timers: list[Timer] = []
         self._started_kinds: dict[str, int] = {}
         self._ring_timer_set = False
@@ -372,6 +376,7 @@ class SimCall:
         self._timers.clear()
         self.state = "ended"
         self.end_reason = reason
+        self._accepted.clear()  # a repeat now gets 410, like any command for an ended call
         self._state_event("ended", reason)
         self._host.call_ended(self)
         for event in self._waiters:
@@ -384,50 +389,71 @@ class SimCall:
         cid = params.get("control_id")
         if not isinstance(cid, str) or not cid:
             raise CommandError("400", "control_id is required")
-        if cid in self._actions:
-            raise CommandError("409", f"control_id {cid} is already running")
         return cid
 
-    def _action_reply(self, message: str, cid: str, **extra: Any) -> dict[str, Any]:
+    def _repeated(self, verb: str, cid: str, reply: Reply) -> bool:
+        """True when ``cid`` was already accepted for ``verb`` on this call: the same
+        reply goes out again and nothing else happens (the action runs, or ran, once; its
+        events are the session's, sent again on resume if they were not ACKed). The
+        control_id of another verb is a 409."""
+        accepted = self._accepted.get(cid)
+        if accepted is None:
+            return False
+        if accepted[0] != verb:
+            raise CommandError("409", f"control_id {cid} belongs to a {accepted[0]}")
+        reply(accepted[1])
+        return True
+
+    def _action_reply(self, verb: str, message: str, cid: str, **extra: Any) -> dict[str, Any]:
         # §5.1: action verbs must answer with a non-empty 2xx result.
-        return {"code": "200", "message": message, "call_id": self.call_id,
-                "control_id": cid, **extra}
+        result = {"code": "200", "message": message, "call_id": self.call_id,
+                  "control_id": cid, **extra}
+        self._accepted[cid] = (verb, result)
+        return result
 
     def play(self, params: dict[str, Any], reply: Reply) -> None:
         """``calling.play`` (§5.3): 200 "Playing", ``playing`` … ``finished``."""
         cid = self._control_id(params)
+        if self._repeated("play", cid, reply):
+            return
         length = media_length(params.get("play"))
         loop = params.get("loop")
         if isinstance(loop, int) and not isinstance(loop, bool) and loop > 1:
             length *= loop
-        reply(self._action_reply("Playing", cid))
+        reply(self._action_reply("play", "Playing", cid))
         PlayAction(self, cid, length).start()
 
     def record(self, params: dict[str, Any], reply: Reply) -> None:
         """``calling.record`` (§5.4): 200 "Recording" with url, ``recording``, then the end."""
         cid = self._control_id(params)
+        if self._repeated("record", cid, reply):
+            return
         record = params.get("record")
         audio_params = record.get("audio") if isinstance(record, dict) else None
         if not isinstance(audio_params, dict):
             audio_params = {}
         action = RecordAction(self, cid, audio_params)
-        reply(self._action_reply("Recording", cid, url=action.recording.url))
+        reply(self._action_reply("record", "Recording", cid, url=action.recording.url))
         action.start()
 
     def collect(self, params: dict[str, Any], reply: Reply) -> None:
         """``calling.collect`` (§5.5): digits/speech at the top level of params."""
         cid = self._control_id(params)
-        reply(self._action_reply("Collecting", cid))
+        if self._repeated("collect", cid, reply):
+            return
+        reply(self._action_reply("collect", "Collecting", cid))
         CollectAction(self, cid, "collect", params, None).start()
 
     def play_and_collect(self, params: dict[str, Any], reply: Reply) -> None:
         """``calling.play_and_collect`` (§5.5): the prompt, then the collect under ``collect``."""
         cid = self._control_id(params)
+        if self._repeated("play_and_collect", cid, reply):
+            return
         length = media_length(params.get("play"))
         cfg = params.get("collect")
         if not isinstance(cfg, dict):
             raise CommandError("400", "collect must be an object")
-        reply(self._action_reply("Playing and collecting", cid))
+        reply(self._action_reply("play_and_collect", "Playing and collecting", cid))
         CollectAction(self, cid, "play_and_collect", cfg, length).start()
 
     def send_digits(self, params: dict[str, Any], reply: Reply) -> None:
@@ -469,11 +495,13 @@ class SimCall:
         """``calling.detect`` (§5.7): 200 "Detecting", then ``calling.call.detect`` events as
         the caller script says (``machine[:N]``, ``fax``, ``digits:``…), then ``finished``."""
         cid = self._control_id(params)
+        if self._repeated("detect", cid, reply):
+            return
         detect = params.get("detect")
         if not isinstance(detect, dict) or detect.get("type") not in ("machine", "fax", "digit"):
             raise CommandError("400", "detect.type must be machine, fax or digit")
         inner = detect.get("params")
-        reply(self._action_reply("Detecting", cid))
+        reply(self._action_reply("detect", "Detecting", cid))
         DetectAction(self, cid, str(detect["type"]), inner if isinstance(inner, dict) else {},
                      _number(params.get("timeout"), DETECT_TIMEOUT)).start()
 

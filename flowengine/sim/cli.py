@@ -22,10 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0,
                         help="port to listen on; 0 picks a free one (default 0)")
-    parser.add_argument("--project", default="sim-project",
-                        help="the project id clients must present (default sim-project)")
-    parser.add_argument("--token", default="sim-token",
-                        help="the API token (or JWT) clients must present (default sim-token)")
+    parser.add_argument("--project", default=None,
+                        help="the project id clients must present (default: accept any "
+                             "credentials; with --token only: sim-project)")
+    parser.add_argument("--token", default=None,
+                        help="the API token (or JWT) clients must present (default: accept "
+                             "any credentials; with --project only: sim-token)")
     parser.add_argument("--context", default="default",
                         help="the context the offered calls arrive on (default 'default')")
     parser.add_argument("--calls", type=int, default=0, metavar="N",
@@ -89,14 +91,18 @@ def run(args: argparse.Namespace) -> int:
 async def _main(args: argparse.Namespace, caller: CallerScript) -> int:
     import json
     import signal
+    import sys
 
     import anyio
 
     from flowengine.sim.server import Simulator
 
-    sim = Simulator(args.host, args.port, args.project, args.token, args.time_scale,
+    checks_credentials = args.project is not None or args.token is not None
+    sim = Simulator(args.host, args.port, args.project or "sim-project",
+                    args.token or "sim-token", args.time_scale,
                     resume_window=args.resume_window, ping_interval=args.ping_interval,
                     record_latency=args.latency)
+    sim.core.accept_any_credentials = not checks_credentials
     if args.noise:
         sim.inject_noise(args.noise)
     # The handlers are in place before the URL is printed: whoever reads the URL may
@@ -105,6 +111,8 @@ async def _main(args: argparse.Namespace, caller: CallerScript) -> int:
         try:
             async with sim:
                 print(sim.url, flush=True)
+                print(how_to_connect(sim.url, args, checks_credentials), file=sys.stderr,
+                      flush=True)
                 async with anyio.create_task_group() as tg:
 
                     async def stop_on_signal() -> None:
@@ -119,12 +127,37 @@ async def _main(args: argparse.Namespace, caller: CallerScript) -> int:
                     else:
                         await anyio.sleep_forever()
         except OSError as exc:  # the port is taken, the host does not exist …
-            import sys
-
             print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
             return 1
     print(json.dumps(sim.summary(), separators=(",", ":")), flush=True)
     return 0
+
+
+def how_to_connect(url: str, args: argparse.Namespace, checks_credentials: bool) -> str:
+    """The lines after the URL (on stderr): how to point ``run`` and ``serve`` at it.
+
+    The simulator's credentials were the first thing a user tripped on: they were only in
+    docs/simulator.md. Given credentials are never echoed (they may be real ones).
+    """
+    if args.calls:
+        calls = (f"offers {args.calls} call(s) on context '{args.context}' once a client "
+                 "subscribes to it")
+    else:
+        calls = "offers no calls (--calls N offers N)"
+    lines = [f"RELAY simulator at {url}: {calls}"]
+    if checks_credentials:
+        project = "<your --project>" if args.project is not None else "sim-project"
+        env = f"SIGNALWIRE_PROJECT_ID={project} SIGNALWIRE_API_TOKEN=<your --token> "
+        lines.append("clients must present the --project and --token given; run a flow on it:")
+    else:
+        env = ""
+        lines.append("accepting any credentials (give --project and --token to check them); "
+                     "run a flow on it:")
+    lines += [f"  {env}flowengine run FLOW.yaml --relay-url {url}",
+              f"  {env}flowengine serve flows/ --relay-url {url}",
+              f"  (or export FLOWENGINE_RELAY_URL={url}; the flow's context must be "
+              f"'{args.context}')"]
+    return "\n".join(lines)
 
 
 async def _offer_calls(sim: Simulator, args: argparse.Namespace, caller: CallerScript) -> None:

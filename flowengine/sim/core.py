@@ -95,8 +95,14 @@ def _noop() -> None:
 
 
 def _dumps(frame: dict[str, Any]) -> str:
-    """Compact JSON text of a frame (orjson: several times faster than json here)."""
-    return orjson.dumps(frame).decode()
+    """Compact JSON text of a frame (orjson: several times faster than json here).
+
+    What orjson refuses goes to json: a client's request id, echoed in the reply, may hold
+    a lone surrogate (``"\\ud800"``) or an integer beyond 64 bits, which json writes."""
+    try:
+        return orjson.dumps(frame).decode()
+    except TypeError:
+        return json.dumps(frame, separators=(",", ":"))
 
 
 def _loads(data: str | bytes) -> Any:
@@ -118,8 +124,8 @@ class Connection:
     (:class:`~flowengine.sim.latency.LatencyRecorder`).
     """
 
-    __slots__ = ("acks", "close_requested", "closed", "id", "outbox", "peer", "pending",
-                 "session", "unacked", "wake")
+    __slots__ = ("abort_requested", "acks", "close_requested", "closed", "id", "lose_reply_to",
+                 "outbox", "peer", "pending", "session", "unacked", "wake")
 
     def __init__(self, conn_id: int, peer: str = "") -> None:
         self.id = conn_id
@@ -128,6 +134,11 @@ class Connection:
         self.outbox: deque[tuple[str, bool | str]] = deque()
         self.wake: Callable[[], None] = _noop
         self.close_requested = False
+        #: Asks the driver to abort the socket (no close frame, nothing more sent).
+        self.abort_requested = False
+        #: The id of a request whose reply is not sent (lose_next_reply): the socket is
+        #: aborted instead, so the reply is lost with it.
+        self.lose_reply_to: Any = None
         self.closed = False
         #: Our own requests (pings, disconnects) waiting for the client's reply.
         self.pending: dict[str, Callable[[bool], None] | None] = {}
@@ -211,6 +222,10 @@ class SimCore:
             raise ValueError("time_scale must be a positive number")
         self.project = project
         self._token = token
+        #: Accept whatever credentials a client presents (``flowengine simulator`` without
+        #: ``--project``/``--token``): a local test server a user points a client at
+        #: should not need a secret. Off by default, so tests see SignalWire's refusals.
+        self.accept_any_credentials = False
         self.time_scale = float(time_scale)
         self.http_url = http_url
         self.resume_window = resume_window
@@ -238,6 +253,8 @@ class SimCore:
         #: Every message sent with messaging.send (its first messaging.state params).
         self.messages_sent: list[dict[str, Any]] = []
         self._failures: dict[str, deque[tuple[str, str]]] = {}
+        #: lose_next_reply: method → how many of its next replies are lost with the socket.
+        self._lost_replies: dict[str, int] = {}
         self._offered = 0
         #: Junk frames sent by inject_noise.
         self.noise_sent = 0
@@ -358,7 +375,7 @@ class SimCore:
             return
         try:
             msg = _loads(data)
-        except ValueError:  # includes UnicodeDecodeError
+        except (ValueError, RecursionError):  # UnicodeDecodeError; nesting json cannot take
             self._send_error(conn, None, PARSE_ERROR, "Parse error")
             return
         if not isinstance(msg, dict):
@@ -388,6 +405,10 @@ class SimCore:
         if not isinstance(params, dict):
             self._send_error(conn, req_id, INVALID_PARAMS, "Invalid params")
             return
+        lose = self._lost_replies.get(method)
+        if lose:
+            self._lost_replies[method] = lose - 1
+            conn.lose_reply_to = req_id
         delay = self._delays.get(method, self._delays.get(None))
         if delay:
             self.after_real(delay, lambda: self._dispatch(conn, req_id, method, params))
@@ -445,6 +466,11 @@ class SimCore:
         conn.push(text, is_event)
 
     def _send_result(self, conn: Connection, req_id: Any, result: dict[str, Any]) -> None:
+        if conn.lose_reply_to is not None and conn.lose_reply_to == req_id:
+            conn.lose_reply_to = None
+            conn.abort_requested = True  # done, but the reply goes down with the socket
+            conn.wake()
+            return
         self._push(conn, {"jsonrpc": "2.0", "id": req_id, "result": result})
 
     def _send_error(self, conn: Connection, req_id: Any, code: int, message: str) -> None:
@@ -490,6 +516,8 @@ class SimCore:
     def _authenticate(self, auth: Any) -> bool:
         if not isinstance(auth, dict):
             return False
+        if self.accept_any_credentials:
+            return True
         jwt = auth.get("jwt_token")
         if isinstance(jwt, str) and jwt:
             return hmac.compare_digest(jwt.encode(), self._token.encode())
@@ -595,15 +623,31 @@ class SimCore:
 
     def offer_call(self, context: str = "default", from_number: str = "+15551230000",
                    to_number: str = "+15559870000", caller: str | CallerScript | None = None,
-                   *, tag: str | None = None) -> SimCall:
+                   *, tag: str | None = None, misrouted: bool = False) -> SimCall:
         """A new inbound call on ``context``, offered at once if a session takes that
-        context (round-robin between sessions), else as soon as one subscribes."""
+        context (round-robin between sessions), else as soon as one subscribes.
+
+        ``misrouted`` (a fault, for tests): offered at once to a connected session that did
+        not subscribe to ``context``, as a server that routes badly would (RuntimeError if
+        there is none).
+        """
         script = CallerScript.coerce(caller)
         self._tick()
+        target = None
+        if misrouted:
+            target = next((s for s in self._sessions.values()
+                           if s.conn is not None and context not in s.contexts), None)
+            if target is None:
+                raise RuntimeError(f"no connected session without context {context!r} "
+                                   "to misroute a call to")
         call = SimCall(self, call_id=str(uuid.uuid4()), node_id=self.node_id, context=context,
                        from_number=from_number, to_number=to_number, caller=script, tag=tag)
         self._active[call.call_id] = call
         self._offered += 1
+        if target is not None:
+            target.calls[call.call_id] = call
+            call.offered(target)
+            return call
         self._waiting.setdefault(context, deque()).append(call)
         self._route(context)
         return call
@@ -832,6 +876,24 @@ class SimCore:
         """The next request of ``method`` fails: ``result {"code": code}`` for ``calling.*``,
         a JSON-RPC ``error`` (integer code) for ``signalwire.*``. Calls stack up."""
         self._failures.setdefault(method, deque()).append((str(code), message))
+
+    def lose_next_reply(self, method: str) -> None:
+        """The next ``method`` request is carried out, but its reply is never sent: the
+        socket is aborted instead (a link that drops between the two, §2.8). Calls stack."""
+        self._lost_replies[method] = self._lost_replies.get(method, 0) + 1
+
+    def send_large_event(self, size: int) -> int:
+        """An event of about ``size`` bytes (an unknown ``sim.padding`` type) to every
+        connected session; returns how many got it. A client whose frame limit is lower
+        cannot read it, so it is never ACKed and goes again on every resume (§3), as a
+        real server would do."""
+        self._tick()
+        sent = 0
+        for session in list(self._sessions.values()):
+            if session.conn is not None and not session.conn.closed:
+                self._send_event(session, "sim.padding", {"padding": "x" * max(0, size)})
+                sent += 1
+        return sent
 
     def _take_failure(self, method: str) -> tuple[str, str] | None:
         queue = self._failures.get(method)

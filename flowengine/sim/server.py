@@ -37,6 +37,53 @@ MAX_FRAME_BYTES = 10 * 1024 * 1024
 _RECORDING_PATH = re.compile(r"/recordings/([0-9a-f]{32})\.(wav|mp3)")
 
 
+#: Seconds a client has for its websocket handshake (RELAY clients need milliseconds).
+HANDSHAKE_DEADLINE = 5.0
+#: Sockets at once still in their handshake; one more closes the oldest. A flood of idle
+#: connections (slowloris) so holds only this many descriptors.
+MAX_HANDSHAKES = 64
+#: At most one warning of each kind per this many seconds.
+WARN_INTERVAL = 10.0
+_ACCEPT_EXHAUSTED = "socket.accept() out of system resource"
+
+
+class _Handshakes:
+    """The sockets not yet past their websocket handshake, oldest first, and the shedding
+    of them: a flood of connections, or accept() failing for want of descriptors, closes
+    the oldest instead of taking the listener (or, embedded, the daemon) down."""
+
+    def __init__(self, limit: int = MAX_HANDSHAKES) -> None:
+        self.limit = limit
+        self.pending: dict[WsLink, None] = {}
+        self._warned = -float("inf")
+        self._count = 0
+
+    def made(self, ws: WsLink) -> None:
+        self.pending[ws] = None
+        if len(self.pending) > self.limit:
+            self.warn(f"more than {self.limit} connections in their handshake")
+            self.shed_oldest()
+
+    def done(self, ws: WsLink) -> None:
+        self.pending.pop(ws, None)
+
+    def shed_oldest(self) -> bool:
+        """Abort the oldest socket still in its handshake; False if there is none."""
+        for ws in self.pending:
+            del self.pending[ws]
+            ws.abort()
+            return True
+        return False
+
+    def warn(self, what: str) -> None:
+        self._count += 1
+        now = time.monotonic()
+        if now - self._warned >= WARN_INTERVAL:
+            logger.warning("simulator listener: %s: closing the oldest idle connections "
+                           "(%d time(s) since the last such warning)", what, self._count)
+            self._warned, self._count = now, 0
+
+
 class _Flag:
     """A re-armable wake-up: ``set`` from sync code, ``wait`` from one task."""
 
@@ -114,6 +161,8 @@ class Simulator:
         self._stack: AsyncExitStack | None = None
         self._timer_flag: _Flag | None = None
         self._idle_waiters: list[anyio.Event] = []
+        self._handshakes = _Handshakes()
+        self._previous_handler: Any = None
 
     def __repr__(self) -> str:
         where = self.url if self._server is not None else "not started"
@@ -152,11 +201,16 @@ class Simulator:
             # §1: no compression, no websocket-level pings (RELAY pings
             # in JSON-RPC), the SDK's 10 MiB frame limit. Our own I/O on websockets'
             # sans-I/O protocol (see flowengine.relay.wslink): the simulator is the peer
-            # of every benchmark, so its CPU per frame matters.
+            # of every benchmark, so its CPU per frame matters. Sockets still in their
+            # handshake are counted (and the oldest shed) by self._handshakes.
             self._server = await serve(
                 self.host, self.port, max_size=MAX_FRAME_BYTES, close_timeout=2,
-                on_request=self._process_request, on_open=self._accepted)
+                open_timeout=HANDSHAKE_DEADLINE, on_request=self._process_request,
+                on_open=self._accepted, on_made=self._handshakes.made,
+                on_lost=self._handshakes.done)
             self.port = self._server.sockets[0].getsockname()[1]
+            self._watch_accept_errors()
+            stack.callback(self._unwatch_accept_errors)
             self.core.http_url = self.http_url
             stack.push_async_callback(self._close_server)
             tg.start_soon(self._scheduler, name="sim scheduler")
@@ -191,6 +245,33 @@ class Simulator:
             # The body's own exception is not the task group's business: passing it in
             # would come back wrapped in an ExceptionGroup. It propagates unchanged.
             await stack.__aexit__(None, None, None)
+
+    def _watch_accept_errors(self) -> None:
+        """asyncio's accept loop already survives EMFILE/ENFILE/ENOBUFS/ENOMEM (it pauses
+        for a second), but reports each through the loop's exception handler: an ERROR
+        with a traceback every second. For this listener: a rate-limited warning, and the
+        oldest idle connection closed so the retry finds a descriptor."""
+        loop = asyncio.get_running_loop()
+        self._previous_handler = loop.get_exception_handler()
+        loop.set_exception_handler(self._on_loop_error)
+
+    def _unwatch_accept_errors(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.get_exception_handler() == self._on_loop_error:
+            loop.set_exception_handler(self._previous_handler)
+
+    def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        sock = context.get("socket")
+        ours = self._server is not None and sock is not None and any(
+            sock.fileno() == s.fileno() for s in self._server.sockets)
+        if ours and context.get("message") == _ACCEPT_EXHAUSTED:
+            exc = context.get("exception")
+            self._handshakes.warn(f"accept() failed ({exc}); retrying in a second")
+            self._handshakes.shed_oldest()
+        elif self._previous_handler is not None:
+            self._previous_handler(loop, context)
+        else:
+            loop.default_exception_handler(context)
 
     async def _close_server(self) -> None:
         server = self._server
@@ -230,6 +311,7 @@ class Simulator:
 
     def _accepted(self, ws: WsLink) -> None:
         """A websocket upgrade went through: its handler runs in the simulator's group."""
+        self._handshakes.done(ws)
         tg = self._tg
         if tg is None or self._closing:
             ws.abort()  # shutting down
@@ -265,6 +347,9 @@ class Simulator:
         latency = self.core.latency
         try:
             while True:
+                if conn.abort_requested:
+                    ws.abort()  # no close frame, nothing more written
+                    return
                 link.sending = True
                 while conn.outbox:
                     frame, tag = conn.outbox.popleft()
@@ -306,18 +391,21 @@ class Simulator:
 
     def offer_call(self, context: str = "default", from_number: str = "+15551230000",
                    to_number: str = "+15559870000", caller: str | CallerScript | None = None,
-                   *, tag: str | None = None) -> SimCall:
+                   *, tag: str | None = None, misrouted: bool = False) -> SimCall:
         """Place an inbound call on ``context``.
 
         It is offered (``calling.call.receive``) at once to a session subscribed to the
         context — round-robin between several — or queued until one subscribes.
         ``caller`` is a script (``"speak:3"``, see docs/simulator.md) or a
         :class:`CallerScript`; ``None`` is the default caller (``speak:3``).
+        ``misrouted=True`` is a fault: the call goes at once to a connected session that did
+        not subscribe to ``context`` (see SimCore.offer_call).
 
         Raises:
             CallerScriptError: the script does not parse.
         """
-        return self.core.offer_call(context, from_number, to_number, caller, tag=tag)
+        return self.core.offer_call(context, from_number, to_number, caller, tag=tag,
+                                    misrouted=misrouted)
 
     async def wait_all_ended(self, timeout: float | None = None) -> None:
         """Wait until no offered call is still up.
@@ -346,6 +434,16 @@ class Simulator:
         with anyio.move_on_after(5):
             for link in links:
                 await link.done.wait()
+
+    def lose_next_reply(self, method: str) -> None:
+        """The next ``method`` request is carried out, but the socket is aborted in place of
+        its reply (see SimCore.lose_next_reply): the client must resume and find out."""
+        self.core.lose_next_reply(method)
+
+    def send_large_event(self, size: int) -> int:
+        """An event of about ``size`` bytes to every connected session, sent again on each
+        resume while it is not ACKed (see SimCore.send_large_event)."""
+        return self.core.send_large_event(size)
 
     def delay_replies(self, seconds: float, method: str | None = None) -> None:
         """Handle requests of ``method`` (or of every method) ``seconds`` of *real* time
