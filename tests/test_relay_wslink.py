@@ -171,3 +171,28 @@ async def test_the_simulator_still_answers_plain_http_on_its_websocket_port() ->
         missing = f"{sim.http_url}/recordings/{'0' * 32}.wav"
         assert await anyio.to_thread.run_sync(status, missing) == 404
         assert await anyio.to_thread.run_sync(status, f"{sim.http_url}/") == 426
+
+
+async def test_a_client_silent_in_its_handshake_is_dropped() -> None:
+    # A socket that never finishes its HTTP upgrade (slowloris) must not hold a descriptor
+    # for ever: past open_timeout the server drops it, and says so through on_lost.
+    made: list[WsLink] = []
+    lost: list[WsLink] = []
+    server = await serve("127.0.0.1", 0, open_timeout=0.2, on_open=lambda link: None,
+                         on_made=made.append, on_lost=lost.append)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            await stream.send(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+            with anyio.fail_after(10):
+                with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError,
+                                    ConnectionResetError)):
+                    while True:
+                        await stream.receive()
+            with anyio.fail_after(10):
+                while not lost:
+                    await anyio.sleep(0.01)
+        assert made == lost and made[0].state.name == "CLOSED"
+    finally:
+        server.close()
+        await server.wait_closed()
