@@ -417,8 +417,10 @@ class Session:
         if self._keep_trace:
             self.trace.append(entry)
         (self._top or self).steps_run += 1
-        if logger.isEnabledFor(logging.INFO):
-            logger.info(
+        # DEBUG: a line per step costs as much as the rest of the step's bookkeeping; at INFO
+        # the daemon writes one line per call (its path of steps) instead.
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
                 "step %s (%s) -> %s%s", step.id, step.action, result.outcome,
                 f": {result.error}" if result.error else "",
                 extra={**self._log_extra(), "step": step.id, "action": step.action,
