@@ -212,7 +212,8 @@ class Session:
         failed = False
         try:
             error = self._init_vars()
-            if error is None:
+            if error is None or self._vars_failed(error):
+                error = None
                 if flow.max_duration:
                     # One timer handle that cancels this task, not an anyio cancel scope
                     # (~1.1 KB per call in flight) nor asyncio.timeout() (~0.45 KB): most
@@ -274,12 +275,29 @@ class Session:
             await bridge.wait()
 
     def _init_vars(self) -> str | None:
-        try:
-            self.params.update(initial_params(self.flow, self._call_info, self._given_params))
-            self.vars.update(initial_vars(self.flow, self._call_info, self.params))
-        except TemplateRenderError as exc:
-            return str(exc)
-        return None
+        """Render ``params`` defaults and ``vars``: the first error, or None. A value that
+        cannot be rendered is None (so the error handler's templates can still run)."""
+        errors: list[TemplateRenderError] = []
+        self.params.update(initial_params(self.flow, self._call_info, self._given_params,
+                                          errors=errors))
+        self.vars.update(initial_vars(self.flow, self._call_info, self.params, errors=errors))
+        return str(errors[0]) if errors else None
+
+    def _vars_failed(self, error: str) -> bool:
+        """A ``vars``/``params`` value could not be rendered: like a step's error, this runs
+        the flow's ``on_error`` (once per call). True when it does; False when the flow has
+        none and so fails."""
+        target = self.flow.on_error
+        logger.warning("vars -> error: %s%s", error,
+                       f"; running on_error ({target})" if target else "",
+                       extra={**self._log_extra(), "outcome": "error"})
+        if target is None:
+            return False
+        # The machine's state is this attribute (as at the start); the handler's own errors
+        # end the flow, as for any error after on_error was taken.
+        self.state = target
+        self.error_handled = True
+        return True
 
     # -- subflows ------------------------------------------------------------------------
 
@@ -302,7 +320,7 @@ class Session:
         (``returned``, ``hangup`` or ``error``) and the error, if any. The call is left as
         it is (a subflow's end does not hang up)."""
         error = self._init_vars()
-        failed = error is not None
+        failed = error is not None and not self._vars_failed(error)
         if not failed:
             failed, error = await self._run_steps()
         if failed:
