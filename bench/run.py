@@ -377,7 +377,7 @@ def machine() -> dict[str, Any]:
                  "Jinja2", "orjson"):
         try:
             versions[dist] = version(dist)
-        except Exception:  # noqa: BLE001 - not installed
+        except Exception:  # not installed
             pass
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()

@@ -31,8 +31,7 @@ from typing import Any
 
 import anyio
 
-from flowengine.store import (Batcher, CallCheckpoint, Deadlines, PendingAction, Store,
-                              version_hash)
+from flowengine.store import Batcher, CallCheckpoint, Deadlines, PendingAction, Store, version_hash
 from flowengine.store.sqlite import SQLiteStore
 
 BATCH_SIZES = (1, 100, 1000)

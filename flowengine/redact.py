@@ -177,7 +177,8 @@ def redact_vars(variables: Mapping[str, Any]) -> dict[str, Any]:
     """A flow's variables as they may be shown: secret-looking names' values masked, and
     those values registered so that they are masked wherever else they appear."""
     register(*(v for k, v in variables.items() if is_secret_name(k)))
-    return redact(variables)
+    masked: dict[str, Any] = redact(variables)  # a mapping comes back as a dict
+    return masked
 
 
 class RedactingFormatter(logging.Formatter):

@@ -95,7 +95,8 @@ async def test_speech_the_recognizer_cannot_match_is_no_match(tmp_path):
 
 
 async def test_without_choices_any_answer_is_taken(tmp_path):
-    flow = write_flow(tmp_path, variant(MENU, ('      choices: ["1", "2", "sales", "billing"]\n', "")))
+    flow = write_flow(tmp_path,
+                      variant(MENU, ('      choices: ["1", "2", "sales", "billing"]\n', "")))
     run = await run_flow(flow, "digits:12345#")
     assert run.path()[1] == ("menu", "digit")
     assert run.report.steps["menu"]["digits"] == "12"  # max: 2 ends the answer

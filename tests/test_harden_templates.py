@@ -87,7 +87,8 @@ VARS_FLOW = {
     "name": "runaway_vars", "context": "office",
     "vars": {"huge": "{{ [[0] * 10000] * 10000 }}", "mailbox": "sales"},
     "on_error": "handler",
-    "steps": {"start": {"log": "not reached"}, "handler": {"log": "handled for {{ vars.mailbox }}"}},
+    "steps": {"start": {"log": "not reached"},
+              "handler": {"log": "handled for {{ vars.mailbox }}"}},
 }
 
 

@@ -42,7 +42,8 @@ def refused(source, mode="text", **kw):
 # -- None prints as empty text ------------------------------------------------------------------
 
 def test_a_missing_value_prints_as_empty_text():
-    assert text("voicemail for sales: {{ vars.url }}", vars={"url": None}) == "voicemail for sales: "
+    assert (text("voicemail for sales: {{ vars.url }}", vars={"url": None})
+            == "voicemail for sales: ")
     assert text("[{{ none }}]") == "[]"
     assert text("{{ 'url: ' ~ vars.url }}", vars={"url": None}) == "url: "
     assert text("{{ 'a' ~ none ~ 'b' }}") == "ab"
@@ -171,7 +172,8 @@ def test_macros_nest_at_most_so_deep():
 
 def test_one_budget_for_all_the_templates_of_a_step():
     # 600,000 characters printed into a block: within the limit on its own...
-    block = "{% set s %}{% for i in range(60) %}{{ vars.big }}{% endfor %}{% endset %}{{ s | length }}"
+    block = ("{% set s %}{% for i in range(60) %}{{ vars.big }}{% endfor %}{% endset %}"
+             "{{ s | length }}")
     big = {"big": "x" * 10_000}
     assert text(block, vars=big) == "600000"
     # ...but two templates of one step share the budget: 1,200,000 in all.
@@ -188,12 +190,14 @@ def test_ordinary_templates_stay_within_the_limits():
                   "{% endmacro %}{{ depth(20) }}")
     assert text(tree_macro) == "".join(str(n) for n in range(21))
     recursive = ("{% for item in vars.tree recursive %}{{ item.name }}"
-                 "{% if item.children is defined %}({{ loop(item.children) }}){% endif %}{% endfor %}")
+                 "{% if item.children is defined %}({{ loop(item.children) }}){% endif %}"
+                 "{% endfor %}")
     tree = [{"name": "a", "children": [{"name": "b", "children": [{"name": "c"}]}]}]
     assert text(recursive, vars={"tree": tree}) == "a(b(c))"
     assert value("{{ range(10000) | list }}") == list(range(10000))
     assert value("{{ [vars.row] * 10 }}", vars={"row": list(range(100))}) == [list(range(100))] * 10
-    assert text("{{ range(10000) | join(',') | length }}") == str(len(",".join(map(str, range(10000)))))
+    assert (text("{{ range(10000) | join(',') | length }}")
+            == str(len(",".join(map(str, range(10000))))))
     assert value("{{ dict(a=[1, 2], b={'c': 3}) }}") == {"a": [1, 2], "b": {"c": 3}}
     assert text("{% set ns = namespace(s='') %}{% for i in range(100) %}{% set ns.s = ns.s ~ i %}"
                 "{% endfor %}{{ ns.s | length }}") == "190"
@@ -236,4 +240,5 @@ def test_check_warns_of_loops_and_sizes_it_can_count():
 
 def test_check_is_quiet_about_ordinary_templates():
     assert _warnings("{% for i in range(100) %}{% for j in range(100) %}{{ i * j }}{% endfor %}"
-                     "{% endfor %}{{ 'x' * 10 }}{% macro m(n) %}{{ n }}{% endmacro %}{{ m(1) }}") == []
+                     "{% endfor %}{{ 'x' * 10 }}{% macro m(n) %}{{ n }}{% endmacro %}"
+                     "{{ m(1) }}") == []

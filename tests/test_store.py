@@ -19,9 +19,22 @@ from typing import Any
 import anyio
 import pytest
 
-from flowengine.store import (Batcher, CallCheckpoint, CheckpointError, Deadlines, Migration, PendingAction,
-                              Recording, Store, StoreError, StoreSchemaError, SubflowFrame,
-                              open_store, store_for, version_hash)
+from flowengine.store import (
+    Batcher,
+    CallCheckpoint,
+    CheckpointError,
+    Deadlines,
+    Migration,
+    PendingAction,
+    Recording,
+    Store,
+    StoreError,
+    StoreSchemaError,
+    SubflowFrame,
+    open_store,
+    store_for,
+    version_hash,
+)
 from flowengine.store.schema import MIGRATIONS
 from flowengine.store.sqlite import DB_FILENAME, SQLiteStore
 from tests.pgcluster import PgCluster, pg_unavailable
@@ -149,7 +162,7 @@ async def test_a_checkpoint_that_cannot_be_kept_does_not_hold_back_the_others(
     async with store_for(target) as store:
         async with Batcher(store) as batcher:
             batcher.put(full_checkpoint("good", step="greet"))
-            with pytest.raises(CheckpointError, match="'bad'.*JSON"):
+            with pytest.raises(CheckpointError, match=r"'bad'.*JSON"):
                 await batcher.commit(full_checkpoint("bad", vars={"when": object()}))
             await batcher.commit(full_checkpoint("good", step="menu"))
             with pytest.raises(CheckpointError, match="NUL"):
@@ -279,7 +292,7 @@ async def test_migrations_are_applied_once_and_a_newer_schema_is_refused(target:
         await _open_with(target, broken)
     async with store_for(target) as store:
         assert await store.schema_version() == len(MIGRATIONS)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match=r"(?i)half"):  # no such table: either driver's error
         _rows(target, "SELECT * FROM half")
 
     # A newer flowengine adds a migration: applied once, on its first open.

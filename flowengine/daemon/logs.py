@@ -6,8 +6,8 @@ it lasted (plus the lines of the flow's own ``log`` steps). At ``debug`` the eng
 line per step (step, action, outcome, next step, duration) and the daemon one when the call
 arrives. The readable format puts the call in a bracket in front of the message::
 
-    2025-05-01 12:00:03.120 INFO  [3f2a…e1 voicemail@9c1d2e3f4a5b] call ended: completed after 7 step(s)
-        (hangup), from +1555… to +1555…: greet > prompt > … > end (92 ms)
+    2025-05-01 12:00:03.120 INFO  [3f2a…e1 voicemail@9c1d2e3f4a5b] call ended:
+        completed after 7 step(s) (hangup), from +1555… to +1555…: greet > prompt > … > end (92 ms)
 
 The JSON format writes them as fields (``call_id``, ``flow``, ``version``, ``ended``,
 ``path``, ``steps``, ``duration_ms``; ``step``, ``action``, ``outcome``, ``next`` on step
@@ -143,7 +143,7 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._write()
         except RecursionError:
             raise
-        except Exception:  # noqa: BLE001 - logging's own convention: report, go on
+        except Exception:  # logging's own convention: report, go on
             self.handleError(record)
 
     def _schedule(self) -> bool:
@@ -183,7 +183,7 @@ def configure_logging(fmt: str = "text", level: str = "info",
     Every line is masked by :mod:`flowengine.redact`. Returns the handler installed on the
     root logger.
     """
-    logging._srcfile = None  # type: ignore[attr-defined]  # the documented knob
+    logging._srcfile = None  # the documented knob
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

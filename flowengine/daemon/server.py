@@ -346,7 +346,7 @@ class Daemon:
             # The steps go to the metrics, the log and --trace as they run; none is kept.
             run = Session(entry.runtime, call, on_step=self._on_step, time_scale=self.time_scale,
                           keep_trace=False).run()
-        except Exception as exc:  # noqa: BLE001 - a bug: the call crashes as if run() raised
+        except Exception as exc:  # a bug: the call crashes as if run() raised
             run = _raise(exc)
         # The task runs the session itself: no wrapper coroutine held per call in flight.
         self._call_tasks.start(run, f"call {call.call_id}", running)
@@ -518,7 +518,7 @@ class Daemon:
                                             force_polling=self.force_polling or None):
                     names = sorted({os.path.basename(path) for _, path in changes})
                     self.request_reload(f"changed: {', '.join(names)}")
-            except Exception as exc:  # noqa: BLE001 - see below
+            except Exception as exc:  # see below
                 # A watched directory vanished, inotify ran out of watches…: the periodic
                 # rescan still sees every change; try watching again later.
                 logger.warning("watching %s failed (%s); retrying in %g s", ", ".join(directories),

@@ -249,7 +249,7 @@ class Session:
                 if not self.call.ended and not self.hangup_sent:
                     try:
                         await self.call.hangup("hangup")
-                    except Exception as exc:  # noqa: BLE001 - the call may have gone meanwhile
+                    except Exception as exc:  # the call may have gone meanwhile
                         logger.debug("hangup at flow end failed: %s", exc)
                 await self.call.wait_for_ended()
         self.collect_background()
@@ -335,7 +335,8 @@ class Session:
         while self.state != END:
             count += 1
             if count > flow.max_steps:
-                return True, f"more than max_steps ({flow.max_steps}) steps ran: a loop without exit?"
+                return True, (f"more than max_steps ({flow.max_steps}) steps ran: "
+                              "a loop without exit?")
             step = flow.steps[self.state]
             self.collect_background()
             if step.id in runtime.counted:
@@ -408,7 +409,8 @@ class Session:
             # (a recording's url, say) is kept.
             result.outcome = "hangup"
         if result.outcome not in self.runtime.outcomes[step.id]:
-            result.error = result.error or f"unexpected outcome '{result.outcome}' from {step.action}"
+            result.error = (result.error
+                            or f"unexpected outcome '{result.outcome}' from {step.action}")
             result.outcome = "error"
         return result
 

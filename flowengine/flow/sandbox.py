@@ -183,7 +183,7 @@ def _measure(value: Any, memo: dict[int, tuple[int, int]], depth: int) -> tuple[
     makes shared parts cost once however often they appear."""
     if isinstance(value, str):
         return len(value), 0
-    if isinstance(value, _SCALARS) or isinstance(value, Undefined):
+    if isinstance(value, (*_SCALARS, Undefined)):
         return 1, 0
     if isinstance(value, range):
         return len(value), 0
@@ -410,6 +410,7 @@ class _CodeGenerator(CodeGenerator):
 
     def _output_const_repr(self, group: Iterable[Any]) -> str:
         text = super()._output_const_repr(group)
+        assert self._output_frame is not None  # only visit_Output calls this, after setting it
         # Constant text counts too: inside a loop it is printed once per iteration.
         return text if self._output_frame.buffer is None else f"environment.emit({text})"
 
@@ -492,7 +493,8 @@ class FlowEnvironment(ImmutableSandboxedEnvironment):
         def replace(ctx: Any, s: Any, old: Any, new: Any, count: Any = None) -> None:
             _check_replace(s, old, new, count)
 
-        def join(ctx: Any, value: Any, d: Any = "", attribute: Any = None) -> tuple[Any, ...] | None:
+        def join(ctx: Any, value: Any, d: Any = "",
+                 attribute: Any = None) -> tuple[Any, ...] | None:
             if attribute is None and not isinstance(value, (str, Undefined)):
                 return (ctx, _joined(value, d), d)
             return None
@@ -622,7 +624,8 @@ class FlowEnvironment(ImmutableSandboxedEnvironment):
             elif name in ("format", "format_map"):
                 _check_brace_format(owner)
             elif name == "replace" and len(args) >= 2:
-                _check_replace(owner, args[0], args[1], args[2] if len(args) > 2 else kwargs.get("count", -1))
+                _check_replace(owner, args[0], args[1],
+                               args[2] if len(args) > 2 else kwargs.get("count", -1))
             elif name == "join" and args:
                 args = (_joined(args[0], owner), *args[1:])
         return _check_result(super().call(context, obj, *args, **kwargs))

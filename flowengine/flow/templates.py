@@ -44,25 +44,23 @@ from jinja2.utils import missing
 
 # The sandbox and its limits live in sandbox.py; the names are re-exported here, where
 # callers have always found them.
-from .sandbox import (
+from .sandbox import (  # noqa: F401 - re-exported
     MAX_CALL_DEPTH,
+    MAX_INT_BITS,
     MAX_ITERATIONS,
     MAX_NESTING,
+    MAX_OUTPUT_TOTAL,
     MAX_RENDER_SECONDS,
     MAX_RENDERED_LENGTH,
     MAX_REPEAT,
     MAX_VALUE_ITEMS,
+    MAX_VALUE_SIZE,
+    MAX_WIDTH,
     FlowEnvironment,
+    LimitExceeded,
     active_budget,
     budgeted,
     check_size,
-)
-from .sandbox import (  # noqa: F401 - re-exported
-    MAX_INT_BITS,
-    MAX_OUTPUT_TOTAL,
-    MAX_VALUE_SIZE,
-    MAX_WIDTH,
-    LimitExceeded,
 )
 
 if TYPE_CHECKING:
@@ -94,7 +92,9 @@ class Origin:
 
     def __str__(self) -> str:
         place = f"{self.file}:{self.line}:{self.col}"
-        return f"{place}: in step '{self.step}' ({self.where})" if self.step else f"{place}: in {self.where}"
+        if self.step:
+            return f"{place}: in step '{self.step}' ({self.where})"
+        return f"{place}: in {self.where}"
 
 
 class TemplateRenderError(Exception):
@@ -282,7 +282,8 @@ class _RefCollector:
         for child in node.iter_child_nodes():
             self.visit(child, guards, guarded)
 
-    def visit_children_guarded(self, node: nodes.Filter, guards: frozenset[tuple[str, ...]]) -> None:
+    def visit_children_guarded(self, node: nodes.Filter,
+                               guards: frozenset[tuple[str, ...]]) -> None:
         if node.node is not None:
             self.visit(node.node, guards, True)
         for child in (*node.args, *[kw.value for kw in node.kwargs]):
@@ -443,7 +444,7 @@ class CompiledTemplate:
             return _render_text(self._template, context)
         except TemplateRenderError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any failure inside a template is the flow's
+        except Exception as exc:  # any failure inside a template is the flow's
             raise TemplateRenderError(self.origin, _reason(exc)) from None
 
 
@@ -487,7 +488,7 @@ class CompiledExpression:
             return self._constant
         try:
             return budgeted(_value, self._template, context)
-        except Exception as exc:  # noqa: BLE001 - any failure inside a template is the flow's
+        except Exception as exc:  # any failure inside a template is the flow's
             raise TemplateRenderError(self.origin, _reason(exc)) from None
 
     def is_true(self, context: Mapping[str, Any]) -> bool:
@@ -645,8 +646,9 @@ def compile_expression(source: str | bool, origin: Origin) -> CompiledExpression
         parser = Parser(ENV, source, state="variable")
         expr = parser.parse_expression()
         if not parser.stream.eos:
-            raise TemplateSyntaxError(f"unexpected '{parser.stream.current.value}' after the expression",
-                                      parser.stream.current.lineno, None, None)
+            raise TemplateSyntaxError(
+                f"unexpected '{parser.stream.current.value}' after the expression",
+                parser.stream.current.lineno, None, None)
         references, unsafe = _analyse(expr)
         limits = _limit_warnings(expr)
         ensured = _conjunct_defined(expr)

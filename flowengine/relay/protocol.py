@@ -282,7 +282,7 @@ class RelayProtocol:
             return self._receive_message(message)
         except RemoteProtocolError as exc:
             return [self._violation(str(exc), text)]
-        except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
+        except Exception as exc:  # the contract is "never raises"
             return [self._violation(f"unexpected frame ({type(exc).__name__}: {exc})", text)]
 
     def receive_eof(self) -> list[Event]:

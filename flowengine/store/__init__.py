@@ -10,15 +10,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import (CallCheckpoint, CheckpointError, Claim, DaemonSession, Deadlines, LedgerEntry, Migration,
-                   PendingAction, Recording, Store, StoreError, StoreSchemaError, SubflowFrame,
-                   version_hash)
+from .base import (
+    CallCheckpoint,
+    CheckpointError,
+    Claim,
+    DaemonSession,
+    Deadlines,
+    LedgerEntry,
+    Migration,
+    PendingAction,
+    Recording,
+    Store,
+    StoreError,
+    StoreSchemaError,
+    SubflowFrame,
+    version_hash,
+)
 from .batcher import Batcher
 
 __all__ = [
-    "Batcher", "CallCheckpoint", "CheckpointError", "Claim", "DaemonSession", "Deadlines", "LedgerEntry",
-    "Migration", "PendingAction", "Recording", "Store", "StoreError", "StoreSchemaError",
-    "SubflowFrame", "is_postgres_url", "open_store", "store_for", "version_hash",
+    "Batcher", "CallCheckpoint", "CheckpointError", "Claim", "DaemonSession", "Deadlines",
+    "LedgerEntry", "Migration", "PendingAction", "Recording", "Store", "StoreError",
+    "StoreSchemaError", "SubflowFrame", "is_postgres_url", "open_store", "store_for",
+    "version_hash",
 ]
 
 

@@ -23,9 +23,9 @@ from typing import Any
 import orjson
 
 __all__ = [
-    "CallCheckpoint", "CheckpointError", "Claim", "DaemonSession", "Deadlines", "LedgerEntry", "Migration",
-    "PendingAction", "Recording", "Store", "StoreError", "StoreSchemaError", "SubflowFrame",
-    "version_hash",
+    "CallCheckpoint", "CheckpointError", "Claim", "DaemonSession", "Deadlines", "LedgerEntry",
+    "Migration", "PendingAction", "Recording", "Store", "StoreError", "StoreSchemaError",
+    "SubflowFrame", "version_hash",
 ]
 
 

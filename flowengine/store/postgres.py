@@ -24,8 +24,18 @@ import anyio
 import orjson
 import psycopg
 
-from .base import (CallCheckpoint, Claim, DaemonSession, LedgerEntry, Migration, Store,
-                   StoreError, check_migrations, newer_schema_error, version_hash)
+from .base import (
+    CallCheckpoint,
+    Claim,
+    DaemonSession,
+    LedgerEntry,
+    Migration,
+    Store,
+    StoreError,
+    check_migrations,
+    newer_schema_error,
+    version_hash,
+)
 from .schema import MIGRATIONS, SCHEMA_MIGRATIONS_SQL
 
 __all__ = ["PostgresStore", "redact_url"]
@@ -273,12 +283,11 @@ class PostgresStore(Store):
         async with self._lock:
             conn = await self._connection()
             try:
-                async with conn.transaction():
-                    async with conn.cursor() as cur:
-                        if rows:
-                            await cur.executemany(_UPSERT_CALL, rows)
-                        if drops:
-                            await cur.executemany("DELETE FROM calls WHERE call_id = %s", drops)
+                async with conn.transaction(), conn.cursor() as cur:
+                    if rows:
+                        await cur.executemany(_UPSERT_CALL, rows)
+                    if drops:
+                        await cur.executemany("DELETE FROM calls WHERE call_id = %s", drops)
             except psycopg.Error as exc:
                 raise self._error(exc) from exc
 

@@ -25,8 +25,18 @@ from typing import Any, TypeVar
 import anyio
 import orjson
 
-from .base import (CallCheckpoint, Claim, DaemonSession, LedgerEntry, Migration, Store,
-                   StoreError, check_migrations, newer_schema_error, version_hash)
+from .base import (
+    CallCheckpoint,
+    Claim,
+    DaemonSession,
+    LedgerEntry,
+    Migration,
+    Store,
+    StoreError,
+    check_migrations,
+    newer_schema_error,
+    version_hash,
+)
 from .schema import MIGRATIONS, SCHEMA_MIGRATIONS_SQL
 
 __all__ = ["DB_FILENAME", "SQLiteStore"]
