@@ -78,7 +78,7 @@ async def test_our_server_assembles_fragments_answers_pings_and_closes_cleanly()
 
 async def test_a_refused_upgrade_is_an_error_with_its_status() -> None:
     server = await serve("127.0.0.1", 0, on_open=lambda link: None,
-                         on_request=lambda link, request: link.protocol.reject(403, "no\n"))
+                         on_request=lambda link, request: link.respond(403, "no\n"))
     try:
         with anyio.fail_after(10), pytest.raises(InvalidStatus, match="403"):
             await connect(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}")

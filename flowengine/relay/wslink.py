@@ -52,6 +52,8 @@ _TEXT = Opcode.TEXT
 _BINARY = Opcode.BINARY
 _CONT = Opcode.CONT
 _CLOSE = Opcode.CLOSE
+#: What websockets' frames carry (``bytes`` here: no extension rewrites them).
+_Bytes = bytes | bytearray | memoryview
 
 #: asyncio's write buffer marks: above HIGH, :meth:`WsLink.drain` waits until below LOW.
 WRITE_LIMIT_HIGH = 64 * 1024
@@ -158,7 +160,7 @@ class WsLink(asyncio.Protocol):
         self.write_paused = False
         self._reading_paused = False
         self._messages: deque[str | bytes] = deque()
-        self._fragments: list[bytes] = []
+        self._fragments: list[_Bytes] = []
         self._fragment_opcode: Opcode | None = None
         self._recv_waiter: asyncio.Future[None] | None = None
         self._drain_waiters: list[asyncio.Future[None]] = []
@@ -255,6 +257,12 @@ class WsLink(asyncio.Protocol):
         self._arm_close_timer()
         await asyncio.shield(self.closed)
 
+    def respond(self, status: HTTPStatus | int, text: str) -> Response:
+        """Server side: a plain-text HTTP response for ``on_request`` to return."""
+        protocol = self.protocol
+        assert isinstance(protocol, ServerProtocol), "a client does not answer HTTP"
+        return protocol.reject(status, text)
+
     def abort(self) -> None:
         """Drop the TCP connection at once: no close frame, nothing more written."""
         if self.transport is not None:
@@ -282,7 +290,7 @@ class WsLink(asyncio.Protocol):
         events = protocol.events_received()
         self._send_data()
         for event in events:
-            if type(event) is Frame:
+            if isinstance(event, Frame):
                 self._frame(event)
             else:
                 self._handshake(event)
@@ -297,7 +305,7 @@ class WsLink(asyncio.Protocol):
         events = protocol.events_received()
         self._send_data()
         for event in events:  # an HTTP response read until EOF
-            if type(event) is not Frame:
+            if not isinstance(event, Frame):
                 self._handshake(event)
         # The websocket has its own closing handshake: nothing is written after EOF,
         # so the transport may close (returning True would not work over TLS anyway).
@@ -366,7 +374,9 @@ class WsLink(asyncio.Protocol):
             self._arm_close_timer()
         # PING: the protocol queued the pong itself; PONG: we send no pings.
 
-    def _deliver(self, opcode: Opcode, data: bytes) -> None:
+    def _deliver(self, opcode: Opcode, payload: _Bytes) -> None:
+        # Without extensions the payload is bytes already; the type allows any buffer.
+        data = payload if type(payload) is bytes else bytes(payload)
         message: str | bytes
         if opcode is _TEXT:
             try:

@@ -375,7 +375,7 @@ class Simulator:
             return None  # the upgrade check answers 426 Upgrade Required
         recording = self.core.recording(match[1])
         if recording is None or recording.format != match[2]:
-            return connection.protocol.reject(HTTPStatus.NOT_FOUND, "No such recording\n")
+            return connection.respond(HTTPStatus.NOT_FOUND, "No such recording\n")
         body = recording.data()
         headers = Headers([("Content-Type", recording.content_type),
                            ("Content-Length", str(len(body))),
