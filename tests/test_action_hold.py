@@ -17,7 +17,7 @@ from flowengine.relay import RelayClient
 from flowengine.sim import SimCore, Simulator
 from tests.flowtools import run_flow, write_flow
 from tests.simpeer import Peer, answered_call, events
-from tests.test_harden_relay import PROJECT, TOKEN, config_for, next_call
+from tests.test_relay_client import PROJECT, TOKEN, config_for, next_call
 
 pytestmark = pytest.mark.anyio
 
