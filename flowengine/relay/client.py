@@ -367,12 +367,13 @@ class RelayClient(AsyncContextManagerMixin):
 
     async def _dial_timed_out(self, dial: Dial) -> DialResult:
         legs = tuple(dial.legs)
+        # Before the hang-up ends them: did anything ring?
+        rang = any(leg.state in ("ringing", "answered") or leg.end_reason == "noAnswer"
+                   for leg in legs)
         with anyio.CancelScope(shield=True):
             await self._hang_up_legs(legs)
         logger.info("= dial %s: no answer within its bound; %d leg(s) hung up", dial.tag,
                     len(legs))
-        rang = any(leg.state in ("ringing", "answered") or leg.end_reason == "noAnswer"
-                   for leg in legs)
         return DialResult("no_answer" if rang else "failed", None, "timeout", dial.tag, legs)
 
     async def _hang_up_legs(self, legs: Iterable[Call]) -> None:

@@ -1,0 +1,317 @@
+"""``RelayClient.dial`` against the simulator over a real socket (§4.9, §5.9).
+
+Each callee script gives its outcome; serial and parallel devices; the answered leg works
+like an inbound call; a dial past its bound, a cancelled dial, a dropped link before the
+reply and during the ringing: no leg is ever left up (the simulator's summary says so).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from flowengine.relay import (
+    ConnectionLost,
+    RelayClient,
+    RelayConfig,
+    RelayError,
+    outcome_of,
+    phone_device,
+)
+from flowengine.sim import Simulator
+
+pytestmark = pytest.mark.anyio
+
+PROJECT, TOKEN = "sim-project", "sim-token-dial"
+OURS = "+15559870000"
+A, B, C = "+15550000001", "+15550000002", "+15550000003"
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with Simulator(port=0, project=PROJECT, token=TOKEN, time_scale=0.01) as simulator:
+        yield simulator
+
+
+def client_for(sim: Simulator, **overrides: Any) -> RelayClient:
+    settings: dict[str, Any] = {"request_timeout": 2.0, "reconnect_delay": 0.05,
+                                "reconnect_max_delay": 0.2, **overrides}
+    return RelayClient(RelayConfig(url=sim.url, project=PROJECT, token=TOKEN, **settings))
+
+
+def to(number: str, timeout: float | None = None) -> dict[str, Any]:
+    return phone_device(number, OURS, timeout=timeout)
+
+
+async def no_leg_left(sim: Simulator) -> dict[str, Any]:
+    await sim.wait_all_ended(timeout=10)
+    summary = sim.summary()
+    assert summary["active"] == 0 and summary["leaked"] == 0
+    return summary
+
+
+async def test_an_answered_dial_gives_a_live_call_that_plays_records_and_hangs_up(
+        sim: Simulator) -> None:
+    sim.set_callee(A, "answer:2,speak:2")
+    async with client_for(sim) as client:
+        with anyio.fail_after(10):
+            result = await client.dial([[to(A)]])
+            assert result.outcome == "answered" and result.reason is None
+            call = result.call
+            assert call is not None and call.state == "answered"
+            assert (call.direction, call.to_number, call.from_number, call.tag) == (
+                "outbound", A, OURS, result.tag)
+            assert result.legs == (call,)
+            play = await call.play([{"type": "tts", "params": {"text": "Hello there"}}])
+            assert (await play.wait()).state == "finished"
+            record = await call.record({"terminators": "#"})
+            recorded = await record.wait()
+            assert recorded.state == "finished" and recorded.duration == 2.0
+            await call.hangup()
+            await call.wait_for_ended()
+    sim_leg = sim.core.dials[0].legs[0]
+    assert sim_leg.commands == ["calling.play", "calling.record", "calling.end"]
+    summary = await no_leg_left(sim)
+    assert summary["dialed"] == 1 and summary["by_end_reason"] == {"hangup": 1}
+
+
+@pytest.mark.parametrize(("script", "outcome", "reason"), [
+    ("busy", "busy", "busy"),
+    ("decline", "busy", "decline"),
+    ("noanswer", "no_answer", "noAnswer"),
+    ("fail", "failed", "error"),
+])
+async def test_each_callee_that_does_not_answer_gives_its_outcome(
+        sim: Simulator, script: str, outcome: str, reason: str) -> None:
+    sim.set_callee(A, script)
+    async with client_for(sim) as client:
+        with anyio.fail_after(10):
+            result = await client.dial([[to(A, timeout=5)]])
+    assert (result.outcome, result.reason, result.call) == (outcome, reason, None)
+    assert [(leg.state, leg.end_reason) for leg in result.legs] == [("ended", reason)]
+    summary = await no_leg_left(sim)
+    assert summary["by_end_reason"] == {reason: 1}
+
+
+async def test_a_machine_answers_and_a_detect_on_the_call_hears_it(sim: Simulator) -> None:
+    sim.set_callee(A, "machine:5")
+    sim.set_callee(B, "answer")
+    async with client_for(sim) as client:
+        with anyio.fail_after(10):
+            found = {}
+            for number in (A, B):
+                result = await client.dial([[to(number)]])
+                assert result.outcome == "answered" and result.call is not None
+                detect = await result.call.detect(
+                    {"type": "machine", "params": {"detect_message_end": True}},
+                    wait_for_beep=True)
+                found[number] = (await detect.wait()).state
+                await result.call.hangup()
+    assert found == {A: "READY", B: "HUMAN"}
+    await no_leg_left(sim)
+
+
+async def test_serial_devices_are_tried_in_turn(sim: Simulator) -> None:
+    sim.set_callee(A, "busy")
+    sim.set_callee(B, "noanswer")
+    async with client_for(sim) as client:
+        with anyio.fail_after(10):
+            result = await client.dial([[to(A)], [to(B, timeout=3)], [to(C)]])
+            assert result.outcome == "answered" and result.call is not None
+            assert [(leg.to_number, leg.end_reason) for leg in result.legs] == [
+                (A, "busy"), (B, "noAnswer"), (C, None)]
+            assert result.call.to_number == C
+            await result.call.hangup()
+    await no_leg_left(sim)
+
+
+async def test_parallel_devices_the_first_to_answer_wins_and_the_others_end(
+        sim: Simulator) -> None:
+    sim.set_callee(A, "answer:6")
+    sim.set_callee(B, "answer:2")
+    sim.set_callee(C, "busy")
+    async with client_for(sim) as client:
+        with anyio.fail_after(10):
+            result = await client.dial([[to(A), to(B), to(C)]])
+            assert result.outcome == "answered" and result.call is not None
+            assert result.call.to_number == B
+            losers = {leg.to_number: (leg.state, leg.end_reason) for leg in result.legs
+                      if leg is not result.call}
+            # Already over when dial() returns: nothing but the winner is up.
+            assert losers == {A: ("ended", "cancel"), C: ("ended", "busy")}
+            assert list(client.calls) == [result.call.call_id]
+            await result.call.hangup()
+    summary = await no_leg_left(sim)
+    assert summary["dialed"] == 3
+    assert summary["by_end_reason"] == {"busy": 1, "cancel": 1, "hangup": 1}
+
+
+async def test_every_leg_failing_gives_the_last_reason(sim: Simulator) -> None:
+    sim.set_callee(None, "busy")
+    sim.set_callee(B, "noanswer")
+    async with client_for(sim) as client:
+        with anyio.fail_after(10):
+            result = await client.dial([[to(A)], [to(B, timeout=2)]])
+    assert (result.outcome, result.reason) == ("no_answer", "noAnswer")
+    assert len(result.legs) == 2
+    await no_leg_left(sim)
+
+
+async def test_a_dial_past_its_bound_hangs_up_what_still_rings(sim: Simulator) -> None:
+    sim.set_callee(None, "noanswer")
+    async with client_for(sim) as client:
+        with anyio.fail_after(10):
+            # The device would ring 300 s (3 s here); the dial's own bound is shorter.
+            result = await client.dial([[to(A, timeout=300), to(B, timeout=300)]],
+                                       timeout=0.5)
+    assert (result.outcome, result.reason) == ("no_answer", "timeout")
+    assert {leg.end_reason for leg in result.legs} == {"cancel"}
+    assert sim.core.dials[0].state == "failed"
+    summary = await no_leg_left(sim)
+    assert summary["by_end_reason"] == {"cancel": 2}
+
+
+async def test_a_cancelled_dial_leaves_no_leg_up(sim: Simulator) -> None:
+    sim.set_callee(None, "noanswer")
+    async with client_for(sim) as client:
+        with anyio.fail_after(10):
+            with anyio.move_on_after(0.3):
+                await client.dial([[to(A, timeout=300)]])
+            with anyio.fail_after(5):
+                while sim.core.active_calls:
+                    await anyio.sleep(0.01)
+    assert sim.core.dials[0].legs[0].end_reason == "cancel"
+    await no_leg_left(sim)
+
+
+async def test_bad_devices_are_a_relay_error(sim: Simulator) -> None:
+    async with client_for(sim) as client:
+        with pytest.raises(RelayError) as info:
+            await client.dial([[{"type": "phone", "params": {"to_number": "nope",
+                                                             "from_number": OURS}}]])
+    assert info.value.code == 400 and "to_number" in info.value.message
+    assert sim.summary().get("dialed") is None
+
+
+async def test_a_link_drop_while_ringing_loses_no_leg(sim: Simulator) -> None:
+    sim.set_callee(A, "answer:20")
+    async with client_for(sim) as client:
+        with anyio.fail_after(15):
+            async with anyio.create_task_group() as tg:
+                results = []
+
+                async def place() -> None:
+                    results.append(await client.dial([[to(A)]]))
+
+                tg.start_soon(place)
+                while not (sim.core.dials and sim.core.dials[0].legs
+                           and sim.core.dials[0].legs[0].state == "ringing"):
+                    await anyio.sleep(0.005)
+                await sim.drop_connections()
+            result = results[0]
+            assert client.reconnects >= 1
+            assert result.outcome == "answered" and result.call is not None
+            await result.call.hangup()
+    summary = await no_leg_left(sim)
+    assert summary["dialed"] == 1 and summary["by_end_reason"] == {"hangup": 1}
+
+
+async def test_a_dial_whose_reply_is_lost_is_not_sent_twice_and_still_resolves(
+        sim: Simulator) -> None:
+    sim.set_callee(A, "answer:1")
+    sim.core.lose_next_reply("calling.dial")
+    async with client_for(sim) as client:
+        with anyio.fail_after(15):
+            result = await client.dial([[to(A)]])
+            assert result.outcome == "answered" and result.call is not None
+            await result.call.hangup()
+    assert client.reconnects == 1  # the reply went down with the socket
+    assert len(sim.core.dials) == 1  # RELAY dialled once: the request was not sent again
+    await no_leg_left(sim)
+
+
+async def test_a_dial_lost_with_the_link_before_relay_acted_raises(sim: Simulator) -> None:
+    # The request never reaches the dial code: the socket goes with it.
+    sim.delay_replies(0.3, "calling.dial")
+    async with client_for(sim, request_timeout=1.0) as client:
+        with anyio.fail_after(15):
+            async with anyio.create_task_group() as tg:
+                errors: list[BaseException] = []
+
+                async def place() -> None:
+                    try:
+                        await client.dial([[to(A)]])
+                    except ConnectionLost as exc:
+                        errors.append(exc)
+
+                tg.start_soon(place)
+                await anyio.sleep(0.05)
+                await sim.drop_connections()
+    assert len(errors) == 1 and "not sent again" in str(errors[0])
+    assert list(sim.core.dials) == []
+    await no_leg_left(sim)
+
+
+async def test_closing_the_client_ends_a_dial_in_progress(sim: Simulator) -> None:
+    sim.set_callee(None, "noanswer")
+    results = []
+    # The dial runs in a task outside the client.
+    with anyio.fail_after(10), anyio.CancelScope() as outer:
+        async with anyio.create_task_group() as tg, client_for(sim) as client:
+
+            async def place() -> None:
+                results.append(await client.dial([[to(A, timeout=300)]]))
+
+            tg.start_soon(place)
+            while not client.calls:
+                await anyio.sleep(0.005)
+    assert not outer.cancelled_caught
+            # The client closed under the dial: it ends at once, nothing waits forever.
+    assert results[0].outcome == "failed" and results[0].reason == "client_closed"
+    assert results[0].legs[0].end_reason == "client_closed"
+
+
+def test_outcomes_of_relay_reasons() -> None:
+    assert [outcome_of(r) for r in ("busy", "decline", "noAnswer", "error", None, "odd")] == [
+        "busy", "busy", "no_answer", "failed", "failed", "failed"]
+
+
+async def test_the_simulator_command_takes_callee_scripts_by_number() -> None:
+    from tests.test_sim_cli import COMMAND, first_line, the_rest, wait
+
+    async with await anyio.open_process(
+            [*COMMAND, "--time-scale", "0.01", "--callee", "busy",
+             "--callee", f"{B}=answer:1,hangup:2"], stderr=subprocess.DEVNULL) as process:
+        assert process.stdout is not None
+        stdout = BufferedByteReceiveStream(process.stdout)
+        url = (await first_line(stdout)).strip()
+        config = RelayConfig(url=url, project="any", token="any", request_timeout=5.0)
+        async with RelayClient(config) as client:
+            with anyio.fail_after(15):
+                busy = await client.dial([[to(A)]])
+                answered = await client.dial([[to(B)]])
+                assert answered.call is not None
+                await answered.call.wait_for_ended()  # the callee's hangup:2
+        process.send_signal(signal.SIGTERM)
+        assert await wait(process) == 0
+        lines = await the_rest(stdout)
+    assert (busy.outcome, answered.outcome) == ("busy", "answered")
+    assert answered.call.end_reason == "hangup"
+    summary = json.loads(lines[-1])
+    assert summary["dialed"] == 2 and summary["leaked"] == 0
+    assert summary["by_end_reason"] == {"busy": 1, "hangup": 1}
+
+
+def test_a_bad_callee_script_is_refused_with_the_grammar() -> None:
+    from tests.test_sim_cli import COMMAND
+
+    done = subprocess.run([*COMMAND, "--callee", f"{A}=ring:3"], capture_output=True,
+                          text=True, timeout=20, check=False)
+    assert done.returncode == 2 and "ring:3" in done.stderr and "grammar" in done.stderr
