@@ -315,3 +315,65 @@ def test_a_bad_callee_script_is_refused_with_the_grammar() -> None:
     done = subprocess.run([*COMMAND, "--callee", f"{A}=ring:3"], capture_output=True,
                           text=True, timeout=20, check=False)
     assert done.returncode == 2 and "ring:3" in done.stderr and "grammar" in done.stderr
+
+
+class ScriptedRelay(RelayClient):
+    """A client whose ``calling.dial`` is answered by hand-made events, for orders of events
+    the simulator does not produce (the real service may): they arrive before the reply,
+    through the same routing as the reader's."""
+
+    def __init__(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        super().__init__(RelayConfig(url="ws://127.0.0.1:9", project="p", token="t"))
+        self.script = events
+        self.sent: list[str] = []
+
+    async def execute(self, method: str, params: Any) -> dict[str, Any]:  # type: ignore[override]
+        from flowengine.relay.events import CallEvent, OtherEvent
+
+        self.sent.append(method)
+        if method == "calling.dial":
+            for event_type, inner in self.script:
+                inner = {**inner, "tag": params["tag"]}
+                if "call_id" in inner:
+                    self._on_event(CallEvent(event_type=event_type, call_id=inner["call_id"],
+                                             control_id=None, params=inner))
+                else:
+                    self._on_event(OtherEvent(event_type=event_type, params=inner))
+        return {"code": "200", "message": "OK"}
+
+
+def leg_state(call_id: str, state: str, **extra: Any) -> tuple[str, dict[str, Any]]:
+    return ("calling.call.state", {"call_id": call_id, "node_id": "n", "call_state": state,
+                                   "device": to(A), **extra})
+
+
+async def test_a_winner_named_only_by_the_dial_event_is_a_live_call() -> None:
+    relay = ScriptedRelay([("calling.call.dial", {"dial_state": "answered", "call": {
+        "call_id": "w1", "node_id": "n9", "device": to(A), "dial_winner": True}})])
+    result = await relay.dial([[to(A)]])
+    assert result.outcome == "answered" and result.call is not None
+    assert (result.call.call_id, result.call.node_id, result.call.state,
+            result.call.to_number, result.call.direction) == ("w1", "n9", "answered", A,
+                                                              "outbound")
+    assert relay.calls["w1"] is result.call  # its later events are routed to it
+
+
+async def test_a_dial_answered_before_its_legs_answered_state_is_answered() -> None:
+    relay = ScriptedRelay([leg_state("l1", "ringing"), leg_state("l2", "ringing"),
+                           ("calling.call.dial", {"dial_state": "answered",
+                                                  "call": {"call_id": "l2"}})])
+    result = await relay.dial([[to(A), to(B)]])
+    assert result.call is not None and result.call.call_id == "l2"
+    assert result.call.state == "answered"
+    # The loser RELAY had not ended yet is hung up: only the winner is left up.
+    assert relay.sent == ["calling.dial", "calling.end"]
+
+
+async def test_a_failed_dial_without_a_reason_takes_the_last_legs() -> None:
+    relay = ScriptedRelay([leg_state("l1", "ended", end_reason="busy"),
+                           leg_state("l2", "ended", end_reason="noAnswer"),
+                           ("calling.call.dial", {"dial_state": "failed"})])
+    result = await relay.dial([[to(A)], [to(B)]])
+    assert (result.outcome, result.reason) == ("no_answer", "noAnswer")
+    assert [leg.call_id for leg in result.legs] == ["l1", "l2"]
+    assert relay.sent == ["calling.dial"]  # nothing left to hang up

@@ -356,6 +356,9 @@ class RelayClient(AsyncContextManagerMixin):
                 call = Call(self, info)
                 self._calls[call.call_id] = call
                 legs += (call,)
+            elif call.state in ("created", "ringing"):
+                # RELAY says it answered; its own answered state may still be on the way.
+                call.state = "answered"
             # RELAY ends the losers itself; one it has not ended yet is hung up here, so
             # that nothing but the winner stays up.
             await self._hang_up_legs([leg for leg in legs if leg is not call])
