@@ -99,8 +99,14 @@ def _noop() -> None:
 
 
 def _dumps(frame: dict[str, Any]) -> str:
-    """Compact JSON text of a frame (orjson: several times faster than json here)."""
-    return orjson.dumps(frame).decode()
+    """Compact JSON text of a frame (orjson: several times faster than json here).
+
+    What orjson refuses goes to json: a client's request id, echoed in the reply, may hold
+    a lone surrogate (``"\\ud800"``) or an integer beyond 64 bits, which json writes."""
+    try:
+        return orjson.dumps(frame).decode()
+    except TypeError:
+        return json.dumps(frame, separators=(",", ":"))
 
 
 def _loads(data: str | bytes) -> Any:
@@ -380,7 +386,7 @@ class SimCore:
             return
         try:
             msg = _loads(data)
-        except ValueError:  # includes UnicodeDecodeError
+        except (ValueError, RecursionError):  # UnicodeDecodeError; nesting json cannot take
             self._send_error(conn, None, PARSE_ERROR, "Parse error")
             return
         if not isinstance(msg, dict):

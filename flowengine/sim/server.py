@@ -36,14 +36,72 @@ MAX_FRAME_BYTES = 10 * 1024 * 1024
 _RECORDING_PATH = re.compile(r"/recordings/([0-9a-f]{32})\.(wav|mp3)")
 
 
+#: Seconds a client has for its websocket handshake (RELAY clients need milliseconds).
+HANDSHAKE_DEADLINE = 5.0
+#: Sockets at once still in their handshake; one more closes the oldest. A flood of idle
+#: connections (slowloris) so holds only this many descriptors.
+MAX_HANDSHAKES = 64
+#: At most one warning of each kind per this many seconds.
+WARN_INTERVAL = 10.0
+_ACCEPT_EXHAUSTED = "socket.accept() out of system resource"
+
+
+class _Handshakes:
+    """The sockets not yet past their websocket handshake, oldest first, and the shedding
+    of them: a flood of connections, or accept() failing for want of descriptors, closes
+    the oldest instead of taking the listener (or, embedded, the daemon) down."""
+
+    def __init__(self, limit: int = MAX_HANDSHAKES) -> None:
+        self.limit = limit
+        self.pending: dict[ServerConnection, None] = {}
+        self._warned = -float("inf")
+        self._count = 0
+
+    def made(self, ws: ServerConnection) -> None:
+        self.pending[ws] = None
+        if len(self.pending) > self.limit:
+            self.warn(f"more than {self.limit} connections in their handshake")
+            self.shed_oldest()
+
+    def done(self, ws: ServerConnection) -> None:
+        self.pending.pop(ws, None)
+
+    def shed_oldest(self) -> bool:
+        """Abort the oldest socket still in its handshake; False if there is none."""
+        for ws in self.pending:
+            del self.pending[ws]
+            if ws.transport is not None:
+                ws.transport.abort()
+            return True
+        return False
+
+    def warn(self, what: str) -> None:
+        self._count += 1
+        now = time.monotonic()
+        if now - self._warned >= WARN_INTERVAL:
+            logger.warning("simulator listener: %s: closing the oldest idle connections "
+                           "(%d time(s) since the last such warning)", what, self._count)
+            self._warned, self._count = now, 0
+
+
 class _CoalescingServerConnection(ServerConnection):
     """A client socket whose frames of one loop turn leave in one send() (the RELAY client
     does the same, see flowengine.relay.connection.CoalescingTransport)."""
+
+    #: The simulator's handshake bookkeeping (set on the class made per simulator).
+    handshakes: _Handshakes | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         wrapped = CoalescingTransport(cast(asyncio.Transport, transport),
                                       asyncio.get_running_loop())
         super().connection_made(cast(asyncio.Transport, wrapped))
+        if self.handshakes is not None:
+            self.handshakes.made(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.handshakes is not None:
+            self.handshakes.done(self)
+        super().connection_lost(exc)
 
 
 class _Flag:
@@ -126,6 +184,8 @@ class Simulator:
         self._stack: AsyncExitStack | None = None
         self._timer_flag: _Flag | None = None
         self._idle_waiters: list[anyio.Event] = []
+        self._handshakes = _Handshakes()
+        self._previous_handler: Any = None
 
     def __repr__(self) -> str:
         where = self.url if self._server is not None else "not started"
@@ -162,11 +222,15 @@ class Simulator:
             self.core.on_idle = self._wake_idle_waiters
             # §1: no compression, no websocket-level pings (RELAY pings
             # in JSON-RPC), the SDK's 10 MiB frame limit.
+            connection_class = type("SimServerConnection", (_CoalescingServerConnection,),
+                                    {"handshakes": self._handshakes})
             self._server = await serve(
                 self._handle, self.host, self.port, compression=None, max_size=MAX_FRAME_BYTES,
                 ping_interval=None, close_timeout=2, process_request=self._process_request,
-                create_connection=_CoalescingServerConnection)
+                open_timeout=HANDSHAKE_DEADLINE, create_connection=connection_class)
             self.port = self._server.sockets[0].getsockname()[1]
+            self._watch_accept_errors()
+            stack.callback(self._unwatch_accept_errors)
             self.core.http_url = self.http_url
             stack.push_async_callback(self._close_server)
             tg.start_soon(self._scheduler, name="sim scheduler")
@@ -197,6 +261,33 @@ class Simulator:
             # The body's own exception is not the task group's business: passing it in
             # would come back wrapped in an ExceptionGroup. It propagates unchanged.
             await stack.__aexit__(None, None, None)
+
+    def _watch_accept_errors(self) -> None:
+        """asyncio's accept loop already survives EMFILE/ENFILE/ENOBUFS/ENOMEM (it pauses
+        for a second), but reports each through the loop's exception handler: an ERROR
+        with a traceback every second. For this listener: a rate-limited warning, and the
+        oldest idle connection closed so the retry finds a descriptor."""
+        loop = asyncio.get_running_loop()
+        self._previous_handler = loop.get_exception_handler()
+        loop.set_exception_handler(self._on_loop_error)
+
+    def _unwatch_accept_errors(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.get_exception_handler() == self._on_loop_error:
+            loop.set_exception_handler(self._previous_handler)
+
+    def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        sock = context.get("socket")
+        ours = self._server is not None and sock is not None and any(
+            sock.fileno() == s.fileno() for s in self._server.sockets)
+        if ours and context.get("message") == _ACCEPT_EXHAUSTED:
+            exc = context.get("exception")
+            self._handshakes.warn(f"accept() failed ({exc}); retrying in a second")
+            self._handshakes.shed_oldest()
+        elif self._previous_handler is not None:
+            self._previous_handler(loop, context)
+        else:
+            loop.default_exception_handler(context)
 
     async def _close_server(self) -> None:
         server = self._server
@@ -232,6 +323,7 @@ class Simulator:
 
     async def _handle(self, ws: ServerConnection) -> None:
         """One client socket: a reader here, a writer beside it."""
+        self._handshakes.done(ws)
         conn = self.core.connection_made(peer=str(ws.remote_address))
         link = _Link(ws, conn)
         conn.wake = link.flag.set
