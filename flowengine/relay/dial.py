@@ -132,9 +132,9 @@ class Dial:
             return
         if dial_state == "answered":
             call = params.get("call")
-            call_id = call.get("call_id") if isinstance(call, Mapping) else None
-            if isinstance(call_id, str) and call_id:
-                self.winner_id, self.winner = call_id, dict(call)  # type: ignore[arg-type]
+            if isinstance(call, Mapping) and isinstance(call.get("call_id"), str) \
+                    and call["call_id"]:
+                self.winner_id, self.winner = call["call_id"], dict(call)
                 self._finish("answered", None)
         elif dial_state == "failed":
             reason = params.get("reason")

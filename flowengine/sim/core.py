@@ -84,8 +84,7 @@ _CONTROLS: dict[str, tuple[tuple[str, ...], str]] = {
 #: Every method the simulator answers (anything else gets -32601).
 METHODS = frozenset({"signalwire.connect", "signalwire.ping", "signalwire.receive",
                      "signalwire.unreceive", "calling.pass", "calling.dial", "messaging.send",
-                     *_CALL_VERBS,
-                     *_CONTROLS})
+                     *_CALL_VERBS, *_CONTROLS})
 #: messaging.state progress of a delivered message: (state, simulated seconds after the
 #: reply); an undelivered or failed one ends after "sent" / "queued" instead (§5.8).
 MESSAGE_STEPS = (("queued", 0.1), ("initiated", 0.2), ("sent", 0.5), ("delivered", 1.0))
