@@ -58,3 +58,25 @@ async def test_the_sdk_dialling_a_busy_callee_gets_dial_failed(
             await sim.wait_all_ended(timeout=5)
         assert sim.core.dials[0].legs[0].end_reason == "busy"
         assert sim.summary()["by_end_reason"] == {"busy": 1}
+
+
+async def test_the_sdk_dialling_parallel_devices_gets_the_first_to_answer(
+        sdk_client: Callable[..., RelayClient]) -> None:  # noqa: F811
+    other = "+15550002222"
+    async with Simulator(time_scale=TIME_SCALE) as sim:
+        sim.set_callee(CALLEE, "answer:6")
+        sim.set_callee(other, "answer:2")
+        devices = [[DEVICES[0][0], {"type": "phone", "params": {"to_number": other,
+                                                                 "from_number": OURS}}]]
+        client = sdk_client(sim, [])
+        async with client:
+            with anyio.fail_after(10):
+                call = await client.dial(devices, dial_timeout=10)
+                assert call.state == "answered"
+                await call.hangup()
+                await sim.wait_all_ended(timeout=5)
+        dial = sim.core.dials[0]
+        assert dial.winner is not None and dial.winner.call_id == call.call_id
+        assert dial.winner.to_number == other
+        assert sorted(leg.end_reason or "" for leg in dial.legs) == ["cancel", "hangup"]
+        assert sim.summary()["leaked"] == 0
