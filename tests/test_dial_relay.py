@@ -118,6 +118,43 @@ async def test_a_machine_answers_and_a_detect_on_the_call_hears_it(sim: Simulato
     await no_leg_left(sim)
 
 
+async def test_a_dial_asked_to_detect_machines_says_machine_or_answered(
+        sim: Simulator) -> None:
+    sim.set_callee(A, "machine:5")
+    sim.set_callee(B, "answer")
+    async with client_for(sim) as client:
+        with anyio.fail_after(10):
+            machine = await client.dial([[to(A)]],
+                                        detect_machine={"detect_message_end": True})
+            human = await client.dial([[to(B)]], detect_machine={})
+            for result in (machine, human):
+                assert result.call is not None and result.call.state == "answered"
+                await result.call.hangup()
+    assert (machine.outcome, machine.detected) == ("machine", "READY")  # after the greeting
+    assert (human.outcome, human.detected) == ("answered", "HUMAN")
+    legs = [dial.legs[0] for dial in sim.core.dials]
+    # Each detector is stopped once it has its answer (RELAY's would go on listening).
+    assert [leg.commands for leg in legs] == [
+        ["calling.detect", "calling.detect.stop", "calling.end"]] * 2
+    await no_leg_left(sim)
+
+
+async def test_the_machine_detection_counts_against_the_dial_bound(sim: Simulator) -> None:
+    sim.set_callee(A, "answer:1,machine:500")
+    async with client_for(sim) as client:
+        with anyio.fail_after(10):
+            result = await client.dial([[to(A)]], timeout=1.0,
+                                       detect_machine={"detect_message_end": True})
+            # Answered in time; the greeting outlasts the bound: no verdict, the call is up
+            # and its detector stopped.
+            assert (result.outcome, result.detected) == ("answered", None)
+            assert result.call is not None and result.call.state == "answered"
+            await result.call.hangup()
+    assert sim.core.dials[0].legs[0].commands == [
+        "calling.detect", "calling.detect.stop", "calling.end"]
+    await no_leg_left(sim)
+
+
 async def test_serial_devices_are_tried_in_turn(sim: Simulator) -> None:
     sim.set_callee(A, "busy")
     sim.set_callee(B, "noanswer")

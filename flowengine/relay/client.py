@@ -25,7 +25,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectStreamSt
 from .call import CLIENT_CLOSED, SESSION_LOST, Call
 from .config import RelayConfig
 from .connection import Deadlines, RelayConnection, backoff, open_connection
-from .dial import DIAL_TIMEOUT, Dial, DialResult, outcome_of
+from .dial import DIAL_TIMEOUT, MACHINE_EVENTS, Dial, DialResult, outcome_of
 from .errors import ConnectionLost, RelayError, RequestTimeout
 from .events import (
     AuthorizationState,
@@ -269,8 +269,8 @@ class RelayClient(AsyncContextManagerMixin):
             del self._messages[message_id]
 
     async def dial(self, devices: list[list[dict[str, Any]]], *, tag: str | None = None,
-                   max_duration: int | None = None, timeout: float | None = None
-                   ) -> DialResult:
+                   max_duration: int | None = None, timeout: float | None = None,
+                   detect_machine: Mapping[str, Any] | None = None) -> DialResult:
         """Place an outbound call (``calling.dial``, §5.9) and wait for its outcome.
 
         Args:
@@ -284,11 +284,17 @@ class RelayClient(AsyncContextManagerMixin):
             timeout: seconds to wait for the outcome (:data:`DIAL_TIMEOUT` by default).
                 Past it every leg still up is hung up and the outcome is ``no_answer``
                 (``failed`` if nothing rang), with ``reason`` ``timeout``.
+            detect_machine: run a machine detector (``calling.detect``, §5.7) on the
+                answered call before returning, with these params (``{}``: RELAY's
+                defaults; ``detect_message_end: True`` waits for the greeting's end,
+                ``READY``). A machine makes the outcome ``machine``; ``detected`` says
+                what was heard. The detection counts against ``timeout`` too (on a
+                timeout the call stays up, ``detected`` is ``None``).
 
         Returns:
-            a :class:`DialResult`: ``answered`` with the answered leg as a live
-            :class:`Call`, or ``busy`` / ``no_answer`` / ``failed`` with RELAY's reason.
-            No leg is left up but the answered one.
+            a :class:`DialResult`: ``answered`` (or ``machine``) with the answered leg as a
+            live :class:`Call`, or ``busy`` / ``no_answer`` / ``failed`` with RELAY's
+            reason. No leg is left up but the answered one.
 
         Raises:
             RelayError: RELAY refused the dial (bad devices: 400), did not answer in time
@@ -316,7 +322,11 @@ class RelayClient(AsyncContextManagerMixin):
                 await dial.wait()
             if scope.cancelled_caught:
                 return await self._dial_timed_out(dial)
-            return await self._dial_result(dial)
+            result = await self._dial_result(dial)
+            if detect_machine is not None and result.call is not None:
+                with anyio.move_on_after(max(0.0, scope.deadline - anyio.current_time())):
+                    result = await self._detect_machine(result, detect_machine)
+            return result
         except BaseException:
             # Cancelled, or the request failed: whatever was placed must not stay up.
             with anyio.CancelScope(shield=True):
@@ -367,6 +377,29 @@ class RelayClient(AsyncContextManagerMixin):
         reason = dial.reason
         return DialResult(outcome_of(reason) if dial.state == "failed" else "failed", None,
                           reason, dial.tag, legs)
+
+    async def _detect_machine(self, result: DialResult, params: Mapping[str, Any]
+                              ) -> DialResult:
+        """Run a machine detector on the answered call: ``machine`` when it hears one."""
+        call = result.call
+        assert call is not None
+        action = await call.detect({"type": "machine", "params": dict(params)},
+                                   wait_for_beep=params.get("detect_message_end") is True)
+        try:
+            detected = (await action.wait()).state
+        finally:
+            if not action.done and not call.ended:
+                # Cut short (the bound, a cancel): the detector must not go on listening.
+                with anyio.CancelScope(shield=True), anyio.move_on_after(
+                        self.config.request_timeout):
+                    await action.stop()
+        if detected not in ("finished", "error", "hangup") and not call.ended:
+            try:  # it has its answer; RELAY's detector would go on listening
+                await call.execute("detect.stop", {"control_id": action.control_id})
+            except RelayError:
+                pass  # it finished meanwhile
+        outcome = "machine" if detected in MACHINE_EVENTS else "answered"
+        return DialResult(outcome, call, None, result.tag, result.legs, detected)
 
     async def _dial_timed_out(self, dial: Dial) -> DialResult:
         legs = tuple(dial.legs)

@@ -19,13 +19,16 @@ import anyio
 if TYPE_CHECKING:
     from .call import Call
 
-__all__ = ["DIAL_TIMEOUT", "OUTCOMES", "Dial", "DialResult", "outcome_of", "phone_device"]
+__all__ = ["DIAL_TIMEOUT", "MACHINE_EVENTS", "OUTCOMES", "Dial", "DialResult", "outcome_of",
+           "phone_device"]
 
 #: Seconds :meth:`RelayClient.dial` waits for an answer when not told (the SDK's default).
 DIAL_TIMEOUT = 120.0
-#: What a dial can come to. ``machine`` is not one of them: whether a machine answered is
-#: for a detector on the answered call to say (``call.detect``, §5.7).
-OUTCOMES = ("answered", "busy", "no_answer", "failed")
+#: What a dial can come to. ``machine`` only when the dial was asked to detect one
+#: (``detect_machine``): an answering machine took the call, which is live.
+OUTCOMES = ("answered", "machine", "busy", "no_answer", "failed")
+#: What a machine detector ends with that means "a machine" (READY: its greeting ended).
+MACHINE_EVENTS = frozenset({"MACHINE", "READY"})
 #: §4.2 end reasons (and a failed dial's ``reason``) → the outcome they mean.
 _OUTCOME_OF_REASON = {"busy": "busy", "decline": "busy", "noAnswer": "no_answer"}
 
@@ -51,15 +54,20 @@ class DialResult:
     """How a dial ended.
 
     Attributes:
-        outcome: ``answered``, ``busy``, ``no_answer`` or ``failed`` (:data:`OUTCOMES`).
+        outcome: ``answered``, ``machine`` (answered by a machine, with ``detect_machine``),
+            ``busy``, ``no_answer`` or ``failed`` (:data:`OUTCOMES`).
         call: the answered leg, a live :class:`Call` (play, record, detect, hangup…), when
-            ``outcome`` is ``answered``; else ``None``.
+            ``outcome`` is ``answered`` or ``machine``; else ``None``.
         reason: what RELAY said: the failed dial's ``reason`` or the last leg's
             ``end_reason`` (``busy``, ``noAnswer``, ``decline``, ``error``…); ``timeout``
             when no answer came within the dial's bound, ``session_lost`` or
             ``client_closed`` when the session went first; ``None`` when answered.
         tag: the dial's tag.
         legs: every leg RELAY placed for it, in order (the winner included).
+        detected: with ``detect_machine``, what the machine detector ended with on the
+            answered call: ``HUMAN``, ``MACHINE``, ``READY`` (a machine's greeting ended:
+            leave the message now), ``UNKNOWN``, ``finished`` (nothing told in time),
+            ``error``, ``hangup``; else ``None``.
     """
 
     outcome: str
@@ -67,6 +75,7 @@ class DialResult:
     reason: str | None
     tag: str
     legs: tuple[Call, ...] = field(default=())
+    detected: str | None = None
 
 
 class Dial:
