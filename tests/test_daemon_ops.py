@@ -271,9 +271,11 @@ async def test_metrics_and_health_endpoints(tmp_path: Path, log_tap: LogTap) -> 
         health = json.loads(body)
         assert status == 200 and health["flows"]["desk"]["version"] == version.version
         error = health["flows"]["desk"]["last_reload_error"]
-        assert error["errors"] == [str(d) for d in compile_flow(bad.encode(), str(path)).diagnostics
-                                   if d.is_error]
-        assert error["errors"][0].startswith(f"{path}:")
+        wrong = [d for d in compile_flow(bad.encode(), str(path)).diagnostics if d.is_error]
+        # Where, not what: the messages quote the file, and /healthz has no auth.
+        assert error["locations"] == [d.location for d in wrong]
+        assert error["error_count"] == len(wrong) and "errors" not in error
+        assert error["locations"][0].startswith(f"{path}:")
         found = samples((await http_get(port, "/metrics"))[2])
         assert found[("flowengine_reloads_total", (("result", "failed"),))] == 1
 

@@ -206,8 +206,6 @@ def test_a_mutant_that_checks_clean_runs_and_its_call_ends(tmp_dir: Path,
     assert run.report.status in ("completed", "failed")
 
 
-@pytest.mark.xfail(strict=True, reason="flow/loader.py: a NUL character's diagnostic has no "
-                   "line:col (PyYAML's reader error carries the position; it is dropped)")
 def test_a_nul_character_is_reported_with_its_position(tmp_dir: Path) -> None:
     data = SHIPPED["voicemail.yaml"].replace("mailbox: sales", "mailbox: sa\x00les").encode()
     [diagnostic] = [d for d in check_file(tmp_dir, data) if d.is_error]
@@ -215,8 +213,6 @@ def test_a_nul_character_is_reported_with_its_position(tmp_dir: Path) -> None:
     assert diagnostic.line == line and diagnostic.col == len("  mailbox: sa") + 1
 
 
-@pytest.mark.xfail(strict=True, reason="flow/compiler.py: compile_flow(str) encodes the text "
-                   "as UTF-8 and raises UnicodeEncodeError on a lone surrogate")
 def test_compile_flow_given_text_with_a_lone_surrogate_gives_a_diagnostic() -> None:
     source = SHIPPED["voicemail.yaml"].replace("mailbox: sales", "mailbox: \ud800")
     result = compile_flow(source, "fuzz.yaml")

@@ -9,6 +9,14 @@ The rules (docs/daemon.md, "Hot reload", says the same for users):
 - A change is acted on once two looks, ``settle`` apart, agree (same bytes, or still gone):
   a file caught in the middle of an in-place write, or between an editor's rename and its
   write, is not taken for an edit.
+- A file that is gone, or empty (0 bytes), is acted on only once it stayed so for
+  ``grace`` (20 ``settle`` intervals, at most 2 s; 2 s by default): an editor that deletes and
+  re-creates, or truncates then writes, is not taken for a deletion or an empty flow. Once
+  the grace is over a deleted file's flow is removed; an empty file is rejected like any
+  invalid edit (the version already serving stays).
+- Listing, reading and compiling run in a worker thread, never on the event loop; a file
+  is read only if it is a regular file within the size limit (a FIFO, a device or a 2 GiB
+  file is refused without being read), and each compile has a time budget.
 - Every changed file goes through the whole strict pipeline (``compile_flow``: YAML,
   schema, semantic checks, templates) and gets its machine built (``FlowRuntime``) before
   anything is swapped. An invalid edit is logged with its ``file:line:col`` errors, counted,
@@ -30,12 +38,15 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TypeVar
 
 import anyio
-import anyio.lowlevel
+import anyio.to_thread
 
 from flowengine.engine import FlowRuntime
 from flowengine.flow import Diagnostic, FlowVersion, compile_flow, flow_files
+from flowengine.flow.compiler import COMPILE_BUDGET
+from flowengine.flow.loader import UnreadableFile, read_flow_file
 
 from .routing import FlowEntry, Registry, TieWarnings
 
@@ -46,6 +57,8 @@ logger = logging.getLogger("flowengine.daemon.reload")
 #: How many looks a rescan takes at files that keep changing under it.
 _SETTLE_ROUNDS = 20
 
+_T = TypeVar("_T")
+
 
 @dataclass(frozen=True, slots=True)
 class RejectedEdit:
@@ -55,8 +68,11 @@ class RejectedEdit:
     at: float
     #: sha256 of the rejected bytes.
     sha256: str
-    #: The errors, ``file:line:col: error: message``, as ``flowengine check`` prints them.
+    #: The errors, ``file:line:col: error: message``, as ``flowengine check`` prints them
+    #: (for the log; ``/healthz`` shows only ``locations``).
     errors: tuple[str, ...]
+    #: Where each error is, ``file:line:col`` (or ``file``), without its message.
+    locations: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -123,13 +139,28 @@ class FlowLoader:
     Args:
         paths: directories and files, as given to ``flowengine serve``.
         settle: seconds a changed file must hold still before it is compiled (0: no check).
+        grace: seconds a file must stay gone (or empty) before its flow is removed (or the
+            empty file rejected); default 20 ``settle`` intervals, at most 2 s.
+        budget: seconds one compile may take (a flow and its subflows); a flow over it is
+            rejected and the version serving stays.
         calls_on: how many calls in flight run a version (only for the log lines).
     """
 
     def __init__(self, paths: Iterable[str], *, settle: float = 0.1,
+                 grace: float | None = None, budget: float = COMPILE_BUDGET,
                  calls_on: Callable[[FlowVersion], int] | None = None) -> None:
         self.paths = tuple(os.fspath(p) for p in paths)
         self.settle = settle
+        self.budget = budget
+        self.grace = min(20 * settle, 2.0) if grace is None else grace
+        # path → time.monotonic() when it was first seen gone or empty (until it is not).
+        self._pending_since: dict[str, float] = {}
+        # sha256 of subflow files as read by the worker thread in this rescan, so that the
+        # event loop does not read them again when it applies the result.
+        self._subflow_hashes: dict[str, str] = {}
+        # One worker thread at a time reads and compiles: a big flow costs one core, never
+        # the event loop's.
+        self._worker = anyio.CapacityLimiter(1)
         self._calls_on = calls_on or (lambda _flow: 0)
         #: The registry being served: the one reference a reload swaps.
         self.registry = Registry()
@@ -157,30 +188,72 @@ class FlowLoader:
         A change is acted on once it was seen twice, ``settle`` seconds apart, with the
         same bytes (or the file still gone): a file caught in the middle of a write, or an
         editor's save caught between its rename and its write, is not taken for an edit.
-        Never raises for a problem in a flow file; the report says what happened.
+        A file gone or empty must stay so for ``grace``. Everything but the swap runs in a
+        worker thread. Never raises for a problem in a flow file; the report says what
+        happened.
         """
         seen: tuple[object, ...] | None = None
-        for _ in range(_SETTLE_ROUNDS):
-            files, problems = flow_files(self.paths)
-            changes, gone = self._diff(files)
-            if not changes and not gone:
+        rounds = 0
+        # However a file keeps changing, a rescan ends: the grace plus the settle rounds.
+        give_up = time.monotonic() + self.grace + _SETTLE_ROUNDS * self.settle
+        while True:
+            problems, changes, gone, pending = await self._in_thread(self._look)
+            if not changes and not gone and not pending:
                 self._log_path_problems(problems)
                 logger.debug("rescan (%s): nothing changed", reason)
                 return ReloadReport(reason, self.registry)
-            key = (tuple((c.path, c.sha256) for c in changes), tuple(gone))
-            if self.settle <= 0 or key == seen:
+            now = time.monotonic()
+            waiting = max((self._pending_since[p] + self.grace - now for p in pending),
+                          default=0.0)
+            key = (tuple((c.path, c.sha256) for c in changes), tuple(gone), tuple(pending))
+            rounds += 1
+            if (waiting <= 0 and (self.settle <= 0 or key == seen or rounds > _SETTLE_ROUNDS)
+                    or now > give_up):
+                # Still changing after all those rounds: take what is there now. An
+                # incomplete file fails to compile, and the next rescan looks again.
                 break
             seen = key
-            await anyio.sleep(self.settle)
-        # Still changing after all those rounds: take what is there now. An incomplete file
-        # fails to compile, and the next rescan looks again.
+            await anyio.sleep(min(waiting, self.settle) if waiting > 0 and self.settle > 0
+                              else max(waiting, self.settle))
         self._log_path_problems(problems)
+        # Here no file is pending: one empty for all of the grace is compiled (and rejected
+        # as empty), one gone for all of it is removed.
         compiled: list[tuple[_Change, FlowEntry | None, tuple[Diagnostic, ...]]] = []
         for change in changes:
-            compiled.append((change, *self._compile(change)))
-            await anyio.lowlevel.checkpoint()  # compiling is CPU work: let calls run
+            entry, diagnostics = await self._in_thread(self._compile, change)
+            if entry is not None:
+                self._alive.add(entry.flow)  # here, not in the thread: the loop reads it
+            compiled.append((change, entry, diagnostics))
         # No await from here on: the states, the swap and the log lines are one step.
         return self._apply(reason, compiled, gone)
+
+    async def _in_thread(self, func: Callable[..., _T], *args: object) -> _T:
+        # Abandoned when the rescan is cancelled (the daemon stops): a compile never holds
+        # up a drain; its thread ends within the compile budget.
+        return await anyio.to_thread.run_sync(func, *args, limiter=self._worker,
+                                              abandon_on_cancel=True)
+
+    def _look(self) -> tuple[list[Diagnostic], list[_Change], list[str], list[str]]:
+        """(path problems, changes, files gone, files gone or empty for less than the grace).
+
+        A file gone or empty is not reported as gone or changed until it stayed so for the
+        grace: it is in ``pending`` (and, if empty, also in ``changes``) meanwhile.
+        """
+        self._subflow_hashes = {}
+        files, problems = flow_files(self.paths)
+        changes, gone = self._diff(files)
+        now = time.monotonic()
+        waiting = {c.path for c in changes if not c.data and c.error is None} | set(gone)
+        for path in list(self._pending_since):
+            if path not in waiting:
+                del self._pending_since[path]
+        pending = []
+        for path in sorted(waiting):
+            since = self._pending_since.setdefault(path, now)
+            if self.grace > 0 and now - since < self.grace:
+                pending.append(path)
+        gone = [path for path in gone if path not in pending]
+        return problems, changes, gone, pending
 
     def _diff(self, files: list[str]) -> tuple[list[_Change], list[str]]:
         """The files whose bytes differ from the last ones compiled, and the files gone."""
@@ -204,26 +277,32 @@ class FlowLoader:
             return ()
         hashes = []
         for source, _version in state.entry.flow.sources:
-            read = self._read(source)
-            hashes.append("gone" if read is None else _change(source, read).sha256)
+            digest = self._subflow_hashes.get(source)
+            if digest is None:
+                read = self._read(source)
+                digest = "gone" if read is None else _change(source, read).sha256
+                self._subflow_hashes[source] = digest
+            hashes.append(digest)
         return tuple(hashes)
 
     @staticmethod
     def _read(path: str) -> tuple[bytes, str | None] | None:
-        """(bytes, None), or (b"", why) for an unreadable file, or None once it is gone."""
+        """(bytes, None), or (b"", why) for an unreadable file, or None once it is gone.
+
+        Only a regular file within the size limit is read (a FIFO or a device is refused,
+        not opened and waited on)."""
         try:
-            with open(path, "rb") as f:
-                return f.read(), None
+            return read_flow_file(path), None
         except FileNotFoundError:
             return None  # deleted since it was listed: treated as gone
-        except OSError as exc:
-            # Unreadable (permissions…): reported like a rejected edit of that file.
-            return b"", f"cannot read the file: {exc.strerror or exc}"
+        except UnreadableFile as exc:
+            # Unreadable (permissions, a FIFO, too large…): reported like a rejected edit.
+            return b"", str(exc)
 
     def _compile(self, change: _Change) -> tuple[FlowEntry | None, tuple[Diagnostic, ...]]:
         if change.error is not None:
             return None, (Diagnostic(change.path, None, None, "error", change.error),)
-        result = compile_flow(change.data, change.path)
+        result = compile_flow(change.data, change.path, budget=self.budget)
         if result.version is None:
             return None, result.diagnostics
         try:
@@ -232,8 +311,10 @@ class FlowLoader:
             logger.exception("%s: building the flow's machine failed", change.path)
             return None, (*result.diagnostics, Diagnostic(
                 change.path, None, None, "error", f"internal error building the flow: {exc!r}"))
-        self._alive.add(result.version)
-        return FlowEntry(result.version, runtime, time.time()), result.diagnostics
+        entry = FlowEntry(result.version, runtime, time.time())
+        # Read its subflows' hashes here, in the worker thread, for _apply.
+        self._source_hashes(FileState(change.path, change.sha256, entry))
+        return entry, result.diagnostics
 
     def _apply(self, reason: str,
                compiled: list[tuple[_Change, FlowEntry | None, tuple[Diagnostic, ...]]],
@@ -265,8 +346,9 @@ class FlowLoader:
                     state = self._files[change.path] = FileState(change.path, change.sha256)
                 state.seen = change.sha256
                 # Only what made it fail: its warnings would be noise next to the errors.
-                edit = RejectedEdit(now, change.sha256, tuple(
-                    str(d) for d in diagnostics if d.is_error) or tuple(map(str, diagnostics)))
+                shown = [d for d in diagnostics if d.is_error] or list(diagnostics)
+                edit = RejectedEdit(now, change.sha256, tuple(map(str, shown)),
+                                    tuple(d.location for d in shown))
                 state.rejected = edit
                 rejected.append((change.path, edit, state))
                 if state.entry is not None:

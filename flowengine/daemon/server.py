@@ -45,7 +45,7 @@ from flowengine.relay import SESSION_LOST, Call, CallEnded, RelayClient, RelayCo
 
 from .http import Response, bound_port, open_http, serve_http
 from .metrics import CONTENT_TYPE, Metrics
-from .reload import FlowLoader
+from .reload import FlowLoader, RejectedEdit
 from .routing import FlowEntry, Registry
 
 __all__ = ["EXIT_INVALID", "EXIT_OK", "EXIT_RELAY", "Daemon"]
@@ -567,12 +567,9 @@ class Daemon:
                 "match": dict(entry.flow.match),
                 "loaded_at": _iso(entry.loaded_at),
                 "calls_in_flight": per_version.get(name, {}),
-                "last_reload_error": None if rejected is None else {
-                    "at": _iso(rejected.at), "sha256": rejected.sha256,
-                    "errors": list(rejected.errors)},
+                "last_reload_error": None if rejected is None else _rejected(rejected),
             }
-        invalid = {path: {"at": _iso(s.rejected.at), "sha256": s.rejected.sha256,
-                          "errors": list(s.rejected.errors)}
+        invalid = {path: _rejected(s.rejected)
                    for path, s in files.items() if s.entry is None and s.rejected is not None}
         return {
             "status": status,
@@ -621,6 +618,13 @@ def _how_it_ended(report: SessionReport | None, drained: bool) -> str:
     if report.note:
         return "max_duration"
     return "caller_hangup" if report.caller_hung_up else "completed"
+
+
+def _rejected(edit: RejectedEdit) -> dict[str, Any]:
+    """A rejected edit as ``/healthz`` shows it: when, which bytes, how many errors and
+    where — never the messages, which quote the file (the health endpoint has no auth)."""
+    return {"at": _iso(edit.at), "sha256": edit.sha256, "error_count": len(edit.errors),
+            "locations": list(edit.locations)}
 
 
 def _iso(epoch: float) -> str:

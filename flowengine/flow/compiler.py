@@ -25,16 +25,24 @@ import dataclasses
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path as FsPath
 from types import MappingProxyType
 from typing import Any
 
 from flowengine.actions import ACTIONS
 
 from .diagnostics import ERROR, WARNING, Diagnostic, FlowError, did_you_mean, sort_key
-from .loader import MAX_FILE_BYTES, Document, Path, load_yaml
+from .loader import (
+    MAX_FILE_BYTES,
+    Document,
+    Path,
+    UnreadableFile,
+    load_yaml,
+    path_problem,
+    read_flow_file,
+)
 from .model import (
     BRANCH_PREFIX,
     Branch,
@@ -44,7 +52,7 @@ from .model import (
     possible_outcomes,
     route,
 )
-from .schema import describe, validate
+from .schema import describe, flow_schema, validate
 from .templates import (
     CALL_FIELDS,
     CONTEXT_NAMES,
@@ -70,6 +78,16 @@ FLOW_SUFFIXES = (".yaml", ".yml")
 RESERVED_NAMES = frozenset(n for n in dir(dict) if not n.startswith("_"))
 #: Common keys of a step (besides its action).
 STEP_KEYS = ("next", "on", "timeout", "description")
+#: Seconds one compile may take (the file and its subflows) before it is given up: with
+#: the size and node limits of the loader this bounds the work a flow file can cause.
+COMPILE_BUDGET = 60.0
+#: Characters YAML does not allow in a document (C0 controls but tab, LF and CR; DEL; C1
+#: controls but NEL; the non-characters U+FFFE, U+FFFF).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ufffe\uffff]")
+
+
+class _OverBudget(Exception):
+    """Raised inside a compile that took longer than its budget."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +103,26 @@ class CompileResult:
         return self.version is not None
 
 
-def compile_flow(source: bytes | str, file: str) -> CompileResult:
-    """Compile the text of one flow file; never raises for a problem in the flow."""
-    result, _ = _compile(source, file)
+def compile_flow(source: bytes | str, file: str, *,
+                 budget: float | None = COMPILE_BUDGET) -> CompileResult:
+    """Compile the text of one flow file; never raises for a problem in the flow.
+
+    ``budget``: seconds the compile may take, subflows included (None: no limit); a flow
+    that takes longer is rejected with an error saying so.
+    """
+    result, _ = _compile(source, file, deadline=_deadline(budget))
     return result
+
+
+def _deadline(budget: float | None) -> float | None:
+    return None if budget is None else time.monotonic() + budget
+
+
+def _read_error(file: str, exc: UnreadableFile | OSError) -> Diagnostic:
+    if isinstance(exc, FileNotFoundError):
+        why = path_problem(file) if os.path.islink(file) else exc.strerror
+        return Diagnostic(file, None, None, ERROR, f"cannot read the file: {why}")
+    return Diagnostic(file, None, None, ERROR, str(exc))
 
 
 def load_flow(path: str | os.PathLike[str]) -> FlowVersion:
@@ -99,10 +133,9 @@ def load_flow(path: str | os.PathLike[str]) -> FlowVersion:
     """
     file = os.fspath(path)
     try:
-        source = FsPath(file).read_bytes()
-    except OSError as exc:
-        raise FlowError([Diagnostic(file, None, None, ERROR,
-                                    f"cannot read the file: {exc.strerror or exc}")]) from None
+        source = read_flow_file(file)
+    except (UnreadableFile, FileNotFoundError) as exc:
+        raise FlowError([_read_error(file, exc)]) from None
     result = compile_flow(source, file)
     if result.version is None:
         raise FlowError(result.diagnostics)
@@ -117,20 +150,28 @@ def flow_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], list
     for path in paths:
         name = os.fspath(path)
         if os.path.isdir(name):
+            # Everything named *.yaml but directories: a FIFO, a device or a link that loops
+            # is refused when read (without blocking), not skipped without a word.
             found = sorted(
                 os.path.join(name, entry) for entry in os.listdir(name)
                 if entry.endswith(FLOW_SUFFIXES) and not entry.startswith(".")
-                and os.path.isfile(os.path.join(name, entry))
+                and not os.path.isdir(os.path.join(name, entry))
+                and (os.path.exists(os.path.join(name, entry))
+                     or _is_link_loop(os.path.join(name, entry)))
             )
             if not found:
                 problems.append(Diagnostic(name, None, None, WARNING,
                                            "no flow files (*.yaml, *.yml) in this directory"))
             files.extend(found)
-        elif os.path.exists(name):
+        elif os.path.exists(name) or _is_link_loop(name):
             files.append(name)
         else:
-            problems.append(Diagnostic(name, None, None, ERROR, "no such file or directory"))
+            problems.append(Diagnostic(name, None, None, ERROR, path_problem(name)))
     return files, problems
+
+
+def _is_link_loop(path: str) -> bool:
+    return os.path.islink(path) and path_problem(path).startswith("symbolic link loop")
 
 
 def check_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Diagnostic]:
@@ -143,12 +184,11 @@ def check_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Diagnostic]:
     names: dict[str, str] = {}
     for file in files:
         try:
-            source = FsPath(file).read_bytes()
-        except OSError as exc:
-            diagnostics.append(Diagnostic(file, None, None, ERROR,
-                                          f"cannot read the file: {exc.strerror or exc}"))
+            source = read_flow_file(file)
+        except (UnreadableFile, FileNotFoundError) as exc:
+            diagnostics.append(_read_error(file, exc))
             continue
-        result, doc = _compile(source, file)
+        result, doc = _compile(source, file, deadline=_deadline(COMPILE_BUDGET))
         diagnostics.extend(result.diagnostics)
         name = doc.data.get("name") if doc is not None and isinstance(doc.data, dict) else None
         if isinstance(name, str):
@@ -166,10 +206,14 @@ _Loaded = dict[str, "CompileResult | str"]
 
 
 def _compile(source: bytes | str, file: str, *, stack: tuple[str, ...] = (),
-             loaded: _Loaded | None = None) -> tuple[CompileResult, Document | None]:
+             loaded: _Loaded | None = None,
+             deadline: float | None = None) -> tuple[CompileResult, Document | None]:
     """Compile one file. ``stack`` holds the absolute paths of the flows whose ``call`` steps
-    led here (a subflow cycle); ``loaded`` the subflows compiled so far."""
-    raw = source.encode("utf-8") if isinstance(source, str) else source
+    led here (a subflow cycle); ``loaded`` the subflows compiled so far; ``deadline`` the
+    ``time.monotonic()`` after which the compile is given up."""
+    # surrogatepass: a str with a lone surrogate becomes bytes that fail to decode below,
+    # a positioned "not valid UTF-8" finding instead of a UnicodeEncodeError.
+    raw = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
     digest = hashlib.sha256(raw).hexdigest()
     if len(raw) > MAX_FILE_BYTES:
         return _failed(Diagnostic(file, None, None, ERROR,
@@ -180,6 +224,15 @@ def _compile(source: bytes | str, file: str, *, stack: tuple[str, ...] = (),
         line = raw[:exc.start].count(b"\n") + 1
         col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         return _failed(Diagnostic(file, line, col, ERROR, "the file is not valid UTF-8 text")), None
+    control = _CONTROL.search(text)
+    if control is not None:
+        at = control.start()
+        line = text.count("\n", 0, at) + 1
+        col = at - (text.rfind("\n", 0, at) + 1) + 1
+        char = control.group()
+        what = "a NUL character" if char == "\0" else f"the control character U+{ord(char):04X}"
+        return _failed(Diagnostic(file, line, col, ERROR, f"{what} is not allowed in a flow "
+                                  "file", "a flow file is YAML text; is this a binary file?")), None
     try:
         doc = load_yaml(text, file)
     except FlowError as exc:
@@ -190,12 +243,23 @@ def _compile(source: bytes | str, file: str, *, stack: tuple[str, ...] = (),
     if not isinstance(doc.data, dict):
         return _failed(doc.diagnostic((), "a flow is a mapping with name, steps, …, not "
                                       + ("a list" if isinstance(doc.data, list) else "a single value"))), doc
+    if doc.data and not set(doc.data) & set(flow_schema().get("properties", {})):
+        # Not a flow at all (some other YAML file): its keys are not listed back.
+        return _failed(doc.diagnostic((), "this is not a flow file: a flow is a mapping with "
+                                      "name, steps, …", hint="a flow file has name: and "
+                                      "steps: at the top")), doc
     problems = validate(doc)
     if problems:
         return CompileResult(None, tuple(sorted(problems, key=sort_key))), doc
     compiler = _Compiler(doc, digest, (*stack, os.path.abspath(file)),
-                         {} if loaded is None else loaded)
-    version = compiler.build()
+                         {} if loaded is None else loaded, deadline)
+    try:
+        version = compiler.build()
+    except _OverBudget:
+        return _failed(Diagnostic(file, None, None, ERROR, "the flow takes too long to "
+                                  "compile: it went over the time budget of one compile "
+                                  "(subflows included)", "make it smaller, or split it into "
+                                  "subflows")), doc
     diagnostics = tuple(sorted(compiler.diagnostics, key=sort_key))
     if any(d.is_error for d in diagnostics):
         return CompileResult(None, diagnostics), doc
@@ -219,9 +283,13 @@ class _Compiler:
     """Builds the FlowVersion of one schema-valid document, collecting semantic findings."""
 
     def __init__(self, doc: Document, digest: str, stack: tuple[str, ...] = (),
-                 loaded: _Loaded | None = None) -> None:
+                 loaded: _Loaded | None = None, deadline: float | None = None) -> None:
         self.doc = doc
         self.stack = stack
+        self.deadline = deadline
+        #: The directory of the top-level flow: subflows must be inside it (links resolved).
+        self.root = os.path.realpath(os.path.dirname(stack[0] if stack else
+                                                     os.path.abspath(doc.file)))
         self.loaded: _Loaded = {} if loaded is None else loaded
         #: resolved path → the subflow its call steps run.
         self.subflows: dict[str, FlowVersion] = {}
@@ -241,6 +309,11 @@ class _Compiler:
                 self.known_vars.update(step["set"])
         #: (step id or None for vars, path, compiled template/expression)
         self.templates: list[tuple[str | None, Path, _Checked]] = []
+
+    def tick(self) -> None:
+        """Give up (``_OverBudget``) once the compile is past its deadline."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise _OverBudget
 
     # -- findings -----------------------------------------------------------------------------
 
@@ -303,6 +376,7 @@ class _Compiler:
         edges = {sid: MappingProxyType({o: route(version, step, o).target for o in step.outcomes()})
                  for sid, step in steps.items()}
         for owner, path, compiled in self.templates:
+            self.tick()
             self.check_references(owner, path, compiled)
         if not any(d.is_error for d in self.diagnostics):
             self.check_graph(version, edges)
@@ -334,6 +408,7 @@ class _Compiler:
                            "is a method of the mapping", key=True, hint="choose another name")
 
     def step(self, sid: str, index: int) -> Step:
+        self.tick()
         raw = self.step_data[sid]
         action = self.actions[sid]
         base: Path = ("steps", sid)
@@ -417,6 +492,11 @@ class _Compiler:
         target = os.path.abspath(resolved)
         compiled = {**compiled, "flow": resolved}
         self.step_results[sid] = ()
+        refused = self.refuse_subflow_path(written, target)
+        if refused is not None:
+            self.error(fpath, refused, hint="subflows live in the flow's directory or below "
+                       "it (lib/)")
+            return compiled
         if target in self.stack:
             chain = [*self.stack[self.stack.index(target):], target]
             self.error(fpath, "subflow cycle: " + " → ".join(os.path.relpath(f) for f in chain),
@@ -425,11 +505,16 @@ class _Compiler:
         result = self.loaded.get(target)
         if result is None:
             try:
-                source = FsPath(target).read_bytes()
-            except OSError as exc:
-                result = f"cannot read the subflow {written}: {exc.strerror or exc}"
+                source = read_flow_file(target)
+            except FileNotFoundError as exc:
+                why = path_problem(target) if os.path.islink(target) else exc.strerror
+                result = f"cannot read the subflow {written}: {why}"
+            except UnreadableFile as exc:
+                why = str(exc).removeprefix("cannot read the file: ")
+                result = f"cannot read the subflow {written}: {why}"
             else:
-                result = _compile(source, resolved, stack=self.stack, loaded=self.loaded)[0]
+                result = _compile(source, resolved, stack=self.stack, loaded=self.loaded,
+                                  deadline=self.deadline)[0]
             self.loaded[target] = result
         if isinstance(result, str):
             self.error(fpath, result, hint="the path is relative to this flow's file")
@@ -455,6 +540,20 @@ class _Compiler:
                                f"its params: {', '.join(declared)}" if declared
                                else f"declare it under params: in {written}"))
         return compiled
+
+    def refuse_subflow_path(self, written: str, target: str) -> str | None:
+        """Why the subflow path ``written`` (``target`` once joined) may not be read, or
+        None. A flow reads only flow files inside its directory: never ``/etc/passwd``,
+        never ``../../x.yaml`` out of it, never a link that leads out."""
+        if os.path.isabs(written) or written.startswith("~"):
+            return f"the subflow path {written} is absolute; write it relative to this file"
+        if not written.endswith(FLOW_SUFFIXES):
+            return f"the subflow {written} is not a flow file (*.yaml or *.yml)"
+        if not _inside(target, self.root):
+            return f"the subflow {written} is outside the flow directory"
+        if not _inside(os.path.realpath(target), self.root):
+            return f"the subflow {written} is a symbolic link to outside the flow directory"
+        return None
 
     def check_action(self, sid: str, action: str, value: Any, path: Path) -> None:
         """What the schema cannot say about one action's parameters."""
@@ -591,6 +690,7 @@ class _Compiler:
         return value
 
     def compile(self, value: str, path: Path, sid: str | None, mode: Mode) -> Any:
+        self.tick()
         try:
             compiled = compile_text(value, mode, self.origin(path, sid))
         except TemplateCompileError as exc:
@@ -785,48 +885,49 @@ class _Compiler:
 
     def check_may_not_have_run(self, version: FlowVersion, roots: list[str], reachable: set[str],
                                edges: dict[str, Any]) -> None:
-        # must[s]: what is surely done on every path from a root to s (a forward dataflow
-        # over the graph): ("step", X) once step X has run, ("var", V) once a set step
-        # defined variable V. A branch choice whose when checks `steps.X is defined` (or
-        # `vars.V is defined`) counts X (V) as done on its edge.
+        # A reference to steps.X (vars.V) in step S is fine when on every path from a root to
+        # S step X ran (a set step defined V) before — or the path took a branch choice whose
+        # when checks `steps.X is defined` (`vars.V is defined`). That is a question of
+        # dominance: without such guards, "X ran on every path to S" is "X dominates S",
+        # answered from the dominator tree in O(1). A token with guards or several setters
+        # gets one walk of the graph that avoids them (cached per token). A dataflow of
+        # per-step sets of everything done was quadratic in time and memory (10,000 steps:
+        # 47 s, 5 GB).
         setters: dict[str, list[str]] = {}
         for sid in self.step_ids:
             if self.actions[sid] == "set":
                 for name in self.step_data[sid]["set"]:
                     setters.setdefault(name, []).append(sid)
-        incoming: dict[str, list[tuple[str, set[_Token]]]] = {sid: [] for sid in self.step_ids}
+        # token → the (step, outcome) edges whose branch choice ensures it.
+        guarded: dict[_Token, set[tuple[str, str]]] = {}
         for sid in reachable:
             step = version.steps[sid]
-            done: set[_Token] = {("step", sid)}
-            if step.action == "set":
-                done |= {("var", name) for name in self.step_data[sid]["set"]}
+            if not step.branches:
+                continue
             for outcome, target in edges[sid].items():
-                if target is None:
+                if target is None or not outcome.startswith(BRANCH_PREFIX):
                     continue
-                extra = set(done)
-                if step.branches and outcome.startswith(BRANCH_PREFIX):
-                    when = step.branches[int(outcome[len(BRANCH_PREFIX):])].when
-                    if when is not None:
-                        extra |= {("step" if c[0] == "steps" else "var", c[1])
-                                  for c in when.ensures_defined
-                                  if len(c) >= 2 and c[0] in ("steps", "vars")}
-                incoming[target].append((sid, extra))
-        everything: set[_Token] = {("step", sid) for sid in self.step_ids} | {
-            ("var", name) for name in setters}
-        must: dict[str, set[_Token]] = {sid: (set() if sid in roots else set(everything))
-                                       for sid in reachable}
-        changed = True
-        while changed:
-            changed = False
-            for sid in self.step_ids:
-                if sid not in reachable or sid in roots:
+                when = step.branches[int(outcome[len(BRANCH_PREFIX):])].when
+                if when is None:
                     continue
-                new = set(everything)
-                for pred, extra in incoming[sid]:
-                    new &= must[pred] | extra
-                if new != must[sid]:
-                    must[sid] = new
-                    changed = True
+                for c in when.ensures_defined:
+                    if len(c) >= 2 and c[0] in ("steps", "vars"):
+                        token = ("step" if c[0] == "steps" else "var", c[1])
+                        guarded.setdefault(token, set()).add((sid, outcome))
+        dominates = _dominance(self.step_ids, roots, reachable, edges)
+        avoiding: dict[_Token, set[str]] = {}
+
+        def surely_done(token: _Token, owner: str) -> bool:
+            self.tick()
+            doers = [token[1]] if token[0] == "step" else setters.get(token[1], [])
+            if token not in guarded and len(doers) == 1:
+                return dominates(doers[0], owner)
+            reached = avoiding.get(token)
+            if reached is None:
+                reached = avoiding[token] = _reach_avoiding(
+                    roots, edges, set(doers), guarded.get(token, set()))
+            return owner not in reached
+
         initial = set(self.data.get("vars") or {})
         warned: set[tuple[str, str, Path]] = set()
         for owner, path, compiled in self.templates:
@@ -839,14 +940,14 @@ class _Compiler:
                 if (owner, ref.chain[0] + key, path) in warned:
                     continue
                 if ref.chain[0] == "steps":
-                    if key not in self.step_data or ("step", key) in must[owner]:
+                    if key not in self.step_data or surely_done(("step", key), owner):
                         continue
                     self.warning(path, f"steps.{key} may be undefined here: step '{owner}' can "
                                  f"be reached without '{key}' having run",
                                  hint=f"guard it with `steps.{key} is defined` or "
                                  "`| default(...)`")
                 else:
-                    if key in initial or key not in setters or ("var", key) in must[owner]:
+                    if key in initial or key not in setters or surely_done(("var", key), owner):
                         continue
                     by = ", ".join(f"'{s}'" for s in setters[key])
                     self.warning(path, f"vars.{key} may be undefined here: step '{owner}' can be "
@@ -854,6 +955,107 @@ class _Compiler:
                                  hint=f"give it a first value under vars:, or guard it with "
                                  f"`vars.{key} is defined` or `| default(...)`")
                 warned.add((owner, ref.chain[0] + key, path))
+
+
+def _dominance(order: list[str], roots: list[str], reachable: set[str],
+               edges: Mapping[str, Mapping[str, str | None]]) -> Callable[[str, str], bool]:
+    """``dominates(a, b)``: every path from a root to step b passes through step a first
+    (a != b). The Cooper-Harvey-Kennedy iteration over the reverse postorder, then one
+    numbering of the dominator tree for constant-time questions."""
+    top = "\0roots"  # a virtual node before every root
+    succ: dict[str, list[str]] = {top: list(dict.fromkeys(roots))}
+    for sid in order:
+        if sid in reachable:
+            succ[sid] = [t for t in dict.fromkeys(edges[sid].values()) if t is not None]
+    # Postorder, iteratively (a 10,000-step chain is deeper than Python's recursion limit).
+    post: list[str] = []
+    seen = {top}
+    work: list[tuple[str, Iterator[str]]] = [(top, iter(succ[top]))]
+    while work:
+        node, it = work[-1]
+        for nxt in it:
+            if nxt not in seen:
+                seen.add(nxt)
+                work.append((nxt, iter(succ[nxt])))
+                break
+        else:
+            work.pop()
+            post.append(node)
+    number = {node: i for i, node in enumerate(post)}
+    preds: dict[str, list[str]] = {node: [] for node in post}
+    for node in post:
+        for nxt in succ[node]:
+            preds[nxt].append(node)
+    idom: dict[str, str] = {top: top}
+
+    def intersect(a: str, b: str) -> str:
+        while a != b:
+            while number[a] < number[b]:
+                a = idom[a]
+            while number[b] < number[a]:
+                b = idom[b]
+        return a
+
+    changed = True
+    while changed:
+        changed = False
+        for node in reversed(post):
+            if node == top:
+                continue
+            new: str | None = None
+            for pred in preds[node]:
+                if pred in idom:
+                    new = pred if new is None else intersect(pred, new)
+            if new is not None and idom.get(node) != new:
+                idom[node] = new
+                changed = True
+    children: dict[str, list[str]] = {node: [] for node in post}
+    for node, parent in idom.items():
+        if node != top:
+            children[parent].append(node)
+    enter: dict[str, int] = {}
+    leave: dict[str, int] = {}
+    clock = 0
+    stack: list[tuple[str, bool]] = [(top, False)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            leave[node] = clock
+            clock += 1
+            continue
+        enter[node] = clock
+        clock += 1
+        stack.append((node, True))
+        stack.extend((child, False) for child in children[node])
+
+    def dominates(a: str, b: str) -> bool:
+        if a == b or a not in enter or b not in enter:
+            return False
+        return enter[a] < enter[b] and leave[b] < leave[a]
+
+    return dominates
+
+
+def _reach_avoiding(roots: list[str], edges: Mapping[str, Mapping[str, str | None]],
+                    doers: set[str], ensuring: set[tuple[str, str]]) -> set[str]:
+    """The steps some path from a root reaches without passing through ``doers`` and
+    without taking an ``ensuring`` edge (those paths have the token done)."""
+    reached = set(roots)
+    todo = list(reached)
+    while todo:
+        sid = todo.pop()
+        if sid in doers:
+            continue
+        for outcome, target in edges[sid].items():
+            if target is not None and target not in reached and (sid, outcome) not in ensuring:
+                reached.add(target)
+                todo.append(target)
+    return reached
+
+
+def _inside(path: str, root: str) -> bool:
+    """True when ``path`` is ``root`` or below it (both absolute)."""
+    return os.path.commonpath([path, root]) == root
 
 
 def _action_of(step: dict[str, Any]) -> str:
@@ -871,11 +1073,13 @@ def _bottom_components(order: list[str], graph: dict[str, set[str | None]]) -> l
     on_stack: set[str] = set()
     components: list[list[str]] = []
     counter = 0
+    # Positions, not order.index (linear per call, so quadratic over the flow).
+    position = {sid: i for i, sid in enumerate(order)}
 
     def strongconnect(root: str) -> None:
         nonlocal counter
         # Iterative Tarjan: (node, iterator over its successors).
-        work = [(root, iter(sorted((t for t in graph[root] if t is not None), key=order.index)))]
+        work = [(root, iter(sorted((t for t in graph[root] if t is not None), key=position.__getitem__)))]
         index[root] = low[root] = counter
         counter += 1
         stack.append(root)
@@ -890,7 +1094,7 @@ def _bottom_components(order: list[str], graph: dict[str, set[str | None]]) -> l
                     stack.append(succ)
                     on_stack.add(succ)
                     work.append((succ, iter(sorted((t for t in graph[succ] if t is not None),
-                                                   key=order.index))))
+                                                   key=position.__getitem__))))
                     advanced = True
                     break
                 if succ in on_stack:
@@ -919,5 +1123,5 @@ def _bottom_components(order: list[str], graph: dict[str, set[str | None]]) -> l
         members = set(component)
         leaves = any(t is None or t not in members for sid in component for t in graph[sid])
         if not leaves:
-            bottoms.append(sorted(component, key=order.index))
-    return sorted(bottoms, key=lambda c: order.index(c[0]))
+            bottoms.append(sorted(component, key=position.__getitem__))
+    return sorted(bottoms, key=lambda c: position[c[0]])

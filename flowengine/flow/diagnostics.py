@@ -9,6 +9,7 @@ terminals can jump to it, the way a compiler reports errors::
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -17,6 +18,26 @@ Severity = Literal["error", "warning"]
 
 ERROR: Severity = "error"
 WARNING: Severity = "warning"
+
+#: Longest quoted piece a message keeps; the rest becomes "…".
+MAX_QUOTED = 60
+#: Longest run of digits a message keeps (a 100,000-digit number).
+MAX_DIGITS = 40
+# A quoted word of more than MAX_QUOTED characters; a quoted text with spaces only when it
+# is very long (shorter ones could be the text between two quoted names of a message).
+_LONG_WORD = re.compile(rf"'([^'\s]{{{MAX_QUOTED}}})[^'\s]+'")
+_LONG_QUOTE = re.compile(rf"'([^'\n]{{{MAX_QUOTED}}})[^'\n]{{160,}}'")
+_LONG_DIGITS = re.compile(rf"(\d{{{MAX_DIGITS}}})\d+")
+
+
+def _cut(text: str) -> str:
+    """Shorten what a message quotes from the file: a 100,000-digit number or a very long
+    key is shown by its first characters, not echoed whole."""
+    if len(text) <= MAX_QUOTED:
+        return text
+    text = _LONG_DIGITS.sub(lambda m: f"{m[1]}…", text)
+    text = _LONG_WORD.sub(lambda m: f"'{m[1]}…'", text)
+    return _LONG_QUOTE.sub(lambda m: f"'{m[1]}…'", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +55,11 @@ class Diagnostic:
     severity: Severity
     message: str
     hint: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", _cut(self.message))
+        if self.hint is not None:
+            object.__setattr__(self, "hint", _cut(self.hint))
 
     @property
     def location(self) -> str:

@@ -28,7 +28,10 @@ YAML 1.1 only and are read as an ordinary key.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -50,6 +53,89 @@ MAX_FILE_BYTES = 1024 * 1024
 MAX_NODES = 100_000
 #: Nesting depth of mappings and lists.
 MAX_DEPTH = 64
+
+#: Longest piece of a value quoted in a message; longer ones end with "…".
+MAX_QUOTE = 40
+
+
+def shorten(text: str, limit: int = MAX_QUOTE) -> str:
+    """``text`` cut to ``limit`` characters plus ``…``: a 100,000-digit number or a
+    megabyte-long string is not echoed whole in an error."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+class UnreadableFile(Exception):
+    """A flow file that :func:`read_flow_file` refuses; ``str()`` says why, for a user."""
+
+
+def read_flow_file(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of the flow file ``path``, read only if it is a regular file of at most
+    ``limit`` bytes.
+
+    The file is opened with ``O_NONBLOCK`` and checked with ``fstat`` before anything is
+    read: a FIFO (which would block the open until a writer comes), a device such as
+    ``/dev/zero`` (which never ends) or a 2 GiB file is refused at once, never read.
+
+    Raises:
+        FileNotFoundError: the file is gone (the daemon treats that as a deletion).
+        UnreadableFile: anything else; the message is the reason, without the file name.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise UnreadableFile(_os_reason(exc)) from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise UnreadableFile("cannot read the file: it is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(info.st_mode) else
+                    "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else
+                    "a socket" if stat.S_ISSOCK(info.st_mode) else "not a regular file")
+            raise UnreadableFile(f"cannot read the file: it is {kind}, not a regular file")
+        if info.st_size > limit:
+            raise UnreadableFile(f"the file is too large ({info.st_size} bytes; at most {limit})")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:  # one byte more than allowed tells a file that grew meanwhile
+            chunk = os.read(fd, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise UnreadableFile(f"the file is too large (more than {limit} bytes)")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise UnreadableFile(_os_reason(exc)) from None
+    finally:
+        os.close(fd)
+
+
+def _os_reason(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return ("cannot read the file: it is a symbolic link loop (the link leads back to "
+                "itself, directly or through other links)")
+    if exc.errno == errno.EISDIR:
+        return "cannot read the file: it is a directory"
+    return f"cannot read the file: {exc.strerror or exc}"
+
+
+def path_problem(path: str) -> str:
+    """Why ``path``, which does not exist as far as ``os.path.exists`` can tell, is not
+    there: a symbolic link loop, a link to nothing, or no such file."""
+    if os.path.islink(path):
+        try:
+            os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return ("symbolic link loop (the link leads back to itself, directly or "
+                        "through other links)")
+        return f"broken symbolic link (it points to {shorten(os.readlink(path), 80)}, which does not exist)"
+    return "no such file or directory"
+
 
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
@@ -240,7 +326,7 @@ class _Builder:
         else:
             self.problem(node, f"unsupported YAML tag '{tag}'")
             return value
-        self.problem(node, f"cannot read '{value}' as {tag.rsplit(':', 1)[-1]}")
+        self.problem(node, f"cannot read '{shorten(value)}' as {tag.rsplit(':', 1)[-1]}")
         return value
 
 

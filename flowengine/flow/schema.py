@@ -17,6 +17,7 @@ is read as "exactly one of these keys" (a step's action, a media item's kind).
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from collections.abc import Iterator
@@ -58,9 +59,33 @@ def _validator() -> jsonschema.protocols.Validator:
     return cls(schema)
 
 
+@functools.cache
+def _one_action_validator() -> tuple[frozenset[str], jsonschema.protocols.Validator]:
+    """(the action keys, a validator of the schema without the step's "exactly one action"
+    ``oneOf``) — for documents whose every step has exactly one action key, where that
+    ``oneOf`` holds and the errors are the same. It tried 19 alternatives per step: 60 % of
+    the schema's time on a 10,000-step flow."""
+    schema = copy.deepcopy(flow_schema())
+    step = schema["definitions"]["step"]
+    actions = frozenset(key for choice in step.pop("oneOf") for key in choice["required"])
+    step.pop("errorMessage", None)
+    cls = jsonschema.validators.validator_for(schema)
+    return actions, cls(schema)
+
+
+def _validator_for(data: Any) -> jsonschema.protocols.Validator:
+    actions, fast = _one_action_validator()
+    steps = data.get("steps") if isinstance(data, dict) else None
+    if isinstance(steps, dict) and all(
+            isinstance(step, dict) and len(actions.intersection(step)) == 1
+            for step in steps.values()):
+        return fast
+    return _validator()
+
+
 def validate(doc: Document) -> list[Diagnostic]:
     """Every schema error in ``doc``, each rewritten as one positioned finding."""
-    errors = list(_validator().iter_errors(doc.data))
+    errors = list(_validator_for(doc.data).iter_errors(doc.data))
     # `play: {say: …}` (a mapping where a list of media items belongs) would get two errors
     # ("needs 'media'", "unknown key 'say'") that do not say what to write: one error instead.
     found_list_as_mapping = _media_mapping_errors(doc, errors)
