@@ -53,7 +53,8 @@ def measure(steps: int, timeout: float, flowengine: str = OURS
             time.sleep(0.02)
         elapsed = time.perf_counter() - t0
         # ru_maxrss is in KiB on Linux.
-        return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+        return (elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
+                os.waitstatus_to_exitcode(status))
 
 
 def main() -> None:
@@ -66,7 +67,8 @@ def main() -> None:
     runs = [("this", OURS)] + ([("reference", args.against)] if args.against else [])
     header = f"{'steps':>7}"
     for label, _ in runs:
-        header += f" | {label + ' s':>12} {'cpu s':>7} {'cpu ms/step':>11} {'peak MiB':>9} {'exit':>4}"
+        header += (f" | {label + ' s':>12} {'cpu s':>7} {'cpu ms/step':>11} {'peak MiB':>9}"
+                   f" {'exit':>4}")
     print(header)
     for steps in args.steps:
         row = f"{steps:>7}"

@@ -81,18 +81,18 @@ async def run(url: str, context: str) -> None:
                                   record=RECORD)
                 elif calls.get(call_id) == THANKS:
                     await command("calling.end", call_id, p["node_id"], reason="hangup")
-            elif kind == "calling.call.record" and p["state"] in ("finished", "no_input"):
-                if calls.get(call_id) == RECORDING:
-                    calls[call_id] = THANKS
-                    duration = float(p.get("duration") or 0)
-                    if p["state"] != "finished":
-                        text = "We did not hear anything. Goodbye."
-                    elif duration >= 2:
-                        text = f"Thanks. We got {int(round(duration))} seconds."
-                    else:
-                        text = "That was very short, but we kept it."
-                    await command("calling.play", call_id, p["node_id"], control_id="t",
-                                  play=[{"type": "tts", "params": {"text": text}}])
+            elif (kind == "calling.call.record" and p["state"] in ("finished", "no_input")
+                    and calls.get(call_id) == RECORDING):
+                calls[call_id] = THANKS
+                duration = float(p.get("duration") or 0)
+                if p["state"] != "finished":
+                    text = "We did not hear anything. Goodbye."
+                elif duration >= 2:
+                    text = f"Thanks. We got {round(duration)} seconds."
+                else:
+                    text = "That was very short, but we kept it."
+                await command("calling.play", call_id, p["node_id"], control_id="t",
+                              play=[{"type": "tts", "params": {"text": text}}])
 
 
 def main() -> None:

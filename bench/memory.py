@@ -49,7 +49,7 @@ def where(trace: tracemalloc.Traceback) -> str:
 async def measure(args: argparse.Namespace) -> None:
     flows = Path(tempfile.mkdtemp(prefix="flowengine-memory-"))
     shutil.copy(ROOT / "flows" / "voicemail.yaml", flows)
-    sim = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
+    sim = subprocess.Popen(  # started once, before anything is measured
         [sys.executable, str(BENCH / "simproc.py"), "--calls", str(args.level * 20),
          "--concurrency", str(args.level), "--warmup", "200", "--context", "office"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)

@@ -4,7 +4,11 @@ For each concurrency level and each client it starts a fresh simulator process
 (``bench/simproc.py``) and a fresh client process:
 
 * ``flowengine``: ``flowengine serve voicemail.yaml --relay-url ws://… --log-level warning``
-  (a copy of flows/voicemail.yaml in a temporary directory);
+  (a copy of flows/voicemail.yaml in a temporary directory), tuned;
+* ``flowengine-info``: the same at serve's defaults (``--log-level info``), as a user runs it;
+* ``step-for-step`` and ``step-for-step-info``: the same two, serving
+  ``bench/voicemail_sdk.yaml``, the SDK handler's voicemail step for step (no call limit):
+  the like-for-like rows against ``sdk``;
 * ``sdk``: the official ``signalwire-sdk`` ``RelayClient`` running the same voicemail as a
   hand-written handler (``bench/sdk_client.py``), with ``RELAY_MAX_ACTIVE_CALLS`` raised;
 * ``floor``: the smallest websockets + JSON client doing the same exchange
@@ -19,6 +23,12 @@ It prints numbers and never asserts anything about them. Usage::
     .venv/bin/python bench/run.py                 # levels 50, 500, 5000, 3 runs each (~5 min)
     .venv/bin/python bench/run.py --quick         # fewer calls, 1 run each (~2 min)
     .venv/bin/python bench/run.py --levels 500 --clients flowengine,sdk --calls 5000
+
+The runs are interleaved: the first run of every client, then the second of every client in
+the reverse order, and so on, so that a machine whose load drifts during the run weighs on
+all of them alike; serve at info and at warning are also compared run by run (paired). Each row is
+the run with the median CPU per call; the spread (lowest–highest) is printed below the
+tables.
 """
 
 from __future__ import annotations
@@ -45,7 +55,16 @@ PY = sys.executable
 #: The console script: `flowengine serve` runs as users run it (one Python process).
 FLOWENGINE = str(Path(PY).parent / "flowengine")
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
-CLIENTS = ("flowengine", "sdk", "floor")
+CLIENTS = ("flowengine", "flowengine-info", "step-for-step", "step-for-step-info", "sdk",
+           "floor")
+#: The clients that run `flowengine serve` of this checkout: name → (flow file, log level
+#: option). ``-info`` is serve's default level.
+SERVE_CLIENTS = {
+    "flowengine": ("voicemail.yaml", ["--log-level", "warning"]),
+    "flowengine-info": ("voicemail.yaml", []),
+    "step-for-step": ("voicemail_sdk/voicemail.yaml", ["--log-level", "warning"]),
+    "step-for-step-info": ("voicemail_sdk/voicemail.yaml", []),
+}
 #: The official SDK drops inbound calls beyond 1,000 active ones by default.
 SDK_MAX_ACTIVE_CALLS = 100_000
 
@@ -118,14 +137,10 @@ def client_command(name: str, url: str, context: str,
         level = [] if name == "baseline-info" else ["--log-level", "warning"]
         return [PY, "-P", "-c", "import sys; from flowengine.cli import main; sys.exit(main())",
                 "serve", str(flow_dir / "voicemail.yaml"), "--relay-url", url, *level], env
-    if name == "flowengine":
+    if name in SERVE_CLIENTS:
+        flow, level = SERVE_CLIENTS[name]
         env.update(SIGNALWIRE_PROJECT_ID="sim-project", SIGNALWIRE_API_TOKEN="sim-token")
-        return [FLOWENGINE, "serve", str(flow_dir / "voicemail.yaml"),
-                "--relay-url", url, "--log-level", "warning"], env
-    if name == "flowengine-info":  # the default log level: one line per step
-        env.update(SIGNALWIRE_PROJECT_ID="sim-project", SIGNALWIRE_API_TOKEN="sim-token")
-        return [FLOWENGINE, "serve", str(flow_dir / "voicemail.yaml"),
-                "--relay-url", url], env
+        return [FLOWENGINE, "serve", str(flow_dir / flow), "--relay-url", url, *level], env
     if name == "sdk":
         env["RELAY_MAX_ACTIVE_CALLS"] = str(SDK_MAX_ACTIVE_CALLS)
         return [PY, str(BENCH / "sdk_client.py"), url.removeprefix("ws://"), context], env
@@ -281,22 +296,33 @@ def table(results: dict[int, dict[str, Run]]) -> str:
 
 
 def ratios(results: dict[int, dict[str, Run]]) -> str:
-    lines = ["| in flight | CPU/call ÷ SDK | CPU/call ÷ floor | RSS/call ÷ SDK | "
-             "p99 ÷ SDK | calls/s ÷ SDK |",
-             "|---:|---:|---:|---:|---:|---:|"]
+    lines = [("| in flight | client | CPU/call ÷ SDK | CPU/call ÷ floor | RSS/call ÷ SDK | "
+              "p99 ÷ SDK | calls/s ÷ SDK |"),
+             "|---:|---|---:|---:|---:|---:|---:|"]
     for level, runs in results.items():
-        fe, sdk, floor = runs.get("flowengine"), runs.get("sdk"), runs.get("floor")
-        if fe is None:
-            continue
-        lines.append(
-            f"| {level:,} | {ratio(fe.cpu_ms_per_call, sdk.cpu_ms_per_call) if sdk else '–'} | "
-            f"{ratio(fe.cpu_ms_per_call, floor.cpu_ms_per_call) if floor else '–'} | "
-            f"{ratio(fe.rss_kib_per_call, sdk.rss_kib_per_call) if sdk else '–'} | "
-            f"{ratio(fe.p99_ms, sdk.p99_ms) if sdk else '–'} | "
-            f"{ratio(fe.calls_per_s, sdk.calls_per_s) if sdk else '–'} |")
+        sdk, floor = runs.get("sdk"), runs.get("floor")
+        for name, fe in runs.items():
+            if name in ("sdk", "floor"):
+                continue
+            lines.append(
+                f"| {level:,} | {name} | "
+                f"{ratio(fe.cpu_ms_per_call, sdk.cpu_ms_per_call) if sdk else '–'} | "
+                f"{ratio(fe.cpu_ms_per_call, floor.cpu_ms_per_call) if floor else '–'} | "
+                f"{ratio(fe.rss_kib_per_call, sdk.rss_kib_per_call) if sdk else '–'} | "
+                f"{ratio(fe.p99_ms, sdk.p99_ms) if sdk else '–'} | "
+                f"{ratio(fe.calls_per_s, sdk.calls_per_s) if sdk else '–'} |")
+    pairs = [(f"{name}-info", name) for name in ("flowengine", "step-for-step", "baseline")]
+    if any(a in runs and b in runs for runs in results.values() for a, b in pairs):
+        lines += ["", "Defaults against tuned (serve at info ÷ serve at warning, same run):", "",
+                  "| in flight | flow | CPU/call info ÷ warning |", "|---:|---|---:|"]
+        for level, runs in results.items():
+            for a, b in pairs:
+                if a in runs and b in runs:
+                    lines.append(f"| {level:,} | {b} | "
+                                 f"{ratio(runs[a].cpu_ms_per_call, runs[b].cpu_ms_per_call)} |")
     if any("baseline" in runs for runs in results.values()):
-        lines += ["", "| in flight | CPU/call ÷ baseline | RSS/call ÷ baseline "
-                  "| p99 ÷ baseline |", "|---:|---:|---:|---:|"]
+        lines += ["", ("| in flight | CPU/call ÷ baseline | RSS/call ÷ baseline "
+                       "| p99 ÷ baseline |"), "|---:|---:|---:|---:|"]
         for level, runs in results.items():
             fe, base = runs.get("flowengine"), runs.get("baseline")
             if fe is not None and base is not None:
@@ -304,6 +330,38 @@ def ratios(results: dict[int, dict[str, Run]]) -> str:
                              f"{ratio(fe.rss_kib_per_call, base.rss_kib_per_call)} | "
                              f"{ratio(fe.p99_ms, base.p99_ms)} |")
     return "\n".join(lines)
+
+
+def spread(every: dict[int, dict[str, list[Run]]]) -> str:
+    """CPU ms/call of every run: the median and the lowest–highest, per level and client."""
+    lines = ["| in flight | client | runs | CPU ms/call median | lowest–highest |",
+             "|---:|---|---:|---:|---:|"]
+    for level, clients in every.items():
+        for name, runs in clients.items():
+            cpu = sorted(r.cpu_ms_per_call for r in runs)
+            median = median_run(runs).cpu_ms_per_call
+            lines.append(f"| {level:,} | {name} | {len(cpu)} | {median:.3f} | "
+                         f"{cpu[0]:.3f}–{cpu[-1]:.3f} |")
+    # Run n of X-info and run n of X ran next to each other: their ratio cancels most of a
+    # drifting load, which the medians of the separate columns do not.
+    paired = ["", "Paired, run by run (serve at info ÷ serve at warning, the runs of one round):",
+              "", "| in flight | flow | median | lowest–highest | every round |",
+              "|---:|---|---:|---:|---|"]
+    found = False
+    for level, clients in every.items():
+        for name in ("flowengine", "step-for-step", "baseline"):
+            info, warning = clients.get(f"{name}-info"), clients.get(name)
+            if not info or not warning:
+                continue
+            found = True
+            each = [a.cpu_ms_per_call / b.cpu_ms_per_call
+                    for a, b in zip(info, warning, strict=False) if b.cpu_ms_per_call]
+            ordered = sorted(each)
+            middle = (ordered[(len(ordered) - 1) // 2] + ordered[len(ordered) // 2]) / 2
+            paired.append(f"| {level:,} | {name} | {middle:.2f} | "
+                          f"{ordered[0]:.2f}–{ordered[-1]:.2f} | "
+                          f"{', '.join(f'{x:.2f}' for x in each)} |")
+    return "\n".join(lines + (paired if found else []))
 
 
 def machine() -> dict[str, Any]:
@@ -319,7 +377,7 @@ def machine() -> dict[str, Any]:
                  "Jinja2", "orjson"):
         try:
             versions[dist] = version(dist)
-        except Exception:  # noqa: BLE001 - not installed
+        except Exception:  # not installed
             pass
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
@@ -336,8 +394,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated calls in flight (default 50,500,5000)")
     parser.add_argument("--clients", default=",".join(CLIENTS),
                         help=f"comma-separated, in the order run (default {','.join(CLIENTS)}; "
-                             "also flowengine-info: serve at its default log level, info; "
-                             "baseline-info: the --baseline's serve at info)")
+                             "-info: serve at its default log level; also baseline and "
+                             "baseline-info: the --baseline's serve at warning / info)")
     parser.add_argument("--calls", type=int, default=None,
                         help="calls measured per run (default max(6000, 4 x level); "
                              "--quick: max(1500, 2 x level))")
@@ -383,27 +441,31 @@ def main(argv: list[str] | None = None) -> int:
     flow_dir = log_dir / "flows"
     flow_dir.mkdir()
     shutil.copy(ROOT / "flows" / "voicemail.yaml", flow_dir / "voicemail.yaml")
+    (flow_dir / "voicemail_sdk").mkdir()
+    shutil.copy(BENCH / "voicemail_sdk.yaml", flow_dir / "voicemail_sdk" / "voicemail.yaml")
     started = time.monotonic()
     results: dict[int, dict[str, Run]] = {}
     every: list[dict[str, Any]] = []
+    by_client: dict[int, dict[str, list[Run]]] = {}
     for level in levels:
         calls = args.calls or (max(1500, 2 * level) if args.quick else max(6000, 4 * level))
-        results[level] = {}
-        for name in clients:
-            runs = []
-            for _ in range(args.repeat):
+        by_client[level] = {name: [] for name in clients}
+        # Interleaved: run n of every client, then run n + 1 of every client, in the
+        # reverse order (ABBA), so that neither of two neighbours is always the later one.
+        for round_ in range(args.repeat):
+            for name in (clients if round_ % 2 == 0 else clients[::-1]):
                 r = measure(name, level, calls, args, flow_dir, log_dir)
-                runs.append(r)
+                by_client[level][name].append(r)
                 every.append(asdict(r))
-                print(f"{name:>15} @ {level:>5}: {r.ok}/{r.failed}/{r.leaked} ok/failed/leaked, "
+                print(f"{name:>18} @ {level:>5}: {r.ok}/{r.failed}/{r.leaked} ok/failed/leaked, "
                       f"{r.cpu_ms_per_call:.3f} ms CPU/call, {r.calls_per_s:,.0f} calls/s, "
                       f"peak RSS {r.peak_rss_mib:.1f} MiB ({r.rss_kib_per_call:.1f} KiB/call), "
                       f"p50/p99 {r.p50_ms:.2f}/{r.p99_ms:.2f} ms, sim CPU {r.sim_cpu_pct:.0f}%"
                       f"{' STALLED' if r.stalled else ''}{' ' + r.note if r.note else ''}",
                       flush=True)
                 if args.verbose:
-                    print(f"{'':>24}p50/p99 by command: {r.latency_by_method}", flush=True)
-            results[level][name] = median_run(runs)
+                    print(f"{'':>27}p50/p99 by command: {r.latency_by_method}", flush=True)
+        results[level] = {name: median_run(runs) for name, runs in by_client[level].items()}
     extras: dict[str, Any] = {}
     if not args.no_extras:
         from bench.flow200 import measure_flow200
@@ -419,6 +481,10 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     print()
     print(ratios(results))
+    print()
+    print(spread(by_client))
+    print(f"\n# load average {info['loadavg_at_start'][0]:.2f} at the start, "
+          f"{info['loadavg_at_end'][0]:.2f} at the end")
     print(f"\n# {elapsed:.0f} s; client logs in {log_dir}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

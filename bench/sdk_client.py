@@ -17,9 +17,8 @@ import logging
 import sys
 import types
 
-import websockets
-
 import signalwire.relay.client as _relay_client_mod
+import websockets
 
 _real_connect = websockets.connect
 
@@ -58,7 +57,7 @@ def main() -> None:
         event = await recording.wait()
         if event.state == "finished":
             if event.duration >= 2:
-                text = f"Thanks. We got {int(round(event.duration))} seconds."
+                text = f"Thanks. We got {round(event.duration)} seconds."
             else:
                 text = "That was very short, but we kept it."
         else:

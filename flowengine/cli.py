@@ -18,13 +18,15 @@ from collections.abc import Sequence
 # command → (module, one-line help). Each module provides add_arguments(parser) and
 # run(args) -> int (the exit code).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("flowengine.engine.cli", "run a flow for one call (on the embedded simulator without credentials)"),
+    "run": ("flowengine.engine.cli",
+            "run a flow for one call (on the embedded simulator without credentials)"),
     "check": ("flowengine.flow.cli", "check flow files and report every problem as file:line:col"),
     "graph": ("flowengine.flow.graph", "print a flow's graph (states and edges) as Mermaid or DOT"),
     "test": ("flowengine.scenario.cli", "run the scenario tests of flows over the simulator"),
     "trace": ("flowengine.engine.trace", "print a readable timeline of the calls in a trace file"),
     "simulator": ("flowengine.sim.cli", "run the local RELAY simulator"),
-    "serve": ("flowengine.daemon.cli", "serve flows: route every inbound call to its flow, hot-reload flow files"),
+    "serve": ("flowengine.daemon.cli",
+              "serve flows: route every inbound call to its flow, hot-reload flow files"),
 }
 
 

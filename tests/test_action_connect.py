@@ -76,7 +76,8 @@ async def test_the_caller_hanging_up_while_bridged_is_hangup(tmp_path):
     # RELAY reports the end of the bridge before the end of the call.
     kinds = [(t, p.get("connect_state") or p.get("call_state")) for t, p in run.sim_calls[0].events
              if t in ("calling.call.connect", "calling.call.state")]
-    assert kinds[-3:] == [("calling.call.state", "ending"), ("calling.call.connect", "disconnected"),
+    assert kinds[-3:] == [("calling.call.state", "ending"),
+                          ("calling.call.connect", "disconnected"),
                           ("calling.call.state", "ended")]
 
 

@@ -305,7 +305,7 @@ async def test_simulate_streams_calls_and_logs_json_lines(tmp_path: Path) -> Non
     trace = tmp_path / "trace.jsonl"
     command = [sys.executable, "-m", "flowengine.cli", "serve", str(directory), "--simulate",
                "--sim-calls", "4", "--sim-rate", "40", "--time-scale", "0.01",
-               "--log-format", "json", "--trace", str(trace)]
+               "--log-format", "json", "--log-level", "debug", "--trace", str(trace)]
     async with await anyio.open_process(command, stdout=subprocess.DEVNULL) as process, \
             anyio.create_task_group() as tg:
         assert process.stderr is not None
@@ -323,9 +323,10 @@ async def test_simulate_streams_calls_and_logs_json_lines(tmp_path: Path) -> Non
     for step in steps:
         assert step["flow"] == "desk" and step["version"] == version.version
         assert step["step"] in FULL_PATH and step["outcome"] and "duration_ms" in step
-        assert step["level"] == "info" and step["ts"].endswith("Z")
+        assert step["level"] == "debug" and step["ts"].endswith("Z")
     ended = [line for line in lines if line.get("event") == "call_ended"]
     assert [line["ended"] for line in ended] == ["completed"] * 4
+    assert all(line["path"] == FULL_PATH and "duration_ms" in line for line in ended)
     records, _ = read_trace(trace)
     paths = paths_by_call(records)
     assert sorted(paths) == sorted({s["call_id"] for s in steps})

@@ -177,7 +177,7 @@ def test_serve_simulate_as_shown_serves_simulated_calls(project: Path):
                and "--simulate" in c.command]
     flows = sorted(p.stem for p in (project / "flows").glob("*.yaml"))  # hello too
     # One simulated call per flow, one flow after another: each flow must take its call.
-    argv = shown.command.split()[1:] + ["--sim-calls", str(len(flows)), "--no-watch"]
+    argv = [*shown.command.split()[1:], "--sim-calls", str(len(flows)), "--no-watch"]
     run = subprocess.run([sys.executable, "-m", "flowengine.cli", *argv], cwd=project,
                          capture_output=True, text=True, timeout=60, check=False,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})

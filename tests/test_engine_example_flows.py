@@ -1,4 +1,5 @@
-"""Every outcome path of flows/after_hours.yaml and flows/voicemail_hangup.yaml, over the simulator."""
+"""Every outcome path of flows/after_hours.yaml and flows/voicemail_hangup.yaml, over the
+simulator."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The engine's rules — edges, on_error, timeouts, limits, vars — on small flows, over the simulator."""
+"""The engine's rules — edges, on_error, timeouts, limits, vars — on small flows, over the
+simulator."""
 
 from __future__ import annotations
 

@@ -329,7 +329,8 @@ def test_a_number_kept_with_its_text_copies_and_runs_like_a_number(
     # A flow with such numbers in vars runs (the engine copies vars for every call).
     monkeypatch.chdir(tmp_path)
     Path("v.yaml").write_text("name: v\ncontext: office\nvars: {pin: 0123, x: +5}\nsteps:\n"
-                              "  greet:\n    answer: {}\n  say:\n    log: \"{{ vars.pin + vars.x }}\"\n",
+                              "  greet:\n    answer: {}\n"
+                              "  say:\n    log: \"{{ vars.pin + vars.x }}\"\n",
                               encoding="utf-8")
     assert main(["run", "v.yaml", "--time-scale", "0.01"]) == 0
     assert "128" in capsys.readouterr().out

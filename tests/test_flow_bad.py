@@ -41,7 +41,8 @@ EXPECTED = {
     "timeout_without_timeout.yaml": (7, 7, ("step 'prompt' has no timeout, so it cannot end with "
                                            "'timeout'; add timeout: SECONDS to the step")),
     "default_choice_not_last.yaml": (5, 9, ("only the last choice of a branch can leave out when "
-                                           "(it is the default); choices after it are never tried")),
+                                           "(it is the default); choices after it are never "
+                                           "tried")),
     "undefined_name.yaml": (5, 14, ("unknown name 'caller' in a template; templates can use call, "
                                    "steps, vars and flow; did you mean 'call'?")),
     "missing_step_reference.yaml": (6, 10, ("unknown step 'take_mesage' in steps.take_mesage; did "
@@ -64,7 +65,8 @@ EXPECTED = {
     # -- added with the authoring tools (issue 5) --
     "on_to_missing_step.yaml": (6, 17, ("unknown step 'nothing_hard' in on.no_input; did you "
                                        "mean 'nothing_heard'?")),
-    "goto_missing_step.yaml": (6, 15, "unknown step 'vip_promt' in goto; did you mean 'vip_prompt'?"),
+    "goto_missing_step.yaml": (6, 15, ("unknown step 'vip_promt' in goto; did you mean "
+                                      "'vip_prompt'?")),
     "on_hangup_missing_step.yaml": (2, 12, ("unknown step 'log_hangup' in on_hangup; did you mean "
                                            "'log_hang_up'?")),
     "self_loop.yaml": (5, 3, ("step 'again' always goes back to itself: no path leads out of the "
@@ -84,8 +86,8 @@ EXPECTED = {
     "power_operator.yaml": (7, 12, "the ** operator is not allowed in templates"),
     "key_of_another_media.yaml": (6, 9, ("'duration' does not go with say in play item 1; "
                                         "'duration' belongs to ringtone")),
-    "unknown_filter.yaml": (5, 14, ("invalid template in say in play item 1: unknown filter 'uper'; "
-                                   "did you mean 'upper'?")),
+    "unknown_filter.yaml": (5, 14, ("invalid template in say in play item 1: unknown filter "
+                                   "'uper'; did you mean 'upper'?")),
     "python_tag.yaml": (3, 10, "unsupported YAML tag 'tag:yaml.org,2002:python/object:os.system'"),
     "step_without_action.yaml": (5, 3, ("step 'prompt' has no action; it needs one of "
                                        + ", ".join(ACTIONS))),

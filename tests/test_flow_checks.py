@@ -197,10 +197,13 @@ def test_invalid_names_are_refused_by_the_schema():
 
 
 def test_file_level_problems():
-    assert findings("") == ["t.yaml:1:1: error: the file is empty; a flow needs at least name and steps"]
-    assert findings("- a\n") == ["t.yaml:1:1: error: a flow is a mapping with name, steps, …, not a list"]
+    assert findings("") == [
+        "t.yaml:1:1: error: the file is empty; a flow needs at least name and steps"]
+    assert findings("- a\n") == [
+        "t.yaml:1:1: error: a flow is a mapping with name, steps, …, not a list"]
     result = compile_flow(b"name: t\nsteps:\n  a:\n    log: \xff\n", "t.yaml")
-    assert [str(d) for d in result.diagnostics] == ["t.yaml:4:10: error: the file is not valid UTF-8 text"]
+    assert [str(d) for d in result.diagnostics] == [
+        "t.yaml:4:10: error: the file is not valid UTF-8 text"]
 
 
 def test_check_paths_scans_directories_and_compares_names(tmp_path):

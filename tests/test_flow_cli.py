@@ -29,7 +29,8 @@ def test_errors_exit_1_one_line_each():
     run = check(str(BAD / "wrong_type.yaml"), str(BAD / "unknown_action.yaml"))
     assert run.returncode == 1
     assert run.stdout.splitlines() == [
-        "tests/flows_bad/unknown_action.yaml:6:5: error: unknown action 'plya'; did you mean 'play'?",
+        ("tests/flows_bad/unknown_action.yaml:6:5: error: unknown action 'plya'; did you mean "
+         "'play'?"),
         ("tests/flows_bad/wrong_type.yaml:5:28: error: end_silence_timeout in record must be a "
         "number, not the text 'three'"),
     ]

@@ -101,4 +101,5 @@ def test_aliases_within_bounds_are_expanded():
 def test_a_second_document_is_refused():
     with pytest.raises(FlowError) as info:
         load_yaml("a: 1\n---\nb: 2\n", "t.yaml")
-    assert str(info.value) == "t.yaml:2:1: error: a flow file holds one YAML document, but this is a second one"
+    assert str(info.value) == (
+        "t.yaml:2:1: error: a flow file holds one YAML document, but this is a second one")

@@ -32,13 +32,15 @@ def compiled(text: str) -> FlowVersion:
 
 
 def test_the_three_example_flows_exist():
-    assert {p.name for p in EXAMPLES} >= {"voicemail.yaml", "after_hours.yaml", "voicemail_hangup.yaml"}
+    assert {p.name for p in EXAMPLES} >= {"voicemail.yaml", "after_hours.yaml",
+                                          "voicemail_hangup.yaml"}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_flows_check_clean(path):
     assert check_paths([path]) == []
-    assert path.read_text().startswith("# yaml-language-server: $schema=../schemas/flow.schema.json\n")
+    assert path.read_text().startswith(
+        "# yaml-language-server: $schema=../schemas/flow.schema.json\n")
 
 
 def test_voicemail_compiles_to_the_contract():

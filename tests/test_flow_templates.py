@@ -108,7 +108,8 @@ def test_when_with_braces_is_a_compile_error():
 # -- the sandbox ------------------------------------------------------------------------------
 
 def test_python_internals_are_refused_at_render():
-    assert refused("{{ ''.__class__.__mro__ }}") == "access to attribute '__class__' of 'str' object is unsafe."
+    assert refused("{{ ''.__class__.__mro__ }}") == (
+        "access to attribute '__class__' of 'str' object is unsafe.")
 
 
 def test_modifying_methods_are_refused():
@@ -159,15 +160,18 @@ def test_lipsum_is_not_available():
 def test_a_step_that_has_not_run_is_an_error_naming_the_step_and_place():
     with pytest.raises(TemplateRenderError) as info:
         text("{{ steps.take_message.url }}")
-    assert str(info.value) == ("f.yaml:7:14: in step 'greet' (say in play item 1): steps.take_message "
-                               "is undefined: step 'take_message' has not run on this call")
+    assert str(info.value) == ("f.yaml:7:14: in step 'greet' (say in play item 1): "
+                               "steps.take_message is undefined: step 'take_message' "
+                               "has not run on this call")
 
 
 def test_undefined_names_are_errors_not_empty_strings():
-    assert refused("{{ vars.nope }}") == "vars.nope is undefined: the variable 'nope' has not been set"
+    assert refused("{{ vars.nope }}") == (
+        "vars.nope is undefined: the variable 'nope' has not been set")
     assert refused("{{ call.nope }}") == "call.nope is undefined"
     assert refused("{{ nope }}") == "'nope' is undefined"
-    assert refused("{{ steps.rec.nope }}", steps={"rec": {}}) == "'dict object' has no attribute 'nope'"
+    assert refused("{{ steps.rec.nope }}", steps={"rec": {}}) == (
+        "'dict object' has no attribute 'nope'")
     assert refused("{{ steps.nope }}", mode="value") == \
         "steps.nope is undefined: step 'nope' has not run on this call"
 

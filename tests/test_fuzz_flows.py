@@ -109,7 +109,7 @@ def mutations(draw: st.DrawFn, kinds: tuple[str, ...] = ALL_KINDS,
                                          "\x1b[31m", "\x7f", "é", "日本", "🎉", "\U0010ffff"]))
             lines[i] = line[:col] + junk + line[col:]
         else:  # cut: the file ends mid-line (an editor's save that did not finish)
-            lines = lines[:i] + [line[:draw(st.integers(0, len(line)))]]
+            lines = [*lines[:i], line[:draw(st.integers(0, len(line)))]]
     data = "".join(lines).encode("utf-8", "surrogatepass")
     if kinds == ALL_KINDS and draw(st.integers(0, 9)) == 0:  # bytes that are not UTF-8
         at = draw(st.integers(0, len(data)))
@@ -184,8 +184,9 @@ def _runs_offline(data: bytes, tmp: Path) -> bool:
 
 @settings(max_examples=20, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(mutant=mutations(MILD_KINDS, max_edits=2), caller=st.sampled_from(["speak:3", "silent", "hangup:5",
-                                                   "speak:2:1,hangup:40", "digits:1/9#"]))
+@given(mutant=mutations(MILD_KINDS, max_edits=2),
+       caller=st.sampled_from(["speak:3", "silent", "hangup:5", "speak:2:1,hangup:40",
+                               "digits:1/9#"]))
 def test_a_mutant_that_checks_clean_runs_and_its_call_ends(tmp_dir: Path,
                                                            mutant: tuple[str, bytes],
                                                            caller: str) -> None:

@@ -101,12 +101,13 @@ def test_handlers_explicit_edges_no_match_and_timeouts(tmp_path):
     assert '    s_oops["<b>oops</b><br/>log<br/>on_error"]' in lines
     assert "    class s_oops,s_gone handler" in lines
     # Error arrows are red: linkStyle counts every arrow, the start arrow first.
-    error_links = [i for i, line in enumerate(l for l in lines if "-->" in l or "-.->" in l)
+    error_links = [i for i, line in enumerate(a for a in lines if "-->" in a or "-.->" in a)
                    if '"error' in line]
     assert lines[-1] == "    linkStyle " + ",".join(map(str, error_links)) + " stroke:#c0392b"
     dot = render_graph(flow, "dot")
     assert '    "pick" -> "greet_again" [label="call.from == \\"+1<2>\\""];' in dot
-    assert '    "greet" -> "(end)" [label="error", style=dashed, color="#c0392b", fontcolor="#c0392b"];' in dot
+    assert ('    "greet" -> "(end)" [label="error", style=dashed, color="#c0392b", '
+            'fontcolor="#c0392b"];') in dot
     assert '    "oops" [label="oops\\nlog\\non_error", shape=note, style="dashed"];' in dot
 
 

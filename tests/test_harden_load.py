@@ -80,7 +80,8 @@ def test_a_device_is_refused_by_its_type(tmp_path: Path) -> None:
     # Named directly, /dev/zero is opened and fstat'ed, never read.
     done = check(Path("/dev/zero"))
     assert done.returncode == 1
-    assert "/dev/zero: error: cannot read the file: it is a device, not a regular file" in done.stdout
+    assert ("/dev/zero: error: cannot read the file: it is a device, not a regular file"
+            in done.stdout)
 
 
 def test_a_2_gib_file_is_refused_by_its_size_before_it_is_read(flows: Path) -> None:

@@ -243,17 +243,17 @@ async def test_calls_lost_with_the_session_are_counted_as_session_lost(
     directory = tmp_path / "flows"
     directory.mkdir()
     write(directory / "desk.yaml", flow_text("desk", "desk", on_hangup="gone"))
-    async with Simulator(port=0, project=PROJECT, token=TOKEN, time_scale=0.01,
-                         resume_window=0.5) as sim:
-        async with serving(sim, [directory], config_for(sim, request_timeout=5.0)) as daemon:
-            calls = [sim.offer_call("desk", caller="speak:100") for _ in range(5)]
-            await all_recording(calls)
-            # RELAY forgets the session: the client starts a new one, and the calls of the
-            # old one are gone with it.
-            await sim.send_disconnect(restart=True)
-            await until(lambda: sum(ended_counts(daemon).values()) == 5, 10)
-            counts = ended_counts(daemon)
-            await sim.wait_all_ended(timeout=10)
+    async with (Simulator(port=0, project=PROJECT, token=TOKEN, time_scale=0.01,
+                          resume_window=0.5) as sim,
+                serving(sim, [directory], config_for(sim, request_timeout=5.0)) as daemon):
+        calls = [sim.offer_call("desk", caller="speak:100") for _ in range(5)]
+        await all_recording(calls)
+        # RELAY forgets the session: the client starts a new one, and the calls of the
+        # old one are gone with it.
+        await sim.send_disconnect(restart=True)
+        await until(lambda: sum(ended_counts(daemon).values()) == 5, 10)
+        counts = ended_counts(daemon)
+        await sim.wait_all_ended(timeout=10)
     assert counts == {"session_lost": 5.0}, counts
 
 
@@ -305,12 +305,12 @@ async def test_a_server_that_keeps_sending_oversized_frames_gets_a_warning_and_a
 
 async def test_a_link_that_drops_for_other_reasons_starts_its_backoff_afresh(
         records: Records) -> None:
-    async with Simulator(port=0, project=PROJECT, token=TOKEN, time_scale=0.01) as sim:
-        async with RelayClient(config_for(sim, reconnect_delay=0.01), ["office"]) as client:
-            for n in range(3):
-                await until(lambda: client.connected)
-                await sim.drop_connections()
-                await until(lambda n=n: client.reconnects == n + 1)
+    async with (Simulator(port=0, project=PROJECT, token=TOKEN, time_scale=0.01) as sim,
+                RelayClient(config_for(sim, reconnect_delay=0.01), ["office"]) as client):
+        for n in range(3):
+            await until(lambda: client.connected)
+            await sim.drop_connections()
+            await until(lambda n=n: client.reconnects == n + 1)
     delays = [float(m.group(1)) for r in records.records
               if (m := re.search(r"reconnecting to \S+ in (\S+) s", r.getMessage()))]
     assert delays == [0.01, 0.01, 0.01]

@@ -187,6 +187,7 @@ if __name__ == "__main__":  # the full-size run, by hand
                                         reconnect_delay=reconnect, deadline=3600)
         print(f"{total} calls, {in_flight} in flight, link aborted every {every} s "
               f"(time scale {scale}, reconnect delay {reconnect} s): {run.drops} drops, "
-              f"{run.reconnects} reconnects, {run.commands} commands, ended {run.ended}, not ended {len(run.not_ended)}, {run.seconds:.1f} s")
+              f"{run.reconnects} reconnects, {run.commands} commands, ended {run.ended}, "
+              f"not ended {len(run.not_ended)}, {run.seconds:.1f} s")
 
     anyio.run(main, backend="asyncio")

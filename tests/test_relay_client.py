@@ -401,7 +401,7 @@ async def test_wss_verifies_the_server_certificate(tls_files: tuple[Path, Path])
         trusted = RelayConfig(url=url, project="p", token="t", ca_file=str(cert))
         async with RelayClient(trusted) as client:
             assert client.protocol == "tls-proto"
-        with pytest.raises(ConnectionLost, match="(?i)certificate"):
+        with pytest.raises(ConnectionLost, match=r"(?i)certificate"):
             async with RelayClient(RelayConfig(url=url, project="p", token="t")):
                 pass
 
@@ -409,7 +409,7 @@ async def test_wss_verifies_the_server_certificate(tls_files: tuple[Path, Path])
 async def test_unreadable_ca_file_is_a_relay_error(tmp_path: Path) -> None:
     config = RelayConfig(url="wss://127.0.0.1:1", project="p", token="t",
                          ca_file=str(tmp_path / "missing.pem"))
-    with pytest.raises(RelayError, match="missing.pem"):
+    with pytest.raises(RelayError, match=r"missing\.pem"):
         async with RelayClient(config):
             pass
 

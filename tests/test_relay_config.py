@@ -105,7 +105,7 @@ def test_ca_file_is_trusted_in_addition_to_the_system_store(tmp_path: Path) -> N
 
 def test_unreadable_ca_file_is_a_clear_error(tmp_path: Path) -> None:
     config = RelayConfig(url="wss://x.example", ca_file=str(tmp_path / "missing.pem"))
-    with pytest.raises(ValueError, match="missing.pem"):
+    with pytest.raises(ValueError, match=r"missing\.pem"):
         config.ssl_context()
 
 

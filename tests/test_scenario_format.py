@@ -56,7 +56,8 @@ def test_schema_errors_are_positioned_with_hints(tmp_path):
         """) == [
         "s.test.yaml:4:5: error: unknown key 'caler' in scenario 1; did you mean 'caller'?",
         "s.test.yaml:5:17: error: time_scale in scenario 1 must be a number, not the text 'fast'",
-        "s.test.yaml:8:7: error: unknown key 'stauts' in expect in scenario 1; did you mean 'status'?",
+        ("s.test.yaml:8:7: error: unknown key 'stauts' in expect in scenario 1; did you mean "
+         "'status'?"),
         ("s.test.yaml:9:29: error: expect.recording.duration in scenario 1 must be a number, not "
          "the text 'long'"),
         "s.test.yaml:10:5: error: scenario 2 needs 'name'",

@@ -91,7 +91,8 @@ def test_a_changed_recording_format_fails_the_recording_and_the_log(tmp_path):
     assert ("      recording (take_message) format:\n"
             '        expected: "mp3"\n'
             '        actual:   "wav"\n') in out
-    assert "      steps.bye.text:\n        expected: text matching /^voicemail for sales: http" in out
+    assert ("      steps.bye.text:\n"
+            "        expected: text matching /^voicemail for sales: http") in out
 
 
 def test_a_flow_that_no_longer_hangs_up_fails_the_fault_scenario(tmp_path):

@@ -174,7 +174,7 @@ def test_a_recording_with_timeouts_of_0_runs_until_stopped(core: SimCore, peer: 
     assert (done["state"], done["duration"]) == ("finished", 60.0)
 
 
-# -- messaging (§5.8) -------------------------------------------------------------------------------
+# -- messaging (§5.8) ------------------------------------------------------------------------------
 
 def message_states(frames: list[dict[str, Any]]) -> list[tuple[str, Any]]:
     return [(p["message_state"], p.get("reason")) for t, p in events(frames)

@@ -63,7 +63,7 @@ class Outcome:
     async def run(self, body: Callable[[], Awaitable[None]]) -> None:
         try:
             await body()
-        except Exception as exc:  # noqa: BLE001  (re-raised by wait(); the SDK would only log it)
+        except Exception as exc:  # re-raised by wait(); the SDK would only log it
             self.error = exc
         finally:
             self.done.set()

@@ -18,7 +18,7 @@ import anyio
 import httpx
 
 from flowengine.actions.base import StepResult
-from flowengine.engine.trace import redact_url
+from flowengine.redact import redact_url
 
 if TYPE_CHECKING:
     from flowengine.engine.session import Session

@@ -50,9 +50,9 @@ async def run_prompt(session: Session, step: Step, params: dict[str, Any]) -> St
     """``prompt: {…}`` → ``calling.play_and_collect``, once per attempt.
 
     Outcomes: ``digit`` or ``speech`` (an answer that is one of ``choices`` — then
-    ``choice`` is that choice as written — or any answer without ``choices``), ``no_input`` / ``no_match`` once ``max_attempts`` are used up,
-    ``error``, ``hangup``, and ``timeout`` when the step's ``timeout`` (for all attempts)
-    runs out.
+    ``choice`` is that choice as written — or any answer without ``choices``),
+    ``no_input`` / ``no_match`` once ``max_attempts`` are used up, ``error``, ``hangup``,
+    and ``timeout`` when the step's ``timeout`` (for all attempts) runs out.
     """
     collect = collect_params(params)
     choices = params.get("choices")

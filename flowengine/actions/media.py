@@ -18,7 +18,8 @@ _TTS_KEYS = ("language", "gender", "voice")
 
 
 def relay_media(item: dict[str, Any]) -> dict[str, Any]:
-    """One flow media item (``say``/``audio``/``silence``/``ringtone``) → a RELAY play item (§5.3)."""
+    """One flow media item (``say``/``audio``/``silence``/``ringtone``) → a RELAY play item
+    (§5.3)."""
     if "say" in item:
         params = {"text": str(item["say"])}
         params.update({k: item[k] for k in _TTS_KEYS if item.get(k) is not None})
@@ -45,7 +46,8 @@ async def run_play(session: Session, step: Step, params: dict[str, Any]) -> Step
     result, timed_out = await wait_action(action, session.step_timeout(step))
     state = result.state if result is not None else "error"
     outcome = "timeout" if timed_out else state
-    return StepResult(outcome, {"state": state}, method="calling.play", control_id=action.control_id)
+    return StepResult(outcome, {"state": state}, method="calling.play",
+                      control_id=action.control_id)
 
 
 async def run_record(session: Session, step: Step, params: dict[str, Any]) -> StepResult:

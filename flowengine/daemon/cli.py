@@ -80,7 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="text (default) or json: one JSON object per line")
     obs.add_argument("--log-level", default="info",
                      choices=["debug", "info", "warning", "error"],
-                     help="info (default) logs one line per call step")
+                     help="info (default): one line per call (how it ended, its steps, "
+                          "its duration); debug adds a line per step")
     obs.add_argument("--trace", default=None, metavar="FILE",
                      help="append one JSON line per step to FILE (read it with "
                           "`flowengine trace FILE`)")

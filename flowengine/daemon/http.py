@@ -131,7 +131,7 @@ class _Server:
             try:
                 await self._accept(listener, tg)
                 return
-            except Exception as exc:  # noqa: BLE001 - the HTTP side must never end the daemon
+            except Exception as exc:  # the HTTP side must never end the daemon
                 logger.error("HTTP endpoint: the accept loop failed (%r); restarting it", exc)
                 await anyio.sleep(RESTART_DELAY)
 
@@ -173,7 +173,7 @@ class _Server:
         try:
             with conn.scope:
                 await _respond(stream, self.routes, conn)
-        except Exception as exc:  # noqa: BLE001 - a client gone away must not stop the server
+        except Exception as exc:  # a client gone away must not stop the server
             logger.debug("HTTP request failed: %r", exc)
         finally:
             self.open.pop(conn, None)
@@ -183,7 +183,7 @@ async def _close(stream: SocketStream) -> None:
     with anyio.CancelScope(shield=True):
         try:
             await stream.aclose()
-        except Exception as exc:  # noqa: BLE001 - a refused client's socket: nothing to do
+        except Exception as exc:  # a refused client's socket: nothing to do
             logger.debug("closing a refused HTTP connection failed: %r", exc)
 
 

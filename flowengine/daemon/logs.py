@@ -1,20 +1,22 @@
 """Log lines of ``flowengine serve``: readable by default, JSON (one object per line) for machines.
 
-Every line about a call carries its call id, flow name and version: the engine adds them
-(``extra``) to its one line per step, together with the step, action, outcome and
-duration; the daemon adds them to its own lines about a call. The readable format puts
-them in a bracket in front of the message::
+Every line about a call carries its call id, flow name and version. At ``info`` (the
+default) a call writes one line, when it ends: how it ended, the steps it took and how long
+it lasted (plus the lines of the flow's own ``log`` steps). At ``debug`` the engine adds one
+line per step (step, action, outcome, next step, duration) and the daemon one when the call
+arrives. The readable format puts the call in a bracket in front of the message::
 
-    2025-05-01 12:00:03.120 INFO  [3f2a…e1 voicemail@9c1d2e3f4a5b] step greet (answer) -> answered
+    2025-05-01 12:00:03.120 INFO  [3f2a…e1 voicemail@9c1d2e3f4a5b] call ended:
+        completed after 7 step(s) (hangup), from +1555… to +1555…: greet > prompt > … > end (92 ms)
 
-The JSON format writes them as fields (``call_id``, ``flow``, ``version``, ``step``,
-``action``, ``outcome``, ``next``, ``duration_ms``, plus ``event``/``file``/``errors`` on
-reload lines).
+The JSON format writes them as fields (``call_id``, ``flow``, ``version``, ``ended``,
+``path``, ``steps``, ``duration_ms``; ``step``, ``action``, ``outcome``, ``next`` on step
+lines; ``event``/``file``/``errors`` on reload lines).
 
-At ``info`` a call writes about ten lines, so a line must be cheap: the lines logged in one
-turn of the event loop leave in one write (:class:`LineHandler`; warnings and errors at
-once), the time prefix is formatted once a second, and records skip the source line, thread
-and process fields no format shows.
+Every line is masked by :mod:`flowengine.redact` before it is written, whichever logger it
+came from. A line must be cheap: the lines logged in one turn of the event loop leave in one
+write (:class:`LineHandler`; warnings and errors at once), the time prefix is formatted once
+a second, and records skip the source line, thread and process fields no format shows.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from typing import IO, Any
 
 import orjson
+
+from flowengine.redact import protect, register_environment
 
 __all__ = ["JsonFormatter", "LineHandler", "ReadableFormatter", "configure_logging"]
 
@@ -138,7 +143,7 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._write()
         except RecursionError:
             raise
-        except Exception:  # noqa: BLE001 - logging's own convention: report, go on
+        except Exception:  # logging's own convention: report, go on
             self.handleError(record)
 
     def _schedule(self) -> bool:
@@ -175,21 +180,28 @@ def configure_logging(fmt: str = "text", level: str = "info",
 
     For a process of its own (``serve``): records also stop collecting the caller's source
     line, thread and process, which no format shows (the logging HOWTO's "Optimization").
-    Returns the handler installed on the root logger.
+    Every line is masked by :mod:`flowengine.redact`. Returns the handler installed on the
+    root logger.
     """
-    logging._srcfile = None  # type: ignore[attr-defined]  # the documented knob
+    logging._srcfile = None  # the documented knob
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
     handler = LineHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ReadableFormatter())
+    # Every line this handler writes is masked (flowengine.redact), whichever logger it came
+    # from: httpx logs each request's full URL at INFO, httpcore and websockets write
+    # headers and frames at DEBUG.
+    protect([handler])
+    register_environment(os.environ)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
     if level.lower() != "debug":
-        # Chatty libraries: watchfiles logs every batch at INFO, websockets its handshakes.
-        for name in ("watchfiles", "websockets"):
+        # Chatty libraries: watchfiles logs every batch at INFO, websockets its handshakes,
+        # httpx every request of a `request` step.
+        for name in ("watchfiles", "websockets", "httpx", "httpcore"):
             logging.getLogger(name).setLevel(logging.WARNING)
     return handler

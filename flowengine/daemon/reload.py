@@ -207,7 +207,7 @@ class FlowLoader:
                           default=0.0)
             key = (tuple((c.path, c.sha256) for c in changes), tuple(gone), tuple(pending))
             rounds += 1
-            if (waiting <= 0 and (self.settle <= 0 or key == seen or rounds > _SETTLE_ROUNDS)
+            if ((waiting <= 0 and (self.settle <= 0 or key == seen or rounds > _SETTLE_ROUNDS))
                     or now > give_up):
                 # Still changing after all those rounds: take what is there now. An
                 # incomplete file fails to compile, and the next rescan looks again.

@@ -53,6 +53,9 @@ __all__ = ["EXIT_INVALID", "EXIT_OK", "EXIT_RELAY", "Daemon"]
 logger = logging.getLogger("flowengine.daemon")
 
 EXIT_OK, EXIT_RELAY, EXIT_INVALID = 0, 1, 2
+#: A call's log line names at most this many steps of its path (a goto loop can run
+#: thousands); it says how many more ran.
+PATH_SHOWN = 50
 
 
 @dataclass(slots=True, eq=False)
@@ -64,6 +67,8 @@ class _Running:
     started: float = field(default_factory=time.monotonic)
     #: True once the drain hung it up.
     drained: bool = False
+    #: The steps it ran, in order, for its log line (None when INFO lines are off).
+    path: list[str] | None = None
 
 
 class _CallTasks:
@@ -323,13 +328,16 @@ class Daemon:
                              name=f"decline {call.call_id}")
             return
         running = _Running(call, entry)
+        if logger.isEnabledFor(logging.INFO):
+            running.path = []
         self._running[call.call_id] = running
         self._in_flight[(entry.name, entry.flow.version)] += 1
         if self._idle.is_set():
             self._idle = anyio.Event()
         self.metrics.call_started(entry.name, entry.flow.short_version)
-        if logger.isEnabledFor(logging.INFO):
-            logger.info("call from %s to %s on context %s", call.from_number or "?",
+        if logger.isEnabledFor(logging.DEBUG):
+            # At INFO a call has one line, when it ends (_call_ended).
+            logger.debug("call from %s to %s on context %s", call.from_number or "?",
                         call.to_number or "?", call.context, extra={
                             **_call_extra(call, entry.flow), "event": "call_started",
                             "context": call.context, "from": call.from_number,
@@ -338,7 +346,7 @@ class Daemon:
             # The steps go to the metrics, the log and --trace as they run; none is kept.
             run = Session(entry.runtime, call, on_step=self._on_step, time_scale=self.time_scale,
                           keep_trace=False).run()
-        except Exception as exc:  # noqa: BLE001 - a bug: the call crashes as if run() raised
+        except Exception as exc:  # a bug: the call crashes as if run() raised
             run = _raise(exc)
         # The task runs the session itself: no wrapper coroutine held per call in flight.
         self._call_tasks.start(run, f"call {call.call_id}", running)
@@ -376,14 +384,25 @@ class Daemon:
                            extra={**_call_extra(call, flow), "event": "call_ended",
                                   "ended": ended})
         elif logger.isEnabledFor(logging.INFO):
-            logger.info("call ended: %s after %d step(s) in %.2f s (%s)", ended,
-                        report.steps_run, took, report.end_reason or "no end reason",
-                        extra={**_call_extra(call, flow), "event": "call_ended",
-                               "ended": ended, "status": report.status,
-                               "end_reason": report.end_reason, "error": report.error})
+            # The call's one line at INFO: how it ended, the steps it took, how long.
+            path = running.path or []
+            more = report.steps_run - len(path)
+            shown = " > ".join(path) + (f" > … (+{more})" if more > 0 else "")
+            logger.info("call ended: %s after %d step(s) (%s), from %s to %s: %s", ended,
+                        report.steps_run, report.end_reason or "no end reason",
+                        call.from_number or "?", call.to_number or "?",
+                        shown or "no step", extra={
+                            **_call_extra(call, flow), "event": "call_ended", "ended": ended,
+                            "status": report.status, "end_reason": report.end_reason,
+                            "error": report.error, "path": path, "steps": report.steps_run,
+                            "from": call.from_number, "to": call.to_number,
+                            "context": call.context, "duration": took})
 
     def _on_step(self, entry: TraceEntry) -> None:
         self.metrics.step(entry)
+        running = self._running.get(entry.call_id)
+        if running is not None and running.path is not None and len(running.path) < PATH_SHOWN:
+            running.path.append(f"{entry.within}/{entry.step}" if entry.within else entry.step)
         if self._on_step_hook is not None:
             self._on_step_hook(entry)
 
@@ -499,7 +518,7 @@ class Daemon:
                                             force_polling=self.force_polling or None):
                     names = sorted({os.path.basename(path) for _, path in changes})
                     self.request_reload(f"changed: {', '.join(names)}")
-            except Exception as exc:  # noqa: BLE001 - see below
+            except Exception as exc:  # see below
                 # A watched directory vanished, inotify ran out of watches…: the periodic
                 # rescan still sees every change; try watching again later.
                 logger.warning("watching %s failed (%s); retrying in %g s", ", ".join(directories),
@@ -575,7 +594,7 @@ class Daemon:
             "status": status,
             "started_at": _iso(self._started_at),
             "relay": {
-                "url": self.config.url,
+                "url": self.config.shown_url,
                 "connected": connected,
                 "reconnects": relay.reconnects if relay is not None else 0,
                 "contexts": sorted(relay.contexts) if relay is not None else [],

@@ -47,11 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the flow; the exit code (0 ran to its end, 1 a step failed, 2 bad input)."""
     import logging
+    import os
     import sys
 
     import anyio
 
     from flowengine.engine.runner import run_command
+    from flowengine.redact import protect, register_environment
     from flowengine.sim.caller import CallerScript, CallerScriptError
 
     # A bad --caller is a mistake on the command line: say so before anything starts, as
@@ -64,4 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Every log line is masked, the libraries' (httpx logs each request's URL) included.
+    protect(logging.getLogger().handlers)
+    register_environment(os.environ)
     return anyio.run(run_command, args, backend="asyncio")

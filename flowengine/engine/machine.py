@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowengine.actions import ACTIONS
 from flowengine.flow import route
+from flowengine.redact import is_secret_name, register
 
 if TYPE_CHECKING:
     from flowengine.engine.session import Session
@@ -63,6 +64,9 @@ class FlowRuntime:
 
     def __init__(self, flow: FlowVersion) -> None:
         self.flow = flow
+        # A secret-looking variable's value, when the file spells it out, is masked wherever
+        # it shows (a log step, an error); a templated one only in the summary's vars.
+        register(*(v for k, v in flow.vars.items() if isinstance(v, str) and is_secret_name(k)))
         #: (state, outcome) → the edges tried in order (guard, destination).
         self._edges: dict[tuple[str, str], tuple[_Edge, ...]] = {}
         #: step id → the outcomes it can end with (anything else is reported as `error`).

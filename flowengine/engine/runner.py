@@ -17,6 +17,7 @@ from flowengine.engine.machine import FlowRuntime
 from flowengine.engine.session import Session, SessionReport, TraceEntry
 from flowengine.engine.trace import TraceWriter
 from flowengine.flow import FlowError, FlowVersion, load_flow
+from flowengine.redact import redact_text, redact_vars
 from flowengine.relay import SESSION_LOST
 
 EXIT_OK, EXIT_FLOW_FAILED, EXIT_INVALID = 0, 1, 2
@@ -35,7 +36,9 @@ class TracePrinter:
         self.multi = multi
 
     def _p(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        # Everything `run` prints about a call is masked (flowengine.redact): an error that
+        # quotes a URL, a variable holding a token.
+        print(redact_text(text), file=self.out, flush=True)
 
     def call_started(self, call: Any) -> None:
         if not self.quiet:
@@ -88,7 +91,7 @@ class TracePrinter:
         for step, url in _recordings(report):
             self._p(f"{prefix}  recording ({step}): {url}")
         if report.vars and not self.quiet:
-            shown = ", ".join(f"{k}={v!r}" for k, v in report.vars.items())
+            shown = ", ".join(f"{k}={v!r}" for k, v in redact_vars(report.vars).items())
             self._p(f"{prefix}  vars: {shown}")
 
 
@@ -217,7 +220,7 @@ async def run_command(args: argparse.Namespace) -> int:
     try:
         config = RelayConfig.from_env(args.relay_url)
     except ValueError as exc:  # half the credentials, or a URL that is not ws(s)://
-        print(f"error: {exc}", file=err)
+        print(redact_text(f"error: {exc}"), file=err)
         return EXIT_INVALID
     contexts = list(flow.contexts)
 
@@ -241,12 +244,12 @@ async def run_command(args: argparse.Namespace) -> int:
                                to_number=to_number, caller=args.caller)
         else:
             print(f"flow {flow.name} (version {flow.version[:12]}) from {flow.file}", file=out)
-            print(f"connecting to {config.url}; waiting for {count} inbound "
+            print(f"connecting to {config.shown_url}; waiting for {count} inbound "
                   f"call(s) on context(s) {', '.join(contexts)}", file=out, flush=True)
         try:
             client = await stack.enter_async_context(RelayClient(config, contexts))
         except RelayError as exc:
-            print(f"error: {exc}", file=err)
+            print(redact_text(f"error: {exc}"), file=err)
             return EXIT_FLOW_FAILED
 
         writer = TraceWriter(args.trace) if args.trace else None

@@ -212,7 +212,8 @@ class Session:
         failed = False
         try:
             error = self._init_vars()
-            if error is None:
+            if error is None or self._vars_failed(error):
+                error = None
                 if flow.max_duration:
                     # One timer handle that cancels this task, not an anyio cancel scope
                     # (~1.1 KB per call in flight) nor asyncio.timeout() (~0.45 KB): most
@@ -248,7 +249,7 @@ class Session:
                 if not self.call.ended and not self.hangup_sent:
                     try:
                         await self.call.hangup("hangup")
-                    except Exception as exc:  # noqa: BLE001 - the call may have gone meanwhile
+                    except Exception as exc:  # the call may have gone meanwhile
                         logger.debug("hangup at flow end failed: %s", exc)
                 await self.call.wait_for_ended()
         self.collect_background()
@@ -274,12 +275,29 @@ class Session:
             await bridge.wait()
 
     def _init_vars(self) -> str | None:
-        try:
-            self.params.update(initial_params(self.flow, self._call_info, self._given_params))
-            self.vars.update(initial_vars(self.flow, self._call_info, self.params))
-        except TemplateRenderError as exc:
-            return str(exc)
-        return None
+        """Render ``params`` defaults and ``vars``: the first error, or None. A value that
+        cannot be rendered is None (so the error handler's templates can still run)."""
+        errors: list[TemplateRenderError] = []
+        self.params.update(initial_params(self.flow, self._call_info, self._given_params,
+                                          errors=errors))
+        self.vars.update(initial_vars(self.flow, self._call_info, self.params, errors=errors))
+        return str(errors[0]) if errors else None
+
+    def _vars_failed(self, error: str) -> bool:
+        """A ``vars``/``params`` value could not be rendered: like a step's error, this runs
+        the flow's ``on_error`` (once per call). True when it does; False when the flow has
+        none and so fails."""
+        target = self.flow.on_error
+        logger.warning("vars -> error: %s%s", error,
+                       f"; running on_error ({target})" if target else "",
+                       extra={**self._log_extra(), "outcome": "error"})
+        if target is None:
+            return False
+        # The machine's state is this attribute (as at the start); the handler's own errors
+        # end the flow, as for any error after on_error was taken.
+        self.state = target
+        self.error_handled = True
+        return True
 
     # -- subflows ------------------------------------------------------------------------
 
@@ -302,7 +320,7 @@ class Session:
         (``returned``, ``hangup`` or ``error``) and the error, if any. The call is left as
         it is (a subflow's end does not hang up)."""
         error = self._init_vars()
-        failed = error is not None
+        failed = error is not None and not self._vars_failed(error)
         if not failed:
             failed, error = await self._run_steps()
         if failed:
@@ -317,7 +335,8 @@ class Session:
         while self.state != END:
             count += 1
             if count > flow.max_steps:
-                return True, f"more than max_steps ({flow.max_steps}) steps ran: a loop without exit?"
+                return True, (f"more than max_steps ({flow.max_steps}) steps ran: "
+                              "a loop without exit?")
             step = flow.steps[self.state]
             self.collect_background()
             if step.id in runtime.counted:
@@ -390,7 +409,8 @@ class Session:
             # (a recording's url, say) is kept.
             result.outcome = "hangup"
         if result.outcome not in self.runtime.outcomes[step.id]:
-            result.error = result.error or f"unexpected outcome '{result.outcome}' from {step.action}"
+            result.error = (result.error
+                            or f"unexpected outcome '{result.outcome}' from {step.action}")
             result.outcome = "error"
         return result
 
@@ -417,8 +437,10 @@ class Session:
         if self._keep_trace:
             self.trace.append(entry)
         (self._top or self).steps_run += 1
-        if logger.isEnabledFor(logging.INFO):
-            logger.info(
+        # DEBUG: a line per step costs as much as the rest of the step's bookkeeping; at INFO
+        # the daemon writes one line per call (its path of steps) instead.
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
                 "step %s (%s) -> %s%s", step.id, step.action, result.outcome,
                 f": {result.error}" if result.error else "",
                 extra={**self._log_extra(), "step": step.id, "action": step.action,

@@ -10,55 +10,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+# REDACTED and redact_url are re-exported: older code imports them from here.
+from flowengine.redact import (  # noqa: F401
+    REDACTED,
+    SECRET_NAME,
+    redact,
+    redact_text,
+    redact_url,
+)
+
 if TYPE_CHECKING:
     from flowengine.engine.session import TraceEntry
 
-#: Keys whose values never reach a trace: headers and parameters that carry credentials.
-SECRET_KEY = re.compile(r"(authorization|token|secret|password|passwd|api[-_]?key|cookie|"
-                        r"signature|credential)", re.IGNORECASE)
-REDACTED = "[redacted]"
-
-
-_URL = re.compile(r"^(https?://)(?:([^/@?#]*)@)?([^?#]*)(\?[^#]*)?(#.*)?$", re.IGNORECASE)
-
-
-def redact_url(url: str) -> str:
-    """``url`` without credentials: the password of ``user:password@`` and the values of
-    secret-looking query parameters (``?api_key=…``, ``token=…``) are replaced."""
-    match = _URL.match(url)
-    if match is None:
-        return url
-    scheme, userinfo, rest, query, fragment = match.groups()
-    if userinfo is not None:
-        user, sep, _ = userinfo.partition(":")
-        userinfo = f"{user}:{REDACTED}@" if sep else f"{userinfo}@"
-    if query:
-        parts = []
-        for part in query[1:].split("&"):
-            key, sep, _ = part.partition("=")
-            parts.append(f"{key}={REDACTED}" if sep and SECRET_KEY.search(key) else part)
-        query = "?" + "&".join(parts)
-    return f"{scheme}{userinfo or ''}{rest}{query or ''}{fragment or ''}"
-
-
-def redact(value: Any) -> Any:
-    """A copy of ``value`` with every secret-looking key's value replaced, and URLs without
-    their credentials (:func:`redact_url`)."""
-    if isinstance(value, Mapping):
-        return {k: REDACTED if isinstance(k, str) and SECRET_KEY.search(k) else redact(v)
-                for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact(v) for v in value]
-    if isinstance(value, str) and value[:4].lower() == "http":
-        return redact_url(value)
-    return value
+# The redaction itself lives in flowengine.redact (one place for prints, logs and traces);
+# these names stay importable from here.
+SECRET_KEY = SECRET_NAME
 
 
 def entry_record(entry: TraceEntry) -> dict[str, Any]:
@@ -78,7 +50,7 @@ def entry_record(entry: TraceEntry) -> dict[str, Any]:
         "outcome": entry.outcome,
         "next": entry.next_step,
         "result": redact(entry.result),
-        "error": entry.error,
+        "error": redact_text(entry.error) if entry.error else entry.error,
         "started": round(entry.started, 6),
         "duration": round(entry.duration, 6),
     }

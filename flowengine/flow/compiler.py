@@ -756,6 +756,8 @@ class _Compiler:
 
         for message, _ in compiled.unsafe:
             report(message)
+        for message, _ in compiled.limits:  # what will or may run past a render's limits
+            self.warning(path, message)
         for ref in compiled.references:
             chain = ref.chain
             root = chain[0]

@@ -4,7 +4,7 @@ Every finding points at a place in a file (``file:line:col``, 1-based) so that e
 terminals can jump to it, the way a compiler reports errors::
 
     flows/voicemail.yaml:23:7: error: unknown key 'end_silence_timout' in record; did you mean 'end_silence_timeout'?
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 

@@ -73,7 +73,8 @@ class FlowGraph:
 
 def edge_label(step: Step, outcome: str) -> str:
     """How an outcome reads on an arrow: a branch choice's condition, or the outcome name."""
-    if step.branches and outcome.startswith(BRANCH_PREFIX) and outcome[len(BRANCH_PREFIX):].isdigit():
+    if (step.branches and outcome.startswith(BRANCH_PREFIX)
+            and outcome[len(BRANCH_PREFIX):].isdigit()):
         branch = step.branches[int(outcome[len(BRANCH_PREFIX):])]
         return branch.when_text if branch.when_text is not None else OTHERWISE
     if outcome == NEXT:
@@ -89,7 +90,8 @@ def build_graph(flow: FlowVersion, *, include_implicit: bool = False) -> FlowGra
         grouped: dict[tuple[str | None, EdgeKind, bool], list[str]] = {}
         for outcome in step.outcomes():
             r = route(flow, step, outcome)
-            kind: EdgeKind = "hangup" if outcome == HANGUP else "error" if outcome == ERROR else "normal"
+            kind: EdgeKind = ("hangup" if outcome == HANGUP else "error" if outcome == ERROR
+                              else "normal")
             implicit = r.via == "end"
             if implicit and not include_implicit:
                 hidden += 1

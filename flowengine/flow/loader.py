@@ -133,7 +133,8 @@ def path_problem(path: str) -> str:
             if exc.errno == errno.ELOOP:
                 return ("symbolic link loop (the link leads back to itself, directly or "
                         "through other links)")
-        return f"broken symbolic link (it points to {shorten(os.readlink(path), 80)}, which does not exist)"
+        return (f"broken symbolic link (it points to {shorten(os.readlink(path), 80)}, "
+                "which does not exist)")
     return "no such file or directory"
 
 
@@ -271,14 +272,16 @@ class _Builder:
             if isinstance(node, SequenceNode):
                 if node.tag != _SEQ:
                     self.problem(node, f"unsupported YAML tag '{node.tag}'")
-                return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+                return [self.build(item, (*path, i), depth + 1)
+                        for i, item in enumerate(node.value)]
             if isinstance(node, MappingNode):
                 if node.tag != _MAP:
                     self.problem(node, f"unsupported YAML tag '{node.tag}'")
                 return self.mapping(node, path, depth)
         finally:
             self._active.discard(id(node))
-        self.problem(node, "unsupported YAML node")  # pragma: no cover - composer makes only 3 kinds
+        # The composer makes only those 3 kinds of node.
+        self.problem(node, "unsupported YAML node")  # pragma: no cover
         return None
 
     def mapping(self, node: MappingNode, path: Path, depth: int) -> dict[str, Any]:

@@ -8,17 +8,19 @@ without braces. This module owns the one Jinja environment flowengine uses:
 * strict undefined: an undefined name is an error, never an empty string; the message says
   what is missing (``steps.take_message is undefined: step 'take_message' has not run``);
   ``| default(...)`` and ``is defined`` work on whole chains (``steps.rec.url | default('')``);
-* size limits: ``**`` is refused; repeating a string or list (``'x' * n``) is refused past
-  :data:`MAX_REPEAT`; every string a template builds (``~``, ``+``, ``%``, ``join``,
-  ``replace``, ``center``, ``format`` …) and every rendered text is capped at
-  :data:`MAX_RENDERED_LENGTH`. There is no CPU-time bound: flow authors are trusted not to
-  write ``range(100000)`` loops inside loops, and caller-supplied strings are never compiled.
+* limits of form and of work (flow/sandbox.py): ``**`` is refused, repetition, built text
+  and rendered text are capped, and every render (all templates of one step, or all
+  ``vars``) has a budget: 100 ms, 100,000 loop iterations and macro calls, macros nested
+  50 deep, 1,048,576 characters printed, values built of size 250,000 (shared parts counted
+  each time). Caller-supplied strings are never compiled;
+* ``None`` prints as empty text (``{{ steps.rec.url }}`` after a recording that did not
+  happen), in ``{{ }}`` and with ``~``; as data (``set``, ``vars``, ``when``) it stays None.
 
 Compilation (:func:`compile_text`, :func:`compile_expression`, :func:`compile_tree`)
 happens when a flow loads; a string with no ``{{`` or ``{%`` stays a plain ``str`` and costs
 nothing to render. :func:`render` turns a compiled tree into plain values. Any failure while
 rendering raises :class:`TemplateRenderError`, whose message names the step and the
-``file:line:col`` of the template.
+``file:line:col`` of the template (and, for a limit, which one).
 
 The names a template sees (:func:`template_context`): ``call`` (``id``, ``from``, ``to``,
 ``direction``, ``context``, ``state``), ``steps`` (results of the steps that have run),
@@ -27,33 +29,42 @@ The names a template sees (:func:`template_context`): ``call`` (``id``, ``from``
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import wraps
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, nodes
-from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.environment import Template
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.parser import Parser
-from jinja2.runtime import Context, Undefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.runtime import Undefined
+from jinja2.sandbox import MAX_RANGE
 from jinja2.utils import missing
+
+# The sandbox and its limits live in sandbox.py; the names are re-exported here, where
+# callers have always found them.
+from .sandbox import (  # noqa: F401 - re-exported
+    MAX_CALL_DEPTH,
+    MAX_INT_BITS,
+    MAX_ITERATIONS,
+    MAX_NESTING,
+    MAX_OUTPUT_TOTAL,
+    MAX_RENDER_SECONDS,
+    MAX_RENDERED_LENGTH,
+    MAX_REPEAT,
+    MAX_VALUE_ITEMS,
+    MAX_VALUE_SIZE,
+    MAX_WIDTH,
+    FlowEnvironment,
+    LimitExceeded,
+    active_budget,
+    budgeted,
+    check_size,
+)
 
 if TYPE_CHECKING:
     from .model import Branch, FlowVersion, Step
-
-#: The longest text a template may produce, or build on its way (characters).
-MAX_RENDERED_LENGTH = 65_536
-#: The longest string or list that ``*`` may build by repetition.
-MAX_REPEAT = 10_000
-#: The largest list or mapping a ``{{ expression }}`` value may be.
-MAX_VALUE_ITEMS = 10_000
-#: The largest width a format (``%-20s``, ``{:>10}``, ``center(n)``) may ask for.
-MAX_WIDTH = 1_000
 
 #: Fields of ``call`` in templates.
 CALL_FIELDS = ("id", "from", "to", "direction", "context", "state")
@@ -81,7 +92,9 @@ class Origin:
 
     def __str__(self) -> str:
         place = f"{self.file}:{self.line}:{self.col}"
-        return f"{place}: in step '{self.step}' ({self.where})" if self.step else f"{place}: in {self.where}"
+        if self.step:
+            return f"{place}: in step '{self.step}' ({self.where})"
+        return f"{place}: in {self.where}"
 
 
 class TemplateRenderError(Exception):
@@ -173,179 +186,10 @@ def template_context(call: Mapping[str, Any], steps: Mapping[str, Any], vars: Ma
     }
 
 
-# -- the sandbox -------------------------------------------------------------------------------
-
-def _too_long(what: str, size: int, limit: int = MAX_RENDERED_LENGTH) -> SecurityError:
-    return SecurityError(f"{what} would be {size} long; templates may build at most {limit}")
-
-
-def _check_size(value: Any) -> Any:
-    if isinstance(value, (str, list, tuple)) and len(value) > MAX_RENDERED_LENGTH:
-        raise _too_long("the result", len(value))
-    return value
-
-
-_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
-_BRACE_SPEC = re.compile(r"\{[^{}]*?:([^{}]*)\}")
-
-
-def _check_percent_format(fmt: str) -> None:
-    for match in _PERCENT_SPEC.finditer(fmt):
-        for part in match.groups():
-            if part == "*" or (part and int(part) > MAX_WIDTH):
-                raise SecurityError(f"format widths above {MAX_WIDTH} are not allowed in templates")
-
-
-def _check_brace_format(fmt: str) -> None:
-    if re.search(r"\{[^{}]*:[^{}]*\{", fmt):
-        raise SecurityError("nested format fields are not allowed in templates")
-    for spec in _BRACE_SPEC.findall(fmt):
-        if any(int(n) > MAX_WIDTH for n in re.findall(r"\d+", spec)):
-            raise SecurityError(f"format widths above {MAX_WIDTH} are not allowed in templates")
-
-
-def _check_width(width: Any) -> None:
-    if isinstance(width, int) and width > MAX_WIDTH:
-        raise SecurityError(f"widths above {MAX_WIDTH} are not allowed in templates")
-
-
-def _check_replace(s: Any, old: Any, new: Any, count: Any) -> None:
-    if not (isinstance(s, str) and isinstance(old, str) and isinstance(new, str)):
-        return
-    times = s.count(old) if old else len(s) + 1
-    if isinstance(count, int) and count >= 0:
-        times = min(times, count)
-    size = len(s) + times * (len(new) - len(old))
-    if size > MAX_RENDERED_LENGTH:
-        raise _too_long("the replaced text", size)
-
-
-def _joined(items: Iterable[Any], sep: Any) -> list[Any]:
-    """Materialise what ``join`` joins, refusing it when the result would be too long."""
-    result: list[Any] = []
-    size = 0
-    sep_len = len(sep) if isinstance(sep, str) else 0
-    for item in items:
-        size += (len(item) if isinstance(item, str) else 16) + (sep_len if result else 0)
-        if size > MAX_RENDERED_LENGTH:
-            raise _too_long("the joined text", size)
-        result.append(item)
-    return result
-
-
-class _CodeGenerator(CodeGenerator):
-    """Routes ``~`` through :meth:`FlowEnvironment.checked_concat` (it is not a binop)."""
-
-    @optimizeconst
-    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
-        self.write("environment.checked_concat((")
-        for arg in node.nodes:
-            self.visit(arg, frame)
-            self.write(", ")
-        self.write("))")
-
-
-class FlowEnvironment(ImmutableSandboxedEnvironment):
-    """The sandboxed, strict Jinja environment of flow templates, with size limits."""
-
-    intercepted_binops = frozenset({"*", "**", "%", "+"})
-    code_generator_class = _CodeGenerator
-
-    def __init__(self) -> None:
-        super().__init__(undefined=_Undefined, autoescape=False, keep_trailing_newline=True,
-                         trim_blocks=True, auto_reload=False, cache_size=0)
-        self.globals.pop("lipsum", None)  # generates text of any size
-        self._guard_filters()
-
-    def _guard_filters(self) -> None:
-        f = self.filters
-
-        def guarded(name: str, check: Any) -> None:
-            original = f[name]
-
-            @wraps(original)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                args = check(*args, **kwargs) or args
-                return _check_size(original(*args, **kwargs))
-
-            f[name] = wrapper
-
-        def center(value: Any, width: Any = 80) -> None:
-            _check_width(width)
-
-        def indent(s: Any, width: Any = 4, *a: Any, **k: Any) -> None:
-            lines = str(s).count("\n") + 1
-            size = len(str(s)) + lines * (width if isinstance(width, int) else len(str(width)))
-            if size > MAX_RENDERED_LENGTH:
-                raise _too_long("the indented text", size)
-
-        def format_(value: Any, *a: Any, **k: Any) -> None:
-            if isinstance(value, str):
-                _check_percent_format(value)
-
-        def replace(ctx: Any, s: Any, old: Any, new: Any, count: Any = None) -> None:
-            _check_replace(s, old, new, count)
-
-        def join(ctx: Any, value: Any, d: Any = "", attribute: Any = None) -> tuple[Any, ...] | None:
-            if attribute is None and not isinstance(value, (str, Undefined)):
-                return (ctx, _joined(value, d), d)
-            return None
-
-        guarded("center", center)
-        guarded("indent", indent)
-        guarded("format", format_)
-        guarded("replace", replace)
-        guarded("join", join)
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        """Refuse ``**`` and oversized repetition; cap what ``+`` and ``%`` build."""
-        if operator == "**":
-            raise SecurityError("the ** operator is not allowed in templates")
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple)) and isinstance(times, int):
-                    size = len(seq) * times
-                    if size > MAX_REPEAT:
-                        raise SecurityError(
-                            f"repeating a {type(seq).__name__} {times} times would build {size} "
-                            f"items; templates may repeat up to {MAX_REPEAT}")
-        if operator == "%" and isinstance(left, str):
-            _check_percent_format(left)
-        return _check_size(super().call_binop(context, operator, left, right))
-
-    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
-        """Check string methods that can build large strings before calling them."""
-        # The sandbox hands out str.format wrapped; the bound method is under __wrapped__.
-        target = getattr(obj, "__wrapped__", obj)
-        owner = getattr(target, "__self__", None)
-        if isinstance(owner, str):
-            name = getattr(target, "__name__", "")
-            if name in ("ljust", "rjust", "center", "zfill") and args:
-                _check_width(args[0])
-            elif name == "expandtabs":
-                tab = args[0] if args else kwargs.get("tabsize", 8)
-                _check_width(tab)
-                if isinstance(tab, int) and owner.count("\t") * tab > MAX_RENDERED_LENGTH:
-                    raise _too_long("the expanded text", owner.count("\t") * tab)
-            elif name in ("format", "format_map"):
-                _check_brace_format(owner)
-            elif name == "replace" and len(args) >= 2:
-                _check_replace(owner, args[0], args[1], args[2] if len(args) > 2 else kwargs.get("count", -1))
-            elif name == "join" and args:
-                args = (_joined(args[0], owner), *args[1:])
-        return _check_size(super().call(context, obj, *args, **kwargs))
-
-    def checked_concat(self, parts: tuple[Any, ...]) -> str:
-        """``a ~ b``: join as text, refusing results beyond the cap."""
-        texts = [str(p) for p in parts]
-        size = sum(len(t) for t in texts)
-        if size > MAX_RENDERED_LENGTH:
-            raise _too_long("the joined text", size)
-        return "".join(texts)
-
+# -- the sandbox (flow/sandbox.py) -------------------------------------------------------
 
 #: The one environment every flow template is compiled in.
-ENV = FlowEnvironment()
+ENV = FlowEnvironment(_Undefined)
 
 
 # -- what a template refers to (for the checker) -----------------------------------------------
@@ -438,7 +282,8 @@ class _RefCollector:
         for child in node.iter_child_nodes():
             self.visit(child, guards, guarded)
 
-    def visit_children_guarded(self, node: nodes.Filter, guards: frozenset[tuple[str, ...]]) -> None:
+    def visit_children_guarded(self, node: nodes.Filter,
+                               guards: frozenset[tuple[str, ...]]) -> None:
         if node.node is not None:
             self.visit(node.node, guards, True)
         for child in (*node.args, *[kw.value for kw in node.kwargs]):
@@ -468,6 +313,80 @@ def _analyse(tree: nodes.Node) -> tuple[tuple[Reference, ...], tuple[tuple[str, 
     return refs, tuple(collector.unsafe)
 
 
+def _const_range(node: nodes.Node) -> int | None:
+    """How many numbers ``range(<constants>)`` gives; None when it is not that."""
+    if not (isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name)
+            and node.node.name == "range" and not node.kwargs and node.dyn_args is None
+            and node.dyn_kwargs is None and 1 <= len(node.args) <= 3):
+        return None
+    values = [a.value for a in node.args if isinstance(a, nodes.Const)]
+    if len(values) != len(node.args) or not all(type(v) is int for v in values):
+        return None
+    try:
+        return len(range(*values))
+    except (ValueError, OverflowError):
+        return None
+
+
+def _loop_length(node: nodes.Node) -> int | None:
+    """How many times a ``{% for %}`` over ``node`` runs, when the source says it."""
+    count = _const_range(node)
+    if count is not None:
+        return count
+    if isinstance(node, (nodes.List, nodes.Tuple)):
+        return len(node.items)
+    if isinstance(node, nodes.Const) and isinstance(node.value, (str, list, tuple)):
+        return len(node.value)
+    return None
+
+
+def _limit_warnings(tree: nodes.Node) -> tuple[tuple[str, int], ...]:
+    """(message, lineno) for what will, or may well, run past a render's limits, as far as
+    the source tells: a ``range`` too large for Jinja, nested loops over constants that run
+    more than MAX_ITERATIONS times, repetition beyond MAX_REPEAT, macros calling themselves."""
+    found: list[tuple[str, int]] = []
+    for call in tree.find_all(nodes.Call):
+        count = _const_range(call)
+        if count is not None and count > MAX_RANGE:
+            found.append((f"range of {count:,} numbers: templates may use ranges of at most "
+                          f"{MAX_RANGE:,}; this fails when it runs", call.lineno))
+    for mul in tree.find_all(nodes.Mul):
+        for seq, times in ((mul.left, mul.right), (mul.right, mul.left)):
+            if isinstance(times, nodes.Const) and type(times.value) is int \
+                    and times.value > MAX_REPEAT \
+                    and isinstance(seq, (nodes.List, nodes.Tuple, nodes.Const)) \
+                    and not (isinstance(seq, nodes.Const) and not isinstance(seq.value, str)):
+                found.append((f"repeating {times.value:,} times: templates may repeat up to "
+                              f"{MAX_REPEAT:,} items; this fails when it runs", mul.lineno))
+
+    def loops(node: nodes.Node, times: int) -> None:
+        for child in node.iter_child_nodes():
+            if isinstance(child, nodes.For):
+                length = _loop_length(child.iter)
+                inner = times * length if length is not None else times
+                if length is not None and times > 1 and inner > MAX_ITERATIONS:
+                    found.append((f"nested loops that run {inner:,} times: a render stops after "
+                                  f"{MAX_ITERATIONS:,} loop iterations and macro calls",
+                                  child.lineno))
+                    continue
+                loops(child, inner)
+            else:
+                loops(child, times)
+
+    loops(tree, 1)
+    for macro in tree.find_all(nodes.Macro):
+        calls = [c for c in macro.find_all(nodes.Call)
+                 if isinstance(c.node, nodes.Name) and c.node.name == macro.name]
+        if calls:
+            how = (f"itself {len(calls)} times (its work multiplies at each level)"
+                   if len(calls) > 1 else "itself")
+            found.append((f"macro '{macro.name}' calls {how}: a render stops after "
+                          f"{MAX_CALL_DEPTH} nested calls, {MAX_ITERATIONS:,} loop iterations "
+                          f"and macro calls, or {MAX_RENDER_SECONDS * 1000:g} ms",
+                          macro.lineno))
+    return tuple(found)
+
+
 # -- compiled templates ------------------------------------------------------------------------
 
 class TemplateCompileError(Exception):
@@ -489,12 +408,16 @@ class CompiledTemplate:
     its type, the text around it is never re-parsed.
     """
 
-    __slots__ = ("_expression", "_template", "mode", "origin", "references", "source", "unsafe")
+    __slots__ = ("_expression", "_template", "limits", "mode", "origin", "references", "source",
+                 "unsafe")
 
     def __init__(self, source: str, mode: Mode, origin: Origin, template: Template,
                  expression: bool, references: tuple[Reference, ...],
-                 unsafe: tuple[tuple[str, int], ...]) -> None:
+                 unsafe: tuple[tuple[str, int], ...],
+                 limits: tuple[tuple[str, int], ...] = ()) -> None:
         self.source = source
+        #: (message, lineno) of what may run past a render's limits (warnings of the checker).
+        self.limits = limits
         self.mode = mode
         self.origin = origin
         #: Context names the template reads (for the checker).
@@ -508,14 +431,20 @@ class CompiledTemplate:
         return f"CompiledTemplate({self.source!r}, mode={self.mode!r})"
 
     def render(self, context: Mapping[str, Any]) -> Any:
-        """Render for one call. Raises TemplateRenderError."""
+        """Render for one call, within the render's budget (a fresh one unless a step's
+        :func:`render` started one). Raises TemplateRenderError."""
         try:
+            # Inside a step's render() its budget is active: no second frame for budgeted().
             if self._expression:
+                if active_budget() is None:
+                    return budgeted(_value, self._template, context)
                 return _plain(_evaluate(self._template, context))
+            if active_budget() is None:
+                return budgeted(_render_text, self._template, context)
             return _render_text(self._template, context)
         except TemplateRenderError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any failure inside a template is the flow's
+        except Exception as exc:  # any failure inside a template is the flow's
             raise TemplateRenderError(self.origin, _reason(exc)) from None
 
 
@@ -526,6 +455,7 @@ class CompiledExpression:
         "_constant",
         "_template",
         "ensures_defined",
+        "limits",
         "origin",
         "references",
         "source",
@@ -535,8 +465,11 @@ class CompiledExpression:
     def __init__(self, source: str, origin: Origin, template: Template | None,
                  references: tuple[Reference, ...], unsafe: tuple[tuple[str, int], ...],
                  constant: bool | None = None,
-                 ensures_defined: frozenset[tuple[str, ...]] = frozenset()) -> None:
+                 ensures_defined: frozenset[tuple[str, ...]] = frozenset(),
+                 limits: tuple[tuple[str, int], ...] = ()) -> None:
         self.source = source
+        #: (message, lineno) of what may run past a render's limits (warnings of the checker).
+        self.limits = limits
         self.origin = origin
         self.references = references
         self.unsafe = unsafe
@@ -554,8 +487,8 @@ class CompiledExpression:
         if self._template is None:
             return self._constant
         try:
-            return _plain(_evaluate(self._template, context))
-        except Exception as exc:  # noqa: BLE001 - any failure inside a template is the flow's
+            return budgeted(_value, self._template, context)
+        except Exception as exc:  # any failure inside a template is the flow's
             raise TemplateRenderError(self.origin, _reason(exc)) from None
 
     def is_true(self, context: Mapping[str, Any]) -> bool:
@@ -597,38 +530,63 @@ def _evaluate(template: Template, context: Mapping[str, Any]) -> Any:
     return value
 
 
+def _value(template: Template, context: Mapping[str, Any]) -> Any:
+    return _plain(_evaluate(template, context))
+
+
 def _render_text(template: Template, context: Mapping[str, Any]) -> str:
     out = []
     size = 0
     for chunk in template.root_render_func(template.new_context(_names(context))):
         size += len(chunk)
         if size > MAX_RENDERED_LENGTH:
-            raise _too_long("the rendered text", size)
+            raise SecurityError(f"the rendered text would be {size} long; templates may "
+                                f"build at most {MAX_RENDERED_LENGTH}")
         out.append(chunk)
     return "".join(out)
 
 
-def _plain(value: Any, depth: int = 0) -> Any:
-    """Make an expression's value plain data (what a flow variable can hold)."""
+class _Entries:
+    """How many entries :func:`_plain` may still copy, for one whole value."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = MAX_VALUE_ITEMS
+
+    def take(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            # Counted over the whole value: [[1] * 100] * 100 is 10,100 entries.
+            raise SecurityError(f"the value has more than {MAX_VALUE_ITEMS:,} entries in all "
+                                "(lists and mappings inside it included)")
+
+
+def _plain(value: Any, depth: int = 0, entries: _Entries | None = None) -> Any:
+    """Make an expression's value plain data (what a flow variable can hold): at most
+    MAX_VALUE_ITEMS entries in all, nested at most MAX_NESTING deep."""
     if value is None or isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, str):
-        _check_size(value)
+        check_size(value)
         return str(value)  # a Markup or other str subclass becomes a plain str
-    if depth > 32:
+    if depth > MAX_NESTING:
         raise SecurityError("the value is nested too deeply")
     if isinstance(value, Undefined):
         value._fail_with_undefined_error()
+    if entries is None:
+        entries = _Entries()
     if isinstance(value, Mapping):
-        if len(value) > MAX_VALUE_ITEMS:
-            raise SecurityError(f"the value has more than {MAX_VALUE_ITEMS} entries")
-        return {str(k): _plain(v, depth + 1) for k, v in value.items()}
+        result: dict[str, Any] = {}
+        for k, v in value.items():
+            entries.take()
+            result[str(k)] = _plain(v, depth + 1, entries)
+        return result
     if isinstance(value, (list, tuple, range, Iterator)):
         items: list[Any] = []
         for item in value:
-            if len(items) >= MAX_VALUE_ITEMS:
-                raise SecurityError(f"the value has more than {MAX_VALUE_ITEMS} entries")
-            items.append(_plain(item, depth + 1))
+            entries.take()
+            items.append(_plain(item, depth + 1, entries))
         return items
     raise SecurityError(f"the value is a {type(value).__name__}, not plain data "
                         "(text, number, true/false, list or mapping)")
@@ -655,6 +613,7 @@ def compile_text(source: str, mode: Mode, origin: Origin) -> str | CompiledTempl
                 and not isinstance(tree.body[0].nodes[0], nodes.TemplateData):
             expression = tree.body[0].nodes[0]
         references, unsafe = _analyse(tree)
+        limits = _limit_warnings(tree)
         if expression is not None:
             template = _expression_template(expression)
         else:
@@ -662,7 +621,7 @@ def compile_text(source: str, mode: Mode, origin: Origin) -> str | CompiledTempl
     except TemplateSyntaxError as exc:
         raise TemplateCompileError(exc.message or str(exc), exc.lineno or 1) from None
     return CompiledTemplate(source, mode, origin, template, expression is not None,
-                            references, unsafe)
+                            references, unsafe, limits)
 
 
 def _expression_template(expr: nodes.Expr) -> Template:
@@ -687,15 +646,17 @@ def compile_expression(source: str | bool, origin: Origin) -> CompiledExpression
         parser = Parser(ENV, source, state="variable")
         expr = parser.parse_expression()
         if not parser.stream.eos:
-            raise TemplateSyntaxError(f"unexpected '{parser.stream.current.value}' after the expression",
-                                      parser.stream.current.lineno, None, None)
+            raise TemplateSyntaxError(
+                f"unexpected '{parser.stream.current.value}' after the expression",
+                parser.stream.current.lineno, None, None)
         references, unsafe = _analyse(expr)
+        limits = _limit_warnings(expr)
         ensured = _conjunct_defined(expr)
         template = _expression_template(expr)
     except TemplateSyntaxError as exc:
         raise TemplateCompileError(exc.message or str(exc), exc.lineno or 1) from None
     return CompiledExpression(source, origin, template, references, unsafe,
-                              ensures_defined=ensured)
+                              ensures_defined=ensured, limits=limits)
 
 
 def _conjunct_defined(expr: nodes.Node) -> frozenset[tuple[str, ...]]:
@@ -720,21 +681,29 @@ def freeze(value: Any) -> Any:
 
 
 def render(tree: Any, context: Mapping[str, Any]) -> Any:
-    """Render a compiled tree into fresh plain values (dicts, lists, str, numbers …).
+    """Render a compiled tree into fresh plain values (dicts, lists, str, numbers …), all its
+    templates within one budget (see flow/sandbox.py).
 
     A :class:`CompiledExpression` (a ``when:``) gives the expression's value.
 
     Raises:
-        TemplateRenderError: naming the step and the template's file:line:col.
+        TemplateRenderError: naming the step and the template's file:line:col, and for a
+            limit which one.
     """
+    if type(tree) is str:
+        return tree
+    return budgeted(_render_tree, tree, context)
+
+
+def _render_tree(tree: Any, context: Mapping[str, Any]) -> Any:
     if isinstance(tree, CompiledTemplate):
         return tree.render(context)
     if isinstance(tree, CompiledExpression):
         return tree.evaluate(context)
     if isinstance(tree, Mapping):
-        return {k: render(v, context) for k, v in tree.items()}
+        return {k: _render_tree(v, context) for k, v in tree.items()}
     if isinstance(tree, (tuple, list)):
-        return [render(v, context) for v in tree]
+        return [_render_tree(v, context) for v in tree]
     return tree
 
 
@@ -763,39 +732,71 @@ def render_params(step: Step, context: Mapping[str, Any]) -> Any:
 
 def choose_branch(step: Step, context: Mapping[str, Any]) -> Branch | None:
     """The first of a ``branch`` step's choices whose ``when`` is true (or the default);
-    None when none matches (the flow then follows ``step.next``).
+    None when none matches (the flow then follows ``step.next``). All the ``when``s share
+    one budget.
 
     Raises:
         TemplateRenderError: when a ``when`` cannot be evaluated.
     """
+    return budgeted(_choose_branch, step, context)
+
+
+def _choose_branch(step: Step, context: Mapping[str, Any]) -> Branch | None:
     for branch in step.branches:
         if branch.when is None or branch.when.is_true(context):
             return branch
     return None
 
 
+def _render_each(values: Mapping[str, Any], context: Mapping[str, Any],
+                 errors: list[TemplateRenderError] | None) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for name, value in values.items():
+        try:
+            result[name] = render(value, context)
+        except TemplateRenderError as exc:
+            if errors is None:
+                raise
+            errors.append(exc)
+            result[name] = None
+    return result
+
+
 def initial_params(flow: FlowVersion, call: Mapping[str, Any],
-                   given: Mapping[str, Any] | None = None) -> FlowParams:
+                   given: Mapping[str, Any] | None = None, *,
+                   errors: list[TemplateRenderError] | None = None) -> FlowParams:
     """A (sub)flow's ``params``: its ``params:`` defaults rendered over ``call`` and ``flow``,
     with the values the calling step passed (``given``, already rendered) in their place.
+    All defaults share one budget.
+
+    Args:
+        errors: when given, a default that cannot be rendered is None and its error is
+            appended here instead of raised (the session then runs the flow's on_error).
 
     Raises:
-        TemplateRenderError: when a default cannot be rendered.
+        TemplateRenderError: when a default cannot be rendered (and ``errors`` is None).
     """
     given = given or {}
     context = template_context(call, StepResults(), FlowVars(), flow.template_flow)
-    return FlowParams({name: given[name] if name in given else render(value, context)
-                       for name, value in flow.params.items()})
+    defaults = {name: value for name, value in flow.params.items() if name not in given}
+    rendered = budgeted(_render_each, defaults, context, errors)
+    return FlowParams({name: given[name] if name in given else rendered[name]
+                       for name in flow.params})
 
 
 def initial_vars(flow: FlowVersion, call: Mapping[str, Any],
-                 params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 params: Mapping[str, Any] | None = None, *,
+                 errors: list[TemplateRenderError] | None = None) -> dict[str, Any]:
     """A new call's ``vars``: the flow's ``vars`` rendered over ``call``, ``flow`` and (for a
-    subflow) ``params``.
+    subflow) ``params``, all within one budget.
+
+    Args:
+        errors: when given, a value that cannot be rendered is None and its error is
+            appended here instead of raised (the session then runs the flow's on_error).
 
     Raises:
-        TemplateRenderError: when a value cannot be rendered.
+        TemplateRenderError: when a value cannot be rendered (and ``errors`` is None).
     """
     context = template_context(call, StepResults(), FlowVars(), flow.template_flow)
     context["params"] = FlowParams(params or {})
-    return {name: render(value, context) for name, value in flow.vars.items()}
+    return budgeted(_render_each, flow.vars, context, errors)

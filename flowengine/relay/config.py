@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from ..redact import redact_url, register
+
 __all__ = ["DEFAULT_HOST", "RelayConfig"]
 
 #: §1: the official SDK's host when neither ``host`` nor ``SIGNALWIRE_SPACE`` is given.
@@ -40,7 +42,10 @@ def _normalize_url(value: str, source: str) -> str:
 class RelayConfig:
     """How to reach and authenticate to RELAY.
 
-    ``token`` and ``jwt_token`` never appear in ``repr()``, logs or exceptions.
+    ``token`` and ``jwt_token`` never appear in ``repr()``, logs or exceptions: a config
+    registers them and the project id with :mod:`flowengine.redact` when it is made, so
+    every line flowengine prints, logs or traces masks them wherever they appear (a server
+    that echoes the token in an error or a malformed frame).
 
     Attributes:
         url: ``ws://…`` or ``wss://…`` on the root path.
@@ -69,6 +74,7 @@ class RelayConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "url", _normalize_url(self.url, "RelayConfig.url"))
+        register(self.token, self.jwt_token, self.project)
         for name in ("request_timeout", "ping_interval", "reconnect_delay",
                      "reconnect_max_delay", "max_frame_size"):
             if not getattr(self, name) > 0:
@@ -80,6 +86,12 @@ class RelayConfig:
         if self.jwt_token:
             return {"jwt_token": self.jwt_token}
         return {"project": self.project, "token": self.token}
+
+    @property
+    def shown_url(self) -> str:
+        """``url`` as it may be printed: secret-looking query parameters (``?token=…``) and
+        registered credentials masked."""
+        return redact_url(self.url)
 
     @property
     def secret_values(self) -> tuple[str, ...]:

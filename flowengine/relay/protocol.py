@@ -36,6 +36,7 @@ from typing import Any
 import orjson
 
 from .. import __version__
+from ..redact import redact_text
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import (
     AuthorizationState,
@@ -127,18 +128,13 @@ def _decode(text: str | bytes) -> Any:
 _SUCCESS = re.compile(r"2\d\d")
 _FRAME_EXCERPT = 200
 
-# Values that authenticate a session: masked wherever a frame is logged.
-_SECRET_VALUE = re.compile(
-    r'("(?:token|jwt_token|authorization_state|signature)"\s*:\s*)"(?:\\.|[^"\\])*"'
-)
-
-
 def mask_secrets(frame: str) -> str:
-    """Return ``frame`` with the values of token-like keys replaced by ``"***"``.
+    """Return ``frame`` with credentials masked (:func:`flowengine.redact.redact_text`): the
+    values of token-like keys, and every registered credential wherever it appears.
 
     Used only for debug logging of frames; never on the hot path otherwise.
     """
-    return _SECRET_VALUE.sub(r'\1"***"', frame)
+    return redact_text(frame)
 
 
 def _new_id_factory() -> Callable[[], str]:
@@ -286,7 +282,7 @@ class RelayProtocol:
             return self._receive_message(message)
         except RemoteProtocolError as exc:
             return [self._violation(str(exc), text)]
-        except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
+        except Exception as exc:  # the contract is "never raises"
             return [self._violation(f"unexpected frame ({type(exc).__name__}: {exc})", text)]
 
     def receive_eof(self) -> list[Event]:
@@ -410,7 +406,8 @@ class RelayProtocol:
 
     @staticmethod
     def _violation(reason: str, text: str | bytes) -> ProtocolViolation:
-        excerpt = text[:_FRAME_EXCERPT]
-        if not isinstance(excerpt, str):
-            excerpt = excerpt.decode("utf-8", "replace")
-        return ProtocolViolation(reason=reason, frame=mask_secrets(excerpt))
+        if not isinstance(text, str):
+            text = text.decode("utf-8", "replace")
+        # Masked whole, then cut: a credential cut in two by the excerpt would still show
+        # its first part.
+        return ProtocolViolation(reason=reason, frame=mask_secrets(text)[:_FRAME_EXCERPT])

@@ -21,7 +21,8 @@ from typing import Any
 # name → submodule. Imported on first use, so that `flowengine --help` (which imports
 # flowengine.scenario.cli) does not load the engine and the RELAY stack.
 _EXPORTS = {
-    "Coverage": "coverage", "Edge": "coverage", "FlowCoverage": "coverage", "flow_edges": "coverage",
+    "Coverage": "coverage", "Edge": "coverage", "FlowCoverage": "coverage",
+    "flow_edges": "coverage",
     "DEFAULT_TIME_SCALE": "model", "SCENARIO_SUFFIX": "model", "Fault": "model",
     "Scenario": "model", "ScenarioFile": "model", "ScenarioFileError": "model",
     "load_scenarios": "model", "scenario_files": "model",

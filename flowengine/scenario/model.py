@@ -135,8 +135,9 @@ def scenario_files(paths: list[str]) -> tuple[list[str], list[Diagnostic]]:
                 found.extend(os.path.join(root, n) for n in names
                              if n.endswith(SCENARIO_SUFFIX) and not n.startswith("."))
             if not found:
-                problems.append(Diagnostic(name, None, None, "error",
-                                           f"no scenario files (*{SCENARIO_SUFFIX}) under this directory"))
+                problems.append(Diagnostic(
+                    name, None, None, "error",
+                    f"no scenario files (*{SCENARIO_SUFFIX}) under this directory"))
             files.extend(sorted(found))
         elif os.path.exists(name):
             files.append(name)
@@ -201,7 +202,8 @@ def describe(path: Path) -> str:
         if rest[0] == "faults" and len(rest) >= 2:
             inner = f"fault {int(rest[1]) + 1} of {where}"
             return inner if len(rest) == 2 else f"{'.'.join(map(str, rest[2:]))} in {inner}"
-        return f"{'.'.join(str(p) if not isinstance(p, int) else str(p + 1) for p in rest)} in {where}"
+        shown = ".".join(str(p) if not isinstance(p, int) else str(p + 1) for p in rest)
+        return f"{shown} in {where}"
     return ".".join(str(p) for p in path)
 
 
@@ -222,8 +224,9 @@ def _translate(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
             for sub in fitting:
                 yield from _translate(sub, doc)
         else:
-            yield doc.diagnostic(path, f"{where} cannot be {_show(value)}",
-                                 hint=f"see {schema.get('title') or 'the schema'} in docs/testing.md")
+            yield doc.diagnostic(
+                path, f"{where} cannot be {_show(value)}",
+                hint=f"see {schema.get('title') or 'the schema'} in docs/testing.md")
     elif "propertyNames" in error.absolute_schema_path:
         yield doc.diagnostic((*path, value), f"invalid step id '{value}' in {where}", key=True)
     else:
@@ -255,7 +258,8 @@ class _Checker:
         self.data: dict[str, Any] = doc.data
         self.problems: list[Diagnostic] = []
 
-    def error(self, path: Path, message: str, *, key: bool = False, hint: str | None = None) -> None:
+    def error(self, path: Path, message: str, *, key: bool = False,
+              hint: str | None = None) -> None:
         self.problems.append(self.doc.diagnostic(path, message, key=key, hint=hint))
 
     def build(self) -> ScenarioFile:

@@ -177,7 +177,7 @@ async def _run_call(flow: FlowVersion, scenario: Scenario, runtime: FlowRuntime,
             result.error = (f"the call did not end within {timeout:g} s (real time); "
                             "is the flow waiting forever?")
             return
-        except Exception as exc:  # noqa: BLE001 — the client or simulator failed: report it
+        except Exception as exc:  # the client or simulator failed: report it
             result.error = f"the scenario could not run: {exc!r}"
             return
     result.report = reports[0]
@@ -399,8 +399,8 @@ def _compare_recording(flow: FlowVersion, want: Any, report: SessionReport) -> l
         within = want.get("within", RECORDING_WITHIN)
         duration: Any = rec.get("duration")
         if not _number(duration) or abs(float(duration) - float(want["duration"])) > within:
-            out.append(Mismatch(f"recording ({step}) duration", f"{want['duration']:g} s ± {within:g}",
-                                f"{duration} s"))
+            out.append(Mismatch(f"recording ({step}) duration",
+                                f"{want['duration']:g} s ± {within:g}", f"{duration} s"))
     if "format" in want and rec.get("format") != want["format"]:
         out.append(Mismatch(f"recording ({step}) format", show(want["format"]),
                             show(rec.get("format"))))
