@@ -44,8 +44,10 @@ SECRET_NAME = re.compile(_WORDS, re.IGNORECASE)
 #: needs no name-based masking, which keeps an ordinary log line at a microsecond or two.
 _HINTS = ("auth", "token", "secret", "passw", "pwd", "key", "cookie", "sig", "credential",
           "jwt")
-#: ``user:password@`` after any scheme (http, https, ws, wss, …).
-_USERINFO = re.compile(r"\b([a-z][a-z0-9+.-]*://)([^\s/@:?#'\"]*):([^\s/@'\"]*)@", re.IGNORECASE)
+#: ``user:password@`` after any scheme (http, https, ws, wss, …). It starts at the literal
+#: ``://`` rather than at the scheme: a regex that tried every word boundary for a scheme
+#: cost 6 us on every log line with a URL and a ``flow@version`` in it; this one 0.7 us.
+_USERINFO = re.compile(r"(://)([^\s/@:?#'\"]*):([^\s/@'\"]*)@")
 # The patterns below find every ``name=value``, ``"name": "value"`` and ``Name: value``;
 # the replacement masks the value only when the name is secret (is_secret_name).
 #: ``name=value`` in a query string, a form body or free text.

@@ -129,13 +129,14 @@ def relay_config(sim: Simulator) -> RelayConfig:
 
 
 @asynccontextmanager
-async def serving(sim: Simulator, paths: Iterable[Path | str], **options: Any
-                  ) -> AsyncIterator[Daemon]:
-    """A daemon serving ``paths`` from ``sim``, drained on the way out (exit code 0)."""
+async def serving(sim: Simulator, paths: Iterable[Path | str],
+                  config: RelayConfig | None = None, **options: Any) -> AsyncIterator[Daemon]:
+    """A daemon serving ``paths`` from ``sim`` (with ``config``, else the test credentials),
+    drained on the way out (exit code 0)."""
     settings: dict[str, Any] = {"time_scale": sim.core.time_scale, "rescan_interval": 0,
                                 "settle": 0.05, "drain_timeout": 10.0}
     settings.update(options)
-    daemon = Daemon([str(p) for p in paths], relay_config(sim), **settings)
+    daemon = Daemon([str(p) for p in paths], config or relay_config(sim), **settings)
     codes: list[int] = []
 
     async def run(*, task_status: Any) -> None:

@@ -22,34 +22,17 @@ import anyio
 import pytest
 
 from flowengine.engine.runner import run_command
-from flowengine.relay import Call, RelayClient, RelayConfig
+from flowengine.relay import RelayClient
 from flowengine.sim import Simulator
 from tests.simpeer import Peer
 from tests.test_daemon import flow_text, write
 from tests.test_daemon_ops import all_recording
 from tests.test_harden_relay_drops import ended_counts, serving
+from tests.test_relay_client import PROJECT, TOKEN, config_for, next_call, until
 
 pytestmark = pytest.mark.anyio
 
-PROJECT, TOKEN = "sim-project", "sim-token-harden-5e1c"
 TTS = [{"type": "tts", "params": {"text": "Leave a message after the beep."}}]
-
-
-def config_for(sim: Simulator, **overrides: Any) -> RelayConfig:
-    settings: dict[str, Any] = {"request_timeout": 2.0, "reconnect_delay": 0.05,
-                                "reconnect_max_delay": 0.2, **overrides}
-    return RelayConfig(url=sim.url, project=PROJECT, token=TOKEN, **settings)
-
-
-async def next_call(client: RelayClient) -> Call:
-    with anyio.fail_after(5):
-        return await client.incoming_calls().receive()
-
-
-async def until(condition: Any, timeout: float = 5.0) -> None:
-    with anyio.fail_after(timeout):
-        while not condition():
-            await anyio.sleep(0.005)
 
 
 class Records(logging.Handler):

@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -31,32 +28,9 @@ from flowengine.daemon import Daemon
 from flowengine.relay import RelayConfig
 from flowengine.sim import Simulator
 from flowengine.sim.calls import SimCall
-from tests.test_daemon import PROJECT, TOKEN, flow_text, write
+from tests.test_daemon import PROJECT, TOKEN, flow_text, serving, write
 
 pytestmark = pytest.mark.anyio
-
-
-@asynccontextmanager
-async def serving(sim: Simulator, paths: list[Path], config: RelayConfig, **options: Any
-                  ) -> AsyncIterator[Daemon]:
-    """A daemon serving ``paths`` from ``sim`` with ``config``, drained on the way out
-    (exit code 0): tests/test_daemon.py's helper with a RELAY config of one's own."""
-    settings: dict[str, Any] = {"time_scale": sim.core.time_scale, "rescan_interval": 0,
-                                "settle": 0.05, "drain_timeout": 10.0, **options}
-    daemon = Daemon([str(p) for p in paths], config, **settings)
-    codes: list[int] = []
-
-    async def run(*, task_status: Any) -> None:
-        codes.append(await daemon.run(task_status=task_status))
-
-    async with anyio.create_task_group() as tg:
-        with anyio.fail_after(10):
-            await tg.start(run)
-        try:
-            yield daemon
-        finally:
-            daemon.request_drain()
-    assert codes == [0]
 
 
 @dataclass

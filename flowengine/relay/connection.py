@@ -1,6 +1,7 @@
 """The I/O driver: one websocket, its :class:`RelayProtocol`, its reader and its waiters.
 
-This is the only module that imports ``websockets``. Its exceptions are mapped to
+With :mod:`.wslink` (our websocket I/O on websockets' sans-I/O protocols), the only
+module that imports ``websockets``. Its exceptions are mapped to
 :class:`~flowengine.relay.errors.ConnectionLost` here, so nothing above sees them.
 
 One :class:`RelayConnection` lives as long as one websocket. The client makes a new
@@ -13,20 +14,19 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from ssl import SSLContext
-from typing import Any, cast
+from typing import Any
 
 import anyio
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.frames import CloseCode
-from websockets.protocol import State as _WsState
 
 from .errors import ConnectionLost, RelayError, RequestTimeout
 from .events import ConnectResult, Event, RequestFailed, RequestSucceeded
 from .protocol import CONNECT_METHOD, OPEN, RelayProtocol, Resume, mask_secrets
+from .wslink import CoalescingTransport, WsLink, connect
 
 __all__ = ["MAX_FRAME_SIZE", "CoalescingTransport", "Deadlines", "RelayConnection", "backoff",
-           "open_connection", "send_text_now"]
+           "open_connection"]
 
 logger = logging.getLogger("flowengine.relay")
 _DEBUG = logging.DEBUG
@@ -35,7 +35,6 @@ _DEBUG = logging.DEBUG
 MAX_FRAME_SIZE = 10 * 1024 * 1024
 #: How long closing a websocket may take before the TCP connection is aborted.
 _CLOSE_TIMEOUT = 2.0
-_WS_OPEN = _WsState.OPEN
 #: Errors that mean "the transport is gone" at this boundary.
 _TRANSPORT_ERRORS = (OSError, WebSocketException)
 
@@ -49,88 +48,6 @@ def backoff(initial: float = 1.0, maximum: float = 30.0, factor: float = 2.0) ->
     while True:
         yield min(delay, maximum)
         delay = min(delay * factor, maximum)
-
-
-def send_text_now(ws: ClientConnection | Any, frame: str) -> bool:
-    """Write one text frame at once, through websockets' sans-I/O protocol.
-
-    ``await ws.send()`` costs about 4.5 us of bookkeeping per frame (an async context
-    manager, flow control), a third of the cost of a frame here. While the link is open
-    and the socket's buffer is not full, none of it is needed: the frame goes straight
-    to the (coalescing) transport. Returns False when ``ws.send()`` must handle it (the
-    link is closing, writing is paused, a fragmented message is being sent). Works for
-    websockets' client and server connections alike (the simulator uses it too).
-    """
-    protocol = ws.protocol
-    if (protocol.state is not _WS_OPEN or getattr(ws, "paused", True)
-            or getattr(ws, "send_in_progress", True) is not None):
-        return False
-    protocol.send_text(frame.encode())
-    transport = ws.transport
-    for data in protocol.data_to_send():
-        if data:
-            transport.write(data)
-    return True
-
-
-class CoalescingTransport:
-    """A transport whose writes of one event-loop turn leave in one ``send()``.
-
-    Every event is ACKed (§3) and every command is its own frame, so a call is about 15
-    frames; one system call per frame was the largest single cost of the client
-    (docs/benchmarks.md). Here a write only appends to a buffer and, for the first
-    one of the turn, schedules a flush with ``call_soon``: the frames written by every task
-    that runs in this turn (the reader's ACKs, the commands of the calls it woke) go out
-    together at the start of the next turn, in order. Closing, half-closing and aborting
-    see the buffer first; everything else is the real transport's.
-    """
-
-    __slots__ = ("_buffer", "_loop", "_transport")
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._buffer: list[bytes] = []
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        if not self._buffer:
-            self._loop.call_soon(self._flush)
-        self._buffer.append(bytes(data))
-
-    def _flush(self) -> None:
-        buffer = self._buffer
-        if buffer:
-            self._buffer = []
-            if not self._transport.is_closing():
-                self._transport.write(buffer[0] if len(buffer) == 1 else b"".join(buffer))
-
-    def write_eof(self) -> None:
-        self._flush()
-        self._transport.write_eof()
-
-    def close(self) -> None:
-        self._flush()
-        self._transport.close()
-
-    def abort(self) -> None:
-        self._buffer = []
-        self._transport.abort()
-
-    def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + sum(map(len, self._buffer))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
-class _CoalescingClientConnection(ClientConnection):
-    """websockets' client connection on a :class:`CoalescingTransport` (``create_connection``
-    is the documented way to customize it)."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        wrapped = CoalescingTransport(cast(asyncio.Transport, transport),
-                                      asyncio.get_running_loop())
-        super().connection_made(cast(asyncio.Transport, wrapped))
 
 
 class _Waiter:
@@ -226,7 +143,7 @@ class RelayConnection:
 
     def __init__(
         self,
-        ws: ClientConnection,
+        ws: WsLink,
         proto: RelayProtocol,
         on_event: Callable[[Event], None],
         on_unusable: Callable[[RelayConnection], None],
@@ -270,8 +187,10 @@ class RelayConnection:
             if logger.isEnabledFor(_DEBUG):
                 logger.debug("> %s", frame)
             try:
-                if not self._send_now(frame):
-                    await self.ws.send(frame)
+                ws = self.ws
+                ws.send_text(frame)
+                if ws.write_paused:  # a slow server: wait rather than buffer without end
+                    await ws.drain()
             except _TRANSPORT_ERRORS:
                 # The link is gone though the reader has not seen it yet: from now on
                 # requests wait for the next link instead of failing here too.
@@ -375,9 +294,7 @@ class RelayConnection:
     def abort(self) -> None:
         """Drop the link at once (no closing handshake): the peer stopped answering."""
         self._mark_unusable()
-        transport = self.ws.transport
-        if transport is not None:
-            transport.abort()
+        self.ws.abort()
 
     async def close(self) -> None:
         """Close the websocket, bounded in time and safe to call during cancellation."""
@@ -398,14 +315,13 @@ class RelayConnection:
         return events
 
     async def _flush(self) -> None:
+        ws = self.ws
         for frame in self.proto.frames_to_send():
             if logger.isEnabledFor(_DEBUG):
                 logger.debug("> %s", frame)
-            if not self._send_now(frame):
-                await self.ws.send(frame)
-
-    def _send_now(self, frame: str) -> bool:
-        return send_text_now(self.ws, frame)
+            ws.send_text(frame)
+        if ws.write_paused:
+            await ws.drain()
 
     def _dispatch(self, events: list[Event]) -> None:
         for event in events:
@@ -457,22 +373,13 @@ async def open_connection(
         RequestTimeout: no connect result within ``timeout``.
         ConnectionLost: the server could not be reached, or the link dropped.
     """
-    options: dict[str, Any] = {}
-    if ssl is not None:
-        options["ssl"] = ssl
     try:
         with anyio.fail_after(timeout):
             try:
-                ws = await connect(
-                    url,
-                    compression=None,  # §1: deflate costs CPU and memory
-                    ping_interval=None,  # §1: liveness is JSON-RPC pings, not ws pings
-                    max_size=max_size,
-                    open_timeout=None,  # the deadline above covers the whole handshake
-                    close_timeout=_CLOSE_TIMEOUT,
-                    create_connection=_CoalescingClientConnection,
-                    **options,
-                )
+                # No compression (§1: deflate costs CPU and memory), no websocket-level
+                # pings (liveness is JSON-RPC pings); the deadline above covers it all.
+                ws = await connect(url, ssl=ssl, max_size=max_size,
+                                   close_timeout=_CLOSE_TIMEOUT)
             except (*_TRANSPORT_ERRORS, ValueError) as exc:
                 raise ConnectionLost(-1, CONNECT_METHOD, f"cannot reach {url}: {exc}") from None
             conn = RelayConnection(ws, RelayProtocol(), on_event, on_unusable)

@@ -15,16 +15,17 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import anyio
-from websockets.asyncio.server import Server, ServerConnection, serve
+from anyio.abc import TaskGroup
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
-from flowengine.relay.connection import CoalescingTransport, send_text_now
+from flowengine.relay.wslink import WsLink, serve
 from flowengine.sim.caller import CallerScript
 from flowengine.sim.calls import SimCall
 from flowengine.sim.core import Connection, SimCore
@@ -53,25 +54,24 @@ class _Handshakes:
 
     def __init__(self, limit: int = MAX_HANDSHAKES) -> None:
         self.limit = limit
-        self.pending: dict[ServerConnection, None] = {}
+        self.pending: dict[WsLink, None] = {}
         self._warned = -float("inf")
         self._count = 0
 
-    def made(self, ws: ServerConnection) -> None:
+    def made(self, ws: WsLink) -> None:
         self.pending[ws] = None
         if len(self.pending) > self.limit:
             self.warn(f"more than {self.limit} connections in their handshake")
             self.shed_oldest()
 
-    def done(self, ws: ServerConnection) -> None:
+    def done(self, ws: WsLink) -> None:
         self.pending.pop(ws, None)
 
     def shed_oldest(self) -> bool:
         """Abort the oldest socket still in its handshake; False if there is none."""
         for ws in self.pending:
             del self.pending[ws]
-            if ws.transport is not None:
-                ws.transport.abort()
+            ws.abort()
             return True
         return False
 
@@ -82,26 +82,6 @@ class _Handshakes:
             logger.warning("simulator listener: %s: closing the oldest idle connections "
                            "(%d time(s) since the last such warning)", what, self._count)
             self._warned, self._count = now, 0
-
-
-class _CoalescingServerConnection(ServerConnection):
-    """A client socket whose frames of one loop turn leave in one send() (the RELAY client
-    does the same, see flowengine.relay.connection.CoalescingTransport)."""
-
-    #: The simulator's handshake bookkeeping (set on the class made per simulator).
-    handshakes: _Handshakes | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        wrapped = CoalescingTransport(cast(asyncio.Transport, transport),
-                                      asyncio.get_running_loop())
-        super().connection_made(cast(asyncio.Transport, wrapped))
-        if self.handshakes is not None:
-            self.handshakes.made(self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.handshakes is not None:
-            self.handshakes.done(self)
-        super().connection_lost(exc)
 
 
 class _Flag:
@@ -130,20 +110,13 @@ def _set_when_settled(event: anyio.Event) -> Callable[[bool], None]:
 class _Link:
     """A live socket and its core-side :class:`Connection`."""
 
-    def __init__(self, ws: ServerConnection, conn: Connection) -> None:
+    def __init__(self, ws: WsLink, conn: Connection) -> None:
         self.ws = ws
         self.conn = conn
         self.flag = _Flag()
         self.done = anyio.Event()
         #: True while the writer holds frames it took from the outbox and has not sent yet.
         self.sending = False
-
-
-def _abort(ws: ServerConnection) -> None:
-    """Drop a client's TCP connection at once: no close frame, nothing more written."""
-    transport = ws.transport
-    if transport is not None:
-        transport.abort()
 
 
 class Simulator:
@@ -180,7 +153,11 @@ class Simulator:
         self.core = SimCore(project=project, token=token, time_scale=time_scale,
                             resume_window=resume_window, record_latency=record_latency)
         self._links: dict[Connection, _Link] = {}
-        self._server: Server | None = None
+        self._server: asyncio.Server | None = None
+        self._tg: TaskGroup | None = None
+        self._closing = False
+        #: Every accepted socket, from its upgrade until its handler ends.
+        self._sockets: set[WsLink] = set()
         self._stack: AsyncExitStack | None = None
         self._timer_flag: _Flag | None = None
         self._idle_waiters: list[anyio.Event] = []
@@ -220,14 +197,17 @@ class Simulator:
             self._timer_flag = _Flag()
             self.core.timers.on_earlier = self._timer_flag.set
             self.core.on_idle = self._wake_idle_waiters
+            self._tg = tg
             # §1: no compression, no websocket-level pings (RELAY pings
-            # in JSON-RPC), the SDK's 10 MiB frame limit.
-            connection_class = type("SimServerConnection", (_CoalescingServerConnection,),
-                                    {"handshakes": self._handshakes})
+            # in JSON-RPC), the SDK's 10 MiB frame limit. Our own I/O on websockets'
+            # sans-I/O protocol (see flowengine.relay.wslink): the simulator is the peer
+            # of every benchmark, so its CPU per frame matters. Sockets still in their
+            # handshake are counted (and the oldest shed) by self._handshakes.
             self._server = await serve(
-                self._handle, self.host, self.port, compression=None, max_size=MAX_FRAME_BYTES,
-                ping_interval=None, close_timeout=2, process_request=self._process_request,
-                open_timeout=HANDSHAKE_DEADLINE, create_connection=connection_class)
+                self.host, self.port, max_size=MAX_FRAME_BYTES, close_timeout=2,
+                open_timeout=HANDSHAKE_DEADLINE, on_request=self._process_request,
+                on_open=self._accepted, on_made=self._handshakes.made,
+                on_lost=self._handshakes.done)
             self.port = self._server.sockets[0].getsockname()[1]
             self._watch_accept_errors()
             stack.callback(self._unwatch_accept_errors)
@@ -253,9 +233,13 @@ class Simulator:
             leaked = self.core.shutdown()
             if leaked:
                 logger.warning("%d call(s) still up at shutdown: counted as leaked", leaked)
-            # Let the writers deliver the final "ended" events before the sockets close.
+            # Let the writers deliver the final "ended" events before the sockets close,
+            # and the clients ACK them (§3): a close frame right behind the events could
+            # reach a client before it read them, and a client that fails to ACK (the
+            # SDK) drops the rest.
             with anyio.move_on_after(1.0, shield=True):
-                while any(link.conn.outbox or link.sending for link in self._links.values()):
+                while any(link.conn.outbox or link.sending or link.conn.unacked
+                          for link in self._links.values()):
                     await anyio.sleep(0.005)
         finally:
             # The body's own exception is not the task group's business: passing it in
@@ -293,8 +277,12 @@ class Simulator:
         server = self._server
         if server is None:
             return
-        server.close()  # closes every client socket (1001 going away)
+        self._closing = True
+        server.close()  # no new clients
         with anyio.move_on_after(5, shield=True):
+            async with anyio.create_task_group() as tg:
+                for ws in list(self._sockets):
+                    tg.start_soon(ws.close, CloseCode.GOING_AWAY)
             await server.wait_closed()
 
     # -- tasks -----------------------------------------------------------------------------------
@@ -321,9 +309,18 @@ class Simulator:
                 if conn.session is not None and not conn.closed:
                     self.core.send_ping(conn)
 
-    async def _handle(self, ws: ServerConnection) -> None:
-        """One client socket: a reader here, a writer beside it."""
+    def _accepted(self, ws: WsLink) -> None:
+        """A websocket upgrade went through: its handler runs in the simulator's group."""
         self._handshakes.done(ws)
+        tg = self._tg
+        if tg is None or self._closing:
+            ws.abort()  # shutting down
+            return
+        self._sockets.add(ws)
+        tg.start_soon(self._handle, ws, name="sim client")
+
+    async def _handle(self, ws: WsLink) -> None:
+        """One client socket: a reader here, a writer beside it."""
         conn = self.core.connection_made(peer=str(ws.remote_address))
         link = _Link(ws, conn)
         conn.wake = link.flag.set
@@ -332,8 +329,8 @@ class Simulator:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._writer, link)
                 try:
-                    async for message in ws:
-                        self.core.receive_frame(conn, message)
+                    while True:
+                        self.core.receive_frame(conn, await ws.recv())
                 except ConnectionClosed:
                     pass
                 finally:
@@ -341,7 +338,9 @@ class Simulator:
         finally:
             self.core.connection_lost(conn)
             self._links.pop(conn, None)
+            self._sockets.discard(ws)
             link.done.set()
+            ws.abort()  # the handler is gone: nobody reads this socket any more
 
     async def _writer(self, link: _Link) -> None:
         conn, ws = link.conn, link.ws
@@ -349,15 +348,16 @@ class Simulator:
         try:
             while True:
                 if conn.abort_requested:
-                    _abort(ws)
+                    ws.abort()  # no close frame, nothing more written
                     return
                 link.sending = True
                 while conn.outbox:
                     frame, tag = conn.outbox.popleft()
-                    if not send_text_now(ws, frame):
-                        await ws.send(frame)
+                    ws.send_text(frame)
                     if latency is not None and type(tag) is str:
                         latency.event_sent(tag)
+                    if ws.write_paused:  # a slow client: it waits, nobody else does
+                        await ws.drain()
                 link.sending = False
                 if conn.close_requested:
                     await ws.close()
@@ -366,13 +366,13 @@ class Simulator:
         except ConnectionClosed:
             return
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _process_request(self, connection: WsLink, request: Request) -> Response | None:
         """Plain HTTP GETs for recordings; websocket upgrades go through untouched."""
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return None
         match = _RECORDING_PATH.fullmatch(urlsplit(request.path).path)
         if match is None:
-            return None  # websockets answers 426 Upgrade Required
+            return None  # the upgrade check answers 426 Upgrade Required
         recording = self.core.recording(match[1])
         if recording is None or recording.format != match[2]:
             return connection.respond(HTTPStatus.NOT_FOUND, "No such recording\n")
@@ -440,7 +440,7 @@ class Simulator:
         Sessions stay resumable for ``resume_window``."""
         links = list(self._links.values())
         for link in links:
-            _abort(link.ws)
+            link.ws.abort()
         with anyio.move_on_after(5):
             for link in links:
                 await link.done.wait()
