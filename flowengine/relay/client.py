@@ -453,7 +453,7 @@ class RelayClient(AsyncContextManagerMixin):
             tg.start_soon(self._deadlines.run, self._request_expired, name="relay deadlines")
             try:
                 yield self
-            except BaseException as exc:  # noqa: BLE001 - re-raised below
+            except BaseException as exc:
                 # Re-raised below, outside the task group, so the caller sees its own
                 # exception rather than an ExceptionGroup around it.
                 body_error = exc

@@ -72,7 +72,8 @@ _SPEAK_RE = re.compile(rf"speak:{_NUMBER}(?::(quiet|[{re.escape(_DTMF)}]))?")
 _HANGUP_AFTER_RE = re.compile(rf"hangup:{_NUMBER}")
 _HANGUP_DURING_RE = re.compile(
     rf"hangup@({'|'.join(_HANGUP_KINDS)})([1-9]\d*)?(?::{_NUMBER})?")
-_DIGITS_RE = re.compile(rf"digits:((?:[{re.escape(_DTMF)}]+|{SKIP})(?:/(?:[{re.escape(_DTMF)}]+|{SKIP}))*)")
+_KEYS = rf"(?:[{re.escape(_DTMF)}]+|{SKIP})"
+_DIGITS_RE = re.compile(rf"digits:({_KEYS}(?:/{_KEYS})*)")
 _SAY_RE = re.compile(r"say:(.+)")
 _ANSWER_RE = re.compile(rf"answer(?::{_NUMBER})?")
 _MACHINE_RE = re.compile(rf"machine(?::{_NUMBER})?")
