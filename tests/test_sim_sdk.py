@@ -275,13 +275,14 @@ async def test_wrong_token_is_rejected_as_the_sdk_expects(
 async def test_the_sdk_resumes_its_session_after_a_dropped_socket(
         sdk_client: Callable[..., RelayClient]) -> None:
     async with Simulator(time_scale=TIME_SCALE) as sim:
-        sim_call = sim.offer_call(context="office", caller="speak:5")
+        sim_call = sim.offer_call(context="office", caller="speak:20")
         outcome = Outcome()
         client = sdk_client(sim, ["office"])
 
         async def body(call: Any, seen: dict[str, Any]) -> None:
             await call.answer()
             action = await call.record(audio={"terminators": "#"})
+            seen["recording"] = True
             seen["event"] = await action.wait()
             await call.hangup()
 
@@ -290,7 +291,10 @@ async def test_the_sdk_resumes_its_session_after_a_dropped_socket(
         async with client:
             protocol = client.relay_protocol
             with anyio.fail_after(5):
-                while "calling.record" not in sim_call.commands:
+                # Once the SDK has the record's reply: a drop between the command and its
+                # reply fails the command in the SDK ("Connection closed"), which is not
+                # what this test is about (it flaked so under load).
+                while "recording" not in outcome.values:
                     await anyio.sleep(0.005)
             await sim.drop_connections()
             with anyio.fail_after(5):  # the recording ends while the client is away
@@ -301,6 +305,6 @@ async def test_the_sdk_resumes_its_session_after_a_dropped_socket(
             assert client.relay_protocol == protocol
             await sim_call.wait_ended(timeout=5)
         # The record event queued during the outage reached the action on resume.
-        assert values["event"].state == "finished" and values["event"].duration == 5.0
+        assert values["event"].state == "finished" and values["event"].duration == 20.0
         assert sim_call.end_reason == "hangup"
         assert sim_call.commands == ["calling.answer", "calling.record", "calling.end"]

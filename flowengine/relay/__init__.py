@@ -9,6 +9,7 @@ Public API (see docs/internals.md and docs/relay-client.md)::
 from .call import CLIENT_CLOSED, HANGUP_RESULT, SESSION_LOST, Action, ActionResult, Bridge, Call
 from .client import RelayClient
 from .config import RelayConfig
+from .dial import DIAL_TIMEOUT, DialResult, outcome_of, phone_device
 from .errors import (
     CallEnded,
     ConnectionLost,
@@ -23,6 +24,7 @@ from .protocol import RelayProtocol
 
 __all__ = [
     "CLIENT_CLOSED",
+    "DIAL_TIMEOUT",
     "HANGUP_RESULT",
     "SESSION_LOST",
     "Action",
@@ -31,6 +33,7 @@ __all__ = [
     "Call",
     "CallEnded",
     "ConnectionLost",
+    "DialResult",
     "LocalProtocolError",
     "Message",
     "ProtocolError",
@@ -40,4 +43,6 @@ __all__ = [
     "RelayProtocol",
     "RemoteProtocolError",
     "RequestTimeout",
+    "outcome_of",
+    "phone_device",
 ]

@@ -29,9 +29,23 @@ from .events import CallEvent
 if TYPE_CHECKING:
     from .client import RelayClient
 
-__all__ = ["CALL_STATES", "CLIENT_CLOSED", "COLLECT_RESULTS", "PLAY_TERMINAL", "RECORD_TERMINAL",
-           "RESENT_ACTIONS", "RESEND_ATTEMPTS", "SESSION_LOST", "Action", "ActionResult",
-           "Bridge", "Call", "DetectTerminal", "Terminal", "collect_terminal"]
+__all__ = [
+    "CALL_STATES",
+    "CLIENT_CLOSED",
+    "COLLECT_RESULTS",
+    "PLAY_TERMINAL",
+    "RECORD_TERMINAL",
+    "RESEND_ATTEMPTS",
+    "RESENT_ACTIONS",
+    "SESSION_LOST",
+    "Action",
+    "ActionResult",
+    "Bridge",
+    "Call",
+    "DetectTerminal",
+    "Terminal",
+    "collect_terminal",
+]
 
 logger = logging.getLogger("flowengine.relay")
 
@@ -344,7 +358,8 @@ class Bridge:
         return self.state
 
     def _set(self, state: str) -> None:
-        if state != self.state and not self.done and _BRIDGE_RANK[state] >= _BRIDGE_RANK[self.state]:
+        if (state != self.state and not self.done
+                and _BRIDGE_RANK[state] >= _BRIDGE_RANK[self.state]):
             self.state = state
             if self._changed is not None:
                 self._changed.set()

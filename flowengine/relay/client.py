@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
 from collections.abc import AsyncGenerator, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
 from ssl import SSLContext
@@ -24,6 +25,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectStreamSt
 from .call import CLIENT_CLOSED, SESSION_LOST, Call
 from .config import RelayConfig
 from .connection import Deadlines, RelayConnection, backoff, open_connection
+from .dial import DIAL_TIMEOUT, MACHINE_EVENTS, Dial, DialResult, outcome_of
 from .errors import ConnectionLost, RelayError, RequestTimeout
 from .events import (
     AuthorizationState,
@@ -146,6 +148,8 @@ class RelayClient(AsyncContextManagerMixin):
         #: Calls that ended lately (an ordered set, bounded): an offer for one of them
         #: (sent again on a resume because its ACK was lost) is not a new call.
         self._ended_ids: dict[str, None] = {}
+        #: Dials waiting for their outcome, by tag (§4.9).
+        self._dials: dict[str, Dial] = {}
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "closed" if self._closed else "connecting"
@@ -264,6 +268,161 @@ class RelayClient(AsyncContextManagerMixin):
         if message.done:
             del self._messages[message_id]
 
+    async def dial(self, devices: list[list[dict[str, Any]]], *, tag: str | None = None,
+                   max_duration: int | None = None, timeout: float | None = None,
+                   detect_machine: Mapping[str, Any] | None = None) -> DialResult:
+        """Place an outbound call (``calling.dial``, §5.9) and wait for its outcome.
+
+        Args:
+            devices: serial groups, each a list of devices rung in parallel (§5.6), e.g.
+                ``[[phone_device("+15550001111", "+15559870000", timeout=20)]]``: the
+                groups are tried in order; in a group the first device to answer wins
+                and RELAY ends the others.
+            tag: the dial's tag (the events are routed by it); a fresh uuid4 by default.
+            max_duration: the longest the answered call may last, in minutes (passed on
+                as RELAY takes it).
+            timeout: seconds to wait for the outcome (:data:`DIAL_TIMEOUT` by default).
+                Past it every leg still up is hung up and the outcome is ``no_answer``
+                (``failed`` if nothing rang), with ``reason`` ``timeout``.
+            detect_machine: run a machine detector (``calling.detect``, §5.7) on the
+                answered call before returning, with these params (``{}``: RELAY's
+                defaults; ``detect_message_end: True`` waits for the greeting's end,
+                ``READY``). A machine makes the outcome ``machine``; ``detected`` says
+                what was heard. The detection counts against ``timeout`` too (on a
+                timeout the call stays up, ``detected`` is ``None``).
+
+        Returns:
+            a :class:`DialResult`: ``answered`` (or ``machine``) with the answered leg as a
+            live :class:`Call`, or ``busy`` / ``no_answer`` / ``failed`` with RELAY's
+            reason. No leg is left up but the answered one.
+
+        Raises:
+            RelayError: RELAY refused the dial (bad devices: 400), did not answer in time
+                (``RequestTimeout``).
+            ConnectionLost: the link dropped before RELAY's reply and no event showed
+                that RELAY dialled; ``calling.dial`` is not sent again (a second one would
+                place a second call). Also when the client is closed.
+        """
+        tag = tag or str(uuid.uuid4())
+        if tag in self._dials:
+            raise ValueError(f"a dial with tag {tag!r} is already in progress")
+        dial = Dial(tag)
+        # Registered before sending: the legs' first events may come before the reply.
+        self._dials[tag] = dial
+        params: dict[str, Any] = {"tag": tag, "devices": devices}
+        if max_duration is not None:
+            params["max_duration"] = max_duration
+        bound = DIAL_TIMEOUT if timeout is None else timeout
+        try:
+            with anyio.move_on_after(bound) as scope:
+                try:
+                    await self.execute("calling.dial", params)
+                except ConnectionLost:
+                    await self._dial_heard(dial)
+                await dial.wait()
+            if scope.cancelled_caught:
+                return await self._dial_timed_out(dial)
+            result = await self._dial_result(dial)
+            if detect_machine is not None and result.call is not None:
+                with anyio.move_on_after(max(0.0, scope.deadline - anyio.current_time())):
+                    result = await self._detect_machine(result, detect_machine)
+            return result
+        except BaseException:
+            # Cancelled, or the request failed: whatever was placed must not stay up.
+            with anyio.CancelScope(shield=True):
+                await self._hang_up_legs(dial.legs)
+            raise
+        finally:
+            self._dials.pop(tag, None)
+
+    async def _dial_heard(self, dial: Dial) -> None:
+        """The reply to ``calling.dial`` was lost with the link. Did RELAY dial? Its events
+        say so, on the resumed session; wait for the link and then up to a request
+        deadline for one (the dial's own bound holds over all of it)."""
+        while not dial.heard:
+            if self._closed:
+                raise ConnectionLost(-1, "calling.dial", "the RELAY client is closed")
+            if self.connected:
+                with anyio.move_on_after(self.config.request_timeout):
+                    await dial.wait_heard()
+                if not dial.heard:
+                    raise ConnectionLost(
+                        -1, "calling.dial", "the link dropped before RELAY's reply and no "
+                        "event shows a call placed; not sent again (it could place a second "
+                        "call)")
+                return
+            await self._link_up.wait()
+
+    async def _dial_result(self, dial: Dial) -> DialResult:
+        legs = tuple(dial.legs)
+        if dial.state == "answered":
+            assert dial.winner_id is not None
+            call = dial.leg(dial.winner_id) or self._calls.get(dial.winner_id)
+            if call is None:
+                # No state event named the winner: build it from the dial event (§4.9).
+                info = dict(dial.winner or {})
+                info.update(call_id=dial.winner_id, tag=dial.tag, direction="outbound",
+                            call_state="answered")
+                call = Call(self, info)
+                self._calls[call.call_id] = call
+                legs += (call,)
+            elif call.state in ("created", "ringing"):
+                # RELAY says it answered; its own answered state may still be on the way.
+                call.state = "answered"
+            # RELAY ends the losers itself; one it has not ended yet is hung up here, so
+            # that nothing but the winner stays up.
+            await self._hang_up_legs([leg for leg in legs if leg is not call])
+            return DialResult("answered", call, None, dial.tag, legs)
+        await self._hang_up_legs(legs)
+        reason = dial.reason
+        return DialResult(outcome_of(reason) if dial.state == "failed" else "failed", None,
+                          reason, dial.tag, legs)
+
+    async def _detect_machine(self, result: DialResult, params: Mapping[str, Any]
+                              ) -> DialResult:
+        """Run a machine detector on the answered call: ``machine`` when it hears one."""
+        call = result.call
+        assert call is not None
+        action = await call.detect({"type": "machine", "params": dict(params)},
+                                   wait_for_beep=params.get("detect_message_end") is True)
+        try:
+            detected = (await action.wait()).state
+        finally:
+            if not action.done and not call.ended:
+                # Cut short (the bound, a cancel): the detector must not go on listening.
+                with anyio.CancelScope(shield=True), anyio.move_on_after(
+                        self.config.request_timeout):
+                    await action.stop()
+        if detected not in ("finished", "error", "hangup") and not call.ended:
+            try:  # it has its answer; RELAY's detector would go on listening
+                await call.execute("detect.stop", {"control_id": action.control_id})
+            except RelayError:
+                pass  # it finished meanwhile
+        outcome = "machine" if detected in MACHINE_EVENTS else "answered"
+        return DialResult(outcome, call, None, result.tag, result.legs, detected)
+
+    async def _dial_timed_out(self, dial: Dial) -> DialResult:
+        legs = tuple(dial.legs)
+        # Before the hang-up ends them: did anything ring?
+        rang = any(leg.state in ("ringing", "answered") or leg.end_reason == "noAnswer"
+                   for leg in legs)
+        with anyio.CancelScope(shield=True):
+            await self._hang_up_legs(legs)
+        logger.info("= dial %s: no answer within its bound; %d leg(s) hung up", dial.tag,
+                    len(legs))
+        return DialResult("no_answer" if rang else "failed", None, "timeout", dial.tag, legs)
+
+    async def _hang_up_legs(self, legs: Iterable[Call]) -> None:
+        """Hang up (``cancel``) every leg still up, each within a request deadline."""
+        for leg in legs:
+            if leg.ended or self._closed:
+                continue
+            try:
+                with anyio.move_on_after(self.config.request_timeout):
+                    await leg.hangup("cancel")
+            except RelayError as exc:
+                logger.warning("! could not hang up dial leg %s: %s", leg.call_id, exc)
+
     async def receive(self, contexts: Iterable[str]) -> None:
         """Also receive calls for ``contexts`` (``signalwire.receive``, §2.4)."""
         new = list(dict.fromkeys(contexts))
@@ -294,7 +453,7 @@ class RelayClient(AsyncContextManagerMixin):
             tg.start_soon(self._deadlines.run, self._request_expired, name="relay deadlines")
             try:
                 yield self
-            except BaseException as exc:  # noqa: BLE001 - re-raised below
+            except BaseException as exc:
                 # Re-raised below, outside the task group, so the caller sees its own
                 # exception rather than an ExceptionGroup around it.
                 body_error = exc
@@ -309,6 +468,8 @@ class RelayClient(AsyncContextManagerMixin):
         for call in list(self._calls.values()):
             call._end_locally(CLIENT_CLOSED)
         self._calls.clear()
+        for dial in self._dials.values():
+            dial.end_locally(CLIENT_CLOSED)
 
     def _close(self) -> None:
         self._closed = True
@@ -346,6 +507,8 @@ class RelayClient(AsyncContextManagerMixin):
             for call in list(self._calls.values()):
                 call._end_locally(SESSION_LOST)
             self._calls.clear()
+            for dial in self._dials.values():
+                dial.end_locally(SESSION_LOST)
         self.protocol = result.protocol
         self._fresh_session = False
         logger.info("= connected to %s (protocol %s%s)", self.config.url, result.protocol,
@@ -460,6 +623,8 @@ class RelayClient(AsyncContextManagerMixin):
         """Route one event. Runs in the reader and never awaits (§3: already ACKed)."""
         if type(event) is CallEvent:
             call = self._calls.get(event.call_id)
+            if call is None and self._dials:
+                call = self._dial_leg(event)
             if call is None:
                 # §3: an unknown or ended call: ACKed, dropped.
                 if logger.isEnabledFor(logging.DEBUG):
@@ -483,9 +648,34 @@ class RelayClient(AsyncContextManagerMixin):
             logger.warning("! dropped a frame from RELAY: %s: %s", event.reason, event.frame)
         elif type(event) is OtherEvent and event.event_type == "messaging.state":
             self._message_state(event.params)
+        elif type(event) is OtherEvent and event.event_type == "calling.call.dial":
+            tag = event.params.get("tag")
+            dial = self._dials.get(tag) if isinstance(tag, str) else None
+            if dial is not None:
+                dial.update(event.params)
+            elif logger.isEnabledFor(logging.DEBUG):
+                logger.debug("= calling.call.dial for no dial of ours (tag %r) ignored", tag)
         elif (type(event) is OtherEvent or type(event) is ServerPing) and logger.isEnabledFor(
                 logging.DEBUG):
             logger.debug("= %s ignored", event)
+
+    def _dial_leg(self, event: CallEvent) -> Call | None:
+        """§4.9: a state event for a call we do not know, with the tag of a dial of ours, is
+        a leg that dial placed: it becomes a Call, routed like any other from now on."""
+        if event.event_type != "calling.call.state" or event.call_id in self._ended_ids:
+            return None
+        tag = event.params.get("tag")
+        dial = self._dials.get(tag) if isinstance(tag, str) else None
+        if dial is None:
+            return None
+        params = event.params
+        if not isinstance(params.get("direction"), str):
+            params = {**params, "direction": "outbound"}
+        call = Call(self, params)
+        call.state = "created"  # the event itself moves it on, below
+        self._calls[call.call_id] = call
+        dial.add_leg(call)
+        return call
 
     def _remember_ended(self, call_id: str) -> None:
         ended = self._ended_ids

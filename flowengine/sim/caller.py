@@ -27,6 +27,18 @@ A script is a comma-separated list of clauses (the grammar is documented in
     hangup@connect:5     hangs up 5 s after a connect bridged the call
     hangup@hold:10       hangs up 10 s after the call was put on hold (calling.hold)
 
+Callee scripts (what the number a ``calling.dial`` rings does) use the same grammar, plus
+how the callee picks up; these clauses mean nothing to an inbound caller::
+
+    answer               answers after ringing 3 s (the default)
+    answer:8             answers after ringing 8 s (no_answer if the device's ring timeout
+                         is shorter)
+    busy                 the line is busy (ends ``busy`` after 1 s, without ringing)
+    noanswer             rings until the device's ring timeout (ends ``noAnswer``)
+    decline              rings 2 s, then rejects the call (ends ``decline``)
+    fail                 the call cannot be placed (ends ``error`` after 0.5 s)
+    machine:6            (as above) an answering machine answers after ringing
+
 Parsing is pure; the simulator core decides when each part happens.
 """
 
@@ -49,15 +61,22 @@ _NUMBER = r"(\d+(?:\.\d+)?|\.\d+)"
 _HANGUP_KINDS = ("ring", "play", "record", "collect", "connect", "detect", "hold")
 #: Seconds an answering machine's greeting lasts when ``machine`` does not say.
 DEFAULT_GREETING = 4.0
+#: Seconds a callee rings before it answers when ``answer`` does not say.
+DEFAULT_RING = 3.0
 #: What the far end of a connect does, device after device (``peer:``).
 PEER_BEHAVIOURS = ("answer", "busy", "noanswer", "decline")
+#: How a callee (a number rung by ``calling.dial``) picks up: ``answer[:RING]``, or one
+#: of the others.
+PICKUPS = ("answer", "busy", "noanswer", "decline", "fail")
 
 _SPEAK_RE = re.compile(rf"speak:{_NUMBER}(?::(quiet|[{re.escape(_DTMF)}]))?")
 _HANGUP_AFTER_RE = re.compile(rf"hangup:{_NUMBER}")
 _HANGUP_DURING_RE = re.compile(
     rf"hangup@({'|'.join(_HANGUP_KINDS)})([1-9]\d*)?(?::{_NUMBER})?")
-_DIGITS_RE = re.compile(rf"digits:((?:[{re.escape(_DTMF)}]+|{SKIP})(?:/(?:[{re.escape(_DTMF)}]+|{SKIP}))*)")
+_KEYS = rf"(?:[{re.escape(_DTMF)}]+|{SKIP})"
+_DIGITS_RE = re.compile(rf"digits:({_KEYS}(?:/{_KEYS})*)")
 _SAY_RE = re.compile(r"say:(.+)")
+_ANSWER_RE = re.compile(rf"answer(?::{_NUMBER})?")
 _MACHINE_RE = re.compile(rf"machine(?::{_NUMBER})?")
 #: How text messages to the caller's number end (``sms:``).
 SMS_ENDINGS = ("delivered", "undelivered", "failed", "sent")
@@ -69,7 +88,8 @@ GRAMMAR = (
     "hangup@play|record|collect|connect|detect|hold[ORDINAL][:N] | machine[:N] | fax | "
     "sms:delivered|undelivered|failed|sent | "
     "digits:KEYS|-[/KEYS|-…] | say:TEXT|-[/TEXT|-…] | "
-    "peer:answer[:N]|busy|noanswer|decline[/…], joined with commas"
+    "peer:answer[:N]|busy|noanswer|decline[/…] | "
+    "(callee only) answer[:RING]|busy|noanswer|decline|fail, joined with commas"
 )
 
 
@@ -115,6 +135,12 @@ class CallerScript:
     greeting: float = DEFAULT_GREETING
     #: How text messages to the caller's number end (``sms:``).
     sms: str = "delivered"
+    #: Callee scripts only: how the number a ``calling.dial`` rings picks up: ``answer``
+    #: (after ``ring`` seconds), ``busy``, ``noanswer``, ``decline`` or ``fail``.
+    pickup: str = "answer"
+    #: Callee scripts only: seconds it rings before answering (``answer:N``); ``None``:
+    #: the default (``DEFAULT_RING``).
+    ring: float | None = None
     #: The text this script was parsed from ("" when built directly).
     source: str = field(default="", compare=False)
 
@@ -138,6 +164,8 @@ class CallerScript:
         peers: list[tuple[str, float | None]] = []
         answered_by, greeting = "human", DEFAULT_GREETING
         sms = "delivered"
+        pickup: str | None = None
+        ring: float | None = None
         for raw in text.split(",") if text else ():
             clause = raw.strip()
             if not clause:
@@ -162,6 +190,11 @@ class CallerScript:
             elif m := _MACHINE_RE.fullmatch(clause):
                 answered_by = "machine"
                 greeting = float(m[1]) if m[1] is not None else DEFAULT_GREETING
+            elif m := _ANSWER_RE.fullmatch(clause):
+                pickup = _one_pickup(pickup, "answer", clause, text)
+                ring = float(m[1]) if m[1] is not None else None
+            elif clause in PICKUPS:
+                pickup = _one_pickup(pickup, clause, clause, text)
             elif clause == "fax":
                 answered_by = "fax"
             elif clause.startswith("sms:"):
@@ -195,7 +228,8 @@ class CallerScript:
                    hangup_during=hangup_during, hangup_offset=hangup_offset,
                    hangup_ordinal=hangup_ordinal,
                    digits=tuple(digits), say=tuple(say), peers=tuple(peers),
-                   answered_by=answered_by, greeting=greeting, sms=sms, source=text)
+                   answered_by=answered_by, greeting=greeting, sms=sms,
+                   pickup=pickup or "answer", ring=ring, source=text)
 
     @classmethod
     def coerce(cls, value: str | CallerScript | None) -> CallerScript:
@@ -233,4 +267,16 @@ class CallerScript:
         if self.peers:
             parts.append("peer:" + "/".join(
                 kind if seconds is None else f"{kind}:{seconds:g}" for kind, seconds in self.peers))
+        if self.pickup != "answer":
+            parts.append(self.pickup)
+        elif self.ring is not None:
+            parts.append(f"answer:{self.ring:g}")
         return ",".join(parts)
+
+
+def _one_pickup(previous: str | None, pickup: str, clause: str, text: str) -> str:
+    """A callee picks up one way: a second pickup clause is an error, not a guess."""
+    if previous is not None:
+        raise CallerScriptError(f"{clause!r} contradicts {previous!r} in {text!r}: a callee "
+                                f"picks up one way ({', '.join(PICKUPS)})")
+    return pickup

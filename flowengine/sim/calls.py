@@ -193,8 +193,14 @@ class SimCall:
 
     def __init__(self, host: CallHost, *, call_id: str, node_id: str, context: str,
                  from_number: str, to_number: str, caller: CallerScript,
-                 tag: str | None = None) -> None:
+                 tag: str | None = None, direction: str = "inbound",
+                 device: dict[str, Any] | None = None) -> None:
         self.call_id = call_id
+        #: ``inbound`` (offered) or ``outbound`` (a leg of a ``calling.dial``).
+        self.direction = direction
+        self._device = device
+        #: Called once the call has ended (the dial that placed an outbound leg listens).
+        self.on_end: Callable[[SimCall], None] | None = None
         self.node_id = node_id
         self.context = context
         self.from_number = from_number
@@ -241,7 +247,10 @@ class SimCall:
 
     @property
     def device(self) -> dict[str, Any]:
-        """The caller's device as RELAY describes it (§4.1)."""
+        """The caller's device as RELAY describes it (§4.1); an outbound leg's is the device
+        its dial rang (§5.9)."""
+        if self._device is not None:
+            return self._device
         return {"type": "phone",
                 "params": {"from_number": self.from_number, "to_number": self.to_number}}
 
@@ -278,8 +287,8 @@ class SimCall:
 
     def _state_event(self, state: str, end_reason: str | None = None) -> None:
         # §4.2: end_reason only on "ended".
-        params: dict[str, Any] = {**self._ids(), "call_state": state, "direction": "inbound",
-                                  "device": self.device}
+        params: dict[str, Any] = {**self._ids(), "call_state": state,
+                                  "direction": self.direction, "device": self.device}
         if self.tag:
             params["tag"] = self.tag
         if end_reason is not None:
@@ -355,12 +364,25 @@ class SimCall:
     def answer(self, params: dict[str, Any], reply: Reply) -> None:
         """``calling.answer`` (§5.2): 200, then ``calling.call.state answered``."""
         reply({"code": "200", "message": "Answered"})
-        if self.state != "created":
-            return
+        if self.state != "created" or self.direction != "inbound":
+            return  # an outbound leg is answered by its callee (§5.9), not by a command
+        self.answered()
+
+    def answered(self, max_duration: float | None = None) -> None:
+        """The call is up: ``answered``, and the caller's (or callee's) clock starts.
+        ``max_duration`` (simulated seconds) ends it ``max_duration`` after that."""
         self.state = "answered"
         self._state_event("answered")
         if self.caller.hangup_after is not None:
             self.after(self.caller.hangup_after, self._caller_hangs_up)
+        if max_duration is not None:
+            self.after(max_duration, lambda: self.end("max_duration"))
+
+    def ringing(self) -> None:
+        """An outbound leg rings (``calling.call.state ringing``, §5.9)."""
+        if self.state == "created":
+            self.state = "ringing"
+            self._state_event("ringing")
 
     def hangup(self, params: dict[str, Any], reply: Reply) -> None:
         """``calling.end`` (§5.2): 200, then ending → terminal action events → ended."""
@@ -388,6 +410,9 @@ class SimCall:
         for event in self._waiters:
             event.set()
         self._waiters.clear()
+        on_end, self.on_end = self.on_end, None
+        if on_end is not None:
+            on_end(self)
 
     # -- action verbs ---------------------------------------------------------------------------
 

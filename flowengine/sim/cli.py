@@ -38,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--caller", default=None, metavar="SCRIPT",
                         help="what each caller does, e.g. speak:3, silent, hangup@record:2 "
                              "(default speak:3; grammar in docs/simulator.md)")
+    parser.add_argument("--callee", action="append", default=[], metavar="[NUMBER=]SCRIPT",
+                        help="what the numbers a client dials do: SCRIPT for every number, "
+                             "NUMBER=SCRIPT for one (repeatable), e.g. busy, noanswer, "
+                             "machine:6, +15550001111=answer:5,speak:2 (default answer; "
+                             "grammar in docs/simulator.md)")
     parser.add_argument("--time-scale", type=float, default=1.0, metavar="X",
                         help="multiply every simulated duration by X (0.01 = 100 times faster)")
     parser.add_argument("--from", dest="from_number", default="+15551230000", metavar="NUMBER",
@@ -72,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         caller = CallerScript.parse(args.caller)
+        args.callees = parse_callees(args.callee)
     except CallerScriptError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -103,6 +109,8 @@ async def _main(args: argparse.Namespace, caller: CallerScript) -> int:
                     resume_window=args.resume_window, ping_interval=args.ping_interval,
                     record_latency=args.latency)
     sim.core.accept_any_credentials = not checks_credentials
+    for number, script in args.callees.items():
+        sim.set_callee(number, script)
     if args.noise:
         sim.inject_noise(args.noise)
     # The handlers are in place before the URL is printed: whoever reads the URL may
@@ -131,6 +139,34 @@ async def _main(args: argparse.Namespace, caller: CallerScript) -> int:
             return 1
     print(json.dumps(sim.summary(), separators=(",", ":")), flush=True)
     return 0
+
+
+def parse_callees(values: list[str]) -> dict[str | None, CallerScript]:
+    """``--callee`` values → callee scripts by number (``None``: every other number).
+
+    ``NUMBER=SCRIPT`` is for one number (``+`` and digits, or a ``sip:`` address); any
+    other value is the default script (a ``say:`` phrase may hold an ``=``).
+
+    Raises:
+        CallerScriptError: a script does not parse, or the number is empty (the message
+            names the value).
+    """
+    import re
+
+    from flowengine.sim.caller import CallerScript, CallerScriptError
+
+    callees: dict[str | None, CallerScript] = {}
+    for value in values:
+        number, sep, script = value.partition("=")
+        if sep and not number.strip():
+            raise CallerScriptError(f"--callee {value!r}: no number before '='")
+        if not (sep and re.fullmatch(r"\+\d+|sip:\S+", number.strip())):
+            number, script = "", value
+        try:
+            callees[number.strip() or None] = CallerScript.parse(script)
+        except CallerScriptError as exc:
+            raise CallerScriptError(f"--callee {value!r}: {exc}") from None
+    return callees
 
 
 def how_to_connect(url: str, args: argparse.Namespace, checks_credentials: bool) -> str:

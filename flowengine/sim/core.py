@@ -31,6 +31,7 @@ import orjson
 
 from flowengine.sim.caller import CallerScript
 from flowengine.sim.calls import CommandError, SimCall, SimRecording
+from flowengine.sim.dial import SimDial, check_devices
 from flowengine.sim.latency import LatencyRecorder
 from flowengine.sim.noise import junk_frame
 from flowengine.sim.timers import Timer, TimerHeap
@@ -50,6 +51,8 @@ AUTH_FAILED = -32002
 GONE_CALLS_KEPT = 10_000
 #: How many finished recordings stay downloadable (oldest forgotten first).
 RECORDINGS_KEPT = 100_000
+#: How many dials are kept for tests to look at (``SimCore.dials``; oldest first out).
+DIALS_KEPT = 10_000
 
 # Call verbs → SimCall method name; controls → (action kinds, verb).
 _CALL_VERBS = {
@@ -82,8 +85,8 @@ _CONTROLS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 #: Every method the simulator answers (anything else gets -32601).
 METHODS = frozenset({"signalwire.connect", "signalwire.ping", "signalwire.receive",
-                     "signalwire.unreceive", "calling.pass", "messaging.send", *_CALL_VERBS,
-                     *_CONTROLS})
+                     "signalwire.unreceive", "calling.pass", "calling.dial", "messaging.send",
+                     *_CALL_VERBS, *_CONTROLS})
 #: messaging.state progress of a delivered message: (state, simulated seconds after the
 #: reply); an undelivered or failed one ends after "sent" / "queued" instead (§5.8).
 MESSAGE_STEPS = (("queued", 0.1), ("initiated", 0.2), ("sent", 0.5), ("delivered", 1.0))
@@ -258,6 +261,13 @@ class SimCore:
         #: lose_next_reply: method → how many of its next replies are lost with the socket.
         self._lost_replies: dict[str, int] = {}
         self._offered = 0
+        #: Outbound legs placed by calling.dial (§5.9).
+        self._dialed = 0
+        #: The callee script of each number a dial may ring (set_callee), and of the others.
+        self._callees: dict[str, CallerScript] = {}
+        self.default_callee = CallerScript()
+        #: The latest dials, oldest first (for tests to look at).
+        self.dials: deque[SimDial] = deque(maxlen=DIALS_KEPT)
         #: Junk frames sent by inject_noise.
         self.noise_sent = 0
         self._ended = 0
@@ -441,6 +451,8 @@ class SimCore:
                 self._send_error(conn, req_id, METHOD_NOT_FOUND, "Method not found")
             elif method == "messaging.send":
                 self._send_message(conn, req_id, params)
+            elif method == "calling.dial":
+                self._dial(conn, req_id, params)
             elif method.startswith("calling."):
                 self._calling(conn, req_id, method, params)
             elif (failure := self._take_failure(method)) is not None:
@@ -654,6 +666,63 @@ class SimCore:
         self._route(context)
         return call
 
+    def set_callee(self, number: str | None, script: str | CallerScript | None) -> None:
+        """What ``number`` does when a ``calling.dial`` rings it (a callee script, §5.9);
+        ``number=None`` sets the default for every number without one of its own.
+        ``script=None`` is the default callee (answers after 3 s, then speaks like the
+        default caller).
+
+        Raises:
+            CallerScriptError: the script does not parse.
+        """
+        callee = CallerScript.coerce(script)
+        if number is None:
+            self.default_callee = callee
+        else:
+            self._callees[number] = callee
+
+    def callee(self, number: str) -> CallerScript:
+        """The callee script a dial to ``number`` follows."""
+        return self._callees.get(number, self.default_callee)
+
+    def _dial(self, conn: Connection, req_id: Any, params: dict[str, Any]) -> None:
+        """``calling.dial`` (§5.9): 200 "Dialing" (no call_id), then the legs' states and
+        ``calling.call.dial`` events by ``tag`` (``flowengine.sim.dial``)."""
+        session = conn.session
+        assert session is not None
+        failure = self._take_failure("calling.dial")
+        if failure is not None:
+            self._send_result(conn, req_id, {"code": failure[0], "message": failure[1]})
+            return
+        try:
+            devices = check_devices(params.get("devices"))
+        except CommandError as exc:
+            self._send_result(conn, req_id, {"code": exc.code, "message": exc.message})
+            return
+        tag = params.get("tag")
+        if not isinstance(tag, str) or not tag:
+            tag = str(uuid.uuid4())  # the SDK always sends one; the events carry ours
+        max_duration = params.get("max_duration")
+        if isinstance(max_duration, bool) or not isinstance(max_duration, (int, float)) \
+                or max_duration <= 0:
+            max_duration = None
+        self._send_result(conn, req_id, {"code": "200", "message": "Dialing"})
+        dial = SimDial(self, session, tag, devices, max_duration, self.callee)
+        self.dials.append(dial)
+        dial.start()
+
+    def leg_created(self, session: Session, leg: SimCall) -> None:
+        """An outbound leg of a dial exists: it is the dialling session's call."""
+        leg._session = session
+        leg.protocol = session.protocol
+        session.calls[leg.call_id] = leg
+        self._active[leg.call_id] = leg
+        self._dialed += 1
+
+    def emit_dial_event(self, session: Session, params: dict[str, Any]) -> None:
+        """``calling.call.dial`` to the dialling session (§4.9)."""
+        self._send_event(session, "calling.call.dial", params)
+
     def _route(self, context: str) -> None:
         """Hand waiting calls of ``context`` to connected subscribers, round-robin (§4.1)."""
         queue = self._waiting.get(context)
@@ -765,8 +834,8 @@ class SimCore:
 
     def _pass(self, call: SimCall, reply: Callable[[dict[str, Any]], None]) -> None:
         """``calling.pass`` (§5.2): back to routing, offered to another session."""
-        if call.state != "created":
-            raise CommandError("409", "Only an unanswered call can be passed")
+        if call.state != "created" or call.direction != "inbound":
+            raise CommandError("409", "Only an unanswered inbound call can be passed")
         reply({"code": "200", "message": "Passing call"})
         session = call._session
         assert session is not None
@@ -913,11 +982,14 @@ class SimCore:
         ``by_end_reason`` count calls that ended on their own; ``leaked`` those still up at
         shutdown; ``active`` those in flight now. With ``record_latency`` also
         ``latency`` (see :meth:`LatencyRecorder.summary`); with noise, ``noise_frames``
-        (the junk frames sent)."""
+        (the junk frames sent); once a client dialled, ``dialed`` (the outbound legs
+        placed, §5.9), which ``ended``, ``leaked`` and ``active`` count too."""
         summary: dict[str, Any] = {
             "offered": self._offered, "ended": self._ended,
             "by_end_reason": dict(sorted(self._by_reason.items())),
             "leaked": self._leaked, "active": len(self._active)}
+        if self._dialed:
+            summary["dialed"] = self._dialed
         if self._noise is not None or self.noise_sent:
             summary["noise_frames"] = self.noise_sent
         if self.latency is not None:
@@ -928,8 +1000,9 @@ class SimCore:
         """Count every call still up as leaked, then end it (its client sees ``ended``)."""
         self._tick()
         leaked = list(self._active.values())
-        for call in leaked:
+        for call in leaked:  # all first: ending one leg of a dial ends its other legs
             call.leaked = True
+        for call in leaked:
             call.end("error")
         return len(leaked)
 

@@ -407,6 +407,16 @@ class Simulator:
         return self.core.offer_call(context, from_number, to_number, caller, tag=tag,
                                     misrouted=misrouted)
 
+    def set_callee(self, number: str | None, script: str | CallerScript | None) -> None:
+        """What ``number`` does when a client's ``calling.dial`` rings it: a callee script
+        (``"answer"``, ``"busy"``, ``"noanswer"``, ``"machine:6"``, ``"answer:5,speak:2"``…,
+        see docs/simulator.md); ``number=None`` sets the default for the other numbers.
+
+        Raises:
+            CallerScriptError: the script does not parse.
+        """
+        self.core.set_callee(number, script)
+
     async def wait_all_ended(self, timeout: float | None = None) -> None:
         """Wait until no offered call is still up.
 
