@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flowengine.actions import ACTIONS
+from flowengine.flow.actions import ACTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = ROOT / "tools" / "gen_actions_doc.py"

@@ -271,7 +271,13 @@ HEAD = "name: t\ncontext: office\nsteps:\n  greet:\n    answer: {}\n"  # lines 1
     ("  hello:\n    play: {say: \"Hello\"}\n",
      "t.yaml:7:11: error: play takes a list of media items, not one mapping; write each item "
      "on its own line starting with '- ' ('- say: …'), or [{say: …}]"),
-], ids=["colon-in-say", "missing-colon", "unclosed-list", "unclosed-quote", "play-mapping"])
+    # The same for every list of media items the specs name (a prompt's re-prompt here).
+    ("  ask:\n    prompt:\n      play: [{say: \"Pick one\"}]\n      digits: {}\n"
+     "      max_attempts: 2\n      no_input_play: {say: \"Again?\"}\n",
+     "t.yaml:11:22: error: no_input_play takes a list of media items, not one mapping; write "
+     "each item on its own line starting with '- ' ('- say: …'), or [{say: …}]"),
+], ids=["colon-in-say", "missing-colon", "unclosed-list", "unclosed-quote", "play-mapping",
+        "reprompt-mapping"])
 def test_a_yaml_mistake_gets_one_clear_error_where_it_was_made(
         body: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flowengine.actions import ACTIONS
 from flowengine.flow import FlowError, check_paths, load_flow
+from flowengine.flow.actions import ACTIONS
 
 BAD = Path(__file__).parent / "flows_bad"
 

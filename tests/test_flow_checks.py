@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import textwrap
 
-from flowengine.actions import ACTIONS
 from flowengine.flow import check_paths, compile_flow
+from flowengine.flow.actions import ACTIONS
 
 
 def findings(text: str) -> list[str]:

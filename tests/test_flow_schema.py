@@ -4,12 +4,15 @@ keys, strings for numbers-as-text, and the example flows valid for an editor too
 from __future__ import annotations
 
 import json
+import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-from flowengine.actions import ACTIONS
+from flowengine.flow.actions import ACTIONS
 from flowengine.flow.loader import load_yaml
 from flowengine.flow.schema import flow_schema
 
@@ -77,3 +80,53 @@ def test_numbers_as_text_are_strings_and_templates_are_bounded(schema):
 def test_example_flows_are_valid_for_a_plain_draft_07_validator(path, schema):
     data = load_yaml(path.read_text(), str(path)).data
     assert list(jsonschema.Draft7Validator(schema).iter_errors(data)) == []
+
+
+# -- the schema is generated from the action specs -----------------------------------------
+
+GEN_SCHEMA = ROOT / "tools" / "gen_schema.py"
+
+
+def test_committed_schema_is_the_generators_output():
+    # Edit an action's spec (flowengine/flow/actions/), then run python tools/gen_schema.py.
+    render = runpy.run_path(str(GEN_SCHEMA))["render"]
+    assert SCHEMA_PATH.read_text(encoding="utf-8") == render()
+
+
+def test_gen_schema_check_mode_accepts_the_committed_file():
+    run = subprocess.run([sys.executable, str(GEN_SCHEMA), "--check"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert (run.returncode, run.stderr) == (0, "")
+
+
+def test_each_action_definition_is_its_specs_fragment(schema):
+    for name, spec in ACTIONS.items():
+        assert schema["definitions"][f"action.{name}"] == dict(spec.schema), name
+
+
+def test_every_outcome_an_edge_can_name_is_described(schema):
+    described = schema["definitions"]["outcomes"]["properties"]
+    for name, spec in ACTIONS.items():
+        for outcome in spec.outcomes:
+            if outcome == "next":
+                continue
+            assert outcome in described, f"{name}: {outcome}"
+            if outcome not in ("error", "hangup", "timeout"):
+                assert f"{name}: {spec.outcome_docs[outcome]}" in described[outcome]["description"]
+
+
+def test_a_new_spec_appears_in_the_generated_schema():
+    # What tools/gen_schema.py writes follows the specs it is given.
+    from flowengine.flow.actions import ActionSpec
+    from flowengine.flow.language import build_schema
+
+    extra = ActionSpec(name="wave", outcomes=("waved", "error", "hangup"), result_fields=(),
+                       runner="nowhere:run_wave", summary="Wave.",
+                       outcome_docs={"waved": "the caller saw it."},
+                       schema={"title": "wave", "description": "Wave.", "type": "null"})
+    built = build_schema([*ACTIONS.values(), extra])
+    assert built["definitions"]["action.wave"]["title"] == "wave"
+    assert {"required": ["wave"]} in built["definitions"]["step"]["oneOf"]
+    assert built["definitions"]["outcomes"]["properties"]["waved"]["description"] == (
+        "wave: the caller saw it.")
+    jsonschema.Draft7Validator.check_schema(built)

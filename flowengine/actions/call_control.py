@@ -1,5 +1,6 @@
-"""answer, hangup, connect, send_digits and sleep: the call's lifecycle, its bridges and
-its line (calling.answer, calling.end, calling.connect, calling.send_digits)."""
+"""answer, hangup, connect, send_digits, sleep, hold and unhold: the call's lifecycle, its
+bridges and its line (calling.answer, calling.end, calling.connect, calling.send_digits,
+calling.hold, calling.unhold)."""
 
 from __future__ import annotations
 
@@ -131,3 +132,26 @@ async def run_sleep(session: Session, step: Step, params: dict[str, Any]) -> Ste
     with anyio.move_on_after(float(params["seconds"]) * session.time_scale):
         await session.call.wait_for_ended()
     return StepResult("hangup" if session.call.ended else "finished", {})
+
+
+async def run_hold(session: Session, step: Step, params: dict[str, Any]) -> StepResult:
+    """``hold: {}`` → ``calling.hold``; outcome ``held`` (the caller hears hold music)."""
+    return await _hold_verb(session, hold=True)
+
+
+async def run_unhold(session: Session, step: Step, params: dict[str, Any]) -> StepResult:
+    """``unhold: {}`` → ``calling.unhold``; outcome ``unheld``."""
+    return await _hold_verb(session, hold=False)
+
+
+async def _hold_verb(session: Session, *, hold: bool) -> StepResult:
+    call = session.call
+    method, outcome, state = (("calling.hold", "held", "hold") if hold
+                              else ("calling.unhold", "unheld", "unhold"))
+    try:
+        await (call.hold() if hold else call.unhold())
+    except CallEnded:
+        return StepResult("hangup", {"state": "ended"}, method=method)
+    except RelayError as exc:
+        return StepResult("error", {"state": call.state}, method=method, error=str(exc))
+    return StepResult(outcome, {"state": state}, method=method)

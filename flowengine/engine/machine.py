@@ -22,8 +22,8 @@ import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from flowengine.actions import ACTIONS
 from flowengine.flow import route
+from flowengine.flow.actions import ACTIONS
 from flowengine.redact import is_secret_name, register
 
 if TYPE_CHECKING:

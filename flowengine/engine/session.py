@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from flowengine.actions import ACTIONS
 from flowengine.actions.base import StepResult
 from flowengine.engine.machine import END, FlowRuntime
 from flowengine.flow import (
@@ -27,6 +26,7 @@ from flowengine.flow import (
     initial_vars,
     render_params,
 )
+from flowengine.flow.actions import ACTIONS
 
 if TYPE_CHECKING:
     from flowengine.flow import Step

@@ -31,8 +31,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from flowengine.actions import ACTIONS
-
+from .actions import ACTIONS, CheckContext
 from .diagnostics import ERROR, WARNING, Diagnostic, FlowError, did_you_mean, sort_key
 from .loader import (
     MAX_FILE_BYTES,
@@ -271,8 +270,6 @@ def _failed(diagnostic: Diagnostic) -> CompileResult:
 
 
 _Checked = CompiledTemplate | CompiledExpression
-#: What send_digits may send (a literal is checked here, a template when the step runs).
-_DTMF_TO_SEND = re.compile(r"^[0-9*#A-DwW]+$")
 #: Jinja's message for a filter or test that does not exist.
 _UNKNOWN_NAME = re.compile(r"No (filter|test) named '(\w+)'(?: found)?")
 #: What the may-not-have-run dataflow tracks: ("step", id) ran, ("var", name) was set.
@@ -303,6 +300,9 @@ class _Compiler:
         self.step_data: dict[str, dict[str, Any]] = self.data["steps"]
         self.step_ids = list(self.step_data)
         self.actions = {sid: _action_of(step) for sid, step in self.step_data.items()}
+        #: What the specs' check hooks may read of the flow.
+        self.check_context = CheckContext(MappingProxyType(self.actions),
+                                          frozenset(self.actions.values()))
         self.known_vars = set(self.data.get("vars") or {})
         for step in self.step_data.values():
             if isinstance(step.get("set"), dict):
@@ -417,20 +417,7 @@ class _Compiler:
         branches: tuple[Branch, ...] = ()
         value = raw[action]
         apath: Path = (*base, action)
-        if action == "answer":
-            params = freeze(dict(value or {}))
-        elif action == "play":
-            if isinstance(value, list):
-                media, volume, mpath = value, None, apath
-            else:
-                media, volume, mpath = value["media"], value.get("volume"), (*apath, "media")
-            items = [self.media(item, (*mpath, i), sid) for i, item in enumerate(media)]
-            params = freeze({"media": items, "volume": volume})
-        elif action == "record":
-            params = freeze(dict(value or {}))
-        elif action == "hangup":
-            params = freeze({"reason": (value or {}).get("reason", "hangup")})
-        elif action == "set":
+        if action == "set":
             params = freeze({k: self.value(v, (*apath, k), sid) for k, v in value.items()})
         elif action == "log":
             params = self.text(value, apath, sid)
@@ -444,7 +431,7 @@ class _Compiler:
             if action == "call":
                 compiled = self.subflow_call(sid, compiled, value, apath)
             params = freeze(compiled)
-            self.check_action(sid, action, value, apath)
+        self.check_action(sid, action, value, apath)
 
         on = dict(raw.get("on") or {})
         timeout = raw.get("timeout")
@@ -556,70 +543,38 @@ class _Compiler:
         return None
 
     def check_action(self, sid: str, action: str, value: Any, path: Path) -> None:
-        """What the schema cannot say about one action's parameters."""
-        if action == "prompt":
-            if "digits" not in value and "speech" not in value:
-                self.error(path, f"prompt in step '{sid}' listens for nothing", key=True,
-                           hint="add digits: {} (keys), speech: {} (words) or both")
-            if value.get("max_attempts", 1) == 1:
-                for key in ("no_input_play", "no_match_play"):
-                    if key in value:
-                        self.warning((*path, key), f"{key} is never played: the prompt asks "
-                                     "only once (max_attempts is 1)", key=True,
-                                     hint="set max_attempts: 2 or more")
-        elif action == "detect":
-            owners = {"wait_for_beep": "machine", "initial_timeout": "machine",
-                      "end_silence_timeout": "machine", "machine_voice_threshold": "machine",
-                      "machine_words_threshold": "machine", "tone": "fax", "digits": "digit"}
-            for key, kind in owners.items():
-                if key in value and value["type"] != kind:
-                    self.error((*path, key), f"'{key}' does not go with detect type "
-                               f"{value['type']}", key=True,
-                               hint=f"'{key}' belongs to type: {kind}")
-        elif action == "send_sms":
-            if not value.get("body") and not value.get("media"):
-                self.error(path, f"send_sms in step '{sid}' has nothing to send", key=True,
-                           hint="add body: TEXT, media: [URL…] or both")
-        elif action == "stop_record_call":
-            target = value.get("step") if isinstance(value, dict) else value
-            where = (*path, "step") if isinstance(value, dict) else path
-            if target is not None and target not in self.step_data:
-                self.error(where, f"unknown step '{target}' in stop_record_call",
-                           hint=did_you_mean(target, self.step_ids))
-            elif target is not None and self.actions[target] != "record_call":
-                self.error(where, f"step '{target}' is a {self.actions[target]} step, not "
-                           "record_call", hint="stop_record_call stops what a record_call step "
-                           "started")
-        elif action == "send_digits":
-            digits = value["digits"] if isinstance(value, dict) else value
-            where = (*path, "digits") if isinstance(value, dict) else path
-            if "{" not in digits and not _DTMF_TO_SEND.match(digits):
-                self.error(where, f"'{digits}' is not DTMF to send",
-                           hint="use 0-9, *, #, A-D, w (wait 0.5 s) and W (wait 1 s)")
-        elif action == "connect":
-            given = [k for k in ("to", "devices") if k in value]
-            if not given:
-                self.error(path, f"connect in step '{sid}' dials nobody", key=True,
-                           hint="add to: NUMBER, or devices: [NUMBER, …] for several")
-            elif len(given) == 2:
-                self.error((*path, "devices"), "connect takes to: or devices:, not both",
-                           key=True, hint="put the number of to: into devices:")
+        """What the schema cannot say about one action's parameters: its spec's ``check``."""
+        check = ACTIONS[action].check
+        if check is None:
+            return
+        for problem in check(sid, value, self.check_context):
+            where = (*path, *problem.path)
+            if problem.warning:
+                self.warning(where, problem.message, key=problem.key, hint=problem.hint)
+            else:
+                self.error(where, problem.message, key=problem.key, hint=problem.hint)
 
     def action_params(self, sid: str, action: str, value: Any, path: Path) -> dict[str, Any]:
-        """The parameters of an action described by its registry entry: a scalar written
+        """The parameters of an action described by its spec: a scalar or list written
         for the whole action stands for its ``shorthand`` parameter; each parameter is
-        compiled as its ``fields`` kind says (literals otherwise)."""
+        compiled as its ``fields`` kind says (literals otherwise); ``defaults`` fill in
+        what is not written."""
         spec = ACTIONS[action]
         if value is None:
-            return {}
-        if not isinstance(value, dict):
+            compiled: dict[str, Any] = {}
+        elif not isinstance(value, dict):
             assert spec.shorthand is not None  # the schema allows a scalar only then
-            return {spec.shorthand: self.field(spec.fields.get(spec.shorthand), value, path, sid)}
-        return {key: self.field(spec.fields.get(key), item, (*path, key), sid)
-                for key, item in value.items()}
+            compiled = {spec.shorthand: self.field(spec.fields.get(spec.shorthand), value,
+                                                   path, sid)}
+        else:
+            compiled = {key: self.field(spec.fields.get(key), item, (*path, key), sid)
+                        for key, item in value.items()}
+        compiled.update((key, item) for key, item in spec.defaults.items()
+                        if key not in compiled)
+        return compiled
 
     def field(self, kind: str | None, value: Any, path: Path, sid: str) -> Any:
-        """One parameter compiled as ``kind`` says (see ``flowengine.actions.FieldKind``)."""
+        """One parameter compiled as ``kind`` says (see ``flowengine.flow.actions.FieldKind``)."""
         if value is None or kind is None:
             return value
         if kind == "text":

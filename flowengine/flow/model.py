@@ -31,8 +31,8 @@ Step parameters (``Step.params``), one shape per action, after :func:`~flowengin
 ``goto``
     ``{"step": target, "max_visits"?: int}``; ``Step.next`` is the target.
 Other actions
-    the mapping as written, each parameter compiled as the registry's ``fields`` say
-    (``flowengine.actions.ACTIONS``); see docs/flow-language.md.
+    the mapping as written, each parameter compiled as the spec's ``fields`` say
+    (``flowengine.flow.actions.ACTIONS``); see docs/flow-language.md.
 """
 
 from __future__ import annotations
@@ -42,8 +42,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from flowengine.actions import ACTIONS, CALL_OUTCOMES, TIMEOUT_OUTCOME, ActionSpec
-
+from .actions import ACTIONS, CALL_OUTCOMES, TIMEOUT_OUTCOME, ActionSpec
 from .diagnostics import Diagnostic
 
 if TYPE_CHECKING:
@@ -183,31 +182,9 @@ class FlowVersion:
         return f"<FlowVersion {self.name}@{self.short_version} {self.file} ({len(self.steps)} steps)>"
 
 
-#: Outcomes that only some parameters make possible: action → outcome → the test on the
-#: step's (compiled) parameters that allows it.
-_IF_PARAMS: dict[str, dict[str, Any]] = {
-    "connect": {"connected": lambda p: p.get("wait") is False,
-                "disconnected": lambda p: p.get("wait", True) is not False},
-    "goto": {"exhausted": lambda p: p.get("max_visits") is not None},
-    "detect": {"human": lambda p: p.get("type") == "machine",
-               "machine": lambda p: p.get("type") == "machine",
-               "fax": lambda p: p.get("type") == "fax",
-               "digit": lambda p: p.get("type") == "digit"},
-}
-
-
 def params_note(action: str, outcome: str) -> str | None:
     """Why ``outcome`` is not possible with a step's parameters (for ``check``), or None."""
-    if outcome == "connected" and action == "connect":
-        return "a connect ends with connected only with wait: false"
-    if outcome == "disconnected" and action == "connect":
-        return "with wait: false a connect ends when the peer answers (connected)"
-    if outcome == "exhausted" and action == "goto":
-        return "a goto ends with exhausted only with max_visits"
-    if action == "detect" and outcome in ("human", "machine", "fax", "digit"):
-        kind = "machine" if outcome == "human" else outcome
-        return f"a detect ends with {outcome} only with type: {kind}"
-    return None
+    return ACTIONS[action].params_note(outcome)
 
 
 def possible_outcomes(action: str, *, has_timeout: bool = False, branches: int = 0,
@@ -223,9 +200,8 @@ def possible_outcomes(action: str, *, has_timeout: bool = False, branches: int =
     """
     spec = ACTIONS[action]
     found: list[str] = list(spec.outcomes)
-    if params is not None and action in _IF_PARAMS:
-        found = [o for o in found if o not in _IF_PARAMS[action]
-                 or _IF_PARAMS[action][o](params)]
+    if params is not None:
+        found = [o for o in found if spec.allows(o, params)]
     if action == "branch":
         found = [branch_outcome(i) for i in range(branches)]
         if not has_default:

@@ -105,6 +105,20 @@ def validate(doc: Document) -> list[Diagnostic]:
     return [d for _, d in found_list_as_mapping] + list(found.values())
 
 
+@functools.cache
+def _media_keys() -> frozenset[str]:
+    """The keys whose value is a list of media items, from the action specs: a parameter of
+    kind ``media`` (``ringback``, a prompt's ``play``), or an action written as one
+    (``play: [...]``)."""
+    from .actions import ACTIONS
+
+    return frozenset(
+        {key for spec in ACTIONS.values() for key, kind in spec.fields.items()
+         if kind == "media"}
+        | {spec.name for spec in ACTIONS.values()
+           if spec.shorthand is not None and spec.fields.get(spec.shorthand) == "media"})
+
+
 def _media_kinds() -> frozenset[str]:
     """The keys that start a media item (``say``, ``audio``, …), from the schema."""
     media = flow_schema()["definitions"].get("media", {})
@@ -122,7 +136,7 @@ def _media_mapping_errors(doc: Document,
         path = tuple(error.absolute_path)
         value = error.instance
         if (not path or path in seen or not isinstance(value, dict) or "media" in value
-                or path[-1] not in ("play", "ringback")):
+                or path[-1] not in _media_keys()):
             continue
         kind = next((key for key in value if key in kinds), None)
         if kind is None:

@@ -533,6 +533,32 @@ class Call:
         except CallEnded:
             return
 
+    async def hold(self) -> dict[str, Any]:
+        """Put the call on hold (``calling.hold``): the caller hears hold music until
+        :meth:`unhold`. RELAY confirms with a ``calling.call.hold`` event (``state: hold``);
+        like the SDK's ``hold()``, this returns on the reply. Holding a held call changes
+        nothing, so a request lost with the link is sent again on the resume.
+
+        Raises:
+            CallEnded: the call has ended or is gone (404/410).
+            RelayError: any other failure (a call not answered yet, for one).
+        """
+        if self.state == "ended":
+            raise CallEnded(410, "calling.hold", "the call has already ended")
+        return await self.execute("hold", resend=True)
+
+    async def unhold(self) -> dict[str, Any]:
+        """Take the call off hold (``calling.unhold``; event ``calling.call.hold``
+        ``state: unhold``).
+
+        Raises:
+            CallEnded: the call has ended or is gone (404/410).
+            RelayError: any other failure.
+        """
+        if self.state == "ended":
+            raise CallEnded(410, "calling.unhold", "the call has already ended")
+        return await self.execute("unhold", resend=True)
+
     async def play(self, media: list[dict[str, Any]], *, volume: float | None = None,
                    **extra: Any) -> Action:
         """Start playing ``media`` (``calling.play``, §5.3); returns when RELAY accepted it.

@@ -22,8 +22,8 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import ValidationError
 
-from flowengine.actions import ACTIONS
 from flowengine.flow import FlowError, FlowVersion, load_flow
+from flowengine.flow.actions import ACTIONS
 from flowengine.flow.diagnostics import Diagnostic, did_you_mean, sort_key
 from flowengine.flow.loader import Document, Path, load_yaml
 from flowengine.flow.schema import _show, translate_error

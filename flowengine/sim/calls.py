@@ -184,9 +184,10 @@ class SimCall:
 
     Read-only for users: ``call_id``, ``node_id``, ``context``, ``from_number``,
     ``to_number``, ``caller`` (the :class:`CallerScript`), ``state``
-    (created → answered → ending → ended), ``end_reason``, ``commands`` (every RELAY
-    method received for this call, in order), ``events`` (``(event_type, params)`` for
-    every event sent about it, in order), ``recordings``, ``protocol`` (the session it
+    (created → answered → ending → ended), ``end_reason``, ``on_hold`` (the caller hears
+    hold music) and ``holds`` (how many times it was put on hold), ``commands`` (every
+    RELAY method received for this call, in order), ``events`` (``(event_type, params)``
+    for every event sent about it, in order), ``recordings``, ``protocol`` (the session it
     was offered to) and ``leaked`` (still up when the simulator shut down).
     """
 
@@ -228,6 +229,11 @@ class SimCall:
         self._peers_used = 0
         self._bridge: ConnectAction | None = None
         self._passed_by: set[str] = set()
+        #: True while the caller is on hold (hears hold music): calling.hold until
+        #: calling.unhold.
+        self.on_hold = False
+        #: How many times the call was put on hold.
+        self.holds = 0
         self._waiters: list[anyio.Event] = []
 
     def __repr__(self) -> str:
@@ -537,6 +543,31 @@ class SimCall:
             raise CommandError("409", "The call is not connected")
         reply({"code": "200", "message": "Disconnecting", "call_id": self.call_id})
         bridge.stop()
+
+    def hold(self, params: dict[str, Any], reply: Reply) -> None:
+        """``calling.hold``: 200, then ``calling.call.hold`` ``state: hold``. The caller hears
+        hold music (``on_hold``) until ``calling.unhold`` or the end of the call; a call on
+        hold already stays so (200, no event). 409 before the call is answered."""
+        if self.state != "answered":
+            raise CommandError("409", "The call is not answered")
+        reply({"code": "200", "message": "Holding", "call_id": self.call_id})
+        if self.on_hold:
+            return
+        self.on_hold = True
+        self.holds += 1
+        self.emit("calling.call.hold", {**self._ids(), "state": "hold"})
+        self.action_started("hold", None)
+
+    def unhold(self, params: dict[str, Any], reply: Reply) -> None:
+        """``calling.unhold``: 200, then ``calling.call.hold`` ``state: unhold`` (the hold
+        music stops). A call not on hold: 200, no event. 409 before the call is answered."""
+        if self.state != "answered":
+            raise CommandError("409", "The call is not answered")
+        reply({"code": "200", "message": "Unholding", "call_id": self.call_id})
+        if not self.on_hold:
+            return
+        self.on_hold = False
+        self.emit("calling.call.hold", {**self._ids(), "state": "unhold"})
 
     def control(self, kinds: tuple[str, ...], verb: str, params: dict[str, Any],
                 reply: Reply) -> None:

@@ -66,6 +66,8 @@ _CALL_VERBS = {
     "calling.connect": "connect",
     "calling.disconnect": "disconnect",
     "calling.detect": "detect",
+    "calling.hold": "hold",
+    "calling.unhold": "unhold",
 }
 _CONTROLS: dict[str, tuple[tuple[str, ...], str]] = {
     "calling.play.stop": (("play",), "stop"),
