@@ -215,8 +215,8 @@ def _compile(source: bytes | str, file: str, *, stack: tuple[str, ...] = (),
     raw = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
     digest = hashlib.sha256(raw).hexdigest()
     if len(raw) > MAX_FILE_BYTES:
-        return _failed(Diagnostic(file, None, None, ERROR,
-                                  f"the file is too large ({len(raw)} bytes; at most {MAX_FILE_BYTES})")), None
+        too_large = f"the file is too large ({len(raw)} bytes; at most {MAX_FILE_BYTES})"
+        return _failed(Diagnostic(file, None, None, ERROR, too_large)), None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -240,8 +240,9 @@ def _compile(source: bytes | str, file: str, *, stack: tuple[str, ...] = (),
         return _failed(Diagnostic(file, 1, 1, ERROR, "the file is empty; a flow needs at least "
                                   "name and steps")), doc
     if not isinstance(doc.data, dict):
-        return _failed(doc.diagnostic((), "a flow is a mapping with name, steps, …, not "
-                                      + ("a list" if isinstance(doc.data, list) else "a single value"))), doc
+        shape = "a list" if isinstance(doc.data, list) else "a single value"
+        return _failed(doc.diagnostic((), f"a flow is a mapping with name, steps, …, not {shape}")
+                       ), doc
     if doc.data and not set(doc.data) & set(flow_schema().get("properties", {})):
         # Not a flow at all (some other YAML file): its keys are not listed back.
         return _failed(doc.diagnostic((), "this is not a flow file: a flow is a mapping with "
@@ -317,10 +318,12 @@ class _Compiler:
 
     # -- findings -----------------------------------------------------------------------------
 
-    def error(self, path: Path, message: str, *, key: bool = False, hint: str | None = None) -> None:
+    def error(self, path: Path, message: str, *, key: bool = False,
+              hint: str | None = None) -> None:
         self.diagnostics.append(self.doc.diagnostic(path, message, key=key, hint=hint))
 
-    def warning(self, path: Path, message: str, *, key: bool = False, hint: str | None = None) -> None:
+    def warning(self, path: Path, message: str, *, key: bool = False,
+                hint: str | None = None) -> None:
         self.diagnostics.append(self.doc.diagnostic(path, message, key=key, hint=hint,
                                                     severity=WARNING))
 
@@ -335,7 +338,8 @@ class _Compiler:
         self.check_names()
         name = data["name"]
         version_short = self.digest[:12]
-        template_flow = MappingProxyType({"name": name, "version": version_short, "file": self.file})
+        template_flow = MappingProxyType({"name": name, "version": version_short,
+                                          "file": self.file})
         variables = {key: self.value(value, ("vars", key), None)
                      for key, value in (data.get("vars") or {}).items()}
         params = {key: self.value(value, ("params", key), None)
@@ -1036,7 +1040,8 @@ def _bottom_components(order: list[str], graph: dict[str, set[str | None]]) -> l
     def strongconnect(root: str) -> None:
         nonlocal counter
         # Iterative Tarjan: (node, iterator over its successors).
-        work = [(root, iter(sorted((t for t in graph[root] if t is not None), key=position.__getitem__)))]
+        work = [(root, iter(sorted((t for t in graph[root] if t is not None),
+                                   key=position.__getitem__)))]
         index[root] = low[root] = counter
         counter += 1
         stack.append(root)

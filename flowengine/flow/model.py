@@ -8,7 +8,8 @@ The flow as a table: ``FlowVersion.edges[step_id][outcome]`` is the step that ou
 to (``None``: the flow ends), built with :func:`route`, which the engine, the checker and
 the graph command share.
 
-Step parameters (``Step.params``), one shape per action, after :func:`~flowengine.flow.templates.render`:
+Step parameters (``Step.params``), one shape per action, after
+:func:`~flowengine.flow.templates.render`:
 
 ``answer``
     ``{"max_duration": int}`` or ``{}``.
@@ -179,7 +180,8 @@ class FlowVersion:
         return self.version[:12]
 
     def __repr__(self) -> str:
-        return f"<FlowVersion {self.name}@{self.short_version} {self.file} ({len(self.steps)} steps)>"
+        return (f"<FlowVersion {self.name}@{self.short_version} {self.file} "
+                f"({len(self.steps)} steps)>")
 
 
 def params_note(action: str, outcome: str) -> str | None:
@@ -257,7 +259,8 @@ def route(flow: Handlers, step: Step, outcome: str, *, hangup_handled: bool = Fa
     """
     if outcome in step.on:
         return Route(outcome, step.on[outcome], "on")
-    if step.branches and outcome.startswith(BRANCH_PREFIX) and outcome[len(BRANCH_PREFIX):].isdigit():
+    if (step.branches and outcome.startswith(BRANCH_PREFIX)
+            and outcome[len(BRANCH_PREFIX):].isdigit()):
         index = int(outcome[len(BRANCH_PREFIX):])
         return Route(outcome, step.branches[index].goto, "branch")
     if outcome == ERROR:
@@ -272,6 +275,6 @@ def route(flow: Handlers, step: Step, outcome: str, *, hangup_handled: bool = Fa
 
 
 __all__ = [
-    "BRANCH_PREFIX", "CALL_OUTCOMES", "ERROR", "HANGUP", "NEXT", "Branch", "FlowVersion", "Handlers", "Route",
-    "Step", "branch_outcome", "params_note", "possible_outcomes", "route",
+    "BRANCH_PREFIX", "CALL_OUTCOMES", "ERROR", "HANGUP", "NEXT", "Branch", "FlowVersion",
+    "Handlers", "Route", "Step", "branch_outcome", "params_note", "possible_outcomes", "route",
 ]

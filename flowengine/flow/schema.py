@@ -30,7 +30,8 @@ from jsonschema.exceptions import ValidationError
 from .diagnostics import Diagnostic, did_you_mean
 from .loader import Document, Path
 
-#: The flow schema's file name in ``flowengine/schemas/`` (a link to ``schemas/`` in the repository).
+#: The flow schema's file name in ``flowengine/schemas/`` (a link to ``schemas/`` in the
+#: repository).
 SCHEMA_FILE = "flow.schema.json"
 
 _TYPE_NAMES = {
@@ -152,7 +153,8 @@ def _media_mapping_errors(doc: Document,
 # -- describing where a node is -------------------------------------------------------------
 
 def describe(path: Path) -> str:
-    """What the node at ``path`` is, for a message: ``step 'greet'``, ``record``, ``play item 2``."""
+    """What the node at ``path`` is, for a message: ``step 'greet'``, ``record``,
+    ``play item 2``."""
     if not path:
         return "the flow"
     if len(path) >= 2 and path[0] == "steps":
@@ -249,7 +251,8 @@ def _translate(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
         noun = _name_noun(path)
         hint = schema.get("patternErrorMessage") if kind == "pattern" else None
         if kind == "maxLength":
-            message = f"{noun} '{_short(value)}' is too long ({len(value)} characters; at most {error.validator_value})"
+            message = (f"{noun} '{_short(value)}' is too long ({len(value)} characters; "
+                       f"at most {error.validator_value})")
         else:
             message = f"invalid {noun} '{_short(value)}'"
         yield doc.diagnostic((*path, value), message, key=True, hint=hint)
