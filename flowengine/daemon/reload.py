@@ -29,10 +29,12 @@ The rules (docs/daemon.md, "Hot reload", says the same for users):
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
 import re
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -41,7 +43,6 @@ from types import MappingProxyType
 from typing import TypeVar
 
 import anyio
-import anyio.to_thread
 
 from flowengine.engine import FlowRuntime
 from flowengine.flow import Diagnostic, FlowVersion, compile_flow, flow_files
@@ -131,6 +132,37 @@ def _change(path: str, read: tuple[bytes, str | None]) -> _Change:
     data, error = read
     digest = hashlib.sha256(data if error is None else error.encode()).hexdigest()
     return _Change(path, data, digest, error)
+
+
+async def run_in_daemon_thread(func: Callable[..., _T], *args: object) -> _T:
+    """``func(*args)`` in a thread of its own that the process does not wait for at exit.
+
+    Cancelling the caller abandons the thread: its result (or error) is dropped when it
+    ends. One thread per call: reloads are rare, and a thread costs ~50 us to start.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[_T] = loop.create_future()
+
+    def settle(result: _T | None, error: BaseException | None) -> None:
+        if done.done():  # abandoned
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)  # type: ignore[arg-type]
+
+    def work() -> None:
+        try:
+            result, error = func(*args), None
+        except BaseException as exc:  # handed to the awaiting task, which re-raises it
+            result, error = None, exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop is closed: nobody waits for this any more
+            pass
+
+    threading.Thread(target=work, name="flowengine-compile", daemon=True).start()
+    return await done
 
 
 class FlowLoader:
@@ -229,9 +261,10 @@ class FlowLoader:
 
     async def _in_thread(self, func: Callable[..., _T], *args: object) -> _T:
         # Abandoned when the rescan is cancelled (the daemon stops): a compile never holds
-        # up a drain; its thread ends within the compile budget.
-        return await anyio.to_thread.run_sync(func, *args, limiter=self._worker,
-                                              abandon_on_cancel=True)
+        # up a drain, nor the process's exit (a daemon thread, unlike anyio's workers,
+        # which the interpreter waits for at exit: up to the compile budget).
+        async with self._worker:
+            return await run_in_daemon_thread(func, *args)
 
     def _look(self) -> tuple[list[Diagnostic], list[_Change], list[str], list[str]]:
         """(path problems, changes, files gone, files gone or empty for less than the grace).
