@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
 
 from flowengine.daemon import Daemon, FlowEntry, Registry, specificity
 from flowengine.daemon.simulate import example_number
@@ -105,18 +106,35 @@ class LogTap(logging.Handler):
                 await anyio.sleep(0.01)
 
 
-@pytest.fixture
-def log_tap() -> Iterable[LogTap]:
-    tap = LogTap()
+@contextmanager
+def attached(handler: logging.Handler) -> Iterator[None]:
+    """``handler`` gets every record of the flowengine loggers from INFO on, for a while."""
     root = logging.getLogger("flowengine")
     level = root.level
     root.setLevel(logging.INFO)
-    root.addHandler(tap)
+    root.addHandler(handler)
     try:
-        yield tap
+        yield
     finally:
-        root.removeHandler(tap)
+        root.removeHandler(handler)
         root.setLevel(level)
+
+
+@pytest.fixture
+def log_tap() -> Iterable[LogTap]:
+    tap = LogTap()
+    with attached(tap):
+        yield tap
+
+
+async def line_with(stderr: BufferedByteReceiveStream, text: str, timeout: float = 30) -> str:
+    """The next line of a daemon's stderr that holds ``text`` (the test fails if none does
+    within ``timeout``)."""
+    with anyio.fail_after(timeout):
+        while True:
+            line = (await stderr.receive_until(b"\n", 1 << 20)).decode()
+            if text in line:
+                return line
 
 
 def simulator(time_scale: float = SCALE, **options: Any) -> Simulator:

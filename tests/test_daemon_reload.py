@@ -26,7 +26,15 @@ from flowengine.engine.trace import TraceWriter, read_trace
 from flowengine.flow import compile_flow
 from flowengine.sim.calls import SimCall
 from tests.flowtools import variant
-from tests.test_daemon import LogTap, flow_text, log_tap, serving, simulator, write  # noqa: F401
+from tests.test_daemon import (  # noqa: F401
+    LogTap,
+    flow_text,
+    line_with,
+    log_tap,
+    serving,
+    simulator,
+    write,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -302,19 +310,12 @@ async def test_sighup_reloads_at_once(tmp_path: Path) -> None:
         assert process.stderr is not None
         stderr = BufferedByteReceiveStream(process.stderr)
 
-        async def line_with(text: str) -> str:
-            with anyio.fail_after(20):
-                while True:
-                    line = (await stderr.receive_until(b"\n", 1 << 20)).decode()
-                    if text in line:
-                        return line
-
-        await line_with("flowengine.daemon: serving 1 flow(s)")
+        await line_with(stderr, "flowengine.daemon: serving 1 flow(s)")
         write(path, flow_text("flow", say="Two"))
         process.send_signal(signal.SIGHUP)
-        reloaded = await line_with("reloaded flow flow from")
+        reloaded = await line_with(stderr, "reloaded flow flow from")
         assert "(SIGHUP)" in reloaded
         process.send_signal(signal.SIGTERM)
-        await line_with("flowengine.daemon: stopped")
+        await line_with(stderr, "flowengine.daemon: stopped")
         with anyio.fail_after(20):
             assert await process.wait() == 0

@@ -21,7 +21,15 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from flowengine.daemon import FlowLoader
 from flowengine.engine import TraceEntry
-from tests.test_daemon import LogTap, flow_text, log_tap, serving, simulator, write  # noqa: F401
+from tests.test_daemon import (  # noqa: F401
+    LogTap,
+    flow_text,
+    line_with,
+    log_tap,
+    serving,
+    simulator,
+    write,
+)
 from tests.test_daemon_ops import http_get
 from tests.test_harden_load import long_flow
 
@@ -58,24 +66,17 @@ async def test_fifo_dev_zero_and_2_gib_files_never_stop_serve(tmp_path: Path) ->
         assert process.stderr is not None
         stderr = BufferedByteReceiveStream(process.stderr)
 
-        async def line_with(text: str) -> str:
-            with anyio.fail_after(30):
-                while True:
-                    line = (await stderr.receive_until(b"\n", 1 << 20)).decode()
-                    if text in line:
-                        return line
-
-        await line_with("flowengine.daemon: serving 1 flow(s): desk@")
-        await line_with("call ended: completed")
+        await line_with(stderr, "flowengine.daemon: serving 1 flow(s): desk@")
+        await line_with(stderr, "call ended: completed")
         # The same again, arriving while it serves: a second FIFO subflow and 2 GiB file.
         os.mkfifo(flows / "lib" / "pipe2.yaml")
         calling(flows / "pipe2.yaml", "lib/pipe2.yaml")
         sparse(flows / "huge2.yaml")
         process.send_signal(signal.SIGHUP)
-        await line_with(f"{flows / 'pipe2.yaml'}: edit rejected (1 error); nothing loaded")
-        await line_with("call ended: completed")
+        await line_with(stderr, f"{flows / 'pipe2.yaml'}: edit rejected (1 error); nothing loaded")
+        await line_with(stderr, "call ended: completed")
         process.send_signal(signal.SIGTERM)
-        await line_with("flowengine.daemon: stopped")
+        await line_with(stderr, "flowengine.daemon: stopped")
         with anyio.fail_after(20):
             assert await process.wait() == 0
     finally:

@@ -25,7 +25,7 @@ from flowengine.engine.runner import run_command
 from flowengine.relay import RelayClient
 from flowengine.sim import Simulator
 from tests.simpeer import Peer
-from tests.test_daemon import flow_text, write
+from tests.test_daemon import attached, flow_text, write
 from tests.test_daemon_ops import all_recording
 from tests.test_harden_relay_drops import ended_counts, serving
 from tests.test_relay_client import PROJECT, TOKEN, config_for, next_call, until
@@ -53,15 +53,8 @@ class Records(logging.Handler):
 @pytest.fixture
 def records() -> Any:
     handler = Records()
-    root = logging.getLogger("flowengine")
-    level = root.level
-    root.setLevel(logging.INFO)
-    root.addHandler(handler)
-    try:
+    with attached(handler):
         yield handler
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 # ------------------------------------------------ the simulator: a repeated control_id
