@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "test": ("flowengine.scenario.cli", "run the scenario tests of flows over the simulator"),
     "trace": ("flowengine.engine.trace", "print a readable timeline of the calls in a trace file"),
     "simulator": ("flowengine.sim.cli", "run the local RELAY simulator"),
+    "import": ("flowengine.importers.cli",
+               "convert a Twilio Studio flow or a SWML script into a flow file"),
     "serve": ("flowengine.daemon.cli",
               "serve flows: route every inbound call to its flow, hot-reload flow files"),
 }
