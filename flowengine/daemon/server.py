@@ -39,7 +39,7 @@ from typing import Any
 import anyio
 from anyio.abc import Listener, SocketStream, TaskGroup, TaskStatus
 
-from flowengine.engine import Session, SessionReport, TraceEntry
+from flowengine.engine import FlowRuntime, Session, SessionReport, TraceEntry
 from flowengine.flow import FlowVersion
 from flowengine.relay import SESSION_LOST, Call, CallEnded, RelayClient, RelayConfig, RelayError
 
@@ -345,11 +345,19 @@ class Daemon:
         try:
             # The steps go to the metrics, the log and --trace as they run; none is kept.
             run = Session(entry.runtime, call, on_step=self._on_step, time_scale=self.time_scale,
-                          keep_trace=False).run()
+                          keep_trace=False, resolver=self._resolve_flow).run()
         except Exception as exc:  # a bug: the call crashes as if run() raised
             run = _raise(exc)
         # The task runs the session itself: no wrapper coroutine held per call in flight.
         self._call_tasks.start(run, f"call {call.call_id}", running)
+
+    async def _resolve_flow(self, name: str) -> FlowRuntime:
+        """A ``transfer`` step's flow: the version of it served now (the routing table of
+        this moment); the call keeps that version to its end."""
+        entry = self.registry.flows.get(name)
+        if entry is None:
+            raise LookupError(f"no flow named {name!r} is being served")
+        return entry.runtime
 
     def _call_ended(self, running: _Running, task: asyncio.Task[SessionReport]) -> None:
         """A call's task ended: the books, the metrics and its log line."""

@@ -13,12 +13,14 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from flowengine.actions.base import StepResult
 from flowengine.engine.machine import END, FlowRuntime
+from flowengine.engine.resolver import DirectoryResolver, FlowResolver, directory_of
 from flowengine.flow import (
     FlowParams,
     TemplateRenderError,
@@ -39,6 +41,8 @@ _TIMER_CONTEXT = contextvars.Context()
 
 #: How long the end of a flow waits for RELAY to confirm that the call has ended.
 HANGUP_WAIT = 10.0
+#: How many times one call may be transferred to another flow (a loop of transfers ends).
+MAX_TRANSFERS = 20
 
 
 @dataclass(slots=True)
@@ -103,10 +107,12 @@ class Session:
         params: Mapping[str, Any] | None = None,
         within: str | None = None,
         keep_trace: bool = True,
+        resolver: FlowResolver | None = None,
     ) -> None:
         """``keep_trace=False`` keeps no :class:`TraceEntry` once ``on_step`` has seen it
         (the daemon's calls: ~1 KB less per call in flight); the report's ``trace`` is then
-        empty and ``steps_run`` still counts."""
+        empty and ``steps_run`` still counts. ``resolver`` finds the flows ``transfer``
+        steps name (None: the flow files in this flow's folder)."""
         self.runtime = runtime
         self.flow = runtime.flow
         self.call = call
@@ -152,6 +158,8 @@ class Session:
             "direction": call.direction,
             "context": call.context,
             "state": call.state,
+            # Read-only: a flow reads what the caller's SIP INVITE carried, never edits it.
+            "sip_headers": MappingProxyType(call.sip_headers),
         }
         self._context = {"call": self._call_info, "steps": self.steps, "vars": self.vars,
                          "flow": self.flow.template_flow, "params": self.params}
@@ -159,6 +167,11 @@ class Session:
         self._wall0 = 0.0
         #: While a max_duration timer runs: the task it cancels (None once it fired).
         self._limited: asyncio.Task[Any] | None = None
+        self.resolver = resolver
+        #: Set by a ``transfer`` step: the runtime the call goes on in once this flow ends.
+        self.transfer_to: FlowRuntime | None = None
+        #: How many times the call was transferred so far.
+        self.transfers = 0
 
     # -- what actions and templates use ------------------------------------------------
 
@@ -226,7 +239,7 @@ class Session:
                     timer = loop.call_at(loop.time() + flow.max_duration * self.time_scale,
                                          self._limit_reached, context=_TIMER_CONTEXT)
                     try:
-                        failed, error = await self._run_steps()
+                        failed, error = await self._run_flows()
                         await self._wait_for_bridge()
                     except asyncio.CancelledError:
                         # Not the limit's (the flag), or someone cancelled too: let it go on.
@@ -239,7 +252,7 @@ class Session:
                         timer.cancel()
                         self._limited = None
                 else:
-                    failed, error = await self._run_steps()
+                    failed, error = await self._run_flows()
                     await self._wait_for_bridge()
             else:
                 failed = True
@@ -267,12 +280,65 @@ class Session:
 
     async def _wait_for_bridge(self) -> None:
         """A flow that ends while its call is bridged (``connect`` with ``wait: false``)
-        leaves the two talking: the call is hung up only once the bridge ends."""
+        leaves the two talking: the call is hung up only once the bridge ends. Likewise a
+        call left in a conference (``conference`` with ``wait: false``) stays in it."""
         bridge = self.call.bridge
         if bridge is not None and bridge.state == "connected" and not self.call.ended:
             logger.info("flow ended while the call is connected: waiting for the bridge to end",
                         extra=self._log_extra())
             await bridge.wait()
+        conference = self.call.conference
+        if conference is not None and not conference.done and not self.call.ended:
+            logger.info("flow ended while the call is in a conference: waiting for it to leave",
+                        extra=self._log_extra())
+            await conference.wait()
+
+    # -- transfers -----------------------------------------------------------------------
+
+    async def resolve_flow(self, name: str) -> FlowRuntime:
+        """The runtime of the flow named ``name`` as it is now (for a ``transfer`` step).
+
+        Raises:
+            LookupError: there is no such flow (the message says where it looked).
+        """
+        if self.resolver is None:
+            self.resolver = DirectoryResolver(directory_of(self.flow))
+        return await self.resolver(name)
+
+    async def _run_flows(self) -> tuple[bool, str | None]:
+        """Run the flow's steps, then, while a ``transfer`` step handed the call on, the
+        steps of the flow it named: that version, pinned, from its start, with its own
+        vars. What ran before stays in the trace; nothing of a flow runs after its
+        transfer (its on_hangup included)."""
+        failed, error = await self._run_steps()
+        while not failed and self.transfer_to is not None:
+            runtime, self.transfer_to = self.transfer_to, None
+            self.transfers += 1
+            if self.transfers > MAX_TRANSFERS:
+                return True, f"more than {MAX_TRANSFERS} transfers on one call: a loop?"
+            logger.info("transferred to flow %s@%s", runtime.flow.name,
+                        runtime.flow.short_version, extra=self._log_extra())
+            self._switch(runtime)
+            error = self._init_vars()
+            if error is not None and not self._vars_failed(error):
+                return True, error
+            failed, error = await self._run_steps()
+        return failed, error
+
+    def _switch(self, runtime: FlowRuntime) -> None:
+        """Make ``runtime``'s flow this call's, from its start, with fresh state."""
+        self.runtime = runtime
+        self.flow = runtime.flow
+        self.state = self.flow.start
+        self.steps = {}
+        self.vars = {}
+        self.visits = {}
+        self.params = FlowParams()
+        self._given_params = {}
+        self.hangup_handled = self.error_handled = False
+        self.returned = self.end_outcome = None
+        self._context = {"call": self._call_info, "steps": self.steps, "vars": self.vars,
+                         "flow": self.flow.template_flow, "params": self.params}
 
     def _init_vars(self) -> str | None:
         """Render ``params`` defaults and ``vars``: the first error, or None. A value that
@@ -307,7 +373,7 @@ class Session:
         child = Session(self.runtime.subflows[flow], self.call, on_step=self.on_step,
                         time_scale=self.time_scale, params=params,
                         within=step.id if self.within is None else f"{self.within}/{step.id}",
-                        keep_trace=self._keep_trace)
+                        keep_trace=self._keep_trace, resolver=self.resolver)
         child.trace = self.trace
         child._top = self._top or self
         child._t0, child._wall0 = self._t0, self._wall0
@@ -404,7 +470,7 @@ class Session:
         """Map what the action saw onto the step's outcomes."""
         spec = ACTIONS[step.action]
         if (spec.needs_call and not spec.ends_flow and self.call.ended
-                and result.outcome != "timeout"):
+                and result.outcome != "timeout" and result.outcome not in spec.hands_off):
             # The caller hung up during the step: its outcome is `hangup`, its result
             # (a recording's url, say) is kept.
             result.outcome = "hangup"

@@ -67,7 +67,7 @@ if TYPE_CHECKING:
     from .model import Branch, FlowVersion, Step
 
 #: Fields of ``call`` in templates.
-CALL_FIELDS = ("id", "from", "to", "direction", "context", "state")
+CALL_FIELDS = ("id", "from", "to", "direction", "context", "state", "sip_headers")
 #: Fields of ``flow`` in templates.
 FLOW_FIELDS = ("name", "version", "file")
 #: The names a step's templates can use (besides Jinja's ``range``, ``dict``, ``namespace``…).

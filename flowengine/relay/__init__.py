@@ -8,6 +8,7 @@ Public API (see docs/internals.md and docs/relay-client.md)::
 
 from .call import CLIENT_CLOSED, HANGUP_RESULT, SESSION_LOST, Action, ActionResult, Bridge, Call
 from .client import RelayClient
+from .conference import Conference, ConferenceResult, Refer, ReferResult, sip_device
 from .config import RelayConfig
 from .dial import DIAL_TIMEOUT, DialResult, outcome_of, phone_device
 from .errors import (
@@ -32,6 +33,8 @@ __all__ = [
     "Bridge",
     "Call",
     "CallEnded",
+    "Conference",
+    "ConferenceResult",
     "ConnectionLost",
     "DialResult",
     "LocalProtocolError",
@@ -40,9 +43,12 @@ __all__ = [
     "RelayClient",
     "RelayConfig",
     "RelayError",
+    "Refer",
+    "ReferResult",
     "RelayProtocol",
     "RemoteProtocolError",
     "RequestTimeout",
     "outcome_of",
     "phone_device",
+    "sip_device",
 ]
