@@ -208,10 +208,11 @@ class SimConference:
         beep = "exit" in BEEPS.get(participant.beep, ()) and bool(self.participants)
         self.trace.append(self.snapshot("leave", call_id, beep))
         if participant.end_on_exit or not self.participants:
-            self.end()
+            self.end(participant.call)
 
-    def end(self) -> None:
-        """End it for all: everyone left is taken out (``ended``), then ``conference-end``."""
+    def end(self, last: SimCall | None = None) -> None:
+        """End it for all: everyone left is taken out (``ended``), then ``conference-end``
+        (to their sessions and that of ``last``, the participant whose leaving ended it)."""
         if self.ended:
             return
         self.ended = True
@@ -228,7 +229,7 @@ class SimConference:
             self.recording.finished = True
             self.host.recording_finished(self.recording)
         self.trace.append(self.snapshot("end", None))
-        self._conference_event(END, remaining)
+        self._conference_event(END, [*remaining, *([last] if last is not None else [])])
         if self.on_end is not None:
             self.on_end(self)
 

@@ -17,6 +17,8 @@ CONFERENCE_RESULTS = ("conference_id", "name", "reason", "duration", "recording_
 
 def _check_conference(step: str, value: Any, ctx: CheckContext) -> list[Problem]:
     problems: list[Problem] = []
+    if not isinstance(value, dict):  # the shorthand: a name only
+        return problems
     if value.get("coach") and value.get("muted") is True:
         problems.append(Problem(("muted",), f"conference in step '{step}': a muted coach is "
                                 "heard by nobody, not even the participant it coaches",
