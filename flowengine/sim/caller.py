@@ -27,6 +27,7 @@ A script is a comma-separated list of clauses (the grammar is documented in
     hangup@connect:5     hangs up 5 s after a connect bridged the call
     hangup@hold:10       hangs up 10 s after the call was put on hold (calling.hold)
     hangup@conference:30 hangs up 30 s after it joined a conference
+    hangup@refer         hangs up while a REFER from the call waits for its answer
     refer:403            a REFER from this call is refused with 403 (202: accepted,
                          202:486: accepted, but the referred call was busy)
     header:X-Account=42  calls over SIP with this SIP header (repeat for more)
@@ -63,7 +64,7 @@ _DTMF = "0123456789*#ABCD"
 SKIP = "-"
 _NUMBER = r"(\d+(?:\.\d+)?|\.\d+)"
 _HANGUP_KINDS = ("ring", "play", "record", "collect", "connect", "detect", "hold",
-                 "conference")
+                 "conference", "refer")
 #: Seconds an answering machine's greeting lasts when ``machine`` does not say.
 DEFAULT_GREETING = 4.0
 #: Seconds a callee rings before it answers when ``answer`` does not say.
@@ -93,7 +94,8 @@ _PEER_RE = re.compile(rf"peer:((?:{'|'.join(PEER_BEHAVIOURS)})(?::{_NUMBER})?"
 
 GRAMMAR = (
     "speak:N[:quiet|:KEY] | silent | hangup:N | hangup@ring[:N] | "
-    "hangup@play|record|collect|connect|detect|hold|conference[ORDINAL][:N] | machine[:N] | "
+    "hangup@play|record|collect|connect|detect|hold|conference|refer[ORDINAL][:N] | "
+    "machine[:N] | "
     "fax | refer:CODE[:NOTIFY] | header:NAME=VALUE | "
     "sms:delivered|undelivered|failed|sent | "
     "digits:KEYS|-[/KEYS|-…] | say:TEXT|-[/TEXT|-…] | "

@@ -105,6 +105,7 @@ def refer_call(call: SimCall, params: dict[str, Any], reply: Reply, answer: Refe
     call.refer_pending = True
     ids = {"call_id": call.call_id, "node_id": call.node_id, "sip_refer_to": to}
     call.emit("calling.call.refer", {**ids, "state": "inProgress"})
+    call.action_started("refer", None)
 
     def finish() -> None:
         call.refer_pending = False
