@@ -621,8 +621,8 @@ class Call:
         cid = conference.reply.get("conference_id")
         if isinstance(cid, str) and not conference.conference_id:
             conference.conference_id = cid
-        if not conference.done:
-            self._client._watch_conference(conference)
+            if not conference.done:
+                self._client._watch_conference(conference)
         return conference
 
     async def leave_conference(self, conference_id: str | None = None) -> dict[str, Any]:
@@ -867,9 +867,14 @@ class Call:
         elif event.event_type == "calling.conference":
             conference = self.conference
             if conference is not None and not conference.done:
+                known = conference.conference_id
                 conference._update(params, own=True)
                 if conference.done:
                     self._client._unwatch_conference(conference)
+                elif not known and conference.conference_id:
+                    # Its join came before the reply was read: the conference's own events
+                    # that follow at once must find the handle.
+                    self._client._watch_conference(conference)
         elif event.event_type == "calling.call.refer":
             if self.last_refer is not None:
                 self.last_refer._update(params)

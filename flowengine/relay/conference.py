@@ -154,6 +154,8 @@ class Conference(_Waitable):
         cid = params.get("conference_id")
         if self.conference_id and cid != self.conference_id:
             return
+        if not self.conference_id and isinstance(cid, str) and own:
+            self.conference_id = cid
         self.events.append(params)
         status = params.get("status")
         if isinstance(status, str):
