@@ -239,7 +239,10 @@ steps:
   out:
     leave_conference: {}
   after:
-    play: [{say: "You left {{ steps.join.name }} ({{ steps.out.conference_id == steps.join.conference_id }})."}]
+    play:
+      - say: >-
+          You left {{ steps.join.name }}
+          ({{ steps.out.conference_id == steps.join.conference_id }}).
 """
 
 
@@ -260,7 +263,8 @@ async def test_wait_false_joins_and_goes_on_then_leave_conference_takes_the_call
 async def test_a_flow_that_ends_in_a_conference_keeps_the_caller_in_until_it_ends() -> None:
     flow = flow_of(variant(LEAVER, ("  out:\n    leave_conference: {}\n", ""),
                            ("sleep: 5", "sleep: 1"),
-                           ("({{ steps.out.conference_id == steps.join.conference_id }})", "")))
+                           ("({{ steps.out.conference_id == steps.join.conference_id }})",
+                            "")))
     reports, calls, sim = await conference_calls(
         flow, [("+15550000001", "hangup@conference:8")])
     [report] = reports
@@ -273,7 +277,8 @@ async def test_a_flow_that_ends_in_a_conference_keeps_the_caller_in_until_it_end
 
 
 async def test_a_step_timeout_takes_the_caller_out_of_the_conference() -> None:
-    flow = flow_of(variant(ROLES, ("    conference: {name: room, end_on_exit: true, record: true}\n",
+    flow = flow_of(variant(ROLES, ("    conference: {name: room, end_on_exit: true, "
+                                   "record: true}\n",
                                    "    conference: {name: room, end_on_exit: true}\n"
                                    "    timeout: 10\n"),
                            ("on: {ended: over, left: over, full: over}\n  guest:",

@@ -39,7 +39,10 @@ steps:
     on:
       refused: sorry
   sorry:
-    play: [{say: "Sorry, billing answered {{ steps.hand_over.code }} {{ steps.hand_over.notify_code }}."}]
+    play:
+      - say: >-
+          Sorry, billing answered {{ steps.hand_over.code }}
+          {{ steps.hand_over.notify_code }}.
     next: null
   gone:
     log: "gone"
@@ -107,7 +110,9 @@ steps:
   greet:
     answer: {}
   note:
-    log: "account {{ call.sip_headers['X-Account'] }} from {{ call.from }} ({{ call.sip_headers | length }} headers)"
+    log: >-
+      account {{ call.sip_headers['X-Account'] }} from {{ call.from }}
+      ({{ call.sip_headers | length }} headers)
   agent:
     connect:
       devices: ["sip:agent@pbx.example.com", "+15550001111"]
@@ -137,7 +142,9 @@ async def test_call_sip_headers_is_empty_for_a_phone_call_and_cannot_be_changed(
                              "call.sip_headers.get('X-Account', 'none') }} from"))
     run = await run_flow(write_flow(tmp_path, flow), "peer:answer:1")
     assert run.report.trace[1].result["text"] == "account none from +15551230000 (0 headers)"
-    poke = variant(CONNECT, ("  note:\n    log:", "  poke:\n    set: {x: \"{{ call.sip_headers.update({'a': 1}) }}\"}\n  note:\n    log:"))
+    poke = variant(CONNECT, ("  note:\n    log:",
+                             "  poke:\n    set: {x: \"{{ call.sip_headers.update({'a': 1}) }}\"}\n"
+                             "  note:\n    log:"))
     run = await run_flow(write_flow(tmp_path, poke, "poke.yaml"), "peer:answer:1")
     assert run.path()[1][1] == "error"
 

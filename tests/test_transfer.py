@@ -77,7 +77,12 @@ async def test_a_transferred_call_goes_on_in_the_other_flow_and_on_hangup_runs_o
     assert {e.version for e in run.report.trace[3:]} == {billing.version}
     assert run.report.trace[2].result == {"flow": "billing", "version": billing.short_version}
     # The second flow has its own vars and steps; the first flow's on_hangup never ran.
-    assert run.report.vars == {"greeting": "Billing, edition one."}
+    # The report keeps the first flow's results, and names both flows.
+    assert run.report.vars == {"to": "billing"}
+    assert run.report.steps["hand_on"]["flow"] == "billing"
+    front = load_flow(where / "front.yaml")
+    assert run.report.flows == (f"front@{front.short_version}",
+                                f"billing@{billing.short_version}")
     assert run.report.trace[3].params["media"][0]["say"] == (
         "Billing, edition one. You came from +15551230000.")
     assert run.report.caller_hung_up and run.report.status == "completed"

@@ -65,9 +65,8 @@ async def run_conference(session: Session, step: Step, params: dict[str, Any]) -
     timeout = session.step_timeout(step)
     timed_out = False
     with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
-        if params.get("wait") is False:
-            if await conference.wait_joined():
-                return StepResult("joined", result, method=_METHOD)
+        if params.get("wait") is False and await conference.wait_joined():
+            return StepResult("joined", result, method=_METHOD)
         done = await conference.wait()
     if scope.cancelled_caught:
         timed_out = True

@@ -92,6 +92,10 @@ class SessionReport:
     note: str | None = None
     #: How many steps ran, a subflow's included (kept or not in ``trace``).
     steps_run: int = 0
+    #: ``name@version`` of every flow the call ran in, in order: more than one after a
+    #: ``transfer``. ``steps`` and ``vars`` are the first flow's (the one the call came
+    #: to); the others' results are in ``trace``.
+    flows: tuple[str, ...] = ()
 
 
 class Session:
@@ -172,6 +176,9 @@ class Session:
         self.transfer_to: FlowRuntime | None = None
         #: How many times the call was transferred so far.
         self.transfers = 0
+        #: The first flow's steps and vars, once a transfer replaced them.
+        self._origin: tuple[dict[str, dict[str, Any]], dict[str, Any]] | None = None
+        self._flows = [f"{self.flow.name}@{self.flow.short_version}"]
 
     # -- what actions and templates use ------------------------------------------------
 
@@ -266,16 +273,18 @@ class Session:
                         logger.debug("hangup at flow end failed: %s", exc)
                 await self.call.wait_for_ended()
         self.collect_background()
+        steps, vars_ = self._origin or (self.steps, self.vars)
         return SessionReport(
             status="failed" if failed else "completed",
-            steps=self.steps,
-            vars=self.vars,
+            steps=steps,
+            vars=vars_,
             trace=self.trace,
             caller_hung_up=self.caller_hung_up,
             end_reason=self.call.end_reason,
             error=error,
             note=note,
             steps_run=self.steps_run,
+            flows=tuple(self._flows),
         )
 
     async def _wait_for_bridge(self) -> None:
@@ -327,6 +336,9 @@ class Session:
 
     def _switch(self, runtime: FlowRuntime) -> None:
         """Make ``runtime``'s flow this call's, from its start, with fresh state."""
+        if self._origin is None:
+            self._origin = (self.steps, self.vars)
+        self._flows.append(f"{runtime.flow.name}@{runtime.flow.short_version}")
         self.runtime = runtime
         self.flow = runtime.flow
         self.state = self.flow.start

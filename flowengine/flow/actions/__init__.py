@@ -1,7 +1,8 @@
 """Every action's spec: what the flow layer (checker, graph, schema, docs) knows about it.
 
 One module per family (``call_control``, ``media``, ``logic``, ``input``, ``http``,
-``subflow``, ``messaging``, ``conference``, ``transfer``), each a tuple ``SPECS`` of :class:`ActionSpec`. The runners —
+``subflow``, ``messaging``, ``conference``, ``transfer``), each a tuple ``SPECS`` of
+:class:`ActionSpec`. The runners —
 ``async def run_<action>(session, step, params) -> StepResult`` — live in
 ``flowengine.actions`` (one module per family too) and are named by ``ActionSpec.runner``;
 this package imports nothing above ``flowengine.flow``, so the engine and the runners can

@@ -18,7 +18,6 @@ from .spec import (
     fields,
     frozen,
 )
-
 from .transfer import SIP_HEADERS_SCHEMA
 
 RUNNERS = "flowengine.actions.call_control"
