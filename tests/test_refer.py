@@ -218,3 +218,18 @@ def test_check_wants_a_sip_uri_and_header_names_and_knows_accepted_ends_the_flow
     assert result.version is not None
     assert result.version.edges["a"]["accepted"] is None
     assert result.version.edges["a"]["refused"] == "b"
+
+
+def test_the_simulator_command_takes_refer_answers_and_refuses_bad_ones() -> None:
+    import subprocess
+    import sys
+
+    from flowengine.sim.cli import parse_refers
+
+    assert parse_refers(["403", "sip:desk@pbx.example.com=202:486"]) == {
+        None: "403", "sip:desk@pbx.example.com": "202:486"}
+    done = subprocess.run([sys.executable, "-m", "flowengine.cli", "simulator", "--refer",
+                           "sip:desk@pbx.example.com=maybe"], capture_output=True, text=True,
+                          timeout=20, check=False)
+    assert done.returncode == 2 and done.stdout == ""
+    assert "--refer 'sip:desk@pbx.example.com=maybe': bad REFER answer 'maybe'" in done.stderr

@@ -177,3 +177,34 @@ async def test_serve_pins_a_transferred_call_to_the_version_it_got(tmp_path):
             ("front", "greet", "answered"), ("front", "hello", "finished"),
             ("front", "hand_on", "transferred"), ("billing", "hello", "finished"),
             ("billing", "wait", "hangup"), ("billing", "billing_gone", "next")]
+
+
+async def test_a_call_that_hung_up_is_not_transferred(tmp_path):
+    where = folder(tmp_path,
+                   front=variant(FRONT, ("  front_gone:\n    log: \"front: the caller left\"",
+                                         "  front_gone:\n    transfer: billing")),
+                   billing=BILLING)
+    run = await run_flow(load_flow(where / "front.yaml"), "hangup@play")
+    assert path_of(run.report.trace) == [
+        ("front", "greet", "answered"), ("front", "hello", "hangup"),
+        ("front", "front_gone", "hangup")]
+    assert run.report.flows == (f"front@{load_flow(where / 'front.yaml').short_version}",)
+
+
+async def test_handlers_are_taken_once_per_call_across_a_transfer(tmp_path):
+    # front's play fails: its on_error transfers to billing, whose play fails too; billing's
+    # on_error is not taken, as a second unhandled error of one call ends its flow.
+    front = variant(FRONT, ("on_hangup: front_gone", "on_hangup: front_gone\non_error: hand_on"))
+    billing = variant(BILLING, ("on_hangup: billing_gone",
+                                "on_hangup: billing_gone\non_error: billing_gone"))
+    where = folder(tmp_path, front=front, billing=billing)
+
+    def setup(sim):
+        sim.fail_next("calling.play")
+        sim.fail_next("calling.play")
+
+    run = await run_flow(load_flow(where / "front.yaml"), "speak:1", setup=setup)
+    assert path_of(run.report.trace) == [
+        ("front", "greet", "answered"), ("front", "hello", "error"),
+        ("front", "hand_on", "transferred"), ("billing", "hello", "error")]
+    assert run.report.status == "failed"

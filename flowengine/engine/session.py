@@ -347,7 +347,8 @@ class Session:
         self.visits = {}
         self.params = FlowParams()
         self._given_params = {}
-        self.hangup_handled = self.error_handled = False
+        # hangup_handled / error_handled stay as they are: each handler is taken once per
+        # call, so a first flow's on_hangup that transfers does not lead to a second one.
         self.returned = self.end_outcome = None
         self._context = {"call": self._call_info, "steps": self.steps, "vars": self.vars,
                          "flow": self.flow.template_flow, "params": self.params}
