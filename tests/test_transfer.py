@@ -17,7 +17,7 @@ import pytest
 from flowengine.engine import TraceEntry
 from flowengine.flow import compile_flow, load_flow
 from tests.flowtools import run_flow, variant
-from tests.test_daemon import serving, simulator, write
+from tests.test_daemon import LogTap, log_tap, serving, simulator, write  # noqa: F401
 
 pytestmark = pytest.mark.anyio
 
@@ -127,7 +127,8 @@ def test_check_knows_transfer_ends_the_flow():
                                        "hangup": "front_gone"}
 
 
-async def test_serve_pins_a_transferred_call_to_the_version_it_got(tmp_path):
+async def test_serve_pins_a_transferred_call_to_the_version_it_got(
+        tmp_path: Path, log_tap: LogTap) -> None:  # noqa: F811
     where = folder(tmp_path, front=FRONT, billing=BILLING)
     steps: list[TraceEntry] = []
     async with simulator(time_scale=0.01) as sim, serving(sim, [where], watch=False,
@@ -177,6 +178,11 @@ async def test_serve_pins_a_transferred_call_to_the_version_it_got(tmp_path):
             ("front", "greet", "answered"), ("front", "hello", "finished"),
             ("front", "hand_on", "transferred"), ("billing", "hello", "finished"),
             ("billing", "wait", "hangup"), ("billing", "billing_gone", "next")]
+    # The call's log line names both flows, with the versions it ran.
+    _, line = await log_tap.wait_event("call_ended", call_id=first.call_id)
+    front_v = load_flow(where / "front.yaml").short_version
+    assert line.flows == [f"front@{front_v}", f"billing@{v1[:12]}"]
+    assert line.getMessage().endswith(f"(transferred: front@{front_v} > billing@{v1[:12]})")
 
 
 async def test_a_call_that_hung_up_is_not_transferred(tmp_path):

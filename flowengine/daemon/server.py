@@ -396,6 +396,8 @@ class Daemon:
             path = running.path or []
             more = report.steps_run - len(path)
             shown = " > ".join(path) + (f" > … (+{more})" if more > 0 else "")
+            if len(report.flows) > 1:
+                shown += f" (transferred: {' > '.join(report.flows)})"
             logger.info("call ended: %s after %d step(s) (%s), from %s to %s: %s", ended,
                         report.steps_run, report.end_reason or "no end reason",
                         call.from_number or "?", call.to_number or "?",
@@ -404,7 +406,8 @@ class Daemon:
                             "status": report.status, "end_reason": report.end_reason,
                             "error": report.error, "path": path, "steps": report.steps_run,
                             "from": call.from_number, "to": call.to_number,
-                            "context": call.context, "duration": took})
+                            "context": call.context, "duration": took,
+                            "flows": list(report.flows)})
 
     def _on_step(self, entry: TraceEntry) -> None:
         self.metrics.step(entry)
