@@ -31,7 +31,7 @@ from flowengine.flow import (
 from flowengine.flow.actions import ACTIONS
 
 if TYPE_CHECKING:
-    from flowengine.flow import Step
+    from flowengine.flow import FlowVersion, Step
     from flowengine.relay import Action, Call
 
 logger = logging.getLogger("flowengine.engine")
@@ -43,6 +43,8 @@ _TIMER_CONTEXT = contextvars.Context()
 HANGUP_WAIT = 10.0
 #: How many times one call may be transferred to another flow (a loop of transfers ends).
 MAX_TRANSFERS = 20
+#: ``call.sip_headers`` of a call without any (most): one shared empty view, not one per call.
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(slots=True)
@@ -96,6 +98,22 @@ class SessionReport:
     #: ``transfer``. ``steps`` and ``vars`` are the first flow's (the one the call came
     #: to); the others' results are in ``trace``.
     flows: tuple[str, ...] = ()
+
+
+@dataclass(slots=True, eq=False)
+class _Handoff:
+    """A call's transfers (``transfer`` steps), made on the first one."""
+
+    #: What finds flows by name.
+    resolver: FlowResolver | None = None
+    #: The runtime the call goes on in once the current flow has ended.
+    to: FlowRuntime | None = None
+    #: How many times the call was transferred.
+    count: int = 0
+    #: The first flow's steps and vars (the report's).
+    origin: tuple[dict[str, dict[str, Any]], dict[str, Any]] | None = None
+    #: Every flow the call ran in, in order.
+    flows: list[FlowVersion] = field(default_factory=list)
 
 
 class Session:
@@ -163,7 +181,7 @@ class Session:
             "context": call.context,
             "state": call.state,
             # Read-only: a flow reads what the caller's SIP INVITE carried, never edits it.
-            "sip_headers": MappingProxyType(call.sip_headers),
+            "sip_headers": _sip_headers(call),
         }
         self._context = {"call": self._call_info, "steps": self.steps, "vars": self.vars,
                          "flow": self.flow.template_flow, "params": self.params}
@@ -171,14 +189,11 @@ class Session:
         self._wall0 = 0.0
         #: While a max_duration timer runs: the task it cancels (None once it fired).
         self._limited: asyncio.Task[Any] | None = None
-        self.resolver = resolver
-        #: Set by a ``transfer`` step: the runtime the call goes on in once this flow ends.
-        self.transfer_to: FlowRuntime | None = None
-        #: How many times the call was transferred so far.
-        self.transfers = 0
-        #: The first flow's steps and vars, once a transfer replaced them.
-        self._origin: tuple[dict[str, dict[str, Any]], dict[str, Any]] | None = None
-        self._flows = [f"{self.flow.name}@{self.flow.short_version}"]
+        # The resolver until the first transfer, then a _Handoff that holds it: one
+        # attribute, and no object per call that never transfers. (A 30th attribute would
+        # cost every call in flight ~1.3 KB: CPython 3.11 keeps up to 29 in the class's
+        # shared-key instance dicts.)
+        self._handoff: _Handoff | FlowResolver | None = resolver
 
     # -- what actions and templates use ------------------------------------------------
 
@@ -246,7 +261,9 @@ class Session:
                     timer = loop.call_at(loop.time() + flow.max_duration * self.time_scale,
                                          self._limit_reached, context=_TIMER_CONTEXT)
                     try:
-                        failed, error = await self._run_flows()
+                        failed, error = await self._run_steps()
+                        if isinstance(self._handoff, _Handoff):
+                            failed, error = await self._run_transfers(failed, error)
                         await self._wait_for_bridge()
                     except asyncio.CancelledError:
                         # Not the limit's (the flag), or someone cancelled too: let it go on.
@@ -259,7 +276,9 @@ class Session:
                         timer.cancel()
                         self._limited = None
                 else:
-                    failed, error = await self._run_flows()
+                    failed, error = await self._run_steps()
+                    if isinstance(self._handoff, _Handoff):
+                        failed, error = await self._run_transfers(failed, error)
                     await self._wait_for_bridge()
             else:
                 failed = True
@@ -273,7 +292,9 @@ class Session:
                         logger.debug("hangup at flow end failed: %s", exc)
                 await self.call.wait_for_ended()
         self.collect_background()
-        steps, vars_ = self._origin or (self.steps, self.vars)
+        handoff = self._handoff if isinstance(self._handoff, _Handoff) else None
+        steps, vars_ = (handoff.origin if handoff is not None and handoff.origin is not None
+                        else (self.steps, self.vars))
         return SessionReport(
             status="failed" if failed else "completed",
             steps=steps,
@@ -284,7 +305,9 @@ class Session:
             error=error,
             note=note,
             steps_run=self.steps_run,
-            flows=tuple(self._flows),
+            flows=tuple(f"{f.name}@{f.short_version}"
+                        for f in (handoff.flows if handoff is not None and handoff.flows
+                                  else (self.flow,))),
         )
 
     async def _wait_for_bridge(self) -> None:
@@ -304,26 +327,50 @@ class Session:
 
     # -- transfers -----------------------------------------------------------------------
 
+    @property
+    def resolver(self) -> FlowResolver | None:
+        """What finds the flows ``transfer`` steps name (None: not made yet)."""
+        handoff = self._handoff
+        return handoff.resolver if isinstance(handoff, _Handoff) else handoff
+
+    @property
+    def transfer_to(self) -> FlowRuntime | None:
+        """The runtime a ``transfer`` step handed the call to, until the switch to it."""
+        handoff = self._handoff
+        return handoff.to if isinstance(handoff, _Handoff) else None
+
+    @transfer_to.setter
+    def transfer_to(self, runtime: FlowRuntime | None) -> None:
+        self._transfers().to = runtime
+
+    def _transfers(self) -> _Handoff:
+        handoff = self._handoff
+        if not isinstance(handoff, _Handoff):
+            handoff = self._handoff = _Handoff(resolver=handoff)
+        return handoff
+
     async def resolve_flow(self, name: str) -> FlowRuntime:
         """The runtime of the flow named ``name`` as it is now (for a ``transfer`` step).
 
         Raises:
             LookupError: there is no such flow (the message says where it looked).
         """
-        if self.resolver is None:
-            self.resolver = DirectoryResolver(directory_of(self.flow))
-        return await self.resolver(name)
+        resolver = self.resolver
+        if resolver is None:
+            resolver = self._transfers().resolver = DirectoryResolver(directory_of(self.flow))
+        return await resolver(name)
 
-    async def _run_flows(self) -> tuple[bool, str | None]:
-        """Run the flow's steps, then, while a ``transfer`` step handed the call on, the
-        steps of the flow it named: that version, pinned, from its start, with its own
-        vars. What ran before stays in the trace; nothing of a flow runs after its
-        transfer (its on_hangup included)."""
-        failed, error = await self._run_steps()
-        while not failed and self.transfer_to is not None:
-            runtime, self.transfer_to = self.transfer_to, None
-            self.transfers += 1
-            if self.transfers > MAX_TRANSFERS:
+    async def _run_transfers(self, failed: bool, error: str | None) -> tuple[bool, str | None]:
+        """After the flow's steps (which ended ``failed``, ``error``): while a ``transfer``
+        step handed the call on, the steps of the flow it named — that version, pinned,
+        from its start, with its own vars. What ran before stays in the trace; nothing of
+        a flow runs after its transfer (its on_hangup included). (Awaited only once a
+        transfer happened: no extra coroutine per call in flight otherwise.)"""
+        while not failed and isinstance(handoff := self._handoff, _Handoff) and (
+                runtime := handoff.to) is not None:
+            handoff.to = None
+            handoff.count += 1
+            if handoff.count > MAX_TRANSFERS:
                 return True, f"more than {MAX_TRANSFERS} transfers on one call: a loop?"
             logger.info("transferred to flow %s@%s", runtime.flow.name,
                         runtime.flow.short_version, extra=self._log_extra())
@@ -336,9 +383,12 @@ class Session:
 
     def _switch(self, runtime: FlowRuntime) -> None:
         """Make ``runtime``'s flow this call's, from its start, with fresh state."""
-        if self._origin is None:
-            self._origin = (self.steps, self.vars)
-        self._flows.append(f"{runtime.flow.name}@{runtime.flow.short_version}")
+        handoff = self._transfers()
+        if handoff.origin is None:
+            handoff.origin = (self.steps, self.vars)
+        if not handoff.flows:
+            handoff.flows.append(self.flow)
+        handoff.flows.append(runtime.flow)
         self.runtime = runtime
         self.flow = runtime.flow
         self.state = self.flow.start
@@ -528,3 +578,8 @@ class Session:
             )
         if self.on_step is not None:
             self.on_step(entry)
+
+
+def _sip_headers(call: Call) -> Mapping[str, str]:
+    headers = call.sip_headers
+    return MappingProxyType(headers) if headers else _NO_HEADERS

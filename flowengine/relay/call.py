@@ -464,7 +464,9 @@ class Call:
     def sip_headers(self) -> dict[str, str]:
         """The custom SIP headers the call came with (§4.1: a ``sip`` device's ``headers``,
         ``[{name, value}]``), name → value; ``{}`` for other calls."""
-        params = self._device.get("params") if self._device is not None else None
+        if self._device is None:  # a plain phone device: no headers, nothing to build
+            return {}
+        params = self._device.get("params")
         headers = params.get("headers") if isinstance(params, dict) else None
         if not isinstance(headers, list):
             return {}
