@@ -35,7 +35,7 @@ from flowengine.engine.machine import FlowRuntime
 from flowengine.engine.runner import lost_or_failed
 from flowengine.engine.session import Session, SessionReport, TraceEntry
 from flowengine.flow import TemplateRenderError, initial_vars, render
-from flowengine.flow.inputs import InputError, is_phone_number, normalize_phone, validate_inputs
+from flowengine.flow.inputs import InputError, parse_number, validate_inputs
 from flowengine.flow.templates import FlowParams, StepResults, template_context
 from flowengine.relay import RelayError
 
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from flowengine.flow import FlowVersion
     from flowengine.relay import Call, DialResult, RelayClient
 
-__all__ = ["OutboundReport", "dial_devices", "run_outbound"]
+__all__ = ["Dialed", "OutboundReport", "dial_devices", "run_outbound"]
 
 logger = logging.getLogger("flowengine.engine")
 
@@ -53,6 +53,25 @@ DEFAULT_RING = 30.0
 DETECT_ALLOWANCE = 30.0
 #: Real seconds added to a dial's bound for the round trips.
 DIAL_SLACK = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Dialed:
+    """What the dial came to, as :func:`run_outbound` tells ``on_dialed`` before the flow
+    runs (the call API's ``dialing`` → ``in_progress``)."""
+
+    outcome: str
+    #: The answered call (answered, machine), live; None otherwise.
+    call: Call | None
+    to: str
+    from_: str
+    tag: str
+    reason: str | None
+    detected: str | None
+    #: The step the flow starts at for this outcome; None: no step runs.
+    start: str | None
+    dialed_at: float
+    answered_at: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,18 +129,6 @@ class OutboundReport:
         return None if self.answered_at is None else self.answered_at - self.dialed_at
 
 
-def _number(field: str, value: str) -> str:
-    """A ``to``/``from`` given for one call: E.164 (punctuation dropped) or ``sip:``."""
-    text = value.strip()
-    if text.startswith("sip:") and len(text) > 4:
-        return text
-    number = normalize_phone(text)
-    if not is_phone_number(number):
-        raise InputError([(field, f"{value!r} is not a phone number in E.164 (+, the country "
-                                  "code and the number, e.g. +15550001111) or a sip: address")])
-    return number
-
-
 def dial_devices(version: FlowVersion, *, to: str, from_: str | None,
                  inputs: Mapping[str, Any]) -> tuple[str, list[list[dict[str, Any]]],
                                                      dict[str, Any]]:
@@ -135,7 +142,7 @@ def dial_devices(version: FlowVersion, *, to: str, from_: str | None,
         TemplateRenderError: a template of ``outbound:`` fails.
     """
     outbound = version.outbound
-    to = _number("to", to)
+    to = parse_number("to", to)
     call = {"id": "", "from": from_ or "", "to": to, "direction": "outbound",
             "context": version.contexts[0], "state": "dialing"}
     # A vars: value that fails here fails again in the session, which runs on_error for it.
@@ -149,7 +156,7 @@ def dial_devices(version: FlowVersion, *, to: str, from_: str | None,
     if not from_:
         raise InputError([("from", f"no caller id: flow {version.name} has no outbound.from, "
                                    "so the call needs a from number")])
-    from_ = _number("from", from_)
+    from_ = parse_number("from", from_)
     call["from"] = from_
     ring = outbound.timeout if outbound is not None else None
     groups: list[list[Any]] = ([list(g) for g in outbound.devices]
@@ -175,7 +182,7 @@ async def run_outbound(
     from_: str | None = None,
     vars: Mapping[str, Any] | None = None,
     on_step: Callable[[TraceEntry], None] | None = None,
-    on_answered: Callable[[Call], None] | None = None,
+    on_dialed: Callable[[Dialed], None] | None = None,
     runtime: FlowRuntime | None = None,
     tag: str | None = None,
     time_scale: float = 1.0,
@@ -187,7 +194,7 @@ async def run_outbound(
         from_: the caller id; default the flow's ``outbound.from``.
         vars: the call's inputs (checked and converted, defaults applied, here too).
         on_step: called with each step's :class:`TraceEntry` as it ends.
-        on_answered: called with the answered call before its flow starts.
+        on_dialed: called once the dial has its outcome, before the flow runs.
         runtime: the version's :class:`FlowRuntime` when the caller keeps one (built here
             otherwise).
         tag: the dial's tag (a uuid4 by default).
@@ -240,11 +247,13 @@ async def run_outbound(
     try:
         target = (outbound.edges.get(outcome) if outbound is not None
                   else version.start if outcome in ("answered", "machine") else None)
+        if call is not None and target is None:  # cannot happen: answered starts at start
+            target = version.start
+        if on_dialed is not None:
+            on_dialed(Dialed(outcome, call, to_number, from_number, tag, reason,
+                             result.detected if result is not None else None, target,
+                             dialed_at, answered_at))
         if call is not None:
-            if target is None:  # no step for it (cannot happen: answered starts at start)
-                target = version.start
-            if on_answered is not None:
-                on_answered(call)
             session = Session(runtime, call, on_step=on_step, time_scale=time_scale,
                               inputs=inputs, start=target, max_duration=limit,
                               keep_trace=keep_trace)

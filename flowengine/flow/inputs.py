@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .model import FlowVersion
 
 __all__ = ["INPUT_TYPES", "InputError", "InputSpec", "coerce_input", "is_phone_number",
-           "normalize_phone", "validate_inputs"]
+           "normalize_phone", "parse_number", "validate_inputs"]
 
 #: The types an input can have.
 INPUT_TYPES = ("string", "number", "integer", "boolean", "phone")
@@ -82,6 +82,24 @@ def normalize_phone(value: str) -> str:
     """``value`` without the spaces, dots, dashes and parentheses people write in numbers
     (``+1 (555) 000-1111`` → ``+15550001111``); check it with :func:`is_phone_number`."""
     return _PHONE_PUNCTUATION.sub("", value)
+
+
+def parse_number(field: str, value: Any) -> str:
+    """A ``to`` or ``from`` given for one call: an E.164 number (its punctuation dropped,
+    ``+1 (555) 000-1111`` → ``+15550001111``) or a ``sip:`` address.
+
+    Raises:
+        InputError: naming ``field``, for anything else.
+    """
+    text = value.strip() if isinstance(value, str) else ""
+    if text.startswith("sip:") and len(text) > 4 and not any(c.isspace() for c in text):
+        return text
+    number = normalize_phone(text)
+    if not is_phone_number(number):
+        shown = _shown(value) if isinstance(value, str) else _kind_of(value)
+        raise InputError([(field, f"{shown} is not a phone number in E.164 (+, the country "
+                                  "code and the number, e.g. +15550001111) or a sip: address")])
+    return number
 
 
 def coerce_input(kind: str, value: Any) -> Any:
