@@ -262,3 +262,17 @@ async def test_cancelling_hangs_up_a_ringing_dial_and_a_live_call(
             assert sim.summary()["active"] == 0
             assert sim.core.dials[-1].legs[0].ended
     assert sim.summary()["leaked"] == 0
+
+
+async def test_the_daemon_metrics_count_outcomes_and_dial_to_answer(
+        sim: Simulator, hook: Receiver, tmp_path: Path) -> None:
+    from flowengine.daemon.metrics import Metrics
+
+    flow = flow_for(tmp_path, hook)
+    metrics = Metrics()
+    for callee in ("answer:2", "busy", "answer:1"):
+        metrics.outbound_ended(flow.name, await place(sim, flow, callee))
+    text = metrics.render().decode()
+    assert 'flowengine_outbound_calls_total{flow="notify",outcome="answered"} 2.0' in text
+    assert 'flowengine_outbound_calls_total{flow="notify",outcome="busy"} 1.0' in text
+    assert 'flowengine_dial_to_answer_seconds_count{flow="notify"} 2.0' in text
