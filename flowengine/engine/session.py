@@ -121,6 +121,16 @@ class _Handoff:
 class Session:
     """The state of one call in its flow: current step, ``steps`` results, ``vars``."""
 
+    # Attributes most sessions never set are class-level defaults: CPython 3.11 keeps at
+    # most 29 attributes in a class's shared-key instance dicts, and a Session with a 30th
+    # carries a full dict of its own, ~1.6 KB more per call in flight (bench/memory.py).
+    #: What the calling step passed (a subflow's params before its defaults are added).
+    _given_params: Mapping[str, Any] = MappingProxyType({})
+    #: The call's inputs (an outbound call's), ``vars.<name>`` from the start.
+    _inputs: Mapping[str, Any] = MappingProxyType({})
+    #: ``max_duration=`` when given (else the flow's ``limits.max_duration``).
+    _max_duration: float | None = _FLOW_LIMIT
+
     def __init__(
         self,
         runtime: FlowRuntime,
@@ -160,10 +170,12 @@ class Session:
             client = call.client
         #: The RELAY client this session's call came on (or, without a call, its steps use).
         self.client: RelayClient = client
-        self._inputs = dict(inputs) if inputs is not None else {
-            name: spec.default for name, spec in self.flow.inputs.items()}
-        self.max_duration: float | None = (self.flow.max_duration if max_duration is _FLOW_LIMIT
-                                           else max_duration)
+        if inputs is not None:
+            self._inputs = dict(inputs)
+        elif self.flow.inputs:
+            self._inputs = {name: spec.default for name, spec in self.flow.inputs.items()}
+        if max_duration is not _FLOW_LIMIT:
+            self._max_duration = max_duration
         self.on_step = on_step
         #: On the simulator, the flow's own clocks (step timeouts, max_duration) run at the
         #: simulator's pace, so a simulated call behaves as the real one would.
@@ -196,8 +208,8 @@ class Session:
         self.end_outcome: str | None = None
         #: The calling step's id when this session runs a subflow, else None.
         self.within = within
-        #: What the calling step passed (a subflow's params before its defaults are added).
-        self._given_params = dict(params or {})
+        if params:
+            self._given_params = dict(params)
         self.params = FlowParams()
         if call is not None:
             self._call_info: dict[str, Any] = {
@@ -304,7 +316,8 @@ class Session:
             error = self._init_vars()
             if error is None or self._vars_failed(error):
                 error = None
-                if self.max_duration:
+                limit = self.max_duration
+                if limit:
                     # One timer handle that cancels this task, not an anyio cancel scope
                     # (~1.1 KB per call in flight) nor asyncio.timeout() (~0.45 KB): most
                     # flows set a limit. The cancellation arrives at the await the flow
@@ -313,7 +326,7 @@ class Session:
                     task = asyncio.current_task()
                     assert task is not None
                     self._limited = task
-                    timer = loop.call_at(loop.time() + self.max_duration * self.time_scale,
+                    timer = loop.call_at(loop.time() + limit * self.time_scale,
                                          self._limit_reached, context=_TIMER_CONTEXT)
                     try:
                         failed, error = await self._run_steps()
@@ -325,7 +338,7 @@ class Session:
                         if self._limited is not None or task.uncancel() > 0:
                             raise
                         # A configured limit, not a failure: the call is hung up below.
-                        note = f"max_duration ({self.max_duration:g} s) reached: hung up"
+                        note = f"max_duration ({limit:g} s) reached: hung up"
                         logger.info("%s", note, extra=self._log_extra())
                     finally:
                         timer.cancel()
@@ -385,6 +398,13 @@ class Session:
             await conference.wait()
 
     # -- transfers -----------------------------------------------------------------------
+
+    @property
+    def max_duration(self) -> float | None:
+        """Seconds the call may last: ``max_duration=``, else the flow's
+        ``limits.max_duration`` (None: no limit)."""
+        given = self._max_duration
+        return self.flow.max_duration if given is _FLOW_LIMIT else given
 
     @property
     def resolver(self) -> FlowResolver | None:
@@ -455,7 +475,9 @@ class Session:
         self.vars = {}
         self.visits = {}
         self.params = FlowParams()
-        self._given_params = {}
+        self._given_params = MappingProxyType({})
+        # The call's inputs were the first flow's; the next one starts from its own defaults.
+        self._inputs = {name: spec.default for name, spec in self.flow.inputs.items()}
         # hangup_handled / error_handled stay as they are: each handler is taken once per
         # call, so a first flow's on_hangup that transfers does not lead to a second one.
         self.returned = self.end_outcome = None
