@@ -27,6 +27,7 @@ from flowengine.flow import (
     render_params,
 )
 from flowengine.flow.actions import ACTIONS
+from flowengine.flow.schedules import TIME_KEY, WALL_CLOCK, CallTime, Clock
 
 if TYPE_CHECKING:
     from flowengine.flow import Step
@@ -103,10 +104,12 @@ class Session:
         params: Mapping[str, Any] | None = None,
         within: str | None = None,
         keep_trace: bool = True,
+        clock: Clock = WALL_CLOCK,
     ) -> None:
         """``keep_trace=False`` keeps no :class:`TraceEntry` once ``on_step`` has seen it
         (the daemon's calls: ~1 KB less per call in flight); the report's ``trace`` is then
-        empty and ``steps_run`` still counts."""
+        empty and ``steps_run`` still counts. ``clock`` is where ``now()`` and
+        ``is_open()`` read the time (``run --at`` and a scenario's ``at:`` set one)."""
         self.runtime = runtime
         self.flow = runtime.flow
         self.call = call
@@ -153,8 +156,12 @@ class Session:
             "context": call.context,
             "state": call.state,
         }
+        self.clock = clock
+        #: The clock and this flow's schedules, as templates read them (flow/schedules.py).
+        self.time = CallTime(clock, self.flow.schedules)
         self._context = {"call": self._call_info, "steps": self.steps, "vars": self.vars,
-                         "flow": self.flow.template_flow, "params": self.params}
+                         "flow": self.flow.template_flow, "params": self.params,
+                         TIME_KEY: self.time}
         self._t0 = 0.0
         self._wall0 = 0.0
         #: While a max_duration timer runs: the task it cancels (None once it fired).
@@ -279,8 +286,9 @@ class Session:
         cannot be rendered is None (so the error handler's templates can still run)."""
         errors: list[TemplateRenderError] = []
         self.params.update(initial_params(self.flow, self._call_info, self._given_params,
-                                          errors=errors))
-        self.vars.update(initial_vars(self.flow, self._call_info, self.params, errors=errors))
+                                          errors=errors, time=self.time))
+        self.vars.update(initial_vars(self.flow, self._call_info, self.params, errors=errors,
+                                      time=self.time))
         return str(errors[0]) if errors else None
 
     def _vars_failed(self, error: str) -> bool:
@@ -307,7 +315,7 @@ class Session:
         child = Session(self.runtime.subflows[flow], self.call, on_step=self.on_step,
                         time_scale=self.time_scale, params=params,
                         within=step.id if self.within is None else f"{self.within}/{step.id}",
-                        keep_trace=self._keep_trace)
+                        keep_trace=self._keep_trace, clock=self.clock)
         child.trace = self.trace
         child._top = self._top or self
         child._t0, child._wall0 = self._t0, self._wall0

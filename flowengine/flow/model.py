@@ -47,6 +47,7 @@ from .actions import ACTIONS, CALL_OUTCOMES, TIMEOUT_OUTCOME, ActionSpec
 from .diagnostics import Diagnostic
 
 if TYPE_CHECKING:
+    from .schedules import Schedule
     from .templates import CompiledExpression
 
 #: The outcome of a step whose action has no named outcomes (set, log, hangup) or of a
@@ -173,6 +174,8 @@ class FlowVersion:
     #: (path, sha256) of every subflow file it depends on, directly or not: a reload
     #: should recompile the flow when one of them changes.
     sources: tuple[tuple[str, str], ...] = ()
+    #: ``schedules:``, compiled once: name → Schedule (``is_open('<name>')`` in templates).
+    schedules: Mapping[str, Schedule] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def short_version(self) -> str:
