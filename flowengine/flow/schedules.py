@@ -600,8 +600,11 @@ def parse_range(text: str) -> Range:
     if match is None:
         raise ScheduleError(f"'{text}' is not a range of hours: write HH:MM-HH:MM, e.g. "
                             "09:00-17:30 (22:00-06:00 runs overnight)")
-    start = parse_time(match[1])
-    end = parse_time(match[2], end=True)
+    try:
+        start = parse_time(match[1])
+        end = parse_time(match[2], end=True)
+    except ScheduleError as exc:
+        raise ScheduleError(f"'{text.strip()}': {exc}") from None
     if end == start:
         raise ScheduleError(f"'{text}' starts and ends at the same time: write 00:00-24:00 "
                             "for a whole day")
