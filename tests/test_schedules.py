@@ -150,6 +150,18 @@ def test_next_close_merges_days_open_around_the_clock():
     assert never.next_open(utc("2026-12-01T10:00")) is None
 
 
+def test_closed_spans_overlapping_and_many():
+    odd_days = [f"2026-07-{d:02d}..2026-07-{d:02d}" for d in range(1, 31, 2)]
+    s = schedule({"timezone": "UTC", "hours": {"daily": "09:00-17:00"},
+                  "closed": [*odd_days, "2026-07-02..2026-07-03", "2026-07-20..2026-07-24",
+                             "2026-07-22..2026-07-26"]})
+    assert not s.is_open(utc("2026-07-03T10:00")) and s.is_open(utc("2026-07-04T10:00"))
+    assert s.next_open(utc("2026-07-01T10:00")) == utc("2026-07-04T09:00")
+    assert not s.is_open(utc("2026-07-29T10:00")) and s.is_open(utc("2026-07-30T10:00"))
+    assert s.next_open(utc("2026-07-19T18:00")) == utc("2026-07-28T09:00")  # 20..27 closed
+    assert s.is_open(utc("2026-06-30T10:00")) and s.is_open(utc("2026-08-01T10:00"))
+
+
 # -- check: every mistake at its file:line:col ------------------------------------------------
 
 FLOW = """\
@@ -274,6 +286,7 @@ def test_templates_read_the_set_clock(tmp_path):
 def test_now_and_today_in_templates_and_as_data(tmp_path):
     flow = write_flow(tmp_path, """\
 name: t
+vars: {started: "{{ now('America/New_York') }}"}
 steps:
   s:
     set:
@@ -285,7 +298,10 @@ steps:
       utc: "{{ now().strftime('%F %T %z') }}"
 """)
     at = "2026-12-31T23:30"  # New York: in Berlin it is already 2027
-    values = render(flow.steps["s"].params, _context(flow, at))
+    context = _context(flow, at)
+    assert context["vars"]["started"].startswith("2026-12-31T23:30:")
+    assert context["vars"]["started"].endswith("-05:00")
+    values = render(flow.steps["s"].params, context)
     assert values == {"stamp": "2027-01-01T05:30:00+01:00", "day": "2027-01-01", "hour": 5,
                       "weekday": 4, "text": "Fri 1 Jan 2027, 5:30 AM CET",
                       "utc": "2027-01-01 04:30:00 +0000"}

@@ -22,6 +22,7 @@ implementation of the common directives, with English names whatever the locale.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 import time
@@ -430,8 +431,10 @@ class Schedule:
     closed_dates: frozenset[date] = frozenset()
     #: (month, day) closed every year.
     closed_yearly: frozenset[tuple[int, int]] = frozenset()
-    #: (first, last) date spans closed, both included.
+    #: (first, last) date spans closed, both included: sorted, merged, not touching.
     closed_spans: tuple[tuple[date, date], ...] = ()
+    #: The first days of ``closed_spans``, for bisect.
+    _span_firsts: tuple[date, ...] = field(default=(), repr=False)
     #: date → that date's ranges instead of the weekly ones.
     special: Mapping[date, tuple[Range, ...]] = field(
         default_factory=lambda: MappingProxyType({}))
@@ -440,17 +443,21 @@ class Schedule:
         """Whether ``day`` is a closed date (and no special opening replaces it)."""
         if day in self.special:
             return False
-        return (day in self.closed_dates or (day.month, day.day) in self.closed_yearly
-                or any(first <= day <= last for first, last in self.closed_spans))
+        if day in self.closed_dates or (day.month, day.day) in self.closed_yearly:
+            return True
+        # Bisect, not a scan: next_open asks this for each of up to 400 days.
+        index = bisect.bisect_right(self._span_firsts, day) - 1
+        return index >= 0 and day <= self.closed_spans[index][1]
 
     def ranges_of(self, day: date) -> tuple[Range, ...]:
         """The ranges that start on ``day`` (none on a closed date)."""
         special = self.special.get(day)
         if special is not None:
             return special
-        if self.is_closed_date(day):
+        weekly = self.weekly[day.weekday()]
+        if not weekly or self.is_closed_date(day):
             return ()
-        return self.weekly[day.weekday()]
+        return weekly
 
     def is_open(self, moment: datetime) -> bool:
         """Whether the schedule is open at ``moment`` (an aware time)."""
@@ -781,9 +788,15 @@ def compile_schedule(name: str, raw: Mapping[str, Any], report: Report) -> Sched
             existing.append(r)
     if problems:
         return None
+    merged: list[tuple[date, date]] = []
+    for first, last in sorted(spans):
+        if merged and first <= merged[-1][1] + timedelta(days=1):
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
     return Schedule(
         name=name, timezone=tz_name, zone=tz,
         weekly=tuple(tuple(sorted(day)) for day in weekly),
         closed_dates=frozenset(closed_dates), closed_yearly=frozenset(yearly),
-        closed_spans=tuple(spans),
+        closed_spans=tuple(merged), _span_firsts=tuple(first for first, _ in merged),
         special=MappingProxyType({d: tuple(sorted(r)) for d, r in special.items()}))
