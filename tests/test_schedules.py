@@ -512,3 +512,30 @@ def test_an_invalid_schedule_keeps_the_flow_from_loading(tmp_path):
         load_flow(path)
     assert "starts and ends at the same time" in str(caught.value.diagnostics[0])
 
+
+
+# -- serve --simulate --at ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("at,path", [
+    ("2026-12-23T10:00", "greet > office_hours > front_desk > bye"),
+    ("2026-12-25T10:00", "greet > office_hours > who_is_calling > closed > bye"),
+])
+def test_serve_simulate_at_sets_the_daemons_clock(tmp_path, at, path):
+    (tmp_path / "after_hours.yaml").write_text((FLOWS / "after_hours.yaml").read_text())
+    proc = subprocess.run([*FLOWENGINE, "serve", str(tmp_path), "--simulate", "--sim-calls", "1",
+                           "--sim-caller", "peer:answer:2", "--time-scale", "0.01", "--at", at,
+                           "--tz", "America/New_York", "--log-level", "info"],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env=_clean_env())
+    assert proc.returncode == 0, proc.stderr
+    ended = [line for line in proc.stderr.splitlines() if "call ended" in line]
+    assert len(ended) == 1 and f": {path} (" in ended[0], proc.stderr
+
+
+def test_serve_at_needs_simulate(tmp_path):
+    (tmp_path / "after_hours.yaml").write_text((FLOWS / "after_hours.yaml").read_text())
+    proc = subprocess.run([*FLOWENGINE, "serve", str(tmp_path), "--at", "2026-12-23T10:00"],
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env=_clean_env())
+    assert proc.returncode == 2 and "--at sets a clock for trying flows out; it needs " \
+        "--simulate" in proc.stderr
