@@ -79,8 +79,9 @@ def zone(name: str) -> ZoneInfo:
     Raises:
         ScheduleError: when there is no such zone.
     """
-    if not isinstance(name, str):
-        raise ScheduleError(f"a time zone is a name such as 'Europe/Berlin', not {name!r}")
+    if not isinstance(name, str) or len(name) > 64:
+        shown = repr(name) if not isinstance(name, str) else f"'{name[:40]}…'"
+        raise ScheduleError(f"a time zone is a name such as 'Europe/Berlin', not {shown}")
     found = _zone_or_error(name)
     if isinstance(found, str):
         raise ScheduleError(found)
