@@ -539,3 +539,49 @@ def test_serve_at_needs_simulate(tmp_path):
                           env=_clean_env())
     assert proc.returncode == 2 and "--at sets a clock for trying flows out; it needs " \
         "--simulate" in proc.stderr
+
+
+# -- outbound calls read the clock too ---------------------------------------------------------
+
+OUTBOUND = """\
+name: reminder
+context: office
+schedules:
+  desk:
+    timezone: Europe/Berlin
+    hours: {mon-fri: "09:00-17:00"}
+outbound:
+  from: "{{ '+15559870001' if is_open('desk') else '+15559870002' }}"
+  on:
+    busy: missed
+steps:
+  hello:
+    play: [{say: "{{ 'The desk is open.' if is_open('desk') else 'The desk is closed.' }}"}]
+    next: null
+  missed:
+    log: "missed at {{ now('Europe/Berlin').strftime('%H:%M') }}"
+"""
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("at,caller_id,said", [
+    ("2026-12-23T10:00", "+15559870001", "The desk is open."),
+    ("2026-12-23T19:00", "+15559870002", "The desk is closed."),
+])
+async def test_an_outbound_call_reads_the_set_clock(tmp_path, at, caller_id, said):
+    from flowengine.engine.outbound import run_outbound
+    from flowengine.relay import RelayClient, RelayConfig
+    from flowengine.sim import Simulator
+
+    flow = write_flow(tmp_path, OUTBOUND)
+    clock = SetClock(parse_at(at, "Europe/Berlin"), 0.01)
+    async with Simulator(port=0, project="p", token="t", time_scale=0.01) as sim:
+        sim.set_callee("+15550001111", "answer:1")
+        async with RelayClient(RelayConfig(url=sim.url, project="p", token="t")) as client:
+            with anyio.fail_after(20):
+                report = await run_outbound(client, flow, to="+15550001111", time_scale=0.01,
+                                            clock=clock)
+        await sim.wait_all_ended(timeout=10)
+        assert sim.core.dials[-1].legs[0].from_number == caller_id
+    assert report.outcome == "answered" and report.report is not None
+    assert report.report.trace[0].params["media"][0]["say"] == said
