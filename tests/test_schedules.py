@@ -20,6 +20,7 @@ from flowengine.flow.schedules import (
     compile_schedule,
     format_time,
     parse_at,
+    to_datetime,
 )
 from flowengine.flow.templates import render, template_context
 from flowengine.scenario import load_scenarios, run_file
@@ -318,10 +319,13 @@ steps:
     log: "{{ now()['_dt'] }}"
   real_clock:
     log: "{{ now().now() }}"
+  raw:
+    log: "{{ now().as_datetime() }}"
 """)
     context = _context(flow, "2026-12-24T18:00")
     for sid, reason in (("big", "unknown strftime directive '%1'"),
-                        ("private", "_dt"), ("real_clock", "has no attribute 'now'")):
+                        ("private", "_dt"), ("real_clock", "has no attribute 'now'"),
+                        ("raw", "has no attribute 'as_datetime'")):
         with pytest.raises(Exception) as caught:
             render(flow.steps[sid].params, context)
         assert reason in str(caught.value), (sid, caught.value)
@@ -333,6 +337,7 @@ def test_flowtime_compares_and_converts():
     a = FlowTime(utc("2026-12-24T17:00"), "UTC")
     b = a.astimezone("Europe/Berlin")
     assert a == b and str(b) == "2026-12-24T18:00:00+01:00" and b.tz == "Europe/Berlin"
+    assert to_datetime(b) == utc("2026-12-24T17:00") and to_datetime(b).utcoffset().seconds == 3600
     assert FlowTime(utc("2026-12-24T16:00"), "UTC") < b
 
 

@@ -1,7 +1,7 @@
 """Business hours: named schedules, time in templates, and the clock they read.
 
 A flow's ``schedules:`` (docs/flow-language.md, *Schedules*) are compiled once per
-FlowVersion by :func:`compile_schedules` into frozen :class:`Schedule` objects; templates ask
+FlowVersion by :func:`compile_schedule` into frozen :class:`Schedule` objects; templates ask
 them through ``is_open('support')``, ``next_open(…)`` and ``next_close(…)``, and read the time
 with ``now(tz)`` and ``today(tz)``. All of these read the call's :class:`Clock`, which the
 engine gives each call (:class:`WallClock` by default; ``run --at`` and a scenario's ``at:``
@@ -276,10 +276,6 @@ class FlowTime:
         """The same moment in the zone ``tz``."""
         return FlowTime(self._dt.astimezone(zone(tz)), tz)
 
-    def as_datetime(self) -> datetime:
-        """The aware ``datetime`` (for Python code, not for templates)."""
-        return self._dt
-
     def __str__(self) -> str:
         return self.isoformat()
 
@@ -292,17 +288,31 @@ class FlowTime:
     def __hash__(self) -> int:
         return hash(self._dt)
 
-    def __lt__(self, other: FlowTime) -> bool:
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, FlowTime):
+            return NotImplemented
         return self._dt < other._dt
 
-    def __le__(self, other: FlowTime) -> bool:
+    def __le__(self, other: object) -> bool:
+        if not isinstance(other, FlowTime):
+            return NotImplemented
         return self._dt <= other._dt
 
-    def __gt__(self, other: FlowTime) -> bool:
+    def __gt__(self, other: object) -> bool:
+        if not isinstance(other, FlowTime):
+            return NotImplemented
         return self._dt > other._dt
 
-    def __ge__(self, other: FlowTime) -> bool:
+    def __ge__(self, other: object) -> bool:
+        if not isinstance(other, FlowTime):
+            return NotImplemented
         return self._dt >= other._dt
+
+
+def to_datetime(value: FlowTime) -> datetime:
+    """The aware ``datetime`` of a FlowTime, for Python code. Not a method: templates
+    reach every public attribute, and a ``datetime`` would take them past the sandbox."""
+    return value._dt
 
 
 def _no_pad(value: int, width: int, pad: bool) -> str:
