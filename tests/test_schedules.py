@@ -590,3 +590,20 @@ async def test_an_outbound_call_reads_the_set_clock(tmp_path, at, caller_id, sai
         assert sim.core.dials[-1].legs[0].from_number == caller_id
     assert report.outcome == "answered" and report.report is not None
     assert report.report.trace[0].params["media"][0]["say"] == said
+
+
+@pytest.mark.parametrize("at,logged", [("2026-12-23T10:00", "log: open at 10:00"),
+                                       ("2026-12-23T19:00", "log: closed at 19:00")])
+def test_dial_at_sets_the_outbound_calls_clock(tmp_path, at, logged):
+    path = tmp_path / "reminder.yaml"
+    path.write_text(variant(OUTBOUND, (
+        "    play: [{say: \"{{ 'The desk is open.' if is_open('desk') else 'The desk is "
+        "closed.' }}\"}]\n    next: null",
+        "    log: \"{{ 'open' if is_open('desk') else 'closed' }} at "
+        "{{ now('Europe/Berlin') | strftime('%H:%M') }}\"\n    next: null")))
+    proc = subprocess.run([*FLOWENGINE, "dial", str(path), "--to", "+15550001111", "--at", at,
+                           "--tz", "Europe/Berlin", "--time-scale", "0.01"],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env=_clean_env())
+    assert proc.returncode == 0, proc.stderr
+    assert logged in proc.stdout, proc.stdout
