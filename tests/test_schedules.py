@@ -607,3 +607,23 @@ def test_dial_at_sets_the_outbound_calls_clock(tmp_path, at, logged):
                           env=_clean_env())
     assert proc.returncode == 0, proc.stderr
     assert logged in proc.stdout, proc.stdout
+
+
+@pytest.mark.anyio
+async def test_schedules_compile_once_per_flow_version_not_per_call(monkeypatch):
+    import flowengine.flow.compiler as compiler
+
+    compiled: list[str] = []
+    original = compiler.compile_schedule
+
+    def counting(name, raw, report):
+        compiled.append(name)
+        return original(name, raw, report)
+
+    monkeypatch.setattr(compiler, "compile_schedule", counting)
+    flow = load_flow(FLOWS / "after_hours.yaml")
+    assert compiled == ["office"]
+    run = await run_flow(flow, "peer:answer:1", calls=3, at="2026-12-23T10:00",
+                         tz="America/New_York")
+    assert [r.trace[1].outcome for r in run.reports] == ["branch0"] * 3  # is_open, 3 times
+    assert compiled == ["office"]
