@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -64,6 +65,20 @@ class ImportResult:
 
 class _Dumper(yaml.SafeDumper):
     """Block style, keys in the order given, multi-line strings as literal blocks."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        """A value used twice is written twice (no ``&id001`` anchors in a flow)."""
+        return True
+
+
+# Flows are read as YAML 1.2, where only true/false are booleans: `on:`, `yes`, `no` need
+# no quotes (PyYAML's YAML 1.1 rules would write the key `on` as `'on'`).
+_Dumper.yaml_implicit_resolvers = {
+    first: [(tag, regexp) if tag != "tag:yaml.org,2002:bool"
+            else (tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"))
+            for tag, regexp in resolvers]
+    for first, resolvers in yaml.SafeDumper.yaml_implicit_resolvers.items()
+}
 
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:

@@ -360,7 +360,8 @@ def translate(text: str, resolve: Resolver) -> Translation:
             if not scanner.at_end():
                 scanner.issue("unexpected text in the output; it was left out")
             expr = _strip_parens(expr)
-            out.append("{{" + match.group(1) + " " + expr + " " + match.group(3) + "}}")
+            if expr != "''":  # a name left out prints nothing, as Liquid prints it
+                out.append("{{" + match.group(1) + " " + expr + " " + match.group(3) + "}}")
             outputs += 1
             only_expr = expr
             continue

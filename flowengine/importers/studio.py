@@ -13,10 +13,11 @@ See docs/migrating.md for the table of what becomes what.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -304,7 +305,8 @@ class _Converter:
                 self.warn((*widget.path, "properties", key),
                           f"'{key}' of {widget.type} '{widget.name}' is not imported", key=True)
 
-    def add_step(self, step_id: str, action: str, params: Any, routes: dict[str, str | None],
+    def add_step(self, step_id: str, action: str, params: Any,
+                 routes: Mapping[str, str | None],
                  main: str, extra: dict[str, Any] | None = None) -> None:
         """A step with its edges: ``next`` is where ``main`` goes; ``on`` the outcomes that
         go elsewhere. Outcomes missing from ``routes`` follow ``next``."""
@@ -416,7 +418,7 @@ class _Converter:
     def _trigger(self, widget: _Widget) -> None:
         starts = ("incomingParent",) if self.subflow else ("incomingCall", "incomingRequest")
         start: str | None = None
-        chosen = ""
+        chosen: str = ""
         for event in starts:
             if self.target(widget, event) is not None:
                 start, chosen = self.target(widget, event), event
@@ -427,11 +429,11 @@ class _Converter:
                             f"the trigger '{widget.name}' has no {wanted} transition to a "
                             "widget: this flow does not take calls")
         for i, transition in enumerate(widget.transitions):
-            event = transition.get("event")
-            if event == chosen or transition.get("next") in (None, ""):
+            other = transition.get("event")
+            if other == chosen or transition.get("next") in (None, ""):
                 continue
             self.warn((*widget.path, "transitions", i, "event"),
-                      f"the trigger's {event} transition is not imported: a flowengine flow "
+                      f"the trigger's {other} transition is not imported: a flowengine flow "
                       "starts with an inbound call")
         if chosen == "incomingRequest":
             self.warn((*widget.path, "transitions"), "the flow is started by the REST API "
@@ -473,9 +475,13 @@ class _Converter:
                          f"'{widget.type}' is not a Studio widget type flowengine knows")
         self.warn(path or (*widget.path, "type"), f"{why}: '{widget.name}' is left as a log step "
                                                   f"that goes on to {where}")
-        self.add_step(widget.step_id, "log",
-                      f"Studio {widget.type} widget '{widget.name}' was not imported",
-                      {"next": goes}, "next")
+        shown = ", ".join(f"{k}: {v}" for k, v in widget.props.items()
+                          if k not in _CANVAS and isinstance(v, (str, int, float))
+                          and not isinstance(v, bool) and str(v).strip())
+        line = f"Studio {widget.type} widget '{widget.name}' was not imported"
+        if shown:
+            line += f" ({shown[:200]})"
+        self.add_step(widget.step_id, "log", _plain(line), {"next": goes}, "next")
 
     def media(self, widget: _Widget, voice_key: str = "voice") -> list[dict[str, Any]]:
         """The say/play of a say-play or gather widget as media items (loop times)."""
@@ -516,7 +522,7 @@ class _Converter:
             self.warn((*widget.path, "properties", "loop"),
                       f"loop {loop} is imported as 100 (the most a play list holds)")
             times = 100
-        return items * times
+        return [copy.deepcopy(item) for _ in range(times) for item in items]
 
     def _say_play(self, widget: _Widget) -> None:
         props = widget.props
@@ -713,8 +719,7 @@ class _Converter:
             if any(t is None for t in tests) or not tests:
                 combined = None
             else:
-                fixed = [t for t in tests if t is not None]
-                combined = (lambda value, fixed=fixed: all(t(value) for t in fixed))  # type: ignore[misc]
+                combined = _all_of([t for t in tests if t is not None])
             conditions.append(Condition(subject_shown, label, combined, samples))
         choices.append({"goto": self.target(widget, "noMatch")})
         branch_id = widget.step_id
@@ -731,7 +736,7 @@ class _Converter:
         kind = str(cond.get("type", ""))
         raw_value = cond.get("value", "")
         value_text = raw_value if isinstance(raw_value, str) else json.dumps(raw_value)
-        value_expr, literal = self.expression_value(value_text, (*path, "value"))
+        value_expr = self.expression_value(value_text, (*path, "value"))
         plain = subject.endswith(".digits")
         norm = subject if plain else f"(({subject} ~ '') | trim | lower)"
         if value_expr is not None:
@@ -807,14 +812,15 @@ class _Converter:
                   "this condition never matches")
         return "false", None, []
 
-    def expression_value(self, text: str, path: Path) -> tuple[str | None, bool]:
+    def expression_value(self, text: str, path: Path) -> str | None:
+        """A condition's value as an expression when it has Liquid in it, else ``None``."""
         if "{{" in text or "{%" in text:
             expr, _ = self.expression(_NO_WIDGET, text, path)
             if expr is None:
                 self.warn(path, "a condition value with Liquid tags is not imported; "
                           "it is compared as written")
-            return expr, False
-        return None, True
+            return expr
+        return None
 
     # make-http-request --------------------------------------------------------------
 
@@ -1044,7 +1050,7 @@ class _Converter:
         try:
             text = read_flow_file(source).decode("utf-8")
             sub_doc = load_yaml(text, source)
-        except Exception as exc:  # noqa: BLE001 - any unreadable subflow is one finding
+        except Exception as exc:  # any unreadable subflow is one finding, never a traceback
             self._unsupported(widget, f"the subflow {source} cannot be read ({exc})", sid_path)
             return
         inner = _Converter(sub_doc, subflow=True, chain=(*self.chain, sid))
@@ -1136,6 +1142,19 @@ _KNOWN_TYPES = {
 }
 
 _NO_WIDGET = _Widget(-1, "", "", {}, [], (), "")
+
+
+def _all_of(tests: list[Callable[[str], bool]]) -> Callable[[str], bool]:
+    def test(value: str) -> bool:
+        return all(t(value) for t in tests)
+    return test
+
+
+def _plain(text: str) -> str:
+    """Text a template prints as it is (Studio's Liquid in it is not run)."""
+    if "{{" in text or "{%" in text or "{#" in text:
+        return "{% raw %}" + text.replace("{% endraw %}", "") + "{% endraw %}"
+    return text
 
 
 def _tail(base: str, rest: list[str | int]) -> str:

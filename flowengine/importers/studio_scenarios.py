@@ -15,12 +15,13 @@ stops expecting at that step (``path_includes``).
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .studio import _Meta
+    from .studio import Condition, _Meta
 
 __all__ = ["scenarios_for"]
 
@@ -139,7 +140,7 @@ class _Walker:
             return
         action = next(k for k in step if k not in ("next", "on", "timeout", "description"))
         params = step[action]
-        t = lambda outcome: self.target(step, outcome)  # noqa: E731
+        t = functools.partial(self.target, step)
         if state.gone and action in _NEEDS_CALL:
             # The caller hung up: a step that needs the call ends at once with hangup.
             self.go(state, step_id, "hangup", step.get("on", {}).get("hangup"))
@@ -203,7 +204,7 @@ class _Walker:
         self.emit(nxt)
 
     def prompt(self, step_id: str, step: dict[str, Any], state: _State) -> None:
-        t = lambda outcome: self.target(step, outcome)  # noqa: E731
+        t = functools.partial(self.target, step)
         options = [("digit", _Input(step_id, keys="1"), f"{step_id}: presses keys"),
                    ("speech", _Input(step_id, words="hello"), f"{step_id}: speaks"),
                    ("no_input", _Input(step_id), f"{step_id}: says nothing")]
@@ -227,7 +228,7 @@ class _Walker:
                    for conds in self.meta.conditions.values() for c in conds)
 
     def record(self, step_id: str, step: dict[str, Any], state: _State) -> None:
-        t = lambda outcome: self.target(step, outcome)  # noqa: E731
+        t = functools.partial(self.target, step)
         for n, (outcome, decision) in enumerate((
                 ("finished", f"{step_id}: leaves a message"),
                 ("no_input", f"{step_id}: says nothing"),
@@ -244,7 +245,7 @@ class _Walker:
     def request(self, step_id: str, step: dict[str, Any], state: _State) -> None:
         if step_id not in self.meta.request_vars:
             return  # its server cannot be pointed at a receiver: no scenario goes there
-        t = lambda outcome: self.target(step, outcome)  # noqa: E731
+        t = functools.partial(self.target, step)
         for outcome, status, decision in (("ok", 200, None),
                                           ("http_error", 500, f"{step_id}: the server "
                                                               "answers 500")):
@@ -260,7 +261,7 @@ class _Walker:
 
     def connect(self, step_id: str, step: dict[str, Any], params: dict[str, Any],
                 state: _State) -> None:
-        t = lambda outcome: self.target(step, outcome)  # noqa: E731
+        t = functools.partial(self.target, step)
         devices = params.get("devices")
         count = len(devices[0]) if isinstance(devices, list) and devices and \
             isinstance(devices[0], list) else 1
@@ -314,9 +315,8 @@ class _Walker:
             label = conditions[k].label if k < len(conditions) else "no match"
             if not self._apply(nxt, kind, where, sample):
                 continue
-            shown = sample if kind != "keys" else sample
             self.go(nxt, step_id, f"branch{k}", choices[k].get("goto"),
-                    f"{step_id}: {label!r} ({shown or 'nothing'})", alternative=k > 0)
+                    f"{step_id}: {label!r} ({sample or 'nothing'})", alternative=k > 0)
 
     def _steer(self, subject: str, state: _State) -> tuple[str, Any] | None:
         """What the scenario can choose to make ``subject`` any value."""
@@ -353,11 +353,11 @@ class _Walker:
             if runs:
                 value = runs[-1].keys if fieldname == "digits" else runs[-1].words
                 value = "" if value == "-" else value
-                max_keys, terminators = self.meta.prompts.get(step, (1, ""))
+                terminators = self.meta.prompts.get(step, (1, ""))[1]
                 return value.rstrip(terminators) if terminators else value
         return None
 
-    def _sample(self, conditions: list[Any], k: int, kind: str) -> str | None:
+    def _sample(self, conditions: list[Condition], k: int, kind: str) -> str | None:
         if any(c.test is None for c in conditions[:k + 1 if k < len(conditions) else k]):
             return None
         candidates = list(conditions[k].samples) if k < len(conditions) else []
@@ -368,12 +368,14 @@ class _Walker:
                 continue
             if kind == "words" and not re.fullmatch(r"[A-Za-z][A-Za-z .'-]*", candidate):
                 continue
-            earlier = any(c.test(candidate) for c in conditions[:k])  # type: ignore[misc]
+            earlier = any(c.test is not None and c.test(candidate) for c in conditions[:k])
             if earlier:
                 continue
-            if k < len(conditions) and not conditions[k].test(candidate):
+            own = conditions[k].test if k < len(conditions) else None
+            if own is not None and not own(candidate):
                 continue
-            if k == len(conditions) and any(c.test(candidate) for c in conditions):
+            if k == len(conditions) and any(c.test is not None and c.test(candidate)
+                                            for c in conditions):
                 continue
             return candidate
         return None
