@@ -66,6 +66,16 @@ def run(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | Non
     try:
         doc = load_yaml(text, source)
     except FlowError as exc:
+        if args.kind == "studio":
+            # Studio flows are JSON: say where the JSON breaks, in JSON's words.
+            import json
+
+            try:
+                json.loads(text)
+            except json.JSONDecodeError as bad:
+                print(f"{source}:{bad.lineno}:{bad.colno}: error: not JSON: {bad.msg}",
+                      file=err)
+                return 2
         for diagnostic in exc.diagnostics:
             print(diagnostic, file=err)
         return 2

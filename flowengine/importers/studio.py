@@ -207,7 +207,7 @@ class _Converter:
             if not isinstance(kind, str) or not kind:
                 raise self.fail(path, f"the widget '{name}' has no \"type\"")
             if name in self.widgets:
-                first = self.doc.position(self.widgets[name].path)[0]
+                first = self.doc.position((*self.widgets[name].path, "name"))[0]
                 raise self.fail((*path, "name"), f"two widgets are named '{name}' (the first "
                                                  f"at line {first})")
             props = state.get("properties", {})
