@@ -553,16 +553,14 @@ async def test_the_ivr_takes_each_branch_by_keys_and_by_voice(tmp_path):
     ], vars={"sales_lookup_url": "${RECEIVER}", "notify_url": "${RECEIVER}"})
 
 
-def test_the_cli_imports_checks_and_tests_the_ivr(tmp_path):
+def test_the_cli_imports_checks_and_tests_the_ivr(tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
-
-    def flowengine(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "flowengine.cli", *args], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=300, check=False)
-
     source = tmp_path / "ivr.json"
     source.write_text((FIXTURES / "ivr.json").read_text())
-    run = flowengine("import", "studio", "ivr.json", "-o", "out/ivr.yaml", "--tests")
+    # The import as a user types it (its own process); check and test in this one.
+    run = subprocess.run([sys.executable, "-m", "flowengine.cli", "import", "studio",
+                          "ivr.json", "-o", "out/ivr.yaml", "--tests"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr
     trim = line_of("ivr", '"trim"')
     assert run.stderr.splitlines() == [
@@ -577,11 +575,14 @@ def test_the_cli_imports_checks_and_tests_the_ivr(tmp_path):
                  "menu: says nothing", "voicemail: says nothing",
                  "sales_lookup: the server answers 500"]:
         assert any(part in n for n in names), (part, names)
-    check = flowengine("check", "out")
-    assert check.returncode == 0, check.stdout + check.stderr
-    test = flowengine("test", "out")
-    assert test.returncode == 0, test.stdout
-    assert test.stdout.splitlines()[-1] == f"{len(scenarios)} passed, 0 failed"
+    from flowengine.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["check", "out"]) == 0
+    assert "checked 1 file: no problems" in capsys.readouterr().err
+    assert main(["test", "out"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"{len(scenarios)} passed, 0 failed"
 
 
 @pytest.mark.anyio
@@ -667,3 +668,56 @@ def test_malformed_inputs_give_one_clear_error_and_exit_2(tmp_path, what, text, 
         # The position is the offending value's own line in the JSON.
         line = int(lines[0][len(str(source)) + 1:].split(":")[0])
         assert line > 1
+
+
+# -- odd values never break the import ---------------------------------------------------
+
+_ODD = [None, 0, -1, 1.5, True, "", "x", "{{", "{% if %}", "{{widgets.nope.x}}", [], {},
+        [1], {"a": 1}, "9999999", "-5", "{{ 1 + }}", "#*"]
+
+
+def _places(data: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [path] if path else []
+    items = data.items() if isinstance(data, dict) else enumerate(data) \
+        if isinstance(data, list) else []
+    for key, value in items:
+        found += _places(value, (*path, key))
+    return found
+
+
+def test_odd_values_anywhere_give_a_checked_flow_or_one_clear_error(tmp_path):
+    # A seeded sweep: 1-3 values of each fixture replaced by values of the wrong type or
+    # shape. The import must either refuse the file (SourceError) or write a flow that
+    # `check` accepts: never a traceback, never a flow that does not load.
+    import random
+
+    from flowengine.flow.compiler import check_paths
+
+    rng = random.Random(17)
+    refused = written = 0
+    for n in range(120):
+        name = ALL_FIXTURES[n % len(ALL_FIXTURES)]
+        doc = json.loads((FIXTURES / f"{name}.json").read_text())
+        places = _places(doc)
+        for _ in range(rng.randint(1, 3)):
+            *parents, last = rng.choice(places)
+            target = doc
+            try:
+                for key in parents:
+                    target = target[key]
+                target[last] = rng.choice(_ODD)
+            except (KeyError, IndexError, TypeError):
+                pass  # an earlier replacement changed the shape there
+        source = FIXTURES / f"{name}.json"  # subflows are looked up next to it
+        try:
+            result = convert(load_yaml(json.dumps(doc, indent=2), str(source)))
+        except SourceError as exc:
+            assert exc.line >= 1 and exc.message
+            refused += 1
+            continue
+        target_file = tmp_path / str(n) / "flow.yaml"
+        import_cli._write(target_file, result, "odd")
+        errors = [str(d) for d in check_paths([str(target_file)]) if d.is_error]
+        assert errors == [], (name, json.dumps(doc)[:300])
+        written += 1
+    assert refused and written  # the sweep reached both ends

@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from flowengine.flow.loader import Document, Path, load_yaml, read_flow_file
 
@@ -245,6 +246,10 @@ class _Converter:
 
     def _check_transitions(self, widget: _Widget) -> None:
         for i, transition in enumerate(widget.transitions):
+            event = transition.get("event")
+            if not isinstance(event, str) or not event:
+                raise self.fail((*widget.path, "transitions", i),
+                                f"a transition of '{widget.name}' has no \"event\"")
             target = transition.get("next")
             if target in (None, ""):
                 continue
@@ -346,6 +351,18 @@ class _Converter:
         if "{{" not in value and "{%" not in value:
             return None, True
         return None, False
+
+    def seconds(self, widget: _Widget, key: str, default: float, most: float) -> Any:
+        """A number of seconds from a property (text or number), within (0, most]."""
+        raw = widget.props.get(key)
+        if raw in (None, ""):
+            return default
+        value = _number(raw, None)
+        if value is None or not 0 < value <= most:
+            self.warn((*widget.path, "properties", key), f"{key} {raw!r} is not a number of "
+                      f"seconds from 0 to {most:g}; {default:g} is used")
+            return default
+        return value
 
     def var(self, key: str, path: Path | None = None) -> str:
         """The flowengine variable for the Studio variable ``key`` (declared as ``''``,
@@ -492,6 +509,7 @@ class _Converter:
         if isinstance(say, str) and say.strip():
             item: dict[str, Any] = {"say": self.text(widget, "say")}
             voice = props.get(voice_key)
+            voice = self.text(widget, voice_key) if isinstance(voice, str) else voice
             if isinstance(voice, str) and voice and voice != "default":
                 if voice == "man":
                     item["gender"] = "male"
@@ -505,7 +523,7 @@ class _Converter:
                     item["voice"] = voice
             language = props.get("language")
             if isinstance(language, str) and language:
-                item["language"] = language
+                item["language"] = self.text(widget, "language")
             items.append(item)
         elif isinstance(play, str) and play.strip():
             items.append({"audio": self.text(widget, "play")})
@@ -532,7 +550,12 @@ class _Converter:
         items = self.media(widget)
         digits = props.get("digits")
         if not items and isinstance(digits, str) and digits.strip():
-            self.add_step(widget.step_id, "send_digits", self.text(widget, "digits"), routes,
+            if "{" not in digits and any(ch not in _DTMF | set("wW") for ch in digits.strip()):
+                self._unsupported(widget, f"the digits {digits!r} are not keys to send",
+                                  (*widget.path, "properties", "digits"))
+                return
+            self.add_step(widget.step_id, "send_digits", self.text(widget, "digits",
+                                                                   digits.strip()), routes,
                           "finished")
             return
         if not items:
@@ -551,7 +574,7 @@ class _Converter:
         items = self.media(widget)
         if not items:
             items = [{"silence": 0.1}]
-        timeout = _number(props.get("timeout"), 5)
+        timeout = self.seconds(widget, "timeout", 5, 600)
         finish = props.get("finish_on_key", "#")
         finish = finish if isinstance(finish, str) else "#"
         if any(ch not in _DTMF for ch in finish):
@@ -560,7 +583,13 @@ class _Converter:
             finish = "#"
         max_digits = 64
         if props.get("number_of_digits") not in (None, ""):
-            max_digits = max(1, min(64, int(_number(props["number_of_digits"], 64))))
+            wanted = _number(props["number_of_digits"], None)
+            if isinstance(wanted, int) and 1 <= wanted <= 64:
+                max_digits = wanted
+            else:
+                self.warn((*widget.path, "properties", "number_of_digits"),
+                          f"number_of_digits {props['number_of_digits']!r} is not a whole "
+                          "number from 1 to 64; up to 64 keys are taken")
         digits: dict[str, Any] = {"max": max_digits}
         if finish:
             digits["terminators"] = finish
@@ -605,7 +634,7 @@ class _Converter:
                                   "trim", "transcribe", "transcription_callback_url",
                                   "recording_status_callback_url"})
         self.unknown_events(widget, {"recordingComplete", "noAudio", "hangup"})
-        silence = _number(props.get("timeout"), 5)
+        silence = self.seconds(widget, "timeout", 5, 3600)
         finish = props.get("finish_on_key", "#")
         finish = finish if isinstance(finish, str) else "#"
         if any(ch not in _DTMF for ch in finish):
@@ -634,7 +663,7 @@ class _Converter:
         routes = {"finished": complete, "timeout": complete,
                   "no_input": self.target(widget, "noAudio"),
                   "hangup": self.target(widget, "hangup")}
-        max_length = _number(props.get("max_length"), 3600)
+        max_length = self.seconds(widget, "max_length", 3600, 86400)
         self.add_step(widget.step_id, "record", record, routes, "finished",
                       {"timeout": max(1, min(86400, max_length))})
 
@@ -835,7 +864,10 @@ class _Converter:
                       f"the method {method} is not supported; GET is used")
             method = "GET"
         url_raw = props.get("url", "")
-        url_raw = url_raw if isinstance(url_raw, str) else ""
+        if not isinstance(url_raw, str) or not url_raw.strip():
+            self._unsupported(widget, f"make-http-request '{widget.name}' has no url",
+                              (*widget.path, "properties", "url"))
+            return
         match = re.match(r"https?://[^/{?#]+", url_raw)
         if match:
             # The server's address in a variable, as flowengine flows keep it, so that a
@@ -859,8 +891,8 @@ class _Converter:
         is_json = "json" in content_type.lower()
         if method == "GET":
             if pairs:
-                query = "&".join(f"{k}={{{{ {_as_expr(v)} | urlencode }}}}" for k, v in
-                                 pairs.items())
+                query = "&".join(f"{quote(k, safe='')}={{{{ {_as_expr(v)} | urlencode }}}}"
+                                 for k, v in pairs.items())
                 request["url"] = url + ("&" if "?" in url_raw else "?") + query
             if isinstance(body, str) and body.strip():
                 self.warn((*widget.path, "properties", "body"), "the body of a GET request is "
@@ -926,14 +958,21 @@ class _Converter:
         self.unknown_events(widget, {"callCompleted", "hangup", "busy", "noAnswer", "failed"})
         noun = str(props.get("noun", "number"))
         connect: dict[str, Any] = {}
+        to = props.get("to")
+        to = to.strip() if isinstance(to, str) else ""
+        endpoint = props.get("sip_endpoint") or to
+        if (noun in ("number", "number-multi") and not to) or (noun == "sip" and not (
+                isinstance(endpoint, str) and endpoint.strip())):
+            self._unsupported(widget, f"connect-call-to '{widget.name}' has nothing to dial",
+                              (*widget.path, "properties", "to"))
+            return
         if noun == "number":
-            connect["to"] = self._number_to(widget, str(props.get("to", "")), ("to",))
+            connect["to"] = self._number_to(widget, to, ("to",))
         elif noun == "number-multi":
-            numbers = [n.strip() for n in str(props.get("to", "")).split(",") if n.strip()]
+            numbers = [n.strip() for n in to.split(",") if n.strip()]
             connect["devices"] = [[self._number_to(widget, n, ("to",)) for n in numbers]]
         elif noun == "sip":
-            endpoint = str(props.get("sip_endpoint") or props.get("to") or "")
-            connect["to"] = self.text(widget, "sip_endpoint", endpoint)
+            connect["to"] = self.text(widget, "sip_endpoint", str(endpoint).strip())
             if props.get("sip_username") or props.get("sip_password"):
                 self.warn((*widget.path, "properties", "sip_username"),
                           "SIP credentials are not imported: RELAY dials the address as it is",
@@ -945,7 +984,7 @@ class _Converter:
         caller_id = props.get("caller_id")
         if isinstance(caller_id, str) and caller_id.strip():
             connect["from"] = self.text(widget, "caller_id")
-        connect["ring_timeout"] = max(1, min(600, _number(props.get("timeout"), 30)))
+        connect["ring_timeout"] = self.seconds(widget, "timeout", 30, 600)
         if props.get("record") in (True, "true"):
             self.warn((*widget.path, "properties", "record"), "record: true is not imported: "
                       "put a record_call step before the connect", key=True)
