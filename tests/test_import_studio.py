@@ -256,8 +256,8 @@ async def test_http_requests_send_query_json_and_form_parameters(tmp_path):
         "on": failed, "next": "post_json"}
     assert steps["post_json"]["request"] == {
         "method": "POST", "url": "{{ vars.post_json_url }}/calls",
-        "json": {"caller": "{{ call.from }}", "name": "{{ steps.lookup.json.name }}",
-                 "vip": True}}
+        "json": {"caller": "{{ call.from }}",
+                 "name": "{{ steps.lookup.json.name | default('') }}", "vip": True}}
     assert steps["post_form"]["request"]["json"] == {"status": "{{ steps.post_json.status }}"}
     assert findings(result) == [(line_of("http", '"content_type"', 3),
                                  "the form parameters are sent as a JSON object (flowengine's "
@@ -273,6 +273,10 @@ async def test_http_requests_send_query_json_and_form_parameters(tmp_path):
                         {"method": "POST", "path": "/calls",
                          "json": {"caller": "+15551230000", "name": "Ada", "vip": True}},
                         {"method": "POST", "path": "/form", "json": {"status": 201}}]}},
+        {"name": "a field the JSON lacks prints nothing, as in Studio",
+         "receiver": {"replies": [{"status": 200, "json": {"id": 7}}]},
+         "expect": {"path": ["Trigger", "lookup", "post_json", "post_form", "done"],
+                    "said": ["Hello ."], "status": "completed"}},
         {"name": "the lookup fails", "receiver": {"replies": [{"status": 404}]},
          "expect": {"path": ["Trigger", "lookup", "sorry"], "outcomes": {"lookup": "http_error"}}},
     ], vars={name: "${RECEIVER}" for name in result.flow["vars"]})
@@ -721,3 +725,31 @@ def test_odd_values_anywhere_give_a_checked_flow_or_one_clear_error(tmp_path):
         assert errors == [], (name, json.dumps(doc)[:300])
         written += 1
     assert refused and written  # the sweep reached both ends
+
+
+@pytest.mark.anyio
+async def test_connect_busy_and_no_answer_transitions_branch_on_the_reason(tmp_path):
+    doc = _definition([
+        _state("transfer", "connect-call-to", [("callCompleted", "done"), ("busy", "was_busy"),
+                                               ("noAnswer", "no_answer"), ("failed", "done")],
+               noun="number", to="+15550001111", timeout=10),
+        _state("done", "say-play", [("audioComplete", None)], say="Done."),
+        _state("was_busy", "say-play", [("audioComplete", None)], say="Busy."),
+        _state("no_answer", "say-play", [("audioComplete", None)], say="No answer."),
+    ])
+    result = convert(load_yaml(json.dumps(doc, indent=2), "x.json"))
+    steps = result.flow["steps"]
+    assert list(steps)[:3] == ["Trigger", "transfer", "transfer_failed"]
+    assert steps["transfer"]["on"] == {"failed": "transfer_failed"}
+    assert steps["transfer_failed"] == {"branch": [
+        {"when": "steps.transfer.reason == 'busy'", "goto": "was_busy"},
+        {"when": "steps.transfer.reason == 'noAnswer'", "goto": "no_answer"},
+        {"goto": "done"}]}
+    await run_scenarios(tmp_path, result, [
+        {"name": "busy", "caller": "peer:busy",
+         "expect": {"path": ["Trigger", "transfer", "transfer_failed", "was_busy"]}},
+        {"name": "no answer", "caller": "peer:noanswer",
+         "expect": {"path": ["Trigger", "transfer", "transfer_failed", "no_answer"]}},
+        {"name": "answered", "caller": "peer:answer:2",
+         "expect": {"path": ["Trigger", "transfer", "done"]}},
+    ])

@@ -425,7 +425,12 @@ class _Converter:
                     warning = (f"{shown} is imported as steps.{widget.step_id}.reason: RELAY's "
                                "reason (busy, noAnswer, …; empty after a call that was "
                                "answered), not Twilio's DialCallStatus")
-                return _tail(f"steps.{widget.step_id}.{fields[attr]}", rest[2:]), warning
+                expr = _tail(f"steps.{widget.step_id}.{fields[attr]}", rest[2:])
+                if fields[attr] == "json" and rest[2:]:
+                    # A field the webhook's JSON may lack: Liquid prints nothing for it,
+                    # where a Jinja name that is not there would fail the step.
+                    expr = f"({expr} | default(''))"
+                return expr, warning
             return None, f"{shown}: {widget.type} '{widget.name}' has no result " \
                          f"'{attr}' in flowengine; left out (empty text)"
         return None, None

@@ -332,7 +332,8 @@ class _Walker:
             if outcome != wanted or last.fixed:
                 return None
             return ("keys" if fieldname == "digits" else "words"), runs[-1]
-        match = re.fullmatch(r"steps\.(\w+)\.json((?:\.\w+|\['[^']*'\])+)", subject)
+        match = re.fullmatch(r"\(?steps\.(\w+)\.json((?:\.\w+|\['[^']*'\])+)"
+                             r"(?: \| default\(''\)\))?", subject)
         if match and match.group(1) in state.reply_of:
             parts = re.findall(r"\.(\w+)|\['([^']*)'\]", match.group(2))
             reply = state.replies[state.reply_of[match.group(1)]]
