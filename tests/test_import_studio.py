@@ -753,3 +753,24 @@ async def test_connect_busy_and_no_answer_transitions_branch_on_the_reason(tmp_p
         {"name": "answered", "caller": "peer:answer:2",
          "expect": {"path": ["Trigger", "transfer", "done"]}},
     ])
+
+
+def test_no_written_scenario_runs_a_subflow_that_calls_a_real_server(tmp_path):
+    sub = _definition([_state("post", "make-http-request", [("success", None)],
+                              method="GET", url="https://api.example.com/x")],
+                      event="incomingParent")
+    (tmp_path / "FWS.json").write_text(json.dumps(sub, indent=2))
+    main = _definition([
+        _state("ask", "gather-input-on-call", [("keypress", "sub"), ("timeout", "bye")],
+               say="Press a key."),
+        _state("sub", "run-subflow", [("completed", None)], flow_sid="FWS"),
+        _state("bye", "say-play", [("audioComplete", None)], say="Bye."),
+    ])
+    result = convert(load_yaml(json.dumps(main, indent=2), str(tmp_path / "main.json")))
+    assert result.flow["steps"]["sub"]["call"] == {"flow": "lib/FWS.yaml"}
+    assert result.scenarios is not None
+    paths = [s["expect"].get("path") or s["expect"]["path_includes"]
+             for s in result.scenarios["scenarios"]]
+    # The keypress path would reach the server: no scenario takes it.
+    assert ["Trigger", "ask", "bye"] in paths
+    assert not any("sub" in path for path in paths)

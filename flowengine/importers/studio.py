@@ -97,6 +97,8 @@ class _Meta:
     prompts: dict[str, tuple[int, str]] = field(default_factory=dict)
     #: subflow steps (their callers' inputs cannot be told).
     calls: set[str] = field(default_factory=set)
+    #: subflow steps whose subflow talks HTTP to a server no scenario can replace.
+    unsafe_calls: set[str] = field(default_factory=set)
 
 
 def convert(doc: Document) -> ImportResult:
@@ -1137,6 +1139,9 @@ class _Converter:
         if values:
             call["params"] = values
         self.meta.calls.add(widget.step_id)
+        if inner.meta.request_vars or inner.meta.unsafe_calls or any(
+                "request" in step for step in sub.flow["steps"].values()):
+            self.meta.unsafe_calls.add(widget.step_id)
         routes = {"returned": self.target(widget, "completed"),
                   "error": self.target(widget, "failed")}
         self.add_step(widget.step_id, "call", call, routes, "returned")
