@@ -343,7 +343,7 @@ class _Converter:
             self.warn(where, issue.message, issue.offset)
         return tr.template
 
-    def expression(self, widget: _Widget, value: str, path: Path) -> tuple[str | None, bool]:
+    def expression(self, value: str, path: Path) -> tuple[str | None, bool]:
         """A Liquid text as one Jinja expression: (expression, it was a literal)."""
         tr = translate(value, self.resolve)
         for issue in tr.issues:
@@ -731,7 +731,7 @@ class _Converter:
                 args = cond.get("arguments") or [widget.props.get("input", "")]
                 raw = args[0] if isinstance(args, list) and args else ""
                 raw = raw if isinstance(raw, str) else str(raw)
-                subject, literal = self.expression(widget, raw, (*cpath, "arguments", 0))
+                subject, literal = self.expression(raw, (*cpath, "arguments", 0))
                 if subject is None:
                     if literal:
                         subject = jinja_string(raw)
@@ -851,7 +851,7 @@ class _Converter:
     def expression_value(self, text: str, path: Path) -> str | None:
         """A condition's value as an expression when it has Liquid in it, else ``None``."""
         if "{{" in text or "{%" in text:
-            expr, _ = self.expression(_NO_WIDGET, text, path)
+            expr, _ = self.expression(text, path)
             if expr is None:
                 self.warn(path, "a condition value with Liquid tags is not imported; "
                           "it is compared as written")
@@ -1190,7 +1190,6 @@ _KNOWN_TYPES = {
     "update-sync-object", "connect-virtual-agent", "connect-virtual-agent-v2",
 }
 
-_NO_WIDGET = _Widget(-1, "", "", {}, [], (), "")
 
 
 def _all_of(tests: list[Callable[[str], bool]]) -> Callable[[str], bool]:

@@ -28,6 +28,8 @@ __all__ = ["scenarios_for"]
 #: At most this many scenarios per flow, and steps per scenario.
 MAX_SCENARIOS = 40
 MAX_PATH = 80
+#: Steps walked in all, so that a flow of many splits that loop back stays quick to import.
+MAX_VISITS = 20_000
 
 _CALLER = "+15551230000"
 _NEEDS_CALL = {"answer", "play", "record", "prompt", "connect", "send_digits", "sleep", "hold",
@@ -99,6 +101,7 @@ class _Walker:
         #: (step, outcome) edges some scenario takes: an alternative way is walked only
         #: where it takes an edge no scenario took yet, so the count stays near the edges'.
         self.covered: set[tuple[str, str]] = set()
+        self.visits = 0
         order = list(self.steps)
         self.json_refs: dict[str, dict[str, Any]] = {}
         for match in _JSON_REF.finditer(_text_of(self.steps)):
@@ -134,6 +137,9 @@ class _Walker:
         return step.get("next")
 
     def visit(self, step_id: str, state: _State) -> None:
+        self.visits += 1
+        if self.visits > MAX_VISITS:
+            return
         step = self.steps[step_id]
         if any(s == step_id for s, _ in state.path):
             self.revisit(step_id, step, state)
