@@ -591,11 +591,14 @@ def test_the_cli_imports_checks_and_tests_the_ivr(tmp_path, monkeypatch, capsys)
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("name", ALL_FIXTURES)
-async def test_the_written_scenarios_of_every_fixture_pass(tmp_path, name):
+async def test_every_fixture_checks_and_its_written_scenarios_pass(tmp_path, name):
     result = studio(name)
     assert result.scenarios is not None
     target = tmp_path / f"{name}.yaml"
     import_cli._write(target, result, "test")
+    from flowengine.flow.compiler import check_paths
+
+    assert [str(d) for d in check_paths([str(target)]) if d.is_error] == []
     loaded = load_scenarios(tmp_path / "tests" / f"{name}.test.yaml")
     outcomes = await run_file(loaded)
     failed = [f"{r.scenario.name}:\n{r.failure_text()}" for r in outcomes if not r.passed]
