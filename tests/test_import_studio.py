@@ -777,3 +777,20 @@ def test_no_written_scenario_runs_a_subflow_that_calls_a_real_server(tmp_path):
     # The keypress path would reach the server: no scenario takes it.
     assert ["Trigger", "ask", "bye"] in paths
     assert not any("sub" in path for path in paths)
+
+
+def test_the_written_yaml_reads_back_as_written_and_plainly():
+    item = {"say": "Hi"}
+    data = {"name": "x", "steps": {"a": {
+        "play": [item, item],                      # the same dict twice: no &id001 anchors
+        "on": {"finished": None},                  # `on` as YAML 1.2 reads it: no quotes
+        "when": "'sales' in steps.menu.text",      # single quotes inside: double-quoted
+        "answer": "yes",
+        "say": "x " * 80}}}                        # long text stays on one line
+    text = dump_flow(data)
+    assert text == (
+        "name: x\nsteps:\n  a:\n    play:\n    - say: Hi\n    - say: Hi\n"
+        "    on:\n      finished: null\n"
+        "    when: \"'sales' in steps.menu.text\"\n    answer: yes\n"
+        f"    say: '{'x ' * 80}'\n")
+    assert load_yaml(text, "x.yaml").data == data
