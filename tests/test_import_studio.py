@@ -794,3 +794,24 @@ def test_the_written_yaml_reads_back_as_written_and_plainly():
         "    when: \"'sales' in steps.menu.text\"\n    answer: yes\n"
         f"    say: '{'x ' * 80}'\n")
     assert load_yaml(text, "x.yaml").data == data
+
+
+def test_a_form_body_written_as_text_is_sent_as_json_fields():
+    doc = _definition([
+        _state("as_json", "make-http-request", [("success", "as_form")], method="POST",
+               content_type="application/x-www-form-urlencoded;charset=utf-8",
+               url="https://api.example.com/started",
+               body='{"CallSid": "{{trigger.call.CallSid}}"}'),
+        _state("as_form", "make-http-request", [("success", None)], method="POST",
+               content_type="application/x-www-form-urlencoded;charset=utf-8",
+               url="https://api.example.com/incoming",
+               body="&Caller={{trigger.call.From}}&flex=true&note=a%20b"),
+    ])
+    text = json.dumps(doc, indent=2)
+    result = convert(load_yaml(text, "x.json"))
+    steps = result.flow["steps"]
+    assert steps["as_json"]["request"]["json"] == {"CallSid": "{{ call.id }}"}
+    assert steps["as_form"]["request"]["json"] == {"Caller": "{{ call.from }}", "flex": "true",
+                                                   "note": "a b"}
+    bodies = [i + 1 for i, t in enumerate(text.splitlines()) if '"body"' in t]
+    assert [line for line, _ in findings(result)] == bodies

@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote_plus
 
 from flowengine.flow.loader import Document, Path, load_yaml, read_flow_file
 
@@ -913,9 +913,7 @@ class _Converter:
                           "the form parameters are sent as a JSON object (flowengine's "
                           "request sends JSON); make the endpoint accept application/json")
         elif isinstance(body, str) and body.strip():
-            request["json"] = self.text(widget, "body")
-            self.warn((*widget.path, "properties", "body"), "a body that is not JSON is sent "
-                      "as a JSON string", key=True)
+            request["json"] = self._text_body(widget, body, content_type)
         if props.get("add_twilio_auth") in (True, "true"):
             self.warn((*widget.path, "properties", "add_twilio_auth"),
                       "add_twilio_auth is not imported: add an Authorization header yourself",
@@ -924,6 +922,28 @@ class _Converter:
         routes = {"ok": self.target(widget, "success"), "http_error": failed,
                   "timeout": failed, "error": failed}
         self.add_step(widget.step_id, "request", request, routes, "ok")
+
+    def _text_body(self, widget: _Widget, body: str, content_type: str) -> Any:
+        """A body written as text under a form content type: JSON text, ``a=1&b=2``, or
+        anything else (sent as one JSON string) — each reported, since JSON is sent."""
+        path: Path = (*widget.path, "properties", "body")
+        stripped = body.strip()
+        if stripped.startswith(("{", "[")):
+            self.warn(path, f"the body is JSON text under content_type {content_type!r}; it "
+                      "is sent as JSON", key=True)
+            return self._json_body(widget, body)
+        pairs = [p for p in stripped.split("&") if p]
+        if pairs and all("=" in p for p in pairs):
+            self.warn(path, "the form body is sent as a JSON object (flowengine's request "
+                      "sends JSON); make the endpoint accept application/json", key=True)
+            fields: dict[str, str] = {}
+            for pair in pairs:
+                key, _, value = pair.partition("=")
+                fields[unquote_plus(key)] = self.text(widget, "body", unquote_plus(value),
+                                                      path=path)
+            return fields
+        self.warn(path, "a body that is not JSON is sent as a JSON string", key=True)
+        return self.text(widget, "body")
 
     def _json_body(self, widget: _Widget, body: str) -> Any:
         """A JSON body with Liquid in it → JSON data whose strings are templates."""
