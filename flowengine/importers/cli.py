@@ -94,7 +94,11 @@ def _write(target: Path, result: ImportResult, header: str, *, scenarios: bool =
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(dump_flow(result.flow, header), encoding="utf-8")
     for name, flow in result.subflows.items():
-        (target.parent / name).write_text(dump_flow(flow, header), encoding="utf-8")
+        # A subflow may live in a folder of its own (lib/), as docs/flow-language.md
+        # recommends, so that the daemon does not serve it as a flow.
+        path = target.parent / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(dump_flow(flow, header), encoding="utf-8")
     if scenarios and result.scenarios is not None:
         tests = target.parent / "tests"
         tests.mkdir(exist_ok=True)
