@@ -26,9 +26,24 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
-    "Array", "Binary", "Call", "Conditional", "Index", "JsError", "Jinja", "Literal_",
-    "Member", "Name", "Node", "Resolver", "Template", "Unary", "parse", "to_jinja",
-    "translate_expression", "translate_template",
+    "Array",
+    "Binary",
+    "Call",
+    "Conditional",
+    "Index",
+    "Jinja",
+    "JsError",
+    "Literal_",
+    "Member",
+    "Name",
+    "Node",
+    "Resolver",
+    "Template",
+    "Unary",
+    "parse",
+    "to_jinja",
+    "translate_expression",
+    "translate_template",
 ]
 
 #: What the translator knows of a value's type: enough to choose ``~`` over ``+`` and to
@@ -439,7 +454,7 @@ def static_chain(node: Node) -> tuple[str, tuple[str | int, ...], int] | None:
             return None
 
 
-def applyapply_filter(obj: Jinja, name: str, type_: Type, args: Sequence[Jinja] = ()) -> Jinja:
+def apply_filter(obj: Jinja, name: str, type_: Type, args: Sequence[Jinja] = ()) -> Jinja:
     """``obj | name(args)``."""
     suffix = f"({', '.join(a.text for a in args)})" if args else ""
     return Jinja(f"{obj.at(FILTER)} | {name}{suffix}", FILTER, type_)

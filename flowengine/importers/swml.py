@@ -38,7 +38,7 @@ from flowengine.flow.loader import Document, Path, WrittenFloat, WrittenInt
 
 from . import jsexpr
 from .base import Finding, ImportResult, SourceError
-from .jsexpr import JsError, Jinja
+from .jsexpr import Jinja, JsError
 
 __all__ = ["convert"]
 
@@ -208,7 +208,7 @@ class _Converter:
                               "'version' and 'sections'")
         sections = data.get("sections")
         if not isinstance(sections, dict) or "main" not in sections:
-            where = doc.position(("sections",)) if "sections" in data else (1, 1)
+            where = doc.position(("sections",), key=True) if "sections" in data else (1, 1)
             raise SourceError("this is not a SWML script: it has no 'sections' with a "
                               "'main' section", *where)
         for name, body in sections.items():
@@ -230,13 +230,14 @@ class _Converter:
     # -- reporting ------------------------------------------------------------------------
 
     def report(self, path: Path, message: str) -> None:
-        line, col = self.doc.position(path)
+        # At the key that names it (``ai:``, ``headers:``), else at the value.
+        line, col = self.doc.position(path, key=True)
         if (line, col, message) not in self._seen:
             self._seen.add((line, col, message))
             self.findings.append(Finding(line, col, message))
 
     def where(self, path: Path) -> str:
-        return f"line {self.doc.position(path)[0]}"
+        return f"line {self.doc.position(path, key=True)[0]}"
 
     # -- the structure of the script --------------------------------------------------------
 
@@ -253,8 +254,8 @@ class _Converter:
 
     def nested(self, name: str, params: Any, path: Path) -> Iterable[tuple[str, Any, Path]]:
         if name == "switch" and isinstance(params, dict):
-            for key, block in (params.get("case") or {}).items() \
-                    if isinstance(params.get("case"), dict) else ():
+            cases = params.get("case")
+            for key, block in (cases.items() if isinstance(cases, dict) else ()):
                 yield from self.methods(block, (*path, "case", key))
             yield from self.methods(params.get("default"), (*path, "default"))
         elif name == "cond" and isinstance(params, list):
@@ -370,7 +371,7 @@ class _Converter:
             prefix = "" if index == 0 else _ident(section) + "_"
             self.name_block(self.sections[section], ("sections", section), prefix,
                             first_name=None if index == 0 else _ident(section), section=section)
-        for index, section in reversed(list(enumerate(unit.sections))):
+        for section in reversed(unit.sections):
             entry = self.block(self.sections[section], ("sections", section), None, section)
             unit.entry[section] = entry
             unit.labels[(section, "\0entry")] = entry
@@ -623,7 +624,8 @@ class _Converter:
 
         return Deferred(render)
 
-    def sound(self, url: Any, path: Path, params: dict[str, Any], ctx: Ctx) -> dict[str, Any] | None:
+    def sound(self, url: Any, path: Path, params: dict[str, Any],
+              ctx: Ctx) -> dict[str, Any] | None:
         if not isinstance(url, str):
             self.report(path, f"a playable sound is text, not {_short(url, 30)}; skipped")
             return None
@@ -669,7 +671,7 @@ class _Converter:
         return {"audio": self.template(url, path, ctx)}
 
     def definitely_set(self, ctx: Ctx, var: str) -> bool:
-        defs = ctx.env.get(var)
+        defs = ctx.env.get(var, frozenset())
         return bool(defs) and UNSET not in defs and all(d.kind == "set" for d in defs)
 
     def m_play(self, params: Any, path: Path, ident: str, cont: Target, section: str) -> Target:
@@ -992,7 +994,7 @@ class _Converter:
             if _number(p.get("machine_words_threshold")):
                 out["machine_words_threshold"] = int(_number(p["machine_words_threshold"]) or 6)
         if _number(p.get("timeout")):
-            out["duration"] = min(float(_number(p["timeout"]) or 30), 600)
+            out["duration"] = _whole(min(float(_number(p["timeout"]) or 30), 600))
         if p.get("wait") is False:
             self.report((*path, "wait"), "detect_machine: wait false is not imported; the "
                                          "flow waits for the result")
@@ -1108,7 +1110,7 @@ class _Converter:
         if not isinstance(variable, str):
             return self.log_step(path, ident, f"switch {_short(params)}", cont,
                                  "switch needs variable; left as a log step")
-        cases = p.get("case") if isinstance(p.get("case"), dict) else {}
+        cases: dict[str, Any] = p["case"] if isinstance(p.get("case"), dict) else {}
         entries: list[tuple[str, Target]] = []
         for key, block in cases.items():
             body = block if isinstance(block, list) else []
@@ -1128,7 +1130,8 @@ class _Converter:
                     when: Any = False
                 else:
                     key_lit = jsexpr.literal(key)
-                    left = value if value.type == "str" else jsexpr.apply_filter(value, "string", "str")
+                    left = value if value.type == "str" else \
+                        jsexpr.apply_filter(value, "string", "str")
                     when = f"{left.at(jsexpr.ADD)} == {key_lit.text}"
                 out.append({"when": when, "goto": target})
             if has_default:
@@ -1146,25 +1149,26 @@ class _Converter:
     def switch_choices(self, variable: str, keys: list[str],
                        has_default: bool) -> list[tuple[str, str] | None]:
         # Filled in when the data flow is known (the prompt that set the variable).
-        return [("?" + variable, k) for k in keys] + ([("?" + variable, "\0default")]
-                                                      if has_default else [])
+        choices: list[tuple[str, str] | None] = []
+        choices += [("?" + variable, k) for k in keys]
+        choices += [("?" + variable, "\0default")] if has_default else []
+        return choices
 
     def m_cond(self, params: Any, path: Path, ident: str, cont: Target, section: str) -> Target:
         if not isinstance(params, list):
             return self.log_step(path, ident, f"cond {_short(params)}", cont,
                                  "cond takes a list of when/then and else; left as a log step")
         choices: list[tuple[Any, Target, Path]] = []
-        has_else = False
         meta: list[tuple[str, str] | None] = []
         for i, choice in enumerate(params):
             cp = (*path, i)
             if not isinstance(choice, dict):
                 self.report(cp, "a cond entry is a mapping with when and then, or else")
                 continue
+            body: list[Any]
             if "else" in choice:
                 body = choice["else"] if isinstance(choice["else"], list) else []
                 choices.append((None, self.block(body, (*cp, "else"), cont, section), cp))
-                has_else = True
                 meta.append(None)
                 if i != len(params) - 1:
                     self.report(cp, "cond: else is not the last entry; the entries after it "
@@ -1173,7 +1177,7 @@ class _Converter:
             if "when" not in choice:
                 self.report(cp, "cond entry without when; skipped")
                 continue
-            body = choice.get("then") if isinstance(choice.get("then"), list) else []
+            body = choice["then"] if isinstance(choice.get("then"), list) else []
             choices.append((self.condition(choice["when"], (*cp, "when")),
                             self.block(body, (*cp, "then"), cont, section), cp))
             meta.append(self.cond_meta(choice["when"]))
@@ -1359,8 +1363,11 @@ class _Converter:
     def resolve_var(self, ctx: Ctx, path: Path, name: str) -> tuple[Jinja, int]:
         if name == "request_response_headers":
             raise JsError("request_response_headers has no flowengine equivalent")
+        # A SWML variable named like a mapping method (items, keys…) is vars.items_ here.
+        name = _ident(name, "var")
         defs = ctx.env.get(name, frozenset())
-        real = sorted((d for d in defs if d is not UNSET), key=lambda d: ctx.unit.steps[d.step].order)
+        real = sorted((d for d in defs if d is not UNSET),
+                      key=lambda d: ctx.unit.steps[d.step].order)
         if not real:
             self.report(path, f"'{name}' is not set on any path to here; null used")
             return Jinja("none", jsexpr.ATOM, "none"), 0
@@ -1372,7 +1379,7 @@ class _Converter:
             self.report(path, f"'{name}' may have been set by steps {others} on different "
                               f"paths; steps.{chosen.step} used")
         jinja = self.field(ctx, path, name, chosen)
-        if UNSET in defs and jinja.text.startswith("steps."):
+        if UNSET in defs and jinja.text.startswith(("steps.", "vars.")):
             jinja = Jinja(f"{jinja.at(jsexpr.FILTER)} | default(none)", jsexpr.FILTER, jinja.type)
         return jinja, 0
 
@@ -1380,8 +1387,9 @@ class _Converter:
         s = f"steps.{d.step}"
         atom, cond = jsexpr.ATOM, jsexpr.COND
         if d.kind == "set":
-            type_ = d.info if d.info in ("str", "num", "bool", "none", "list") else "any"
-            return Jinja(f"vars.{name}", atom, type_)
+            known: dict[str, jsexpr.Type] = {"str": "str", "num": "num", "bool": "bool",
+                                             "none": "none", "list": "list"}
+            return Jinja(f"vars.{name}", atom, known.get(str(d.info), "any"))
         if d.kind == "prompt":
             value = {"digits": Jinja(f"{s}.digits", atom, "str"),
                      "speech": Jinja(f"{s}.text", atom, "str"),
@@ -1518,7 +1526,8 @@ class _Converter:
             steps[step.id] = body
         flow: dict[str, Any] = {"name": unit.name}
         if unit.root == "main":
-            flow["description"] = f"Imported from the SWML script {os.path.basename(self.doc.file)}."
+            source = os.path.basename(self.doc.file)
+            flow["description"] = f"Imported from the SWML script {source}."
         else:
             flow["description"] = f"SWML section '{unit.root}', run with execute."
         if unit.params:
@@ -1628,7 +1637,7 @@ def _scenarios(conv: _Converter, unit: FileUnit) -> dict[str, Any] | None:
                 w.complete = True
                 walks.append(w)
                 return
-            if len(w.path) >= MAX_WALK:
+            if len(w.path) >= MAX_WALK or not isinstance(at, str):
                 walks.append(w)
                 return
             step = unit.steps[at]
@@ -1666,8 +1675,9 @@ def _scenarios(conv: _Converter, unit: FileUnit) -> dict[str, Any] | None:
                 continue
             if action == "branch":
                 choices = unit.decisions.get(at) or []
-                prompts = {c[0] for c in choices if c is not None}
-                if not choices or None in choices or len(prompts) != 1:
+                pairs = [c for c in choices if c is not None]
+                prompts = {c[0] for c in pairs}
+                if not choices or len(pairs) != len(choices) or len(prompts) != 1:
                     walks.append(w)
                     return
                 prompt = prompts.pop()
@@ -1675,24 +1685,23 @@ def _scenarios(conv: _Converter, unit: FileUnit) -> dict[str, Any] | None:
                 if occurrence == 0:
                     walks.append(w)
                     return
-                keys = [k for _, k in choices if k != "\0default"]
+                keys = [k for _, k in pairs if k != "\0default"]
                 options: list[tuple[int | None, str]] = []
-                for i, (_, key) in enumerate(choices):  # type: ignore[misc]
+                for i, (_, key) in enumerate(pairs):
                     options.append((i, unused(keys, prompt) if key == "\0default" else key))
-                if "\0default" not in [k for _, k in choices]:
+                if "\0default" not in [k for _, k in pairs]:
                     options.append((None, unused(keys, prompt)))
                 known = w.answers.get((prompt, occurrence))
                 if known is not None:
                     match = [o for o in options if o[1] == known] or \
-                        [o for o in options if o[0] is None or
-                         choices[o[0]][1] == "\0default"]  # type: ignore[index]
+                        [o for o in options if o[0] is None or pairs[o[0]][1] == "\0default"]
                     options = match[:1]
                 elif w.visits[at] > 1:
                     options = options[:1]
                 for n, (index, key) in enumerate(options):
                     fork = w if n == len(options) - 1 else w.copy()
                     fork.answers[(prompt, occurrence)] = key
-                    fork.outcomes[at] = f"branch{index}" if index is not None else "next"
+                    fork.outcomes[step.id] = f"branch{index}" if index is not None else "next"
                     if known is None:
                         fork.decisions.append(f"{key if key != '-' else 'nothing'} at {prompt}")
                     target = step.branch_targets[index] if index is not None else step.next
