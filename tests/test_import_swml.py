@@ -598,6 +598,8 @@ def test_a_variable_set_on_two_paths_is_reported():
      "others)"),
     (script("- transfer: {dest: nope}\n"), (4, 24),
      "transfer to 'nope': there is no such section (sections: main)"),
+    (script("- label: x\n- play: {url: 'say: a'}\n- label: x\n"), (4, 7),
+     "label 'x' is defined twice in section 'main' (again at line 6)"),
     ("version: 1.0.0\nsections:\n  main: {answer: {}}\n", (3, 9),
      "section 'main' must be a list of methods, not dict"),
 ])

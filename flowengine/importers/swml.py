@@ -367,6 +367,7 @@ class _Converter:
     def compile_unit(self, unit: FileUnit) -> None:
         self.unit = unit
         self.ids: dict[Path, str] = {}
+        self.label_lines: dict[tuple[str, str], int] = {}
         for index, section in enumerate(unit.sections):
             prefix = "" if index == 0 else _ident(section) + "_"
             self.name_block(self.sections[section], ("sections", section), prefix,
@@ -477,9 +478,13 @@ class _Converter:
                     continue
                 key = (section, params)
                 if key in self.unit.labels:
+                    # Compiled from the end: the one seen first is the later one.
+                    later = self.label_lines[key]
                     raise SourceError(f"label '{params}' is defined twice in section "
-                                      f"'{section}'", *self.doc.position((*p, "label")))
+                                      f"'{section}' (again at line {later})",
+                                      *self.doc.position((*p, "label"), key=True))
                 self.unit.labels[key] = cont
+                self.label_lines[key] = self.doc.position((*p, "label"), key=True)[0]
                 labels_after.append((params, p))
                 continue
             cont = self.method(name, params, (*p, name), self.ids[p], cont, section)
