@@ -5,6 +5,7 @@ scripts refused with one error."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -678,3 +679,48 @@ def test_json_scripts_are_read_with_positions(tmp_path):
                      '  {"answer": {}},\n  {"pay": {}}\n]}}\n', "s.json")
     assert messages(result) == [(3, "SWML method 'pay' has no flowengine equivalent; left as "
                                     "a log step")]
+
+
+BAD_VALUES: list[Any] = [None, 5, "x", [], {}, [1], {"a": 1}, True, "${", "%{x.y(}", [None],
+                         "say:", "ring:", "silence:abc", -1, 0, 1e9]
+PARAMETERS = {
+    "answer": ["max_duration"], "hangup": ["reason"], "sleep": ["duration"],
+    "play": ["url", "urls", "volume", "say_voice", "say_gender"],
+    "prompt": ["play", "max_digits", "terminators", "digit_timeout", "speech_hints",
+               "initial_timeout", "speech_timeout"],
+    "record": ["format", "terminators", "end_silence_timeout", "initial_timeout", "beep"],
+    "record_call": ["format", "control_id", "direction"], "stop_record_call": ["control_id"],
+    "connect": ["to", "serial", "parallel", "serial_parallel", "from", "timeout", "ringback",
+                "result"],
+    "send_sms": ["to_number", "from_number", "body", "media"], "send_digits": ["digits"],
+    "detect_machine": ["detectors", "timeout", "tone", "initial_timeout"],
+    "request": ["url", "method", "body", "headers", "timeout"],
+    "switch": ["variable", "case", "default"], "cond": [], "set": [], "unset": ["vars"],
+    "return": [], "enter_queue": [], "ai": [],
+}
+
+
+def test_any_malformed_parameter_is_reported_and_the_flow_still_checks(tmp_path):
+    # Every method with every kind of wrong value, as one script: each is imported or
+    # reported, none raises, and the flow written checks without errors.
+    methods: list[Any] = []
+    for method, keys in PARAMETERS.items():
+        methods += [{method: value} for value in BAD_VALUES]
+        methods += [{method: {key: value}} for key in keys for value in BAD_VALUES]
+    text = json.dumps({"version": "1.0.0", "sections": {"main": methods}})
+    result = convert(text, "bad.json")
+    assert len(result.findings) > len(methods) // 2
+    target = tmp_path / "bad.yaml"
+    _write(target, result, "test")
+    assert [d for d in check_paths([str(target)]) if d.is_error] == []
+
+
+@pytest.mark.parametrize("method", ["goto", "label", "execute", "transfer"])
+def test_malformed_control_methods_are_an_error_or_a_finding_never_a_crash(method):
+    for value in BAD_VALUES + [{"dest": v} for v in BAD_VALUES] + [
+            {"label": v} for v in BAD_VALUES]:
+        text = json.dumps({"version": "1.0.0", "sections": {"main": [{method: value}]}})
+        try:
+            convert(text, "bad.json")
+        except SourceError as exc:
+            assert exc.line >= 1 and exc.message

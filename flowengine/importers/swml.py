@@ -578,6 +578,25 @@ class _Converter:
                 self.report((*path, key), f"{method}: '{key}' is not imported ({why})")
         return params
 
+    def positive(self, p: dict[str, Any], key: str, path: Path, high: float) -> Any:
+        """``p[key]`` as a number of seconds in (0, high], else None (reported)."""
+        if key not in p:
+            return None
+        value = _number(p[key])
+        if value is None or value <= 0:
+            self.report((*path, key), f"{key} must be a positive number, not "
+                                      f"{_short(p[key], 30)}; the default is used")
+            return None
+        return _whole(min(value, high))
+
+    def keys(self, value: Any, path: Path, what: str) -> str | None:
+        """DTMF keys (terminators), else None (reported)."""
+        if isinstance(value, str) and value and all(c in "0123456789*#ABCD" for c in value):
+            return value
+        self.report(path, f"{what} {_short(value, 30)} are not DTMF keys (0-9, *, #, A-D); "
+                          "the default is used")
+        return None
+
     def simple(self, action: str, params: Any, path: Path, ident: str, cont: Target,
                defines: Iterable[str] = (), kind: str | None = None, info: Any = None,
                **kw: Any) -> IRStep:
@@ -721,10 +740,11 @@ class _Converter:
                 d["max"] = max(1, min(64, int(max_digits)))
                 if max_digits > 64:
                     self.report((*path, "max_digits"), "max_digits above 64: 64 used")
-            if isinstance(p.get("terminators"), str) and p["terminators"]:
-                d["terminators"] = p["terminators"]
-            if _number(p.get("digit_timeout")):
-                d["digit_timeout"] = _number(p["digit_timeout"])
+            if "terminators" in p and (keys := self.keys(p["terminators"], (*path, "terminators"),
+                                                         "prompt terminators")):
+                d["terminators"] = keys
+            if (seconds := self.positive(p, "digit_timeout", path, 600)) is not None:
+                d["digit_timeout"] = seconds
             out["digits"] = d
         if speech:
             s: dict[str, Any] = {}
@@ -732,13 +752,13 @@ class _Converter:
                 s["language"] = p["speech_language"]
             if isinstance(p.get("speech_hints"), list):
                 s["hints"] = [str(h) for h in p["speech_hints"]]
-            if _number(p.get("speech_end_timeout")):
-                s["end_silence_timeout"] = _number(p["speech_end_timeout"])
-            if _number(p.get("speech_timeout")):
-                s["speech_timeout"] = _number(p["speech_timeout"])
+            if (seconds := self.positive(p, "speech_end_timeout", path, 600)) is not None:
+                s["end_silence_timeout"] = seconds
+            if (seconds := self.positive(p, "speech_timeout", path, 600)) is not None:
+                s["speech_timeout"] = seconds
             out["speech"] = s
-        initial = _number(p.get("initial_timeout"))
-        if initial:
+        initial = self.positive(p, "initial_timeout", path, 600)
+        if initial is not None:
             out["initial_timeout"] = initial
         volume = _number(p.get("volume"))
         if volume:
@@ -764,8 +784,13 @@ class _Converter:
             out["stereo"] = p["stereo"]
         if p.get("direction") in ("speak", "listen", "both"):
             out["direction"] = p["direction"]
-        out["terminators"] = p["terminators"] if isinstance(p.get("terminators"), str) \
-            else RECORD_DEFAULTS["terminators"]
+        out["terminators"] = RECORD_DEFAULTS["terminators"]
+        if "terminators" in p:
+            if p["terminators"] == "":
+                out["terminators"] = ""
+            elif term := self.keys(p["terminators"], (*path, "terminators"),
+                                   "record terminators"):
+                out["terminators"] = term
         for key in ("initial_timeout", "end_silence_timeout"):
             value = _number(p.get(key))
             out[key] = _whole(value if value is not None and value >= 0 else RECORD_DEFAULTS[key])
@@ -875,14 +900,15 @@ class _Converter:
         elif isinstance(p.get("parallel"), list):
             group = [d for i, e in enumerate(p["parallel"])
                      if (d := dest(e, (*path, "parallel", i))) is not None]
-            out["devices"] = [group]
+            out["devices"] = [group] if group else []
         elif isinstance(p.get("serial_parallel"), list):
             devices: list[Any] = []
             for i, grp in enumerate(p["serial_parallel"]):
                 entries = grp if isinstance(grp, list) else [grp]
                 group = [d for j, e in enumerate(entries)
                          if (d := dest(e, (*path, "serial_parallel", i, j))) is not None]
-                devices.append(group[0] if len(group) == 1 else group)
+                if group:
+                    devices.append(group[0] if len(group) == 1 else group)
             out["devices"] = devices
         if not out.get("to") and not out.get("devices"):
             return self.log_step(path, ident, f"connect {_short(params)}", cont,
@@ -895,7 +921,7 @@ class _Converter:
             if len({str(f) for f, _ in froms}) > 1:
                 self.report(froms[1][1], "connect: flowengine uses one caller ID for every "
                                          "device; the first destination's from is used")
-        timeout = _number(p.get("timeout"))
+        timeout = self.positive(p, "timeout", path, 600)
         ring = float(timeout) if timeout else max(timeouts) if timeouts else CONNECT_TIMEOUT
         if timeouts and len(set(timeouts)) > 1:
             self.report(path, "connect: destinations with different timeouts; the longest "
@@ -931,7 +957,7 @@ class _Converter:
         for key, name in (("to_number", "to"), ("from_number", "from"), ("body", "body")):
             if p.get(key) is not None:
                 out[name] = self.tmpl(str(p[key]), (*path, key))
-        if isinstance(p.get("media"), list):
+        if isinstance(p.get("media"), list) and p["media"]:
             out["media"] = [self.tmpl(str(m), (*path, "media", i))
                             for i, m in enumerate(p["media"])]
         if "body" not in out and "media" not in out:
@@ -948,7 +974,14 @@ class _Converter:
         if p.get("digits") is None:
             return self.log_step(path, ident, f"send_digits {_short(params)}", cont,
                                  "send_digits needs digits; left as a log step")
-        self.simple("send_digits", self.tmpl(str(p["digits"]), (*path, "digits")), path,
+        digits = p["digits"]
+        if isinstance(digits, bool) or not isinstance(digits, (str, int)) or (
+                "${" not in str(digits) and "%{" not in str(digits) and
+                not re.fullmatch(r"[0-9*#A-DwW]+", str(digits))):
+            return self.log_step(path, ident, f"send_digits {_short(params)}", cont,
+                                 f"send_digits: {_short(digits, 30)} is not DTMF (0-9, *, #, "
+                                 "A-D, w, W); left as a log step")
+        self.simple("send_digits", self.tmpl(str(digits), (*path, "digits")), path,
                     ident, cont, ["send_digits_result"])
         return ident
 
@@ -994,12 +1027,13 @@ class _Converter:
             if p.get("detect_message_end") is True:
                 out["wait_for_beep"] = True
             for key in ("initial_timeout", "end_silence_timeout", "machine_voice_threshold"):
-                if _number(p.get(key)):
-                    out[key] = _number(p[key])
-            if _number(p.get("machine_words_threshold")):
-                out["machine_words_threshold"] = int(_number(p["machine_words_threshold"]) or 6)
-        if _number(p.get("timeout")):
-            out["duration"] = _whole(min(float(_number(p["timeout"]) or 30), 600))
+                if (seconds := self.positive(p, key, path, 60 if "voice" in key else 600)) \
+                        is not None:
+                    out[key] = seconds
+            if (words := self.positive(p, "machine_words_threshold", path, 100)) is not None:
+                out["machine_words_threshold"] = max(1, int(words))
+        if (seconds := self.positive(p, "timeout", path, 600)) is not None:
+            out["duration"] = seconds
         if p.get("wait") is False:
             self.report((*path, "wait"), "detect_machine: wait false is not imported; the "
                                          "flow waits for the result")
@@ -1035,10 +1069,10 @@ class _Converter:
                 body = None
         if body is not None:
             out["json"] = self.value(body, (*path, "body"))
-        if _number(p.get("connect_timeout")):
-            out["connect_timeout"] = min(float(_number(p["connect_timeout"]) or 5), 300)
-        out["read_timeout"] = _whole(min(float(_number(p.get("timeout")) or REQUEST_TIMEOUT),
-                                         3600))
+        if (seconds := self.positive(p, "connect_timeout", path, 300)) is not None:
+            out["connect_timeout"] = seconds
+        read = self.positive(p, "timeout", path, 3600)
+        out["read_timeout"] = read if read is not None else _whole(REQUEST_TIMEOUT)
         # SWML goes on after a failed request (request_result: failed); so does the flow.
         self.simple("request", out, path, ident, cont,
                     ["request_result", "request_response_code", "request_response_body",
@@ -1148,7 +1182,10 @@ class _Converter:
                                next=cont, branch_targets=targets))
         step.choices = self.switch_choices(variable, [k for k, _ in entries], has_default)
         if not entries and not has_default:
-            self.report(path, "switch without cases or default does nothing")
+            del self.unit.steps[ident]
+            return self.log_step(path, ident, f"switch {_short(params)}", cont,
+                                 "switch without case or default does nothing; left as a log "
+                                 "step")
         return ident
 
     def switch_choices(self, variable: str, keys: list[str],
