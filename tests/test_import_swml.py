@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from flowengine.flow import load_flow
+from flowengine.flow.actions import ACTIONS
 from flowengine.flow.compiler import check_paths
 from flowengine.flow.loader import load_yaml
 from flowengine.importers import ImportResult, SourceError, swml
@@ -549,21 +550,56 @@ def test_unsupported_methods_are_reported_at_their_line_and_left_as_log_steps(tm
     - answer: {}
     - ai:
         prompt: {text: 'You are {{ helpful }}'}
-    - enter_queue: {queue_name: support}
-    - join_conference: {name: room}
-    - sip_refer: {to_uri: 'sip:a@b.c'}
+    - tap: {uri: 'wss://example.com/tap'}
     - play: {url: 'say: ${call.headers[0].value}'}
     """)
     result = convert(text)
     found = messages(result)
     assert found[0] == (5, "SWML method 'ai' has no flowengine equivalent; left as a log step")
-    assert [line for line, _ in found] == [5, 7, 8, 9, 10]
+    assert [line for line, _ in found] == [5, 7, 8]
     assert "call.headers has no flowengine equivalent" in found[-1][1]
     out = result.flow["steps"]
     assert out["ai"]["log"].startswith("{% raw %}not imported from SWML (line 5): ai ")
-    assert out["enter_queue"]["log"].startswith("not imported from SWML (line 7): enter_queue")
+    assert out["tap"]["log"] == ('not imported from SWML (line 7): tap {"uri": '
+                                 '"wss://example.com/tap"}')
     assert out["play"]["play"] == [{"say": "${call.headers[0].value}"}]
     written(tmp_path, text)  # and the result still checks
+
+
+OPTIONAL = script("""\
+- enter_queue:
+    queue_name: support
+    wait_url: 'https://example.com/hold.mp3'
+    transfer_after_bridge: 'https://example.com/after'
+- play: {url: 'say: waited ${wait_time}'}
+- join_conference: {name: 'room-${call.to}', beep: onEnter, record: record-from-start}
+- sip_refer: {to_uri: 'sip:desk@pbx.example.com'}
+- play: {url: 'say: ${sip_refer_result}'}
+""")
+
+
+@pytest.mark.parametrize("method,action,line", [("enter_queue", "enqueue", 4),
+                                                ("join_conference", "conference", 9),
+                                                ("sip_refer", "refer", 10)])
+def test_queue_conference_and_refer_are_imported_once_flowengine_has_them(tmp_path, method,
+                                                                          action, line):
+    # enqueue, conference and refer are being added to flowengine: before, the import
+    # reports these methods; after, it writes their steps. Either way the flow checks.
+    result = convert(OPTIONAL)
+    out = result.flow["steps"][method]
+    if action not in ACTIONS:
+        assert (line, f"SWML '{method}' is not imported: flowengine has no {action} "
+                      "action") in messages(result)
+        assert out["log"].startswith(f"not imported from SWML (line {line}): {method} ")
+    else:
+        assert out == {
+            "enqueue": {"enqueue": {"queue": "support", "max_wait": 3600,
+                                    "music": [{"audio": "https://example.com/hold.mp3"}]}},
+            "conference": {"conference": {"name": "room-{{ call.to }}", "beep": "on_enter",
+                                          "max_participants": 250, "record": True}},
+            "refer": {"refer": {"to": "sip:desk@pbx.example.com"}},
+        }[action]
+    written(tmp_path, OPTIONAL)
 
 
 def test_a_variable_set_on_two_paths_is_reported():

@@ -59,6 +59,9 @@ GOTO_MAX = 100
 _MEDIA = {"play", "prompt", "record", "record_call", "detect_machine", "send_digits", "sleep",
           "connect"}
 
+#: SWML methods whose flowengine action may not exist yet: imported only where it does.
+_OPTIONAL = {"enter_queue": "enqueue", "join_conference": "conference", "sip_refer": "refer"}
+
 _CALL_FIELDS = {"from": "from", "to": "to", "from_number": "from", "to_number": "to",
                 "call_id": "id", "direction": "direction", "call_state": "state"}
 
@@ -263,7 +266,7 @@ class _Converter:
                 if isinstance(choice, dict):
                     for key in ("then", "else"):
                         yield from self.methods(choice.get(key), (*path, i, key))
-        elif name in ("execute", "connect") and isinstance(params, dict):
+        elif name in ("execute", "connect", "join_conference") and isinstance(params, dict):
             yield from self.methods(params.get("on_return"), (*path, "on_return"))
             result = params.get("result")
             if isinstance(result, dict):
@@ -421,7 +424,7 @@ class _Converter:
                         if isinstance(choice.get(key), list):
                             self.name_block(choice[key], (*path, i, key), prefix,
                                             first_name=None, section=section)
-        elif name in ("execute", "connect") and isinstance(params, dict):
+        elif name in ("execute", "connect", "join_conference") and isinstance(params, dict):
             if isinstance(params.get("on_return"), list):
                 self.name_block(params["on_return"], (*path, "on_return"), prefix,
                                 first_name=None, section=section)
@@ -550,13 +553,13 @@ class _Converter:
     def method(self, name: str, params: Any, path: Path, ident: str, cont: Target,
                section: str) -> Target:
         handler = getattr(self, f"m_{name}", None)
-        if handler is None:
-            optional = {"enter_queue": "enqueue", "join_conference": "join_conference",
-                        "sip_refer": "sip_refer"}
-            if name in optional:
+        if name in _OPTIONAL:
+            action = _OPTIONAL[name]
+            if action not in ACTIONS:
                 return self.log_step(path, ident, f"{name} {_short(params)}", cont,
                                      f"SWML '{name}' is not imported: flowengine has no "
-                                     f"{optional[name]} action yet")
+                                     f"{action} action")
+        if handler is None:
             return self.log_step(path, ident, f"{name} {_short(params)}", cont,
                                  f"SWML method '{name}' has no flowengine equivalent; left "
                                  "as a log step")
@@ -1079,6 +1082,87 @@ class _Converter:
                      "request_response", "return_value"], on={"error": cont})
         return ident
 
+    # queues, conferences, SIP REFER: only where flowengine has the action ----------------
+
+    def optional(self, action: str, out: dict[str, Any], path: Path, method: str) -> dict[str, Any]:
+        """``out`` without the keys the action's spec does not declare (reported)."""
+        known = ACTIONS[action].schema.get("properties", {})
+        for key in [k for k in out if k not in known]:
+            self.report(path, f"{method}: '{key}' has no place in flowengine's {action}; not "
+                              "imported")
+            del out[key]
+        return out
+
+    def m_enter_queue(self, params: Any, path: Path, ident: str, cont: Target,
+                      section: str) -> Target:
+        p = self.params_of(params, path, "enter_queue", ["queue_name", "wait_url", "wait_time"],
+                           {"transfer_after_bridge": "the flow goes on after the bridge "
+                                                     "instead",
+                            "status_url": "flowengine does not post queue events"})
+        if not isinstance(p.get("queue_name"), str):
+            return self.log_step(path, ident, f"enter_queue {_short(params)}", cont,
+                                 "enter_queue needs queue_name; left as a log step")
+        out: dict[str, Any] = {"queue": self.tmpl(p["queue_name"], (*path, "queue_name"))}
+        if isinstance(p.get("wait_url"), str):
+            out["music"] = [{"audio": self.tmpl(p["wait_url"], (*path, "wait_url"))}]
+        wait = self.positive(p, "wait_time", path, 86400)
+        out["max_wait"] = wait if wait is not None else 3600  # SWML's default, written out
+        self.simple("enqueue", self.optional("enqueue", out, path, "enter_queue"), path, ident,
+                    cont, ["queue_result", "wait_time", "entry_position"], kind="enqueue")
+        return ident
+
+    def m_join_conference(self, params: Any, path: Path, ident: str, cont: Target,
+                          section: str) -> Target:
+        p = self.params_of(params, path, "join_conference",
+                           ["name", "muted", "beep", "start_on_enter", "end_on_exit", "wait_url",
+                            "max_participants", "record", "coach", "result"],
+                           {"region": "RELAY picks the region", "trim": "not a choice in "
+                            "flowengine", "status_callback": "no status callbacks",
+                            "status_callback_event": "no status callbacks",
+                            "status_callback_method": "no status callbacks",
+                            "recording_status_callback": "no status callbacks",
+                            "recording_status_callback_event": "no status callbacks",
+                            "recording_status_callback_method": "no status callbacks"})
+        if not isinstance(p.get("name"), str):
+            return self.log_step(path, ident, f"join_conference {_short(params)}", cont,
+                                 "join_conference needs name; left as a log step")
+        out: dict[str, Any] = {"name": self.tmpl(p["name"], (*path, "name"))}
+        for key in ("muted", "start_on_enter", "end_on_exit"):
+            if isinstance(p.get(key), bool):
+                out[key] = p[key]
+        beep = {True: True, False: False, "true": True, "false": False, "onEnter": "on_enter",
+                "onExit": "on_exit"}
+        if p.get("beep") in beep:
+            out["beep"] = beep[p["beep"]]
+        if isinstance(p.get("wait_url"), str):
+            out["wait_url"] = self.tmpl(p["wait_url"], (*path, "wait_url"))
+        count = _number(p.get("max_participants"))
+        out["max_participants"] = max(2, int(count)) if count else 250  # SWML's default
+        if p.get("record") in ("record-from-start", "do-not-record"):
+            out["record"] = p["record"] == "record-from-start"
+        if isinstance(p.get("coach"), str):
+            out["coach"] = self.tmpl(p["coach"], (*path, "coach"))
+        after = self.after_blocks(p, path, cont, section, "join_conference_result")
+        self.simple("conference", self.optional("conference", out, path, "join_conference"),
+                    path, ident, after, ["join_conference_result", "return_value"],
+                    kind="conference")
+        return ident
+
+    def m_sip_refer(self, params: Any, path: Path, ident: str, cont: Target,
+                    section: str) -> Target:
+        p = self.params_of(params, path, "sip_refer", ["to_uri"],
+                           {"status_url": "no status callbacks",
+                            "username": "no SIP authentication",
+                            "password": "no SIP authentication"})
+        if not isinstance(p.get("to_uri"), str):
+            return self.log_step(path, ident, f"sip_refer {_short(params)}", cont,
+                                 "sip_refer needs to_uri; left as a log step")
+        out = {"to": self.tmpl(p["to_uri"], (*path, "to_uri"))}
+        self.simple("refer", self.optional("refer", out, path, "sip_refer"), path, ident, cont,
+                    ["sip_refer_result", "sip_refer_to", "sip_refer_response_code",
+                     "sip_refer_to_response_code", "return_value"], kind="refer")
+        return ident
+
     # logic ---------------------------------------------------------------------------------
 
     def m_set(self, params: Any, path: Path, ident: str, cont: Target, section: str) -> Target:
@@ -1471,6 +1555,19 @@ class _Converter:
             ("send_digits", "send_digits_result"): jsexpr.literal("success"),
             ("answer", "answer_result"): jsexpr.literal("success"),
             ("stop_record_call", "stop_record_call_result"): jsexpr.literal("success"),
+            ("enqueue", "queue_result"): Jinja(f"'connected' if {s}.agent else 'timeout'",
+                                               cond, "str"),
+            ("enqueue", "wait_time"): Jinja(f"{s}.wait_time", atom, "num"),
+            ("enqueue", "entry_position"): Jinja(f"{s}.position_at_entry", atom, "num"),
+            ("conference", "join_conference_result"): Jinja(
+                f"'completed' if {s}.conference_id else 'failed'", cond, "str"),
+            ("conference", "return_value"): Jinja(
+                f"'completed' if {s}.conference_id else 'failed'", cond, "str"),
+            ("refer", "sip_refer_result"): Jinja(f"{s}.state", atom, "str"),
+            ("refer", "return_value"): Jinja(f"{s}.state", atom, "str"),
+            ("refer", "sip_refer_to"): Jinja(f"{s}.to", atom, "str"),
+            ("refer", "sip_refer_response_code"): Jinja(f"{s}.code", atom, "num"),
+            ("refer", "sip_refer_to_response_code"): Jinja(f"{s}.notify_code", atom, "num"),
         }
         if (d.kind, name) in table2:
             return table2[(d.kind, name)]
