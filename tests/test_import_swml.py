@@ -602,6 +602,13 @@ def test_queue_conference_and_refer_are_imported_once_flowengine_has_them(tmp_pa
     written(tmp_path, OPTIONAL)
 
 
+def test_a_section_nothing_reaches_is_reported():
+    result = convert(script("- hangup: {}\n", spare="- play: {url: 'say: unused'}\n"))
+    assert messages(result) == [(5, "section 'spare' is never executed or transferred to; "
+                                    "not imported")]
+    assert result.subflows == {}
+
+
 def test_a_variable_set_on_two_paths_is_reported():
     result = convert(script("""\
     - cond:
@@ -677,7 +684,7 @@ async def test_the_menu_imports_checks_and_its_scenarios_pass(tmp_path):
     names = [s.name for s in loaded.scenarios]
     assert names == ["the caller presses 1 at menu", "the caller presses 2 at menu",
                      "the caller presses 3 at menu",
-                     "the caller presses 0 at menu, then 1 at menu"]
+                     "the caller presses 0 at menu, then presses 1 at menu"]
     results = await run_file(loaded)
     assert [r.passed for r in results] == [True] * 4, [r.failure_text() for r in results]
     test = flowengine("test", "tests", cwd=tmp_path)
@@ -696,6 +703,27 @@ async def test_the_menus_voicemail_is_recorded_with_swmls_defaults(tmp_path):
     url = result.report.steps["voicemail_record"]["url"]
     assert url.endswith(".wav")
     assert hook.received[0].json == {"url": url, "from": "+15551230000"}
+
+
+async def test_the_guides_ivr_gets_a_scenario_per_key_and_per_word(tmp_path):
+    # SignalWire's IVR guide: a prompt for keys or words, a switch with both, and each
+    # case an execute of a section that connects.
+    done = flowengine("import", "swml", str(FIXTURES / "ivr.yaml"), "-o", "ivr.yaml",
+                      "--tests", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    loaded = load_scenarios(tmp_path / "tests" / "ivr.test.yaml")
+    assert [(s.name, s.caller) for s in loaded.scenarios] == [
+        ("the caller presses 1 at prompt", "digits:1,speak:3"),
+        ("the caller presses 2 at prompt", "digits:2,speak:3"),
+        ("the caller presses 3 at prompt", "digits:3,speak:3"),
+        ("the caller says one at prompt", "say:one,speak:3"),
+        ("the caller says two at prompt", "say:two,speak:3"),
+        ("the caller says three at prompt", "say:three,speak:3"),
+        ("the caller presses 0 at prompt", "digits:0,speak:3")]
+    results = await run_file(loaded)
+    assert all(r.passed for r in results), [r.failure_text() for r in results]
+    assert sorted(p.name for p in (tmp_path / "lib").iterdir()) == [
+        "ivr_customer.yaml", "ivr_sales.yaml", "ivr_support.yaml"]
 
 
 def test_the_command_prints_the_flow_and_the_warnings_with_their_lines(tmp_path):

@@ -345,6 +345,11 @@ class _Converter:
             state[root] = 2
 
         visit("main", ["main"])
+        reached = {section for unit in units.values() for section in unit.sections}
+        for section in self.sections:
+            if section not in reached:
+                self.report(("sections", section), f"section '{section}' is never executed or "
+                                                   "transferred to; not imported")
         return list(units.values())
 
     # -- compiling -----------------------------------------------------------------------------
@@ -1826,8 +1831,12 @@ def _scenarios(conv: _Converter, unit: FileUnit) -> dict[str, Any] | None:
                     return
                 keys = [k for _, k in pairs if k != "\0default"]
                 options: list[tuple[int | None, str]] = []
+                asked = unit.rendered[prompt]["prompt"]
                 for i, (_, key) in enumerate(pairs):
-                    options.append((i, unused(keys, prompt) if key == "\0default" else key))
+                    if key == "\0default":
+                        options.append((i, unused(keys, prompt)))
+                    elif "speech" in asked or re.fullmatch(r"[0-9*#A-D]{1,64}", key):
+                        options.append((i, key))
                 if "\0default" not in [k for _, k in pairs]:
                     options.append((None, unused(keys, prompt)))
                 known = w.answers.get((prompt, occurrence))
@@ -1842,7 +1851,9 @@ def _scenarios(conv: _Converter, unit: FileUnit) -> dict[str, Any] | None:
                     fork.answers[(prompt, occurrence)] = key
                     fork.outcomes[step.id] = f"branch{index}" if index is not None else "next"
                     if known is None:
-                        fork.decisions.append(f"{key if key != '-' else 'nothing'} at {prompt}")
+                        verb = "presses" if re.fullmatch(r"[0-9*#A-D]+", key) else "says"
+                        fork.decisions.append(f"{verb} {key} at {prompt}" if key != "-"
+                                              else f"answers nothing at {prompt}")
                     target = step.branch_targets[index] if index is not None else step.next
                     if fork is w:
                         at = target
@@ -1860,14 +1871,19 @@ def _scenarios(conv: _Converter, unit: FileUnit) -> dict[str, Any] | None:
         say_groups: list[str] = []
         for prompt, occurrence in w.collects:
             answer = w.answers.get((prompt, occurrence), "-")
-            if "digits" in unit.rendered[prompt]["prompt"]:
+            asked = unit.rendered[prompt]["prompt"]
+            # Keys go to the collect's digits, words to its speech; a collect that takes
+            # both gets "-" (nothing) for the other.
+            pressed = answer == "-" or bool(re.fullmatch(r"[0-9*#A-D]+", answer))
+            if "digits" in asked:
+                keys = answer if pressed else "-"
                 d = conv_digits(prompt)
                 terminators = str(d.get("terminators") or "")
-                if answer != "-" and terminators and len(answer) < int(d.get("max", 1)):
-                    answer += terminators[0]
-                digit_groups.append(answer)
-            else:
-                say_groups.append(answer)
+                if keys != "-" and terminators and len(keys) < int(d.get("max", 1)):
+                    keys += terminators[0]
+                digit_groups.append(keys)
+            if "speech" in asked:
+                say_groups.append("-" if pressed and "digits" in asked else answer)
         clauses = []
         for kind, groups in (("digits", digit_groups), ("say", say_groups)):
             while groups and groups[-1] == "-":
@@ -1875,7 +1891,7 @@ def _scenarios(conv: _Converter, unit: FileUnit) -> dict[str, Any] | None:
             if groups:
                 clauses.append(f"{kind}:{'/'.join(groups)}")
         clauses.append("speak:3")
-        name = ("the caller presses " + ", then ".join(w.decisions)) if w.decisions \
+        name = ("the caller " + ", then ".join(w.decisions)) if w.decisions \
             else "the main path"
         base, n = name, 2
         while name in names:
