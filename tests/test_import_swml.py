@@ -468,6 +468,20 @@ async def test_goto_without_max_jumps_at_most_a_hundred_times(tmp_path):
     assert result.report.vars["n"] == 101
 
 
+async def test_a_goto_to_a_label_at_the_end_of_the_section_ends_it(tmp_path):
+    text = script("""\
+    - answer: {}
+    - goto: {label: done, when: "call.from == '+15551230000'"}
+    - play: {url: 'say: not for you'}
+    - label: done
+    """)
+    assert steps(text)["goto_jump"] == {
+        "log": "goto: the label is at the end of the section, which ends here", "next": None}
+    result = await run(tmp_path, text)
+    assert [s for s, _ in result.path()] == ["answer", "goto", "goto_jump"]
+    assert said(await run(tmp_path, text, from_number="+15550000000")) == ["not for you"]
+
+
 def test_set_keeps_values_and_types_and_renames_reserved_names():
     result = convert(script("""\
     - set:

@@ -1645,7 +1645,11 @@ class _Converter:
         for index, step in enumerate(ordered):
             ctx = Ctx(self, unit, step, envs.get(step.id, {}))
             body: dict[str, Any] = {}
-            if step.action == "goto":
+            if step.action == "goto" and step.goto is not None and step.goto[0] is None:
+                # A label at the end of its section: the jump ends the section.
+                body["log"] = "goto: the label is at the end of the section, which ends here"
+                body["next"] = None
+            elif step.action == "goto":
                 target, visits = step.goto  # type: ignore[misc]
                 body["goto"] = {"step": target, "max_visits": visits}
             else:
@@ -1663,9 +1667,9 @@ class _Converter:
                 body.pop("next", None)
             if step.on:
                 body["on"] = dict(step.on)
-            if step.action == "goto" and step.next != following:
+            if "goto" in body and step.next != following:
                 body["on"] = {"exhausted": step.next}
-            if step.description:
+            if step.description and not (step.action == "goto" and "log" in body):
                 body["description"] = step.description
             steps[step.id] = body
         flow: dict[str, Any] = {"name": unit.name}
