@@ -548,6 +548,21 @@ async def test_execute_on_return_and_a_section_executed_twice(tmp_path):
     assert said(result) == ["Hello Ada.", "back {'ok': True}", "Hello Bob."]
 
 
+async def test_transfer_with_params_to_a_section_sets_them_before_the_jump(tmp_path):
+    text = script("""\
+    - answer: {}
+    - transfer: {dest: dept, params: {where: sales, n: 2}}
+    """, dept="""\
+    - play: {url: 'say: Welcome to ${params.where}, desk ${params.n + 1}.'}
+    """)
+    out = steps(text)
+    assert out["transfer"] == {"set": {"params_where": "sales", "params_n": 2},
+                               "description": "the params of the transfer to 'dept'"}
+    assert out["dept"] == {"play": [{"say": "Welcome to {{ vars.params_where }}, desk "
+                                            "{{ vars.params_n + 1 }}."}]}
+    assert said(await run(tmp_path, text)) == ["Welcome to sales, desk 3."]
+
+
 def test_transfer_to_a_url_is_reported_and_ends_the_flow():
     result = convert(script("- transfer: {dest: 'https://example.com/next'}\n- hangup: {}\n"))
     out = result.flow["steps"]

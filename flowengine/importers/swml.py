@@ -129,6 +129,8 @@ class IRStep:
     choices: list[tuple[str, str] | None] | None = None
     goto: tuple[Target, int | None] | None = None
     branch_targets: list[Target] = field(default_factory=list)
+    #: the SWML section the step comes from.
+    section: str = ""
 
 
 @dataclass
@@ -146,7 +148,6 @@ class FileUnit:
     start: Target = None
     entry: dict[str, Target] = field(default_factory=dict)
     returns_value: bool = False
-    calls: list[str] = field(default_factory=list)
     rendered: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: branch step → per choice: (prompt step, the answer that takes it), "default", or None.
     decisions: dict[str, list[tuple[str, str] | None]] = field(default_factory=dict)
@@ -161,9 +162,6 @@ class Ctx:
         self.unit = unit
         self.step = step
         self.env = env
-
-    def report(self, path: Path, message: str) -> None:
-        self.conv.report(path, message)
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -324,7 +322,6 @@ class _Converter:
             units[root] = unit
             for section in sections:
                 for dest, _ in executes[section]:
-                    unit.calls.append(dest)
                     if dest not in roots:
                         roots.append(dest)
         # An execute cycle: a section that executes itself, directly or through others.
@@ -381,6 +378,7 @@ class _Converter:
             self.name_block(self.sections[section], ("sections", section), prefix,
                             first_name=None if index == 0 else _ident(section), section=section)
         for section in reversed(unit.sections):
+            self.section = section
             entry = self.block(self.sections[section], ("sections", section), None, section)
             unit.entry[section] = entry
             unit.labels[(section, "\0entry")] = entry
@@ -462,6 +460,7 @@ class _Converter:
         return None
 
     def add(self, step: IRStep) -> IRStep:
+        step.section = self.section
         self.unit.steps[step.id] = step
         return step
 
@@ -539,6 +538,7 @@ class _Converter:
             return
         ident = self.new_id("answer")
         step = IRStep(ident, "answer", {}, ("sections", "main"), (0, 0, 0), next=unit.start,
+                      section="main",
                       description="SWML answers the call by itself before its first play, "
                                   "prompt or record; flowengine needs this step")
         unit.steps[ident] = step
@@ -843,7 +843,7 @@ class _Converter:
 
         def render(ctx: Ctx) -> Any:
             if isinstance(control, str):
-                for step in self.unit_steps(ctx):
+                for step in ctx.unit.steps.values():
                     if step.action == "record_call" and \
                             step.defines["record_call_url"].info == control:
                         return step.id
@@ -860,9 +860,6 @@ class _Converter:
         self.simple("stop_record_call", Deferred(render), path, ident, cont,
                     ["stop_record_call_result"])
         return ident
-
-    def unit_steps(self, ctx: Ctx) -> list[IRStep]:
-        return list(ctx.unit.steps.values())
 
     def m_connect(self, params: Any, path: Path, ident: str, cont: Target,
                   section: str) -> Target:
@@ -1387,11 +1384,24 @@ class _Converter:
         p = self.params_of(params, path, "transfer", ["dest", "params"])
         dest = p.get("dest")
         if isinstance(dest, str) and dest in self.sections:
-            if p.get("params"):
-                self.report((*path, "params"), "transfer: params to a section are not "
-                                               "imported (the section's steps are inlined "
-                                               "and share the variables)")
-            return Label(f"{dest}\0\0entry", path)
+            entry = Label(f"{dest}\0\0entry", path)
+            values = p.get("params")
+            if not values:
+                return entry
+            if dest == self.unit.root or not isinstance(values, dict):
+                self.report((*path, "params"), "transfer: these params are not imported (a "
+                                               "transfer to the flow's own first section "
+                                               "cannot pass params)")
+                return entry
+            # The section is inlined: its params.x are the variables params_x, set here.
+            out: dict[str, Any] = {}
+            step = self.simple("set", out, path, ident, entry,
+                               description=f"the params of the transfer to '{dest}'")
+            for key, value in values.items():
+                name = _ident(f"params_{key}", "params")
+                out[name] = self.value(value, (*path, "params", key))
+                step.defines[name] = Def(ident, "set", _static_type(value))
+            return ident
         return self.log_step(path, ident, f"transfer to {_short(dest)}", None,
                              f"transfer to '{dest}' is not imported: flowengine does not "
                              "fetch SWML or hand calls to RELAY applications; the flow ends "
@@ -1479,6 +1489,10 @@ class _Converter:
         if root == "params":
             if not chain:
                 raise JsError("the whole params object has no flowengine equivalent")
+            if ctx.step.section != ctx.unit.root:
+                # An inlined section reached by transfer: its params are variables.
+                base, used = self.resolve_var(ctx, path, f"params_{chain[0]}")
+                return base, used + 1
             name = _ident(str(chain[0]), "param")
             ctx.unit.params.setdefault(name, None)
             return Jinja(f"params.{name}", jsexpr.ATOM, "any"), 1
