@@ -735,8 +735,8 @@ async def test_the_menus_voicemail_is_recorded_with_swmls_defaults(tmp_path):
 
 
 async def test_the_guides_ivr_gets_a_scenario_per_key_and_per_word(tmp_path):
-    # SignalWire's IVR guide: a prompt for keys or words, a switch with both, and each
-    # case an execute of a section that connects.
+    # Shaped like SignalWire's IVR guide: a prompt for keys or words, a switch with both,
+    # and each case an execute of a section that connects.
     done = flowengine("import", "swml", str(FIXTURES / "ivr.yaml"), "-o", "ivr.yaml",
                       "--tests", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -745,14 +745,14 @@ async def test_the_guides_ivr_gets_a_scenario_per_key_and_per_word(tmp_path):
         ("the caller presses 1 at prompt", "digits:1,speak:3"),
         ("the caller presses 2 at prompt", "digits:2,speak:3"),
         ("the caller presses 3 at prompt", "digits:3,speak:3"),
-        ("the caller says one at prompt", "say:one,speak:3"),
-        ("the caller says two at prompt", "say:two,speak:3"),
-        ("the caller says three at prompt", "say:three,speak:3"),
+        ("the caller says orders at prompt", "say:orders,speak:3"),
+        ("the caller says repairs at prompt", "say:repairs,speak:3"),
+        ("the caller says other at prompt", "say:other,speak:3"),
         ("the caller presses 0 at prompt", "digits:0,speak:3")]
     results = await run_file(loaded)
     assert all(r.passed for r in results), [r.failure_text() for r in results]
     assert sorted(p.name for p in (tmp_path / "lib").iterdir()) == [
-        "ivr_customer.yaml", "ivr_sales.yaml", "ivr_support.yaml"]
+        "ivr_front_desk.yaml", "ivr_orders.yaml", "ivr_repairs.yaml"]
 
 
 def test_the_command_prints_the_flow_and_the_warnings_with_their_lines(tmp_path):
