@@ -767,6 +767,16 @@ def test_the_command_prints_the_flow_and_the_warnings_with_their_lines(tmp_path)
         done.stdout
 
 
+def test_without_o_the_command_says_the_subflows_need_it(tmp_path):
+    (tmp_path / "s.yaml").write_text(EXECUTE)
+    done = flowengine("import", "swml", "s.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "flowengine import: the flow calls 1 subflow file(s) (lib/s_add.yaml), written only "
+        "with -o OUT.yaml"]
+    assert "flow: lib/s_add.yaml" in done.stdout and not (tmp_path / "lib").exists()
+
+
 def test_json_scripts_are_read_with_positions(tmp_path):
     result = convert('{"version": "1.0.0", "sections": {"main": [\n'
                      '  {"answer": {}},\n  {"pay": {}}\n]}}\n', "s.json")

@@ -84,6 +84,11 @@ def run(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | Non
         return _check(target, err)
     text_out = dump_flow(result.flow, header)
     out.write(text_out)
+    if result.subflows:
+        # Standard output holds one file; the subflows it calls need -o to be written.
+        print(f"flowengine import: the flow calls {len(result.subflows)} subflow file(s) "
+              f"({', '.join(sorted(result.subflows))}), written only with -o OUT.yaml",
+              file=err)
     with tempfile.TemporaryDirectory(prefix="flowengine-import-") as tmp:
         target = Path(tmp) / "imported.yaml"
         _write(target, result, header, scenarios=False)
