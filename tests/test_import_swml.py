@@ -777,6 +777,18 @@ def test_without_o_the_command_says_the_subflows_need_it(tmp_path):
     assert "flow: lib/s_add.yaml" in done.stdout and not (tmp_path / "lib").exists()
 
 
+def test_unquoted_numbers_keep_their_plus_and_leading_zero():
+    out = steps(script("""\
+    - connect: {to: +15550001111, from: +15559990000}
+    - send_sms: {to_number: +15551112222, from_number: +15553334444, body: hi}
+    - send_digits: 0123
+    """))
+    assert out["connect"]["connect"]["to"] == "+15550001111"
+    assert out["connect"]["connect"]["from"] == "+15559990000"
+    assert out["send_sms"]["send_sms"]["to"] == "+15551112222"
+    assert out["send_digits"] == {"send_digits": "0123"}
+
+
 def test_json_scripts_are_read_with_positions(tmp_path):
     result = convert('{"version": "1.0.0", "sections": {"main": [\n'
                      '  {"answer": {}},\n  {"pay": {}}\n]}}\n', "s.json")

@@ -185,6 +185,17 @@ def _number(value: Any) -> float | int | None:
     return value
 
 
+def _text(value: Any) -> str | None:
+    """Text as written: an unquoted ``+15551234567`` is a number to YAML, with its ``+``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (WrittenInt, WrittenFloat)):
+        return value.written
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
 def _whole(value: float | int) -> float | int:
     """``20.0`` as ``20``: the output reads as the source was written."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
@@ -892,13 +903,14 @@ class _Converter:
                 if _number(entry.get("timeout")):
                     timeouts.append(float(_number(entry["timeout"]) or 0))
                 entry = entry.get("to")
-            if not isinstance(entry, str):
+            entry = _text(entry)
+            if entry is None:
                 self.report(p2, "connect: a destination needs 'to' (text)")
                 return None
             return self.tmpl(entry, p2 if not isinstance(entry, dict) else (*p2, "to"))
 
-        if isinstance(p.get("to"), str):
-            out["to"] = self.tmpl(p["to"], (*path, "to"))
+        if _text(p.get("to")) is not None:
+            out["to"] = self.tmpl(_text(p["to"]) or "", (*path, "to"))
         elif isinstance(p.get("serial"), list):
             out["devices"] = [d for i, e in enumerate(p["serial"])
                               if (d := dest(e, (*path, "serial", i))) is not None]
@@ -920,9 +932,9 @@ class _Converter:
                                  "connect needs to, serial, parallel or serial_parallel; "
                                  "left as a log step")
         if "from" in p:
-            out["from"] = self.tmpl(str(p["from"]), (*path, "from"))
+            out["from"] = self.tmpl(_text(p["from"]) or "", (*path, "from"))
         elif froms:
-            out["from"] = self.tmpl(str(froms[0][0]), froms[0][1])
+            out["from"] = self.tmpl(_text(froms[0][0]) or "", froms[0][1])
             if len({str(f) for f, _ in froms}) > 1:
                 self.report(froms[1][1], "connect: flowengine uses one caller ID for every "
                                          "device; the first destination's from is used")
@@ -961,7 +973,7 @@ class _Converter:
         out: dict[str, Any] = {}
         for key, name in (("to_number", "to"), ("from_number", "from"), ("body", "body")):
             if p.get(key) is not None:
-                out[name] = self.tmpl(str(p[key]), (*path, key))
+                out[name] = self.tmpl(_text(p[key]) or str(p[key]), (*path, key))
         if isinstance(p.get("media"), list) and p["media"]:
             out["media"] = [self.tmpl(str(m), (*path, "media", i))
                             for i, m in enumerate(p["media"])]
@@ -973,14 +985,14 @@ class _Converter:
 
     def m_send_digits(self, params: Any, path: Path, ident: str, cont: Target,
                       section: str) -> Target:
-        if isinstance(params, (str, int)):
-            params = {"digits": str(params)}
+        if isinstance(params, (str, int)) and not isinstance(params, bool):
+            params = {"digits": params}
         p = self.params_of(params, path, "send_digits", ["digits"])
         if p.get("digits") is None:
             return self.log_step(path, ident, f"send_digits {_short(params)}", cont,
                                  "send_digits needs digits; left as a log step")
-        digits = p["digits"]
-        if isinstance(digits, bool) or not isinstance(digits, (str, int)) or (
+        digits = _text(p["digits"]) if not isinstance(p["digits"], bool) else None
+        if digits is None or (
                 "${" not in str(digits) and "%{" not in str(digits) and
                 not re.fullmatch(r"[0-9*#A-DwW]+", str(digits))):
             return self.log_step(path, ident, f"send_digits {_short(params)}", cont,
