@@ -610,8 +610,9 @@ class _Converter:
 
     def keys(self, value: Any, path: Path, what: str) -> str | None:
         """DTMF keys (terminators), else None (reported)."""
-        if isinstance(value, str) and value and all(c in "0123456789*#ABCD" for c in value):
-            return value
+        text = _text(value) if not isinstance(value, bool) else None
+        if text and all(c in "0123456789*#ABCD" for c in text):
+            return text
         self.report(path, f"{what} {_short(value, 30)} are not DTMF keys (0-9, *, #, A-D); "
                           "the default is used")
         return None
