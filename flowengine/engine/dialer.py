@@ -164,7 +164,7 @@ async def dial_command(args: argparse.Namespace, prepared: Prepared,
     def set_up(sim: Any) -> str:
         for number, script in prepared.callees.items():
             sim.set_callee(number, script)
-        shown = ", ".join(f"{n}={s.source}" if n else s.source
+        shown = "; ".join(f"{n}={s.source}" if n else s.source
                           for n, s in prepared.callees.items()) or "answer"
         return f"callee {shown!r}"
 
