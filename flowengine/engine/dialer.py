@@ -179,6 +179,9 @@ async def dial_command(args: argparse.Namespace, prepared: Prepared,
             connecting=f"placing {len(contacts)} call(s)")
         if isinstance(relay, int):
             return relay
+        if relay.sim is None and prepared.callees:
+            print("note: --callee is for the embedded simulator; real numbers do what they "
+                  "do", file=err)
         writer = TraceWriter(args.trace) if args.trace else None
         if writer is not None:
             stack.callback(writer.close)
