@@ -276,3 +276,20 @@ async def test_the_daemon_metrics_count_outcomes_and_dial_to_answer(
     assert 'flowengine_outbound_calls_total{flow="notify",outcome="answered"} 2.0' in text
     assert 'flowengine_outbound_calls_total{flow="notify",outcome="busy"} 1.0' in text
     assert 'flowengine_dial_to_answer_seconds_count{flow="notify"} 2.0' in text
+
+
+async def test_call_dial_is_the_outcome_in_the_flow_s_templates(
+        sim: Simulator, hook: Receiver, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    flow = flow_for(tmp_path, hook,
+                    ('"Hello {{ vars.patient }}, visit {{ vars.visits }}."', '"{{ call.dial }}"'),
+                    ('"Message for {{ vars.patient }}."', '"{{ call.dial }}"'),
+                    ('"busy: {{ call.to }} for {{ vars.patient }}"', '"dial={{ call.dial }}"'))
+    said = []
+    for callee in ("answer", "machine:2"):
+        report = await place(sim, flow, callee)
+        assert report.report is not None
+        said.append(report.report.trace[0].params["media"][0]["say"])
+    assert said == ["answered", "machine"]
+    with caplog.at_level(logging.INFO, logger="flowengine.engine"):
+        await place(sim, flow, "busy")
+    assert "dial=busy" in [r.getMessage() for r in caplog.records]

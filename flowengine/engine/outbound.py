@@ -144,7 +144,7 @@ def dial_devices(version: FlowVersion, *, to: str, from_: str | None,
     outbound = version.outbound
     to = parse_number("to", to)
     call = {"id": "", "from": from_ or "", "to": to, "direction": "outbound",
-            "context": version.contexts[0], "state": "dialing"}
+            "context": version.contexts[0], "state": "dialing", "dial": None}
     # A vars: value that fails here fails again in the session, which runs on_error for it.
     variables = {**inputs, **initial_vars(version, call, errors=[])}
     context = template_context(call, StepResults(), variables, version.template_flow)
@@ -256,10 +256,10 @@ async def run_outbound(
         if call is not None:
             session = Session(runtime, call, on_step=on_step, time_scale=time_scale,
                               inputs=inputs, start=target, max_duration=limit,
-                              keep_trace=keep_trace)
+                              keep_trace=keep_trace, call_info={"dial": outcome})
             report = await session.run()
         elif target is not None:
-            call_info.update(state="ended")
+            call_info.update(state="ended", dial=outcome)
             session = Session(runtime, None, client=client, call_info=call_info,
                               on_step=on_step, time_scale=time_scale, inputs=inputs,
                               start=target, max_duration=limit, keep_trace=keep_trace)
