@@ -293,3 +293,16 @@ async def test_call_dial_is_the_outcome_in_the_flow_s_templates(
     with caplog.at_level(logging.INFO, logger="flowengine.engine"):
         await place(sim, flow, "busy")
     assert "dial=busy" in [r.getMessage() for r in caplog.records]
+
+
+async def test_max_duration_hangs_up_the_answered_call(
+        sim: Simulator, hook: Receiver, tmp_path: Path) -> None:
+    flow = flow_for(tmp_path, hook, ("  timeout: 20\n", "  timeout: 20\n  max_duration: 30\n"),
+                    ('    play: [{say: "Hello {{ vars.patient }}, visit {{ vars.visits }}."}]',
+                     "    play: [{silence: 600}]"))
+    report = await place(sim, flow, "answer")
+    assert report.outcome == "answered" and report.report is not None
+    assert report.report.note == "max_duration (30 s) reached: hung up"
+    assert report.report.status == "completed"
+    leg = sim.core.dials[-1].legs[0]
+    assert leg.commands[-1] == "calling.end" and leg.ended
