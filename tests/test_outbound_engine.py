@@ -306,3 +306,20 @@ async def test_max_duration_hangs_up_the_answered_call(
     assert report.report.status == "completed"
     leg = sim.core.dials[-1].legs[0]
     assert leg.commands[-1] == "calling.end" and leg.ended
+
+
+async def test_a_report_as_json_for_the_call_api(
+        sim: Simulator, hook: Receiver, tmp_path: Path) -> None:
+    import json
+
+    flow = flow_for(tmp_path, hook, ("steps:\n", "vars:\n  api_token: s3cr3t-value\nsteps:\n"))
+    answered = (await place(sim, flow, "answer", vars={"patient": "Ann"})).as_dict()
+    busy = (await place(sim, flow, "busy")).as_dict()
+    text = json.dumps([answered, busy])  # JSON as it is
+    assert "s3cr3t-value" not in text
+    assert answered["outcome"] == "answered" and answered["status"] == "completed"
+    assert answered["path"] == ["hello"] and answered["vars"]["patient"] == "Ann"
+    assert answered["call_id"] and answered["dial_to_answer"] > 0
+    assert busy["outcome"] == "busy" and busy["call_id"] is None
+    assert busy["path"] == ["tell_busy", "hook", "text"]
+    assert busy["steps"]["text"]["state"] == "delivered" and busy["ok"] is True

@@ -37,6 +37,7 @@ from flowengine.engine.session import Session, SessionReport, TraceEntry
 from flowengine.flow import TemplateRenderError, initial_vars, render
 from flowengine.flow.inputs import InputError, parse_number, validate_inputs
 from flowengine.flow.templates import FlowParams, StepResults, template_context
+from flowengine.redact import redact, redact_text, redact_vars
 from flowengine.relay import RelayError
 
 if TYPE_CHECKING:
@@ -127,6 +128,25 @@ class OutboundReport:
     def dial_to_answer(self) -> float | None:
         """Seconds from the dial to the answer (None when nobody answered)."""
         return None if self.answered_at is None else self.answered_at - self.dialed_at
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready values (the call API's view of a call that is over):
+        the dial, the flow's ``status``, ``path``, ``steps`` results, ``vars`` (secret-looking
+        ones masked), ``error`` and ``note``, and the times."""
+        report = self.report
+        return {
+            "outcome": self.outcome, "reason": self.reason, "detected": self.detected,
+            "to": self.to, "from": self.from_, "tag": self.tag, "call_id": self.call_id,
+            "status": None if report is None else report.status,
+            "ok": self.ok, "path": self.path,
+            "steps": {} if report is None else redact(report.steps),
+            "vars": {} if report is None else redact_vars(report.vars),
+            "error": None if report is None else redact_text(report.error or "") or None,
+            "note": None if report is None else report.note,
+            "end_reason": None if report is None else report.end_reason,
+            "dialed_at": self.dialed_at, "answered_at": self.answered_at,
+            "ended_at": self.ended_at, "dial_to_answer": self.dial_to_answer,
+        }
 
 
 def dial_devices(version: FlowVersion, *, to: str, from_: str | None,
