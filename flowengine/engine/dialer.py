@@ -37,6 +37,7 @@ from flowengine.flow import FlowVersion
 from flowengine.flow.contacts import Contact, parse_contacts
 from flowengine.flow.inputs import InputError, parse_number, validate_inputs
 from flowengine.flow.model import DIAL_OUTCOMES
+from flowengine.flow.schedules import WALL_CLOCK, Clock, SetClock
 from flowengine.redact import redact_text
 
 __all__ = ["Prepared", "dial_command", "prepare"]
@@ -192,13 +193,17 @@ async def dial_command(args: argparse.Namespace, prepared: Prepared,
                 writer(entry)
 
         pacer = Pacer(args.concurrency, args.rate) if prepared.campaign else Pacer(1, 0)
+        clock: Clock = WALL_CLOCK
+        if getattr(args, "at_time", None) is not None:
+            # Set now, it runs with the calls (at the simulator's pace on the simulator).
+            clock = SetClock(args.at_time, relay.time_scale)
 
         async def one(contact: Contact) -> None:
             try:
                 result = await run_outbound(
                     relay.client, flow, to=contact.to, from_=contact.from_, vars=contact.vars,
                     on_step=on_step, on_dialed=printer.dialed, runtime=runtime,
-                    time_scale=relay.time_scale)
+                    time_scale=relay.time_scale, clock=clock)
             except InputError as exc:  # a device or caller id template rendered wrong
                 where = f"{args.csv}:{contact.line}: " if prepared.campaign else ""
                 for name, message in exc.problems:

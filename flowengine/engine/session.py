@@ -27,6 +27,7 @@ from flowengine.flow import (
     render_params,
 )
 from flowengine.flow.actions import ACTIONS
+from flowengine.flow.schedules import TIME_KEY, WALL_CLOCK, CallTime, Clock
 
 if TYPE_CHECKING:
     from flowengine.flow import Step
@@ -110,6 +111,7 @@ class Session:
         inputs: Mapping[str, Any] | None = None,
         start: str | None = None,
         max_duration: float | None = _FLOW_LIMIT,
+        clock: Clock = WALL_CLOCK,
     ) -> None:
         """``keep_trace=False`` keeps no :class:`TraceEntry` once ``on_step`` has seen it
         (the daemon's calls: ~1 KB less per call in flight); the report's ``trace`` is then
@@ -122,7 +124,9 @@ class Session:
         ``on_error``/``on_hangup`` are not taken (an error ends the flow). ``inputs``: the
         call's inputs (``validate_inputs``), ``vars.<name>`` from the start (default: each
         input's default). ``start``: the step to start at (default the flow's start).
-        ``max_duration``: seconds, instead of the flow's ``limits.max_duration``."""
+        ``max_duration``: seconds, instead of the flow's ``limits.max_duration``. ``clock``
+        is where ``now()`` and ``is_open()`` read the time (``run --at`` and a scenario's
+        ``at:`` set one)."""
         self.runtime = runtime
         self.flow = runtime.flow
         self._call = call
@@ -190,8 +194,12 @@ class Session:
                                **(call_info or {})}
             # The handlers may need the call: on this path they are not taken.
             self.hangup_handled = self.error_handled = True
+        self.clock = clock
+        #: The clock and this flow's schedules, as templates read them (flow/schedules.py).
+        self.time = CallTime(clock, self.flow.schedules)
         self._context = {"call": self._call_info, "steps": self.steps, "vars": self.vars,
-                         "flow": self.flow.template_flow, "params": self.params}
+                         "flow": self.flow.template_flow, "params": self.params,
+                         TIME_KEY: self.time}
         self._t0 = 0.0
         self._wall0 = 0.0
         #: While a max_duration timer runs: the task it cancels (None once it fired).
@@ -342,9 +350,10 @@ class Session:
         cannot be rendered is None (so the error handler's templates can still run)."""
         errors: list[TemplateRenderError] = []
         self.params.update(initial_params(self.flow, self._call_info, self._given_params,
-                                          errors=errors))
+                                          errors=errors, time=self.time))
         self.vars.update(self._inputs)
-        self.vars.update(initial_vars(self.flow, self._call_info, self.params, errors=errors))
+        self.vars.update(initial_vars(self.flow, self._call_info, self.params, errors=errors,
+                                      time=self.time))
         return str(errors[0]) if errors else None
 
     def _vars_failed(self, error: str) -> bool:
@@ -372,7 +381,8 @@ class Session:
                         time_scale=self.time_scale, params=params,
                         within=step.id if self.within is None else f"{self.within}/{step.id}",
                         keep_trace=self._keep_trace, client=self.client,
-                        call_info=self._call_info if self._call is None else None)
+                        call_info=self._call_info if self._call is None else None,
+                        clock=self.clock)
         child.hangup_handled = child.error_handled = self._call is None
         child.trace = self.trace
         child._top = self._top or self

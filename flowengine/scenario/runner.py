@@ -31,6 +31,7 @@ from flowengine.engine.outbound import Dialed, OutboundReport, run_outbound
 from flowengine.engine.runner import run_calls
 from flowengine.engine.session import TraceEntry
 from flowengine.flow import FlowVersion
+from flowengine.flow.schedules import WALL_CLOCK, Clock, SetClock
 
 from .model import (
     APPROX_WITHIN,
@@ -190,8 +191,12 @@ async def _run_call(flow: FlowVersion, scenario: Scenario, runtime: FlowRuntime,
         try:
             with anyio.fail_after(timeout):
                 async with RelayClient(config, flow.contexts) as client:
+                    clock: Clock = WALL_CLOCK
+                    if scenario.at is not None:
+                        # Set as the call is about to start; it runs at the simulator's pace.
+                        clock = SetClock(scenario.at, scenario.time_scale)
                     reports = await run_calls(runtime, client, 1, time_scale=scenario.time_scale,
-                                              trace=on_step)
+                                              trace=on_step, clock=clock)
                 await sim_call.wait_ended()
         except TimeoutError:
             result.error = (f"the call did not end within {timeout:g} s (real time); "
@@ -240,10 +245,13 @@ async def _place_call(flow: FlowVersion, scenario: Scenario, inputs: Mapping[str
         try:
             with anyio.fail_after(timeout):
                 async with RelayClient(config) as client:
+                    clock: Clock = WALL_CLOCK
+                    if scenario.at is not None:  # the call's clock starts as it is dialled
+                        clock = SetClock(scenario.at, scenario.time_scale)
                     dial = await run_outbound(
                         client, flow, to=scenario.to_number, from_=scenario.from_number or None,
                         vars=inputs, on_step=on_step, on_dialed=on_dialed, runtime=runtime,
-                        time_scale=scenario.time_scale)
+                        time_scale=scenario.time_scale, clock=clock)
                 await sim.wait_all_ended(timeout=timeout)
         except TimeoutError:
             result.error = (f"the call did not end within {timeout:g} s (real time); "
