@@ -165,7 +165,7 @@ async def dial_command(args: argparse.Namespace, prepared: Prepared,
     def set_up(sim: Any) -> str:
         for number, script in prepared.callees.items():
             sim.set_callee(number, script)
-        shown = ", ".join(f"{n}={s.source}" if n else s.source
+        shown = "; ".join(f"{n}={s.source}" if n else s.source
                           for n, s in prepared.callees.items()) or "answer"
         return f"callee {shown!r}"
 
@@ -180,6 +180,9 @@ async def dial_command(args: argparse.Namespace, prepared: Prepared,
             connecting=f"placing {len(contacts)} call(s)")
         if isinstance(relay, int):
             return relay
+        if relay.sim is None and prepared.callees:
+            print("note: --callee is for the embedded simulator; real numbers do what they "
+                  "do", file=err)
         writer = TraceWriter(args.trace) if args.trace else None
         if writer is not None:
             stack.callback(writer.close)

@@ -119,7 +119,8 @@ class Session:
 
         ``call=None`` is a session without a call (an outbound call's busy, no answer or
         failed path): ``client`` is the RELAY client its steps use (send_sms) and
-        ``call_info`` what templates see as ``call``; a step that needs a call fails, and
+        ``call_info`` what templates see as ``call`` (with a call: what to add to the
+        call's own, such as ``dial``); a step that needs a call fails, and
         ``on_error``/``on_hangup`` are not taken (an error ends the flow). ``inputs``: the
         call's inputs (``validate_inputs``), ``vars.<name>`` from the start (default: each
         input's default). ``start``: the step to start at (default the flow's start).
@@ -174,6 +175,7 @@ class Session:
         #: What the calling step passed (a subflow's params before its defaults are added).
         self._given_params = dict(params or {})
         self.params = FlowParams()
+        self._call_info: dict[str, Any]
         if call is not None:
             self._call_info = {
                 "id": call.call_id,
@@ -182,10 +184,14 @@ class Session:
                 "direction": call.direction,
                 "context": call.context,
                 "state": call.state,
+                "dial": None,
             }
+            if call_info:
+                self._call_info.update(call_info)
         else:
             self._call_info = {"id": "", "from": "", "to": "", "direction": "outbound",
-                               "context": "", "state": "ended", **(call_info or {})}
+                               "context": "", "state": "ended", "dial": None,
+                               **(call_info or {})}
             # The handlers may need the call: on this path they are not taken.
             self.hangup_handled = self.error_handled = True
         self.clock = clock
@@ -227,7 +233,7 @@ class Session:
 
     @property
     def call_info(self) -> Mapping[str, Any]:
-        """What templates see as ``call`` (id, from, to, direction, context, state)."""
+        """What templates see as ``call`` (id, from, to, direction, context, state, dial)."""
         return self._call_info
 
     def collect_background(self) -> None:

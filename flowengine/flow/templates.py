@@ -80,7 +80,9 @@ if TYPE_CHECKING:
     from .model import Branch, FlowVersion, Step
 
 #: Fields of ``call`` in templates.
-CALL_FIELDS = ("id", "from", "to", "direction", "context", "state")
+#: ``dial`` is what dialling a call we placed came to (``answered``, ``machine``, ``busy``,
+#: ``no_answer``, ``failed``; None on a call that came in).
+CALL_FIELDS = ("id", "from", "to", "direction", "context", "state", "dial")
 #: Fields of ``flow`` in templates.
 FLOW_FIELDS = ("name", "version", "file")
 #: The names a step's templates can use (besides Jinja's ``range``, ``dict``, ``namespace``…).
