@@ -29,6 +29,7 @@ from flowengine.flow import (
     render_params,
 )
 from flowengine.flow.actions import ACTIONS
+from flowengine.flow.schedules import TIME_KEY, WALL_CLOCK, CallTime, Clock
 
 if TYPE_CHECKING:
     from flowengine.flow import FlowVersion, Step
@@ -147,6 +148,7 @@ class Session:
         start: str | None = None,
         max_duration: float | None = _FLOW_LIMIT,
         resolver: FlowResolver | None = None,
+        clock: Clock = WALL_CLOCK,
     ) -> None:
         """``keep_trace=False`` keeps no :class:`TraceEntry` once ``on_step`` has seen it
         (the daemon's calls: ~1 KB less per call in flight); the report's ``trace`` is then
@@ -154,13 +156,15 @@ class Session:
 
         ``call=None`` is a session without a call (an outbound call's busy, no answer or
         failed path): ``client`` is the RELAY client its steps use (send_sms) and
-        ``call_info`` what templates see as ``call``; a step that needs a call fails, and
+        ``call_info`` what templates see as ``call`` (with a call: what to add to the
+        call's own, such as ``dial``); a step that needs a call fails, and
         ``on_error``/``on_hangup`` are not taken (an error ends the flow). ``inputs``: the
         call's inputs (``validate_inputs``), ``vars.<name>`` from the start (default: each
         input's default). ``start``: the step to start at (default the flow's start).
-        ``max_duration``: seconds, instead of the flow's ``limits.max_duration``.
-        ``resolver`` finds the flows ``transfer`` steps name (None: the flow files in this
-        flow's folder)."""
+        ``max_duration``: seconds, instead of the flow's ``limits.max_duration``. ``clock``
+        is where ``now()`` and ``is_open()`` read the time (``run --at`` and a scenario's
+        ``at:`` set one). ``resolver`` finds the flows ``transfer`` steps name (None: the
+        flow files in this flow's folder)."""
         self.runtime = runtime
         self.flow = runtime.flow
         self._call = call
@@ -211,8 +215,9 @@ class Session:
         if params:
             self._given_params = dict(params)
         self.params = FlowParams()
+        self._call_info: dict[str, Any]
         if call is not None:
-            self._call_info: dict[str, Any] = {
+            self._call_info = {
                 "id": call.call_id,
                 "from": call.from_number,
                 "to": call.to_number,
@@ -221,15 +226,22 @@ class Session:
                 "state": call.state,
                 # Read-only: a flow reads what the caller's SIP INVITE carried, never edits it.
                 "sip_headers": _sip_headers(call),
+                "dial": None,
             }
+            if call_info:
+                self._call_info.update(call_info)
         else:
             self._call_info = {"id": "", "from": "", "to": "", "direction": "outbound",
-                               "context": "", "state": "ended", "sip_headers": _NO_HEADERS,
+                               "context": "", "state": "ended", "dial": None,
+                               "sip_headers": _NO_HEADERS,
                                **(call_info or {})}
             # The handlers may need the call: on this path they are not taken.
             self.hangup_handled = self.error_handled = True
+        # The clock and this flow's schedules, as templates read them (flow/schedules.py),
+        # are kept in the template context only (see `time`): no attribute of their own.
         self._context = {"call": self._call_info, "steps": self.steps, "vars": self.vars,
-                         "flow": self.flow.template_flow, "params": self.params}
+                         "flow": self.flow.template_flow, "params": self.params,
+                         TIME_KEY: CallTime(clock, self.flow.schedules)}
         self._t0 = 0.0
         self._wall0 = 0.0
         #: While a max_duration timer runs: the task it cancels (None once it fired).
@@ -268,7 +280,7 @@ class Session:
 
     @property
     def call_info(self) -> Mapping[str, Any]:
-        """What templates see as ``call`` (id, from, to, direction, context, state)."""
+        """What templates see as ``call`` (id, from, to, direction, context, state, dial)."""
         return self._call_info
 
     def collect_background(self) -> None:
@@ -400,6 +412,19 @@ class Session:
     # -- transfers -----------------------------------------------------------------------
 
     @property
+    def time(self) -> CallTime:
+        """The clock and this flow's schedules, as templates read them (``now()``,
+        ``is_open()``)."""
+        time = self._context[TIME_KEY]
+        assert isinstance(time, CallTime)
+        return time
+
+    @property
+    def clock(self) -> Clock:
+        """Where ``now()`` and ``is_open()`` read the time."""
+        return self.time.clock
+
+    @property
     def max_duration(self) -> float | None:
         """Seconds the call may last: ``max_duration=``, else the flow's
         ``limits.max_duration`` (None: no limit)."""
@@ -482,16 +507,18 @@ class Session:
         # call, so a first flow's on_hangup that transfers does not lead to a second one.
         self.returned = self.end_outcome = None
         self._context = {"call": self._call_info, "steps": self.steps, "vars": self.vars,
-                         "flow": self.flow.template_flow, "params": self.params}
+                         "flow": self.flow.template_flow, "params": self.params,
+                         TIME_KEY: CallTime(self.clock, self.flow.schedules)}
 
     def _init_vars(self) -> str | None:
         """Render ``params`` defaults and ``vars``: the first error, or None. A value that
         cannot be rendered is None (so the error handler's templates can still run)."""
         errors: list[TemplateRenderError] = []
         self.params.update(initial_params(self.flow, self._call_info, self._given_params,
-                                          errors=errors))
+                                          errors=errors, time=self.time))
         self.vars.update(self._inputs)
-        self.vars.update(initial_vars(self.flow, self._call_info, self.params, errors=errors))
+        self.vars.update(initial_vars(self.flow, self._call_info, self.params, errors=errors,
+                                      time=self.time))
         return str(errors[0]) if errors else None
 
     def _vars_failed(self, error: str) -> bool:
@@ -520,7 +547,7 @@ class Session:
                         within=step.id if self.within is None else f"{self.within}/{step.id}",
                         keep_trace=self._keep_trace, client=self.client,
                         call_info=self._call_info if self._call is None else None,
-                        resolver=self.resolver)
+                        resolver=self.resolver, clock=self.clock)
         child.hangup_handled = child.error_handled = self._call is None
         child.trace = self.trace
         child._top = self._top or self
