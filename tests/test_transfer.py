@@ -214,3 +214,15 @@ async def test_handlers_are_taken_once_per_call_across_a_transfer(tmp_path):
         ("front", "greet", "answered"), ("front", "hello", "error"),
         ("front", "hand_on", "transferred"), ("billing", "hello", "error")]
     assert run.report.status == "failed"
+
+
+async def test_the_flow_transferred_to_reads_its_own_schedules(tmp_path):
+    # The second flow's templates see its own schedules (the first flow has none).
+    billing = variant(BILLING, ("vars:\n", "schedules:\n  desk:\n    timezone: UTC\n"
+                                "    hours:\n      mon-sun: \"00:00-24:00\"\nvars:\n"),
+                      ("{{ vars.greeting }} You came", "{{ vars.greeting }} "
+                       "{{ 'Open.' if is_open('desk') else 'Closed.' }} You came"))
+    where = folder(tmp_path, front=FRONT, billing=billing)
+    run = await run_flow(load_flow(where / "front.yaml"), "hangup@play2")
+    assert run.report.trace[3].params["media"][0]["say"] == (
+        "Billing, edition one. Open. You came from +15551230000.")
