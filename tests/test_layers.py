@@ -12,7 +12,9 @@ in ``sys.modules`` are compared with what it may use:
   ``flowengine.redact``); never ``engine`` — the engine runs them, they are handed a
   session — ``sim``, ``daemon`` or ``scenario``;
 * ``engine`` may use ``flow``, ``relay`` and ``actions``; never ``sim``, ``daemon`` or
-  ``scenario``.
+  ``scenario``;
+* ``testing`` (virtual time, the simulator in memory) may use ``relay`` and ``sim`` only:
+  the scenario runner and users' tests sit on it, the engine never does.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sys
 
 import pytest
 
-PACKAGES = ("flow", "relay", "sim", "actions", "engine", "scenario", "daemon")
+PACKAGES = ("flow", "relay", "sim", "actions", "engine", "scenario", "daemon", "testing")
 
 #: package → the packages of ours it must not pull in.
 FORBIDDEN: dict[str, set[str]] = {
@@ -31,7 +33,8 @@ FORBIDDEN: dict[str, set[str]] = {
     "relay": {"flow", "actions", "engine", "sim", "daemon", "scenario"},
     "sim": {"flow", "actions", "engine", "daemon", "scenario"},
     "actions": {"engine", "sim", "daemon", "scenario"},
-    "engine": {"sim", "daemon", "scenario"},
+    "engine": {"sim", "daemon", "scenario", "testing"},
+    "testing": {"flow", "actions", "engine", "daemon", "scenario"},
 }
 
 _PROBE = """
