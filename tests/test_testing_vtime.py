@@ -101,11 +101,11 @@ async def test_a_client_reaches_a_simulator_that_opens_no_port():
         start = anyio.current_time()
         await call.answer()
         await call.wait_for_ended()
+        await offered.wait_ended()
         assert anyio.current_time() - start == pytest.approx(30.0, abs=1e-6)
     assert sim.summary()["ended"] == 1 and sim.summary()["leaked"] == 0
-    with socket.socket() as probe:  # and nothing listens at its address
-        with pytest.raises(OSError):
-            probe.connect(("127.0.0.1", 0))
+    with socket.socket() as probe, pytest.raises(OSError):  # nothing listens at its address
+        probe.connect(("127.0.0.1", 0))
 
 
 async def test_in_memory_links_drop_and_resume_like_sockets():

@@ -140,16 +140,19 @@ def _with_receiver(value: Any, url: str) -> Any:
 async def _run_call(flow: FlowVersion, scenario: Scenario, runtime: FlowRuntime,
                     result: ScenarioResult, timeout: float) -> None:
     """One simulated call through the flow; sets ``result.report`` or ``result.error``."""
-    from flowengine.relay import RelayClient, RelayConfig
+    from flowengine.relay import RelayClient
     from flowengine.sim import Simulator
+    from flowengine.testing import config_for, connector
 
     token = secrets.token_hex(12)
     pending: dict[str, deque[Fault]] = {}
     for fault in scenario.faults:
         pending.setdefault(fault.step, deque()).append(fault)
 
-    async with Simulator(port=0, project="scenario", token=token,
-                         time_scale=scenario.time_scale) as sim:
+    # The simulator and the client meet in memory: no port, and on a virtual clock (as
+    # `flowengine test` runs) the whole call takes only the CPU time of its steps.
+    async with Simulator(project="scenario", token=token, time_scale=scenario.time_scale,
+                         listen=False) as sim:
 
         def arm(step_id: str | None) -> None:
             # The step runs next: its request is the next one of its method.
@@ -166,15 +169,15 @@ async def _run_call(flow: FlowVersion, scenario: Scenario, runtime: FlowRuntime,
         arm(flow.start)
         sim_call = sim.offer_call(context=scenario.context, from_number=scenario.from_number,
                                   to_number=scenario.to_number, caller=scenario.caller)
-        config = RelayConfig(url=sim.url, project="scenario", token=token)
         try:
             with anyio.fail_after(timeout):
-                async with RelayClient(config, flow.contexts) as client:
+                async with RelayClient(config_for(sim), flow.contexts,
+                                       connect=connector(sim)) as client:
                     reports = await run_calls(runtime, client, 1, time_scale=scenario.time_scale,
                                               trace=on_step)
                 await sim_call.wait_ended()
         except TimeoutError:
-            result.error = (f"the call did not end within {timeout:g} s (real time); "
+            result.error = (f"the call did not end within {timeout:g} s; "
                             "is the flow waiting forever?")
             return
         except Exception as exc:  # the client or simulator failed: report it
