@@ -33,7 +33,7 @@ SCHEMA_FILE = "scenario.schema.json"
 #: File names ``flowengine test`` picks up in a directory (recursively).
 SCENARIO_SUFFIX = ".test.yaml"
 #: Simulated time runs this much faster than real time unless a file or scenario says.
-DEFAULT_TIME_SCALE = 0.01
+DEFAULT_TIME_SCALE = 1.0
 DEFAULT_CALLER = "speak:3"
 DEFAULT_FROM = "+15551230000"
 DEFAULT_TO = "+15559870000"

@@ -10,7 +10,9 @@ difference becomes a :class:`Mismatch` that shows the expected and the actual va
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -40,8 +42,9 @@ from .model import (
 )
 from .receiver import Received, Receiver, Reply
 
-#: Real seconds a scenario may take before it counts as stuck.
-SCENARIO_TIMEOUT = 60.0
+#: Simulated seconds a scenario may take before it counts as stuck (virtual time: a flow
+#: waiting forever reaches it at once).
+SCENARIO_TIMEOUT = 3600.0
 #: How the end of the flow is shown in a path.
 END = "(end)"
 
@@ -103,7 +106,24 @@ async def run_scenario(flow: FlowVersion, scenario: Scenario, *, file: str = "",
                        runtime: FlowRuntime | None = None,
                        timeout: float = SCENARIO_TIMEOUT) -> ScenarioResult:
     """Run one scenario on its own simulator (and HTTP receiver, if it has one) and compare
-    the call with its expectations."""
+    the call with its expectations.
+
+    It always runs on virtual time (:class:`~flowengine.testing.VirtualClockLoop`): called
+    on such a loop (``flowengine test``, a test marked ``virtual_time``) it runs right there;
+    called on a real loop (a user's own pytest) it runs on a fresh virtual loop in a worker
+    thread, so that its simulated minutes never cost real ones either way. ``timeout`` is in
+    simulated seconds.
+    """
+    from flowengine.testing import VirtualClockLoop, run
+
+    if not isinstance(asyncio.get_running_loop(), VirtualClockLoop):
+        return await anyio.to_thread.run_sync(functools.partial(
+            run, _run_scenario, flow, scenario, file, runtime, timeout))
+    return await _run_scenario(flow, scenario, file, runtime, timeout)
+
+
+async def _run_scenario(flow: FlowVersion, scenario: Scenario, file: str,
+                        runtime: FlowRuntime | None, timeout: float) -> ScenarioResult:
     result = ScenarioResult(file, flow, scenario)
     async with AsyncExitStack() as stack:
         receiver: Receiver | None = None
