@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -17,6 +19,8 @@ from flowengine.sim import Simulator
 from flowengine.testing import VirtualClockLoop, config_for, connector, run, simulated
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def test_sleeps_take_exact_virtual_time_and_no_real_time():
@@ -145,3 +149,20 @@ async def test_a_stopped_simulator_takes_no_in_memory_link():
         pass
     with pytest.raises((RuntimeError, ConnectionLost)):
         await connector(sim)("ws://127.0.0.1:0")
+
+
+def test_the_example_of_docs_testing_md_runs_as_shown(monkeypatch: pytest.MonkeyPatch):
+    # The "Your own tests on virtual time" example, executed: its fixture names the loop
+    # this module runs on, and its test passes on it.
+    text = (ROOT / "docs" / "testing.md").read_text()
+    section = text[text.index("## Your own tests on virtual time"):]
+    code = section[section.index("```python\n") + 10:section.index("```", section.index(
+        "```python\n") + 10)]
+    monkeypatch.chdir(ROOT)  # it names flows/voicemail.yaml, as in a project's root
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "docs/testing.md", "exec"), namespace)
+    assert namespace["anyio_backend"].__wrapped__() == (
+        "asyncio", {"loop_factory": VirtualClockLoop})
+    tests = [value for name, value in namespace.items() if name.startswith("test_")]
+    assert len(tests) == 1
+    run(tests[0])

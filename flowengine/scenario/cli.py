@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--require-coverage", action="store_true",
                         help="exit 1 when some edge of a flow was taken by no scenario")
     parser.add_argument("--time-scale", type=float, default=None, metavar="X",
-                        help="override every scenario's time scale (default 0.01, or the file's)")
+                        help="override every scenario's time scale (default 1.0, or the file's)")
 
 
 def run(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | None = None) -> int:

@@ -32,7 +32,8 @@ from flowengine.flow.schema import _show, translate_error
 SCHEMA_FILE = "scenario.schema.json"
 #: File names ``flowengine test`` picks up in a directory (recursively).
 SCENARIO_SUFFIX = ".test.yaml"
-#: Simulated time runs this much faster than real time unless a file or scenario says.
+#: Every simulated duration is multiplied by this unless a file or scenario says (scenarios
+#: run on virtual time, so simulated seconds cost no real time at 1.0).
 DEFAULT_TIME_SCALE = 1.0
 DEFAULT_CALLER = "speak:3"
 DEFAULT_FROM = "+15551230000"
