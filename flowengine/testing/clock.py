@@ -13,9 +13,12 @@ wait for it unless the loop can see it is in flight:
 
 * a thread started with ``loop.run_in_executor`` (``getaddrinfo``, ``asyncio.to_thread``)
   freezes the clock until it finishes (its work then takes no virtual time);
-* while a real socket connection is open or connecting, an idle loop first waits up to
-  :attr:`VirtualClockLoop.io_grace` *real* seconds for it before jumping, so a local
-  HTTP exchange (a webhook receiver in the same process) is never overtaken by a timeout.
+* while bytes are under way on a real socket (connecting, or bytes in asyncio's write
+  buffer or the kernel's queues: unread, unsent, unacknowledged), an idle loop first waits
+  for them, up to :attr:`VirtualClockLoop.io_grace` *real* seconds, before jumping, so a
+  local HTTP exchange (a webhook receiver in the same process) is never overtaken by a
+  timeout; a connection made less than ``io_grace`` ago counts as busy (its peer may be a
+  thread still writing its request); an idle open connection costs nothing.
 
 Threads started otherwise (``anyio.to_thread``) are not seen: the clock may jump while
 they run. Code under test that reads ``time.monotonic()`` directly does not see virtual
@@ -24,15 +27,36 @@ time; everything in flowengine reads the loop's clock.
 
 from __future__ import annotations
 
+import array
 import asyncio
+import fcntl
 import selectors
 import socket
+import termios
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
 from typing import Any, TypeVar, TypeVarTuple
 
 __all__ = ["VirtualClockLoop", "run"]
+
+#: Real seconds an idle loop sleeps between two looks at the bytes in flight.
+_SLICE = 0.001
+
+
+def _kernel_queues(fd: int) -> bool:
+    """True when the kernel holds bytes for socket ``fd``: received and not read, or sent
+    and not acknowledged (``FIONREAD``/``TIOCOUTQ``, Linux); True when it cannot tell."""
+    buffer = array.array("i", [0])
+    try:
+        for request in (termios.FIONREAD, termios.TIOCOUTQ):
+            fcntl.ioctl(fd, request, buffer, True)
+            if buffer[0]:
+                return True
+    except (OSError, AttributeError):
+        return True
+    return False
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -58,9 +82,15 @@ class _AutojumpSelector(selectors.BaseSelector):
             # Nothing is scheduled: only real I/O or another thread can wake the loop.
             return self._selector.select(None)
         if loop.real_io_in_flight():
-            ready = self._selector.select(min(timeout, loop.io_grace))
-            if ready:
-                return ready
+            # Bytes still on their way between real sockets: wait for them (in short real
+            # slices, as long as they are under way, at most io_grace), then jump anyway.
+            give_up = time.perf_counter() + min(timeout, loop.io_grace)
+            while True:
+                ready = self._selector.select(_SLICE)
+                if ready:
+                    return ready
+                if time.perf_counter() >= give_up or not loop.real_io_in_flight():
+                    break
         loop.advance(timeout)
         return []
 
@@ -104,7 +134,9 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         self.jumps = 0
         self.threads_in_flight = 0
         self._connecting = 0
-        self._real_transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+        #: Open real socket transports, with the real instant each was made.
+        self._real_transports: weakref.WeakKeyDictionary[asyncio.Transport, float] = (
+            weakref.WeakKeyDictionary())
 
     def time(self) -> float:
         """The virtual time, in seconds since the loop was made."""
@@ -117,8 +149,24 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
             self.jumps += 1
 
     def real_io_in_flight(self) -> bool:
-        """True while a real socket connection is open or connecting."""
-        return self._connecting > 0 or any(not t.is_closing() for t in self._real_transports)
+        """True while bytes may be under way on a real socket: one is connecting, or an open
+        one has bytes in asyncio's write buffer or in the kernel's queues (unread, unsent or
+        not yet acknowledged by the peer), or was made less than ``io_grace`` ago. An idle
+        open connection is not in flight."""
+        if self._connecting > 0:
+            return True
+        young = time.perf_counter() - self.io_grace
+        for transport, made in list(self._real_transports.items()):
+            if transport.is_closing():
+                continue
+            # A connection just made (accepted from a client that is still writing its
+            # first request, maybe from a thread) counts as busy for io_grace.
+            if made > young or transport.get_write_buffer_size():
+                return True
+            sock = transport.get_extra_info("socket")
+            if sock is None or _kernel_queues(sock.fileno()):
+                return True
+        return False
 
     # -- what the loop must know about real I/O ---------------------------------------------
 
@@ -128,7 +176,7 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
                                server: Any = None) -> asyncio.Transport:
         transport: asyncio.Transport = super()._make_socket_transport(  # type: ignore[misc]
             sock, protocol, waiter, extra=extra, server=server)
-        self._real_transports.add(transport)
+        self._real_transports[transport] = time.perf_counter()
         return transport
 
     async def sock_connect(self, sock: socket.socket, address: Any) -> None:
