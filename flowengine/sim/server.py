@@ -246,7 +246,10 @@ class Simulator:
             self._started = False
             raise
         self._stack = stack
-        logger.info("RELAY simulator listening on %s", self.url)
+        if self.listen:
+            logger.info("RELAY simulator listening on %s", self.url)
+        else:
+            logger.debug("RELAY simulator started in memory (no port)")
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -309,7 +312,6 @@ class Simulator:
                     tg.start_soon(ws.close, CloseCode.GOING_AWAY)
             if server is not None:
                 await server.wait_closed()
-        self._started = False
 
     # -- tasks -----------------------------------------------------------------------------------
 
