@@ -20,6 +20,7 @@ import anyio
 from flowengine.engine import FlowRuntime, SessionReport
 from flowengine.engine.runner import run_calls
 from flowengine.flow import FlowVersion, load_flow
+from flowengine.flow.schedules import WALL_CLOCK, Clock, SetClock, parse_at
 from flowengine.relay import RelayClient, RelayConfig
 from flowengine.sim import Simulator
 from flowengine.testing import VirtualClockLoop, config_for, connector
@@ -70,7 +71,8 @@ class Run:
 async def run_flow(flow: FlowVersion | Path | str, caller: str = "speak:3", *, calls: int = 1,
                    time_scale: float | None = None,
                    setup: Callable[[Simulator], Any] | None = None,
-                   inside: Callable[[Run], Awaitable[Any]] | None = None, **offer: Any) -> Run:
+                   inside: Callable[[Run], Awaitable[Any]] | None = None,
+                   at: str | None = None, tz: str | None = None, **offer: Any) -> Run:
     """Offer ``calls`` inbound calls on the flow's context and run each through the flow.
 
     ``setup(sim)`` runs before the calls are offered (fault injection); ``inside(run)``
@@ -80,6 +82,7 @@ async def run_flow(flow: FlowVersion | Path | str, caller: str = "speak:3", *, c
     memory and ``time_scale`` defaults to 1.0; a run that does not end within
     :data:`HANG` simulated seconds fails. Otherwise they meet over a real websocket on
     ``127.0.0.1`` and ``time_scale`` defaults to :data:`TIME_SCALE`.
+    ``at`` (in ``tz``, default UTC) sets the calls' clock, as ``flowengine run --at`` does.
     """
     if not isinstance(flow, FlowVersion):
         flow = load_flow(flow)
@@ -100,7 +103,10 @@ async def run_flow(flow: FlowVersion | Path | str, caller: str = "speak:3", *, c
                 client = RelayClient(RelayConfig(url=sim.url, project="p", token="t"),
                                      flow.contexts)
             async with client:
-                reports = await run_calls(runtime, client, calls, time_scale=time_scale)
+                clock: Clock = WALL_CLOCK if at is None else SetClock(
+                    parse_at(at, tz), time_scale, monotonic=asyncio.get_running_loop().time)
+                reports = await run_calls(runtime, client, calls, time_scale=time_scale,
+                                          clock=clock)
             for call in sim_calls:
                 await call.wait_ended()
             run = Run(reports, sim.summary(), sim_calls)

@@ -66,6 +66,16 @@ def run(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | Non
     try:
         doc = load_yaml(text, source)
     except FlowError as exc:
+        if args.kind == "studio":
+            # Studio flows are JSON: say where the JSON breaks, in JSON's words.
+            import json
+
+            try:
+                json.loads(text)
+            except json.JSONDecodeError as bad:
+                print(f"{source}:{bad.lineno}:{bad.colno}: error: not JSON: {bad.msg}",
+                      file=err)
+                return 2
         for diagnostic in exc.diagnostics:
             print(diagnostic, file=err)
         return 2
@@ -94,7 +104,9 @@ def _write(target: Path, result: ImportResult, header: str, *, scenarios: bool =
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(dump_flow(result.flow, header), encoding="utf-8")
     for name, flow in result.subflows.items():
-        (target.parent / name).write_text(dump_flow(flow, header), encoding="utf-8")
+        path = target.parent / name
+        path.parent.mkdir(parents=True, exist_ok=True)  # subflows go in lib/ (docs: call)
+        path.write_text(dump_flow(flow, header), encoding="utf-8")
     if scenarios and result.scenarios is not None:
         tests = target.parent / "tests"
         tests.mkdir(exist_ok=True)

@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import resources
 from pathlib import Path as FsPath
 from typing import Any
@@ -26,6 +27,7 @@ from flowengine.flow import FlowError, FlowVersion, load_flow
 from flowengine.flow.actions import ACTIONS
 from flowengine.flow.diagnostics import Diagnostic, did_you_mean, sort_key
 from flowengine.flow.loader import Document, Path, load_yaml
+from flowengine.flow.schedules import ScheduleError, has_offset, parse_at, zone, zone_hint
 from flowengine.flow.schema import _show, translate_error
 
 #: The scenario schema's file name in ``flowengine/schemas/``.
@@ -104,6 +106,9 @@ class Scenario:
     vars: Mapping[str, Any] = field(default_factory=dict)
     #: The HTTP receiver to start, or None when the scenario needs none.
     receiver: ReceiverSpec | None = None
+    #: When the call starts, as its templates' clock sees it (``at:``); None: the
+    #: machine's clock.
+    at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +288,10 @@ class _Checker:
         default_vars = self.data.get("vars") or {}
         self.check_vars(flow, default_vars, ("vars",))
         default_receiver = self.data.get("receiver")
+        default_tz = self.data.get("tz")
+        # A wrong zone is reported once, where it is written; the at:s in it are not read.
+        tz_ok = default_tz is None or self.zone_ok(default_tz, ("tz",))
+        default_at = self.at(self.data.get("at"), default_tz, ("at",)) if tz_ok else None
         scenarios = []
         names: dict[str, int] = {}
         for index, raw in enumerate(self.data["scenarios"]):
@@ -304,6 +313,25 @@ class _Checker:
             self.check_expect(flow, raw["expect"], (*base, "expect"))
             self.check_vars(flow, raw.get("vars") or {}, (*base, "vars"))
             variables = {**default_vars, **(raw.get("vars") or {})}
+            at: datetime | None
+            if "at" in raw:
+                if "tz" in raw:
+                    at = self.at(raw["at"], raw["tz"], (*base, "at")) \
+                        if self.zone_ok(raw["tz"], (*base, "tz")) else None
+                elif has_offset(raw["at"]):
+                    at = self.at(raw["at"], None, (*base, "at"))  # its offset beats the file's tz
+                else:
+                    at = self.at(raw["at"], default_tz, (*base, "at")) if tz_ok else None
+            elif "tz" in raw:
+                # A zone for the file's at (written in UTC or its own zone) would be a
+                # second reading of the same text: refuse it rather than guess.
+                self.error((*base, "tz"), "tz says which zone at: is written in, and this "
+                           "scenario has no at:", key=True,
+                           hint="give the scenario its own at:, or move tz: next to the "
+                           "file's at:")
+                at = default_at
+            else:
+                at = default_at
             receiver = raw.get("receiver", default_receiver)
             if receiver is None and (_mentions_receiver(variables)
                                      or "received" in raw["expect"]):
@@ -315,12 +343,32 @@ class _Checker:
                 context=call.get("context", flow.contexts[0]),
                 caller=caller, time_scale=raw.get("time_scale", default_scale),
                 faults=faults, expect=raw["expect"], description=raw.get("description"),
-                vars=variables, receiver=_receiver(receiver)))
+                vars=variables, receiver=_receiver(receiver), at=at))
         if self.problems:
             raise ScenarioFileError(self.problems)
         return ScenarioFile(self.doc.file, flow, tuple(scenarios))
 
     # -- pieces ---------------------------------------------------------------------------
+
+    def zone_ok(self, tz: str, path: Path) -> bool:
+        """Whether ``tz`` names a time zone (else reported at ``path``)."""
+        try:
+            zone(tz)
+        except ScheduleError as exc:
+            self.error(path, str(exc), hint=zone_hint(tz))
+            return False
+        return True
+
+    def at(self, text: str | None, tz: str | None, path: Path) -> datetime | None:
+        """The moment ``at:`` (at ``path``) names in ``tz``; None when not given or wrong
+        (reported)."""
+        if text is None:
+            return None
+        try:
+            return parse_at(text, tz)
+        except ScheduleError as exc:
+            self.error(path, str(exc))
+            return None
 
     def check_caller(self, script: str, path: Path) -> None:
         from flowengine.sim.caller import CallerScript, CallerScriptError

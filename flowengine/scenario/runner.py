@@ -30,6 +30,7 @@ from flowengine.engine import FlowRuntime, SessionReport
 from flowengine.engine.runner import run_calls
 from flowengine.engine.session import TraceEntry
 from flowengine.flow import FlowVersion
+from flowengine.flow.schedules import WALL_CLOCK, Clock, SetClock
 
 from .model import (
     APPROX_WITHIN,
@@ -193,8 +194,13 @@ async def _run_call(flow: FlowVersion, scenario: Scenario, runtime: FlowRuntime,
             with anyio.fail_after(timeout):
                 async with RelayClient(config_for(sim), flow.contexts,
                                        connect=connector(sim)) as client:
+                    clock: Clock = WALL_CLOCK
+                    if scenario.at is not None:
+                        # Set as the call is about to start; it runs at the simulator's pace.
+                        clock = SetClock(scenario.at, scenario.time_scale,
+                                         monotonic=asyncio.get_running_loop().time)
                     reports = await run_calls(runtime, client, 1, time_scale=scenario.time_scale,
-                                              trace=on_step)
+                                              trace=on_step, clock=clock)
                 await sim_call.wait_ended()
         except TimeoutError:
             result.error = (f"the call did not end within {timeout:g} s; "
