@@ -166,3 +166,15 @@ def test_the_example_of_docs_testing_md_runs_as_shown(monkeypatch: pytest.Monkey
     tests = [value for name, value in namespace.items() if name.startswith("test_")]
     assert len(tests) == 1
     run(tests[0])
+
+
+async def test_a_set_clock_on_the_loops_clock_runs_with_virtual_time():
+    # What run_flow(at=...) and a scenario's at: use: the clock moves with the call.
+    from datetime import UTC, datetime, timedelta
+
+    from flowengine.flow.schedules import SetClock
+
+    at = datetime(2026, 12, 24, 16, 59, 50, tzinfo=UTC)
+    clock = SetClock(at, monotonic=asyncio.get_running_loop().time)
+    await anyio.sleep(3600)
+    assert clock.now() == at + timedelta(hours=1)
