@@ -13,6 +13,8 @@ in ``sys.modules`` are compared with what it may use:
   session — ``sim``, ``daemon`` or ``scenario``;
 * ``engine`` may use ``flow``, ``relay`` and ``actions``; never ``sim``, ``daemon`` or
   ``scenario``;
+* ``testing`` (virtual time, the simulator in memory) may use ``relay`` and ``sim`` only:
+  the scenario runner and users' tests sit on it, the engine never does.
 * ``importers`` (Studio and SWML to flows) may use ``flow`` only: converting a file needs
   no engine, no RELAY and no simulator.
 """
@@ -25,7 +27,8 @@ import sys
 
 import pytest
 
-PACKAGES = ("flow", "relay", "sim", "actions", "engine", "scenario", "daemon", "importers")
+PACKAGES = ("flow", "relay", "sim", "actions", "engine", "scenario", "daemon", "importers",
+            "testing")
 
 #: package → the packages of ours it must not pull in.
 FORBIDDEN: dict[str, set[str]] = {
@@ -33,8 +36,9 @@ FORBIDDEN: dict[str, set[str]] = {
     "relay": {"flow", "actions", "engine", "sim", "daemon", "scenario"},
     "sim": {"flow", "actions", "engine", "daemon", "scenario"},
     "actions": {"engine", "sim", "daemon", "scenario"},
-    "engine": {"sim", "daemon", "scenario"},
+    "engine": {"sim", "daemon", "scenario", "testing"},
     "importers": {"actions", "engine", "relay", "sim", "daemon", "scenario"},
+    "testing": {"flow", "actions", "engine", "daemon", "scenario"},
 }
 
 _PROBE = """

@@ -42,6 +42,7 @@ def test_every_example_flow_has_a_scenario_file():
 
 
 @pytest.mark.anyio
+@pytest.mark.virtual_time
 @pytest.mark.parametrize("loaded,scenario", _cases())
 async def test_scenario(loaded, scenario):
     result = await run_scenario(loaded.flow, scenario, file=loaded.file)
@@ -51,6 +52,7 @@ async def test_scenario(loaded, scenario):
 
 
 @pytest.mark.anyio
+@pytest.mark.virtual_time
 async def test_the_scenarios_take_every_edge_of_every_flow():
     coverage = Coverage()
     for file in FILES:

@@ -139,18 +139,22 @@ class SetClock:
     ``time_scale`` 0.1 (simulated time ten times faster than real time) one real second
     moves it ten seconds, as the simulated call's own time moves."""
 
-    __slots__ = ("_started", "at", "time_scale")
+    __slots__ = ("_monotonic", "_started", "at", "time_scale")
 
-    def __init__(self, at: datetime, time_scale: float = 1.0) -> None:
+    def __init__(self, at: datetime, time_scale: float = 1.0, *,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        """``monotonic``: what measures the time since (the event loop's clock, for a call
+        on virtual time: ``asyncio.get_running_loop().time``)."""
         if at.tzinfo is None:
             raise ValueError("a SetClock needs a timezone-aware time")
         self.at = at
         self.time_scale = time_scale
-        self._started = time.monotonic()
+        self._monotonic = monotonic
+        self._started = monotonic()
 
     def now(self) -> datetime:
         """``at`` plus the (scaled) time since the clock was created."""
-        return self.at + timedelta(seconds=(time.monotonic() - self._started) / self.time_scale)
+        return self.at + timedelta(seconds=(self._monotonic() - self._started) / self.time_scale)
 
     def __repr__(self) -> str:
         return f"SetClock({self.at.isoformat()!r}, time_scale={self.time_scale:g})"

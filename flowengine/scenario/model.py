@@ -34,8 +34,9 @@ from flowengine.flow.schema import _show, translate_error
 SCHEMA_FILE = "scenario.schema.json"
 #: File names ``flowengine test`` picks up in a directory (recursively).
 SCENARIO_SUFFIX = ".test.yaml"
-#: Simulated time runs this much faster than real time unless a file or scenario says.
-DEFAULT_TIME_SCALE = 0.01
+#: Every simulated duration is multiplied by this unless a file or scenario says (scenarios
+#: run on virtual time, so simulated seconds cost no real time at 1.0).
+DEFAULT_TIME_SCALE = 1.0
 DEFAULT_CALLER = "speak:3"
 #: What the number an outbound flow's scenario dials does, unless it says.
 DEFAULT_CALLEE = "answer"

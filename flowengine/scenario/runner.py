@@ -12,7 +12,9 @@ difference becomes a :class:`Mismatch` that shows the expected and the actual va
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -44,8 +46,9 @@ from .model import (
 )
 from .receiver import Received, Receiver, Reply
 
-#: Real seconds a scenario may take before it counts as stuck.
-SCENARIO_TIMEOUT = 60.0
+#: Simulated seconds a scenario may take before it counts as stuck (virtual time: a flow
+#: waiting forever reaches it at once).
+SCENARIO_TIMEOUT = 3600.0
 #: How the end of the flow is shown in a path.
 END = "(end)"
 #: The step id of an outbound flow's dial in ``ScenarioResult.taken`` and coverage.
@@ -112,7 +115,24 @@ async def run_scenario(flow: FlowVersion, scenario: Scenario, *, file: str = "",
                        runtime: FlowRuntime | None = None,
                        timeout: float = SCENARIO_TIMEOUT) -> ScenarioResult:
     """Run one scenario on its own simulator (and HTTP receiver, if it has one) and compare
-    the call with its expectations."""
+    the call with its expectations.
+
+    It always runs on virtual time (:class:`~flowengine.testing.VirtualClockLoop`): called
+    on such a loop (``flowengine test``, a test marked ``virtual_time``) it runs right there;
+    called on a real loop (a user's own pytest) it runs on a fresh virtual loop in a worker
+    thread, so that its simulated minutes never cost real ones either way. ``timeout`` is in
+    simulated seconds.
+    """
+    from flowengine.testing import VirtualClockLoop, run
+
+    if not isinstance(asyncio.get_running_loop(), VirtualClockLoop):
+        return await anyio.to_thread.run_sync(functools.partial(
+            run, _run_scenario, flow, scenario, file, runtime, timeout))
+    return await _run_scenario(flow, scenario, file, runtime, timeout)
+
+
+async def _run_scenario(flow: FlowVersion, scenario: Scenario, file: str,
+                        runtime: FlowRuntime | None, timeout: float) -> ScenarioResult:
     result = ScenarioResult(file, flow, scenario)
     async with AsyncExitStack() as stack:
         receiver: Receiver | None = None
@@ -161,16 +181,19 @@ def _with_receiver(value: Any, url: str) -> Any:
 async def _run_call(flow: FlowVersion, scenario: Scenario, runtime: FlowRuntime,
                     result: ScenarioResult, timeout: float) -> None:
     """One simulated call through the flow; sets ``result.report`` or ``result.error``."""
-    from flowengine.relay import RelayClient, RelayConfig
+    from flowengine.relay import RelayClient
     from flowengine.sim import Simulator
+    from flowengine.testing import config_for, connector
 
     token = secrets.token_hex(12)
     pending: dict[str, deque[Fault]] = {}
     for fault in scenario.faults:
         pending.setdefault(fault.step, deque()).append(fault)
 
-    async with Simulator(port=0, project="scenario", token=token,
-                         time_scale=scenario.time_scale) as sim:
+    # The simulator and the client meet in memory: no port, and on a virtual clock (as
+    # `flowengine test` runs) the whole call takes only the CPU time of its steps.
+    async with Simulator(project="scenario", token=token, time_scale=scenario.time_scale,
+                         listen=False) as sim:
 
         def arm(step_id: str | None) -> None:
             # The step runs next: its request is the next one of its method.
@@ -187,19 +210,20 @@ async def _run_call(flow: FlowVersion, scenario: Scenario, runtime: FlowRuntime,
         arm(flow.start)
         sim_call = sim.offer_call(context=scenario.context, from_number=scenario.from_number,
                                   to_number=scenario.to_number, caller=scenario.caller)
-        config = RelayConfig(url=sim.url, project="scenario", token=token)
         try:
             with anyio.fail_after(timeout):
-                async with RelayClient(config, flow.contexts) as client:
+                async with RelayClient(config_for(sim), flow.contexts,
+                                       connect=connector(sim)) as client:
                     clock: Clock = WALL_CLOCK
                     if scenario.at is not None:
                         # Set as the call is about to start; it runs at the simulator's pace.
-                        clock = SetClock(scenario.at, scenario.time_scale)
+                        clock = SetClock(scenario.at, scenario.time_scale,
+                                         monotonic=asyncio.get_running_loop().time)
                     reports = await run_calls(runtime, client, 1, time_scale=scenario.time_scale,
                                               trace=on_step, clock=clock)
                 await sim_call.wait_ended()
         except TimeoutError:
-            result.error = (f"the call did not end within {timeout:g} s (real time); "
+            result.error = (f"the call did not end within {timeout:g} s; "
                             "is the flow waiting forever?")
             return
         except Exception as exc:  # the client or simulator failed: report it
