@@ -9,11 +9,10 @@ keeps that runtime to its end (pinned), whatever reloads happen meanwhile.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from collections.abc import Awaitable, Callable
-
-import anyio
 
 from flowengine.engine.machine import FlowRuntime
 from flowengine.flow import FlowVersion, compile_flow, flow_files
@@ -36,13 +35,17 @@ class DirectoryResolver:
         self.directory = os.fspath(directory)
         self._versions: dict[str, FlowVersion | None] = {}
         self._runtimes: dict[str, FlowRuntime] = {}
-        self._limiter = anyio.CapacityLimiter(1)
+        # One lookup at a time: the caches are not shared between threads.
+        self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"<DirectoryResolver {self.directory}>"
 
     async def __call__(self, name: str) -> FlowRuntime:
-        return await anyio.to_thread.run_sync(self._find, name, limiter=self._limiter)
+        # The loop's executor (not anyio's threads): a virtual clock (flowengine.testing)
+        # sees the thread and does not jump over it.
+        async with self._lock:
+            return await asyncio.get_running_loop().run_in_executor(None, self._find, name)
 
     def _find(self, name: str) -> FlowRuntime:
         files, _ = flow_files([self.directory])
