@@ -38,6 +38,7 @@ from .events import (
     ServerPing,
 )
 from .messaging import Message
+from .queues import QueueBoard
 from .protocol import CONNECT_METHOD, Resume
 
 __all__ = ["IncomingCalls", "RelayClient"]
@@ -150,6 +151,8 @@ class RelayClient(AsyncContextManagerMixin):
         self._ended_ids: dict[str, None] = {}
         #: Dials waiting for their outcome, by tag (§4.9).
         self._dials: dict[str, Dial] = {}
+        #: What this client's calls were told of each queue (§5.10): sizes, waits.
+        self.queues = QueueBoard()
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "closed" if self._closed else "connecting"
