@@ -75,7 +75,7 @@ def test_an_agent_takes_the_longest_waiting_caller_once(core: SimCore, peer: Pee
     # The next connect takes the second caller; a third finds the queue empty.
     peer.request("calling.connect", {**agent_ids, "devices": [[device]]})
     peer.frames()
-    other, other_ids = _answered(core, peer)
+    _other, other_ids = _answered(core, peer)
     peer.request("calling.connect", {**other_ids, "devices": [[device]]})
     failed = [p for t, p in events(peer.frames()) if t == "calling.call.connect"]
     assert failed[-1]["connect_state"] == "failed"

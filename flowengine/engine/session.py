@@ -27,6 +27,7 @@ from flowengine.flow import (
     render_params,
 )
 from flowengine.flow.actions import ACTIONS
+from flowengine.flow.templates import QUEUE_BOARD
 
 if TYPE_CHECKING:
     from flowengine.flow import Step
@@ -154,7 +155,9 @@ class Session:
             "state": call.state,
         }
         self._context = {"call": self._call_info, "steps": self.steps, "vars": self.vars,
-                         "flow": self.flow.template_flow, "params": self.params}
+                         "flow": self.flow.template_flow, "params": self.params,
+                         # queue_size()/queue_wait() read what the client saw (§5.10).
+                         QUEUE_BOARD: getattr(call.client, "queues", None)}
         self._t0 = 0.0
         self._wall0 = 0.0
         #: While a max_duration timer runs: the task it cancels (None once it fired).

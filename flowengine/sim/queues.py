@@ -126,6 +126,8 @@ class SimQueues:
         self.queues: dict[str, SimQueue] = {}
         #: Every caller an agent took, in the order they were taken.
         self.taken: list[Taken] = []
+        #: (queue name, call id) of every entry, in the order the calls entered.
+        self.entered: list[tuple[str, str]] = []
 
     def get(self, name: str) -> SimQueue:
         """The queue called ``name`` (created empty when it does not exist yet)."""
@@ -168,6 +170,7 @@ class SimQueues:
         wait_url = params.get("wait_url")
         reply(call._action_reply("queue.enter", "Enqueued", cid, queue_id=queue.id))
         entry = QueueEntry(queue, call, cid, wait_url if isinstance(wait_url, str) else None)
+        self.entered.append((name, call.call_id))
         queue.add(entry)
         call.action_started("queue", None)
 
@@ -196,10 +199,10 @@ class SimQueues:
             raise CommandError("400", "a queue device needs params.queue_name")
         _connect_event(agent, tag, "connecting")
         queue = self.queues.get(name)
-        entry = queue.waiting[0] if queue is not None and queue.waiting else None
-        if entry is None:
+        if queue is None or not queue.waiting:
             _connect_event(agent, tag, "failed", failed_reason=QUEUE_EMPTY)
             return None
+        entry = queue.waiting[0]
         caller = entry.call
         self.taken.append(Taken(name, caller.call_id, agent.call_id, entry.waited(),
                                 entry.position_at_entry))
