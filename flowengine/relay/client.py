@@ -38,8 +38,8 @@ from .events import (
     ServerPing,
 )
 from .messaging import Message
-from .queues import QueueBoard
 from .protocol import CONNECT_METHOD, Resume
+from .queues import QueueBoard
 
 __all__ = ["IncomingCalls", "RelayClient"]
 
