@@ -179,3 +179,39 @@ def test_check_refuses_bad_enqueue_parameters(tmp_path: Path) -> None:
     result = compile_flow(flow, "agent.yaml")
     assert any("connect takes queue: or to:, not both" in d.message
                for d in result.diagnostics)
+
+
+async def test_serve_exports_the_queue_figures_in_metrics(tmp_path: Path) -> None:
+    from tests.test_daemon import serving, simulator
+    from tests.test_daemon_ops import http_get, samples
+
+    (tmp_path / "support_line.yaml").write_text(SUPPORT)
+    (tmp_path / "agent.yaml").write_text(variant(AGENT, ("max_visits: 30", "max_visits: 2")))
+    queue = (("queue", "support"),)
+    async with simulator() as sim, serving(sim, [tmp_path], metrics_port=0) as daemon:
+        port = daemon.metrics_port
+        assert isinstance(port, int)
+        callers = [sim.offer_call("support", caller="digits:1,hangup@connect:5")
+                   for _ in range(3)]
+        with anyio.fail_after(10):
+            while sim.core.queues.size("support") < 3:
+                await anyio.sleep(0.01)
+            while True:
+                found = samples((await http_get(port, "/metrics"))[2])
+                if found.get(("flowengine_queue_waiting", queue)) == 3:
+                    break
+                await anyio.sleep(0.01)
+        assert found[("flowengine_queue_size", queue)] == 3
+        assert found[("flowengine_queue_expected_wait_seconds", queue)] == 0
+        agent = sim.offer_call("agents", caller="silent")
+        for call in callers:
+            await call.wait_ended(timeout=10)
+        await agent.wait_ended(timeout=10)
+        found = samples((await http_get(port, "/metrics"))[2])
+    assert found[("flowengine_queue_waiting", queue)] == 0
+    assert found[("flowengine_queue_size", queue)] == 0
+    assert found[("flowengine_queue_callers_total", (*queue, ("result", "taken")))] == 3
+    assert found[("flowengine_queue_callers_total", (*queue, ("result", "left")))] == 0
+    assert found[("flowengine_queue_expected_wait_seconds", queue)] > 0
+    assert [t.caller for t in sim.core.queues.taken] == [
+        cid for _, cid in sim.core.queues.entered]
