@@ -113,7 +113,11 @@ async def run_connect(session: Session, step: Step, params: dict[str, Any]) -> S
                           peer_params.get("to_number") or peer_params.get("to"))
     fields["reason"] = bridge.reason
     outcome = "timeout" if scope.cancelled_caught else bridge.state
-    if queue is not None and outcome == "failed" and bridge.reason == "queue_empty":
+    if queue is not None and outcome == "failed":
+        if bridge.reason != "queue_empty":
+            return StepResult("error", fields, method="calling.connect",
+                              error=f"RELAY could not take a caller from queue {queue!r} "
+                                    f"({bridge.reason or 'no reason given'})")
         outcome = "empty"
     return StepResult(outcome, fields, method="calling.connect")
 

@@ -34,6 +34,7 @@ from .model import (
     RECEIVER_TOKEN,
     RECORDING_ACTIONS,
     RECORDING_WITHIN,
+    CallSpec,
     Fault,
     Scenario,
     ScenarioFile,
@@ -61,6 +62,17 @@ class Mismatch:
 
 
 @dataclass(slots=True)
+class CallResult:
+    """What one call of a scenario with several (``calls:``) did."""
+
+    spec: CallSpec
+    report: SessionReport | None = None
+    #: (step, outcome, next step or None) for every step the call ran, in order.
+    taken: list[tuple[str, str, str | None]] = field(default_factory=list)
+    mismatches: list[Mismatch] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class ScenarioResult:
     """What one scenario did and whether it held."""
 
@@ -75,6 +87,8 @@ class ScenarioResult:
     taken: list[tuple[str, str, str | None]] = field(default_factory=list)
     #: The requests the scenario's HTTP receiver got (None without a receiver).
     received: list[Received] | None = None
+    #: Each call of a scenario with ``calls:``, in the order written (empty otherwise).
+    calls: list[CallResult] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -89,12 +103,19 @@ class ScenarioResult:
         for mismatch in self.mismatches:
             lines.extend(mismatch.lines())
         if self.taken:
-            lines.append("the call: " + " → ".join(f"{s} ({o})" for s, o, _ in self.taken)
-                         + (f" → {END}" if self.taken[-1][2] is None else ""))
+            lines.append("the call: " + _shown_taken(self.taken))
+        for call in self.calls:
+            lines.append(f"call '{call.spec.name}': " + (_shown_taken(call.taken)
+                                                          if call.taken else "(nothing ran)"))
         if self.report is not None and self.report.error and not any(
                 m.what == "error" for m in self.mismatches):
             lines.append(f"flow error: {self.report.error}")
         return "\n".join(lines)
+
+
+def _shown_taken(taken: Sequence[tuple[str, str, str | None]]) -> str:
+    return (" → ".join(f"{s} ({o})" for s, o, _ in taken)
+            + (f" → {END}" if taken[-1][2] is None else ""))
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -105,6 +126,17 @@ async def run_scenario(flow: FlowVersion, scenario: Scenario, *, file: str = "",
     """Run one scenario on its own simulator (and HTTP receiver, if it has one) and compare
     the call with its expectations."""
     result = ScenarioResult(file, flow, scenario)
+    if scenario.calls:
+        await _run_several(scenario, result, timeout)
+        for call in result.calls:
+            if call.report is not None:
+                call.mismatches = compare(call.spec.flow, call.spec.expect, call.report)
+                result.mismatches.extend(
+                    Mismatch(f"{call.spec.name}: {m.what}", m.expected, m.actual)
+                    for m in call.mismatches)
+            elif result.error is None:
+                result.error = f"call '{call.spec.name}' did not run"
+        return result
     async with AsyncExitStack() as stack:
         receiver: Receiver | None = None
         if scenario.receiver is not None:
@@ -181,6 +213,66 @@ async def _run_call(flow: FlowVersion, scenario: Scenario, runtime: FlowRuntime,
             result.error = f"the scenario could not run: {exc!r}"
             return
     result.report = reports[0]
+
+
+async def _run_several(scenario: Scenario, result: ScenarioResult, timeout: float) -> None:
+    """The calls of a ``calls:`` scenario on one simulator: one client per flow (subscribed
+    to the contexts its calls come in on), each call offered at its ``at``."""
+    from flowengine.relay import RelayClient, RelayConfig
+    from flowengine.sim import Simulator
+
+    token = secrets.token_hex(12)
+    result.calls = [CallResult(spec) for spec in scenario.calls]
+    by_flow: dict[str, list[CallResult]] = {}
+    for call in result.calls:
+        by_flow.setdefault(call.spec.flow.file, []).append(call)
+    by_id: dict[str, CallResult] = {}
+    scale = scenario.time_scale
+
+    def on_step(entry: TraceEntry) -> None:
+        call = by_id.get(entry.call_id)
+        if call is not None and entry.within is None:
+            call.taken.append((entry.step, entry.outcome, entry.next_step))
+
+    async with Simulator(port=0, project="scenario", token=token, time_scale=scale) as sim:
+        config = RelayConfig(url=sim.url, project="scenario", token=token)
+        reports: list[SessionReport] = []
+
+        async def serve(calls: list[CallResult], client: RelayClient) -> None:
+            flow = calls[0].spec.flow
+            reports.extend(await run_calls(FlowRuntime(flow), client, len(calls),
+                                           time_scale=scale, trace=on_step))
+
+        async def offer() -> None:
+            start = anyio.current_time()
+            for call in sorted(result.calls, key=lambda c: c.spec.at):
+                await anyio.sleep_until(start + call.spec.at * scale)
+                spec = call.spec
+                placed = sim.offer_call(context=spec.context, from_number=spec.from_number,
+                                        to_number=spec.to_number, caller=spec.caller)
+                by_id[placed.call_id] = call
+
+        try:
+            with anyio.fail_after(timeout):
+                async with AsyncExitStack() as stack:
+                    clients = [(calls, await stack.enter_async_context(RelayClient(
+                        config, sorted({c.spec.context for c in calls}))))
+                        for calls in by_flow.values()]
+                    async with anyio.create_task_group() as tg:
+                        for calls, client in clients:
+                            tg.start_soon(serve, calls, client)
+                        tg.start_soon(offer)
+                await sim.wait_all_ended()
+        except TimeoutError:
+            result.error = (f"the calls did not end within {timeout:g} s (real time); "
+                            "is a flow waiting forever?")
+            return
+        except Exception as exc:  # the client or simulator failed: report it
+            result.error = f"the scenario could not run: {exc!r}"
+            return
+    for report in reports:
+        if report.trace and (owner := by_id.get(report.trace[0].call_id)) is not None:
+            owner.report = report
 
 
 async def run_file(loaded: ScenarioFile, *, names: Sequence[str] | None = None,

@@ -122,6 +122,9 @@ CONNECT = ActionSpec(
                                     "(connected)"),
         "empty": Conditional(lambda p: "queue" in p,
                              "a connect ends with empty only with queue: NAME"),
+        "failed": Conditional(lambda p: "queue" not in p,
+                              "a connect to a queue dials nobody: it ends empty when nobody "
+                              "waits"),
     },
     check=_check_connect,
     params_intro=("A mapping with `to`, `devices` or `queue` (`{}` dials nobody: `check` "
