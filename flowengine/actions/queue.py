@@ -138,16 +138,16 @@ class _Waiting:
                 await anyio.sleep(max(0.0, remaining) if remaining != math.inf else 3600)
 
     async def _play(self, media: list[dict[str, Any]], limit: float | None) -> None:
-        action = await self.call.start_action("play", {"play": media}, PLAY_TERMINAL)
+        action = await _start(self.call, "play", {"play": media}, PLAY_TERMINAL)
         await _run(action, limit)
 
     async def keys(self, keys: str) -> None:
         """Listen for a ``leave_on`` key; the first one takes the caller out of the queue."""
         every = float(self.params.get("announce_every") or 30)
         while True:
-            action = await self.call.start_action(
-                "collect", {"digits": {"max": 1, "digit_timeout": 1.0},
-                            "initial_timeout": every}, collect_terminal)
+            action = await _start(self.call, "collect",
+                                  {"digits": {"max": 1, "digit_timeout": 1.0},
+                                   "initial_timeout": every}, collect_terminal)
             done = await _run(action, None)
             if done is None or done.state not in ("digit", "no_input"):
                 return  # the call ended, or RELAY cannot listen: the caller just waits
@@ -159,6 +159,14 @@ class _Waiting:
                 with contextlib.suppress(RelayError):
                     await self.call.queue_leave(self.wait)
                 return
+
+
+async def _start(call: Call, kind: str, params: dict[str, Any], terminal: Any) -> Action:
+    """Start an action, shielded: once sent, it is ours to stop (a cancel that came while
+    RELAY answered would leave hold music playing into the agent's bridge)."""
+    with anyio.CancelScope(shield=True):
+        action = await call.start_action(kind, params, terminal)
+    return action
 
 
 async def _run(action: Action, limit: float | None) -> Any:
