@@ -166,8 +166,15 @@ async def run_engine(mode: str, callers: int, agents: int, scale: float,
             path.write_text(text)
             return FlowRuntime(load_flow(path))
 
-        line = flow("caller", CALLER_FLOW) if mode == "queue" else \
-            flow("plain", PLAIN_FLOW.replace("WAIT", str(wait)))
+        if mode == "queue":
+            line = flow("caller", CALLER_FLOW)
+        elif mode == "silent":
+            # Announcements only: what the queue itself costs, without hold music (the
+            # simulator's audio lasts 2 s, so the music restarts every 2 simulated seconds).
+            line = flow("caller", "\n".join(
+                x for x in CALLER_FLOW.splitlines() if "music:" not in x))
+        else:
+            line = flow("plain", PLAIN_FLOW.replace("WAIT", str(wait)))
         desk = flow("agent", AGENT_FLOW)
     sim = Sim(scale)
     config = RelayConfig(url=sim.url, project="p", token="t")
@@ -177,13 +184,13 @@ async def run_engine(mode: str, callers: int, agents: int, scale: float,
         async with anyio.create_task_group() as tg:
             tg.start_soon(functools.partial(run_calls, line, c1, callers, time_scale=scale))
             await sim.ask(f"offer callers {callers} hangup@connect:{TALK}", "offered")
-            if mode == "queue":
+            if mode != "plain":
                 await sim.ask(f"size {callers}", "size")
             else:
                 await anyio.sleep(min(wait * scale / 2, 2.0))
             await anyio.sleep(0.5)  # the last entries' events are handled
             out["rss_waiting_kib"] = _rss_kib() - rss0
-            if mode == "queue":
+            if mode != "plain":
                 tg.start_soon(functools.partial(run_calls, desk, c2, agents, time_scale=scale))
                 await sim.ask(f"offer agents {agents} silent", "offered")
         out["cpu_s"] = _cpu() - cpu0
@@ -204,7 +211,7 @@ def main() -> None:
     parser.add_argument("--time-scale", type=float, default=0.01)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--sim", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--run", choices=("queue", "plain"), help=argparse.SUPPRESS)
+    parser.add_argument("--run", choices=("queue", "silent", "plain"), help=argparse.SUPPRESS)
     parser.add_argument("--wait", type=float, default=60.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sim:
@@ -215,23 +222,26 @@ def main() -> None:
                            args.wait)
         print(json.dumps(result))
         return
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[dict[str, Any], ...]] = []
     for _ in range(args.runs):
         queue = _child("queue", args, 0.0)
+        silent = _child("silent", args, 0.0)
         # The reference waits as long as the queue's callers did on average.
         plain = _child("plain", args, max(1.0, queue["longest_wait"] / 2))
-        rows += [queue, plain]
+        rows.append((queue, silent, plain))
     print(f"{args.callers} callers, {args.agents} agents, time_scale {args.time_scale}")
-    print(f"{'':28}{'queue (enqueue)':>18}{'plain (answer+sleep)':>22}")
-    for queue, plain in zip(rows[::2], rows[1::2], strict=True):
-        per = [r["cpu_s"] / r["callers"] * 1000 for r in (queue, plain)]
-        mem = [r["rss_waiting_kib"] / r["callers"] for r in (queue, plain)]
-        print(f"{'engine CPU per call (ms)':28}{per[0]:>18.2f}{per[1]:>22.2f}")
-        print(f"{'RSS per waiting caller (KiB)':28}{mem[0]:>18.1f}{mem[1]:>22.1f}")
-        print(f"{'wall (s)':28}{queue['wall_s']:>18.1f}{plain['wall_s']:>22.1f}")
-        print(f"taken {queue['taken']} of {queue['entered']}; FIFO kept: {queue['fifo']}; "
-              f"nobody twice: {queue['once']}; longest wait {queue['longest_wait']:.0f} s "
-              f"(simulated); leaked {queue['summary'].get('leaked')}")
+    print(f"{'':30}{'enqueue, music':>16}{'enqueue, no music':>19}{'answer + sleep':>16}")
+    for run in rows:
+        per = [r["cpu_s"] / r["callers"] * 1000 for r in run]
+        mem = [r["rss_waiting_kib"] / r["callers"] for r in run]
+        print(f"{'engine CPU per call (ms)':30}{per[0]:>16.2f}{per[1]:>19.2f}{per[2]:>16.2f}")
+        print(f"{'RSS per waiting caller (KiB)':30}{mem[0]:>16.1f}{mem[1]:>19.1f}{mem[2]:>16.1f}")
+        print(f"{'wall (s)':30}{run[0]['wall_s']:>16.1f}{run[1]['wall_s']:>19.1f}"
+              f"{run[2]['wall_s']:>16.1f}")
+        for name, r in (("music", run[0]), ("no music", run[1])):
+            print(f"{name}: taken {r['taken']} of {r['entered']}; FIFO kept: {r['fifo']}; "
+                  f"nobody twice: {r['once']}; longest wait {r['longest_wait']:.0f} s "
+                  f"(simulated); leaked {r['summary'].get('leaked')}")
 
 
 def _child(mode: str, args: argparse.Namespace, wait: float) -> dict[str, Any]:
