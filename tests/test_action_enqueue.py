@@ -8,6 +8,7 @@ the agents. The simulator keeps the queue (sim/queues.py) and records who was ta
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +237,25 @@ def test_queue_figures_outside_an_announcement_are_none_and_functions_read_the_b
     board.record_wait("support", 50)
     board.record_wait("support", 71)
     assert render(media, context)[0]["say"] == "[] 4 waiting, about 60 s"
+
+
+def test_the_shorthand_names_the_queue_and_check_knows_its_outcomes() -> None:
+    flow = textwrap.dedent("""\
+        name: short
+        context: support
+        steps:
+          greet:
+            answer: {}
+          wait:
+            enqueue: support
+            on: {left: bye}
+          bye:
+            hangup: {}
+        """)
+    result = compile_flow(flow, "short.yaml")
+    assert [d.message for d in result.diagnostics] == [
+        "enqueue cannot end with 'left'; its outcomes are connected, error, hangup"]
+    ok = compile_flow(variant(flow, ("    on: {left: bye}\n", "")), "short.yaml")
+    assert ok.version is not None and not ok.diagnostics
+    assert ok.version.steps["wait"].params["queue"] == "support"
+    assert ok.version.steps["wait"].params["announce_every"] == 30

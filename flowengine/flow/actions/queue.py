@@ -18,6 +18,8 @@ _KEYS = re.compile(r"^[0-9*#]+$")
 
 
 def _check_enqueue(step: str, value: Any, ctx: CheckContext) -> list[Problem]:
+    if not isinstance(value, dict):
+        return []  # enqueue: NAME (the shorthand) has nothing more to check
     problems: list[Problem] = []
     if "announce_every" in value and "announce" not in value:
         problems.append(Problem(("announce_every",), "announce_every without announce: "
