@@ -40,10 +40,10 @@ async def run_line(tmp_path: Path, callers: list[str], agents: list[str], *,
     desk = FlowRuntime(write_flow(tmp_path, agent, "agent.yaml"))
     async with Simulator(port=0, project="p", token="t", time_scale=TIME_SCALE) as sim:
         config = RelayConfig(url=sim.url, project="p", token="t")
-        caller_calls = [sim.offer_call(context="support", from_number=f"+1555010{i:04}",
+        caller_calls = [sim.offer_call(context="helpdesk", from_number=f"+1555010{i:04}",
                                        caller=script) for i, script in enumerate(callers)]
         results: dict[str, list[SessionReport]] = {}
-        async with RelayClient(config, ["support"]) as c1, RelayClient(config, ["agents"]) as c2:
+        async with RelayClient(config, ["helpdesk"]) as c1, RelayClient(config, ["agents"]) as c2:
 
             async def run(name: str, runtime: FlowRuntime, client: RelayClient,
                           count: int) -> None:
@@ -92,7 +92,7 @@ async def test_thirty_callers_three_agents_taken_in_arrival_order_or_to_voicemai
     callers = ["digits:1,hangup@connect:40,speak:2"] * 30
     agent = variant(AGENT, ("max_visits: 30", "max_visits: 45"))
     reports, agent_reports, sim, calls, agents = await run_line(
-        tmp_path, callers, ["silent"] * 3, agent=agent)
+        tmp_path, callers, ["digits:1"] * 3, agent=agent)
     entered = [cid for queue, cid in sim.core.queues.entered if queue == "support"]
     taken = [t.caller for t in sim.core.queues.taken]
     assert sorted(entered) == sorted(c.call_id for c in calls)
@@ -132,7 +132,7 @@ async def test_a_caller_who_hangs_up_while_queued_moves_the_others_up(tmp_path: 
     callers = ["digits:1,hangup@queue:40", "digits:1,hangup@connect:5",
                "digits:1,hangup@connect:5"]
     agent = variant(AGENT, ("max_visits: 30", "max_visits: 3"))
-    reports, _, sim, calls, _ = await run_line(tmp_path, callers, ["silent"], agent=agent,
+    reports, _, sim, calls, _ = await run_line(tmp_path, callers, ["digits:1"], agent=agent,
                                                agents_at=100)
     gave_up = calls[0]
     entered = [cid for _, cid in sim.core.queues.entered]
@@ -160,11 +160,11 @@ async def test_star_leaves_the_queue_for_voicemail(tmp_path: Path) -> None:
 
 async def test_an_agent_finds_the_queue_empty(tmp_path: Path) -> None:
     agent = variant(AGENT, ("max_visits: 30", "max_visits: 2"))
-    _, agents, _, _, calls = await run_line(tmp_path, [], ["silent"], agent=agent)
+    _, agents, _, _, calls = await run_line(tmp_path, [], ["digits:1"], agent=agent)
     path = steps(agents[calls[0].call_id])
-    assert path[:3] == [("greet", "answered"), ("next_caller", "empty"),
+    assert path[:4] == [("greet", "answered"), ("ready", "digit"), ("next_caller", "empty"),
                         ("nobody_waits", "finished")]
-    assert agents[calls[0].call_id].trace[2].params["media"][0]["say"] == (
+    assert agents[calls[0].call_id].trace[3].params["media"][0]["say"] == (
         "Nobody is waiting. 0 callers in the queue.")
 
 
@@ -192,7 +192,7 @@ async def test_serve_exports_the_queue_figures_in_metrics(tmp_path: Path) -> Non
     async with simulator() as sim, serving(sim, [tmp_path], metrics_port=0) as daemon:
         port = daemon.metrics_port
         assert isinstance(port, int)
-        callers = [sim.offer_call("support", caller="digits:1,hangup@connect:5")
+        callers = [sim.offer_call("helpdesk", caller="digits:1,hangup@connect:5")
                    for _ in range(3)]
         with anyio.fail_after(10):
             while sim.core.queues.size("support") < 3:
@@ -204,7 +204,7 @@ async def test_serve_exports_the_queue_figures_in_metrics(tmp_path: Path) -> Non
                 await anyio.sleep(0.01)
         assert found[("flowengine_queue_size", queue)] == 3
         assert found[("flowengine_queue_expected_wait_seconds", queue)] == 0
-        agent = sim.offer_call("agents", caller="silent")
+        agent = sim.offer_call("agents", caller="digits:1")
         for call in callers:
             await call.wait_ended(timeout=10)
         await agent.wait_ended(timeout=10)

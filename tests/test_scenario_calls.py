@@ -38,8 +38,8 @@ TWO_CALLS = """\
             flow: AGENT
             at: 20
             call: {from: "+15550200009"}
-            caller: "hangup@connect:5"
-            expect: {path: [greet, next_caller], outcomes: {next_caller: hangup}}
+            caller: "digits:1,hangup@connect:5"
+            expect: {path: [greet, ready, next_caller], outcomes: {next_caller: hangup}}
     """
 
 
@@ -47,13 +47,13 @@ async def test_each_call_runs_its_flow_and_meets_its_expectations(tmp_path: Path
     loaded = load_scenarios(scenario_file(tmp_path, TWO_CALLS))
     [scenario] = loaded.scenarios
     assert [(c.name, c.flow.name, c.at, c.context) for c in scenario.calls] == [
-        ("caller", "support_line", 0.0, "support"), ("agent", "agent", 20.0, "agents")]
+        ("caller", "support_line", 0.0, "helpdesk"), ("agent", "agent", 20.0, "agents")]
     result = await run_scenario(loaded.flow, scenario, file=loaded.file)
     assert result.passed, result.failure_text()
     caller, agent = result.calls
     assert caller.report is not None and agent.report is not None
     assert caller.report.steps["wait_for_agent"]["agent"] == "+15550200009"
-    assert [s for s, _, _ in agent.taken] == ["greet", "next_caller"]
+    assert [s for s, _, _ in agent.taken] == ["greet", "ready", "next_caller"]
     # Coverage counts the edges of both flows.
     coverage = Coverage()
     coverage.add([result])
@@ -73,7 +73,7 @@ async def test_a_wrong_expectation_names_the_call_it_is_about(tmp_path: Path) ->
         ("agent: outcomes.next_caller", "empty", "hangup")]
     text = result.failure_text()
     assert "call 'caller': greet (answered) → menu (digit)" in text
-    assert "call 'agent': greet (answered) → next_caller (hangup)" in text
+    assert "call 'agent': greet (answered) → ready (digit) → next_caller (hangup)" in text
 
 
 def problems(tmp_path: Path, text: str) -> list[str]:
