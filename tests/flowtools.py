@@ -10,6 +10,7 @@ from typing import Any
 from flowengine.engine import FlowRuntime, SessionReport
 from flowengine.engine.runner import run_calls
 from flowengine.flow import FlowVersion, load_flow
+from flowengine.flow.schedules import WALL_CLOCK, Clock, SetClock, parse_at
 from flowengine.relay import RelayClient, RelayConfig
 from flowengine.sim import Simulator
 
@@ -51,11 +52,13 @@ class Run:
 
 async def run_flow(flow: FlowVersion | Path | str, caller: str = "speak:3", *, calls: int = 1,
                    time_scale: float = TIME_SCALE, setup: Callable[[Simulator], Any] | None = None,
-                   inside: Callable[[Run], Awaitable[Any]] | None = None, **offer: Any) -> Run:
+                   inside: Callable[[Run], Awaitable[Any]] | None = None,
+                   at: str | None = None, tz: str | None = None, **offer: Any) -> Run:
     """Offer ``calls`` inbound calls on the flow's context and run each through the flow.
 
     ``setup(sim)`` runs before the calls are offered (fault injection); ``inside(run)``
     runs once the calls ended, while the simulator still serves (to fetch recordings).
+    ``at`` (in ``tz``, default UTC) sets the calls' clock, as ``flowengine run --at`` does.
     """
     if not isinstance(flow, FlowVersion):
         flow = load_flow(flow)
@@ -67,7 +70,9 @@ async def run_flow(flow: FlowVersion | Path | str, caller: str = "speak:3", *, c
                      for _ in range(calls)]
         async with RelayClient(RelayConfig(url=sim.url, project="p", token="t"),
                                flow.contexts) as client:
-            reports = await run_calls(runtime, client, calls, time_scale=time_scale)
+            clock: Clock = WALL_CLOCK if at is None else SetClock(parse_at(at, tz), time_scale)
+            reports = await run_calls(runtime, client, calls, time_scale=time_scale,
+                                      clock=clock)
         for call in sim_calls:
             await call.wait_ended()
         run = Run(reports, sim.summary(), sim_calls)

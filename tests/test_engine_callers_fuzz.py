@@ -48,12 +48,15 @@ def parses(script: str) -> bool:
 @pytest.mark.parametrize("name", EXAMPLES)
 @settings(max_examples=15, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(script=_scripts, vip=st.booleans())
+# The clock: in and out of after_hours.yaml's office hours (a Wednesday in New York).
+@given(script=_scripts, vip=st.booleans(),
+       at=st.sampled_from(["2026-12-23T10:00", "2026-12-23T19:30"]))
 # Found by this test: a caller who talks on into a recording nobody stops (waiting for a
 # second recording to hang up in) kept the example voicemail's call up for good, until
 # the flows got limits.max_duration.
-@example(script="hangup@record2:0", vip=False)
-def test_every_call_ends_whatever_the_caller_does(name: str, script: str, vip: bool) -> None:
+@example(script="hangup@record2:0", vip=False, at="2026-12-23T19:30")
+def test_every_call_ends_whatever_the_caller_does(name: str, script: str, vip: bool,
+                                                  at: str) -> None:
     assume(parses(script))
     flow = load_flow(FLOWS / name)
     outcomes = FlowRuntime(flow).outcomes
@@ -62,7 +65,8 @@ def test_every_call_ends_whatever_the_caller_does(name: str, script: str, vip: b
     async def main() -> None:
         # Every example flow caps a call (limits.max_duration ≤ 1800 s: 3.6 s here).
         with anyio.fail_after(15):
-            run = await run_flow(flow, script, time_scale=SCALE, **offer)
+            run = await run_flow(flow, script, time_scale=SCALE, at=at, tz="America/New_York",
+                                 **offer)
         summary, report = run.summary, run.report
         # The call ended, on its own or hung up by the flow; nothing leaked.
         assert summary["ended"] == summary["offered"] == 1 and summary["leaked"] == 0

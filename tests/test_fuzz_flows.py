@@ -182,8 +182,12 @@ def _runs_offline(data: bytes, tmp: Path) -> bool:
         step.action != "request" for step in result.version.steps.values())
 
 
+# About a quarter of mild mutants check clean and run offline; which of the first draws do
+# depends on the shipped flows' text, so filter_too_much tripped on an unrelated edit of a
+# flow (after_hours.yaml's schedule). Hypothesis still draws until 20 run.
 @settings(max_examples=20, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.filter_too_much])
 @given(mutant=mutations(MILD_KINDS, max_edits=2),
        caller=st.sampled_from(["speak:3", "silent", "hangup:5", "speak:2:1,hangup:40",
                                "digits:1/9#"]))

@@ -38,8 +38,8 @@ def test_default_path_is_flows_and_each_scenario_gets_a_line():
     # Coverage is part of the summary: one answer that fails takes few edges.
     start = lines.index("coverage (edges of each flow that the scenarios took):")
     assert lines[start - 1] == ""
-    assert "  flows/after_hours.yaml: 1 of 22 edges taken" in lines[start:]
-    assert "    not taken: greet: answered → who_is_calling" in lines
+    assert "  flows/after_hours.yaml: 1 of 31 edges taken" in lines[start:]
+    assert "    not taken: greet: answered → office_hours" in lines
     assert lines[-1] == f"{count} passed, 0 failed"
 
 

@@ -13,6 +13,10 @@ Names and labels (documented in docs/daemon.md):
   (``failed``), the initial load included;
 - ``flowengine_flow_info{flow,version,file}``: 1 for each version taking new calls;
 - ``flowengine_relay_reconnects_total`` and ``flowengine_relay_connected``;
+- ``flowengine_outbound_calls_total{flow,outcome}``: calls placed, by dial outcome
+  (``answered``, ``machine``, ``busy``, ``no_answer``, ``failed``);
+- ``flowengine_dial_to_answer_seconds{flow}``: a histogram of the time from the dial to the
+  answer (answered and machine calls);
 - ``flowengine_queue_size{queue}`` (callers waiting, as RELAY last told this daemon's
   calls), ``flowengine_queue_waiting{queue}`` (this daemon's callers waiting),
   ``flowengine_queue_expected_wait_seconds{queue}`` (the average of the latest waits that
@@ -42,6 +46,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from flowengine.engine import TraceEntry
+    from flowengine.engine.outbound import OutboundReport
     from flowengine.flow import FlowVersion
     from flowengine.relay import RelayClient
 
@@ -54,6 +59,8 @@ __all__ = ["CONTENT_TYPE", "ENDED", "Metrics"]
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 #: The values of the ``ended`` label.
 ENDED = ("completed", "caller_hangup", "max_duration", "failed", "drained", "session_lost")
+#: Callees answer after a few seconds of ringing; a ring timeout is rarely past a minute.
+DIAL_BUCKETS = (1, 2.5, 5, 7.5, 10, 15, 20, 30, 45, 60, 120)
 #: Steps range from a few ms (set, log) to minutes (a long recording).
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -128,6 +135,12 @@ class Metrics:
                                ["flow", "version", "file"], registry=r)
         for result in ("ok", "failed"):
             self.reloads.labels(result)  # shown as 0 before the first reload
+        self.outbound_calls = Counter("flowengine_outbound_calls",
+                                      "Calls placed, by dial outcome", ["flow", "outcome"],
+                                      registry=r)
+        self.dial_to_answer = Histogram("flowengine_dial_to_answer_seconds",
+                                        "Time from the dial to the answer of calls placed",
+                                        ["flow"], buckets=DIAL_BUCKETS, registry=r)
         self._relay = _RelayCollector()
         r.register(self._relay)
 
@@ -138,6 +151,13 @@ class Metrics:
     def step(self, entry: TraceEntry) -> None:
         """One step ended."""
         self.step_duration.labels(entry.flow, entry.step, entry.outcome).observe(entry.duration)
+
+    def outbound_ended(self, flow: str, report: OutboundReport) -> None:
+        """A call we placed is over (``run_outbound``'s report): its dial outcome, and
+        how long the callee took to answer."""
+        self.outbound_calls.labels(flow, report.outcome).inc()
+        if report.dial_to_answer is not None:
+            self.dial_to_answer.labels(flow).observe(report.dial_to_answer)
 
     def call_started(self, flow: str, version: str) -> None:
         """A call was routed to a flow version."""

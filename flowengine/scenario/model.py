@@ -10,11 +10,13 @@ result fields, the caller script), every problem reported as ``file:line:col`` l
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import resources
 from pathlib import Path as FsPath
 from typing import Any
@@ -26,6 +28,7 @@ from flowengine.flow import FlowError, FlowVersion, load_flow
 from flowengine.flow.actions import ACTIONS
 from flowengine.flow.diagnostics import Diagnostic, did_you_mean, sort_key
 from flowengine.flow.loader import Document, Path, load_yaml
+from flowengine.flow.schedules import ScheduleError, has_offset, parse_at, zone, zone_hint
 from flowengine.flow.schema import _show, translate_error
 
 #: The scenario schema's file name in ``flowengine/schemas/``.
@@ -122,6 +125,9 @@ class Scenario:
     receiver: ReceiverSpec | None = None
     #: Several calls at once (``calls:``), in the order written; empty for one call.
     calls: tuple[CallSpec, ...] = ()
+    #: When the call starts, as its templates' clock sees it (``at:``); None: the
+    #: machine's clock.
+    at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +309,10 @@ class _Checker:
         default_vars = self.data.get("vars") or {}
         self.check_vars(flow, default_vars, ("vars",))
         default_receiver = self.data.get("receiver")
+        default_tz = self.data.get("tz")
+        # A wrong zone is reported once, where it is written; the at:s in it are not read.
+        tz_ok = default_tz is None or self.zone_ok(default_tz, ("tz",))
+        default_at = self.at(self.data.get("at"), default_tz, ("at",)) if tz_ok else None
         scenarios = []
         names: dict[str, int] = {}
         for index, raw in enumerate(self.data["scenarios"]):
@@ -314,8 +324,10 @@ class _Checker:
                            f"line {names[name]})", hint="scenario names must be unique in a file")
             names.setdefault(name, line)
             if "calls" in raw:
-                scenarios.append(self.multi(flow, raw, base, name, line, defaults_call,
-                                            default_caller, default_scale))
+                multi = self.multi(flow, raw, base, name, line, defaults_call,
+                                   default_caller, default_scale)
+                scenarios.append(dataclasses.replace(multi, at=self.scenario_at(
+                    raw, base, default_at, default_tz, tz_ok)))
                 continue
             if "expect" not in raw:
                 self.error(base, f"scenario '{name}' has no expect: (or calls:, for several "
@@ -332,6 +344,7 @@ class _Checker:
             self.check_expect(flow, raw["expect"], (*base, "expect"))
             self.check_vars(flow, raw.get("vars") or {}, (*base, "vars"))
             variables = {**default_vars, **(raw.get("vars") or {})}
+            at = self.scenario_at(raw, base, default_at, default_tz, tz_ok)
             receiver = raw.get("receiver", default_receiver)
             if receiver is None and (_mentions_receiver(variables)
                                      or "received" in raw["expect"]):
@@ -343,10 +356,34 @@ class _Checker:
                 context=call.get("context", flow.contexts[0]),
                 caller=caller, time_scale=raw.get("time_scale", default_scale),
                 faults=faults, expect=raw["expect"], description=raw.get("description"),
-                vars=variables, receiver=_receiver(receiver)))
+                vars=variables, receiver=_receiver(receiver), at=at))
         if self.problems:
             raise ScenarioFileError(self.problems)
         return ScenarioFile(self.doc.file, flow, tuple(scenarios))
+
+    def scenario_at(self, raw: Mapping[str, Any], base: Path, default_at: datetime | None,
+                    default_tz: str | None, tz_ok: bool) -> datetime | None:
+        """The scenario's clock (``at:``, ``tz:``), else the file's."""
+        at: datetime | None
+        if "at" in raw:
+            if "tz" in raw:
+                at = self.at(raw["at"], raw["tz"], (*base, "at")) \
+                    if self.zone_ok(raw["tz"], (*base, "tz")) else None
+            elif has_offset(raw["at"]):
+                at = self.at(raw["at"], None, (*base, "at"))  # its offset beats the file's tz
+            else:
+                at = self.at(raw["at"], default_tz, (*base, "at")) if tz_ok else None
+        elif "tz" in raw:
+            # A zone for the file's at (written in UTC or its own zone) would be a
+            # second reading of the same text: refuse it rather than guess.
+            self.error((*base, "tz"), "tz says which zone at: is written in, and this "
+                       "scenario has no at:", key=True,
+                       hint="give the scenario its own at:, or move tz: next to the "
+                       "file's at:")
+            at = default_at
+        else:
+            at = default_at
+        return at
 
     def multi(self, flow: FlowVersion, raw: Mapping[str, Any], base: Path, name: str,
               line: int, defaults_call: Mapping[str, Any], default_caller: str,
@@ -412,6 +449,26 @@ class _Checker:
         return cache[file]
 
     # -- pieces ---------------------------------------------------------------------------
+
+    def zone_ok(self, tz: str, path: Path) -> bool:
+        """Whether ``tz`` names a time zone (else reported at ``path``)."""
+        try:
+            zone(tz)
+        except ScheduleError as exc:
+            self.error(path, str(exc), hint=zone_hint(tz))
+            return False
+        return True
+
+    def at(self, text: str | None, tz: str | None, path: Path) -> datetime | None:
+        """The moment ``at:`` (at ``path``) names in ``tz``; None when not given or wrong
+        (reported)."""
+        if text is None:
+            return None
+        try:
+            return parse_at(text, tz)
+        except ScheduleError as exc:
+            self.error(path, str(exc))
+            return None
 
     def check_caller(self, script: str, path: Path) -> None:
         from flowengine.sim.caller import CallerScript, CallerScriptError

@@ -28,6 +28,7 @@ from flowengine.engine import FlowRuntime, SessionReport
 from flowengine.engine.runner import run_calls
 from flowengine.engine.session import TraceEntry
 from flowengine.flow import FlowVersion
+from flowengine.flow.schedules import WALL_CLOCK, Clock, SetClock
 
 from .model import (
     APPROX_WITHIN,
@@ -202,8 +203,12 @@ async def _run_call(flow: FlowVersion, scenario: Scenario, runtime: FlowRuntime,
         try:
             with anyio.fail_after(timeout):
                 async with RelayClient(config, flow.contexts) as client:
+                    clock: Clock = WALL_CLOCK
+                    if scenario.at is not None:
+                        # Set as the call is about to start; it runs at the simulator's pace.
+                        clock = SetClock(scenario.at, scenario.time_scale)
                     reports = await run_calls(runtime, client, 1, time_scale=scenario.time_scale,
-                                              trace=on_step)
+                                              trace=on_step, clock=clock)
                 await sim_call.wait_ended()
         except TimeoutError:
             result.error = (f"the call did not end within {timeout:g} s (real time); "
@@ -238,10 +243,14 @@ async def _run_several(scenario: Scenario, result: ScenarioResult, timeout: floa
         config = RelayConfig(url=sim.url, project="scenario", token=token)
         reports: list[SessionReport] = []
 
+        # One clock for every call (at: sets it as the scenario starts; it runs on at the
+        # simulator's pace), so a call that comes in later reads a later time.
+        clock: Clock = WALL_CLOCK if scenario.at is None else SetClock(scenario.at, scale)
+
         async def serve(calls: list[CallResult], client: RelayClient) -> None:
             flow = calls[0].spec.flow
             reports.extend(await run_calls(FlowRuntime(flow), client, len(calls),
-                                           time_scale=scale, trace=on_step))
+                                           time_scale=scale, trace=on_step, clock=clock))
 
         async def offer() -> None:
             start = anyio.current_time()
