@@ -115,3 +115,29 @@ def test_mistakes_in_calls_are_refused_with_their_place(tmp_path: Path) -> None:
         "line.test.yaml:15:5: error: scenario 'nothing to check' has no expect: (or calls:, "
         "for several calls); say what must happen under expect:",
     ]
+
+
+async def test_the_scenarios_clock_runs_on_for_every_call(tmp_path: Path) -> None:
+    # 16:59:50 in New York: the first call finds the office open, the one 20 s later
+    # finds it closed (the one clock of the scenario ran on).
+    path = tmp_path / "hours.test.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        flow: {FLOWS / "after_hours.yaml"}
+        scenarios:
+          - name: just before closing, and just after
+            at: 2026-12-23T16:59:50
+            tz: America/New_York
+            calls:
+              - name: early
+                caller: "peer:answer:2"
+                expect: {{path_includes: [greet, office_hours, front_desk]}}
+              - name: late
+                at: 20
+                call: {{from: "+15557654321"}}
+                expect: {{path_includes: [greet, office_hours, who_is_calling, closed]}}
+        """))
+    loaded = load_scenarios(path)
+    [scenario] = loaded.scenarios
+    assert scenario.at is not None and [c.at for c in scenario.calls] == [0.0, 20.0]
+    result = await run_scenario(loaded.flow, scenario, file=loaded.file)
+    assert result.passed, result.failure_text()
