@@ -1,5 +1,5 @@
 """Conformance: the official SDK's join_conference, leave_conference, refer and hold
-against the simulator — the replies and events RELAY sends (§4.10, §4.11, §5.10, §5.11).
+against the simulator — the replies and events RELAY sends (§4.10, §4.11, §5.11, §5.12).
 
 The SDK is used unchanged (but for the §8 A shim of ``tests/test_sim_sdk.py``); each
 handler records the typed events the SDK parsed for its call.

@@ -1,5 +1,5 @@
 """conference and leave_conference: the caller in a named conference (calling.join_conference,
-calling.leave_conference, §5.10)."""
+calling.leave_conference, §5.11)."""
 
 from __future__ import annotations
 

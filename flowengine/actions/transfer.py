@@ -1,5 +1,5 @@
 """refer and transfer: the call handed on — to a SIP endpoint by SIP REFER (calling.refer,
-§5.11), or to another flow of ours."""
+§5.12), or to another flow of ours."""
 
 from __future__ import annotations
 

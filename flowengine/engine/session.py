@@ -30,6 +30,7 @@ from flowengine.flow import (
 )
 from flowengine.flow.actions import ACTIONS
 from flowengine.flow.schedules import TIME_KEY, WALL_CLOCK, CallTime, Clock
+from flowengine.flow.templates import QUEUE_BOARD
 
 if TYPE_CHECKING:
     from flowengine.flow import FlowVersion, Step
@@ -241,7 +242,9 @@ class Session:
         # are kept in the template context only (see `time`): no attribute of their own.
         self._context = {"call": self._call_info, "steps": self.steps, "vars": self.vars,
                          "flow": self.flow.template_flow, "params": self.params,
-                         TIME_KEY: CallTime(clock, self.flow.schedules)}
+                         TIME_KEY: CallTime(clock, self.flow.schedules),
+                         # queue_size()/queue_wait() read what the client saw (§5.10).
+                         QUEUE_BOARD: getattr(getattr(call, "client", None), "queues", None)}
         self._t0 = 0.0
         self._wall0 = 0.0
         #: While a max_duration timer runs: the task it cancels (None once it fired).
@@ -510,7 +513,8 @@ class Session:
         self.returned = self.end_outcome = None
         self._context = {"call": self._call_info, "steps": self.steps, "vars": self.vars,
                          "flow": self.flow.template_flow, "params": self.params,
-                         TIME_KEY: CallTime(self.clock, self.flow.schedules)}
+                         TIME_KEY: CallTime(self.clock, self.flow.schedules),
+                         QUEUE_BOARD: self._context.get(QUEUE_BOARD)}
 
     def _init_vars(self) -> str | None:
         """Render ``params`` defaults and ``vars``: the first error, or None. A value that

@@ -22,6 +22,7 @@ from .errors import (
 )
 from .messaging import Message
 from .protocol import RelayProtocol
+from .queues import QueueBoard, QueueFigures, QueueWait
 
 __all__ = [
     "CLIENT_CLOSED",
@@ -40,6 +41,9 @@ __all__ = [
     "LocalProtocolError",
     "Message",
     "ProtocolError",
+    "QueueBoard",
+    "QueueFigures",
+    "QueueWait",
     "Refer",
     "ReferResult",
     "RelayClient",

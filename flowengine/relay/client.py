@@ -40,6 +40,7 @@ from .events import (
 )
 from .messaging import Message
 from .protocol import CONNECT_METHOD, Resume
+from .queues import QueueBoard
 from .wslink import connect as wslink_connect
 
 __all__ = ["IncomingCalls", "RelayClient"]
@@ -159,6 +160,8 @@ class RelayClient(AsyncContextManagerMixin):
         #: §4.10: conference_id → the calls' Conference handles in it, for the conference's
         #: own events (they name no call).
         self._conferences: dict[str, list[Conference]] = {}
+        #: What this client's calls were told of each queue (§5.10): sizes, waits.
+        self.queues = QueueBoard()
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "closed" if self._closed else "connecting"

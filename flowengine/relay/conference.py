@@ -1,4 +1,4 @@
-"""Handles for a call in a conference (§5.10) and a SIP REFER in flight (§5.11).
+"""Handles for a call in a conference (§5.11) and a SIP REFER in flight (§5.12).
 
 RELAY answers ``calling.join_conference`` and ``calling.refer`` as plain verbs (no
 ``control_id``); what follows comes as events: ``calling.conference`` (§4.10) for the
@@ -90,7 +90,7 @@ class ConferenceResult:
 
 
 class Conference(_Waitable):
-    """A call's stay in a conference (``calling.join_conference``, §5.10).
+    """A call's stay in a conference (``calling.join_conference``, §5.11).
 
     Attributes:
         name: the conference's name as joined.
@@ -210,7 +210,7 @@ class ReferResult:
 
 
 class Refer(_Waitable):
-    """A ``calling.refer`` in flight (§5.11): it ends on the first ``calling.call.refer``
+    """A ``calling.refer`` in flight (§5.12): it ends on the first ``calling.call.refer``
     whose state is not ``inProgress``, or when the call ends."""
 
     __slots__ = ("refer_to", "reply", "result", "state")

@@ -26,6 +26,7 @@ A script is a comma-separated list of clauses (the grammar is documented in
                          talks 20 s, then hangs up (also: noanswer, decline)
     hangup@connect:5     hangs up 5 s after a connect bridged the call
     hangup@hold:10       hangs up 10 s after the call was put on hold (calling.hold)
+    hangup@queue:30      hangs up 30 s after the call entered a queue (calling.queue.enter)
     hangup@conference:30 hangs up 30 s after it joined a conference
     hangup@refer         hangs up while a REFER from the call waits for its answer
     refer:403            a REFER from this call is refused with 403 (202: accepted,
@@ -63,7 +64,7 @@ _DTMF = "0123456789*#ABCD"
 #: A ``digits:`` group or ``say:`` phrase that gives nothing: that collect hears no input.
 SKIP = "-"
 _NUMBER = r"(\d+(?:\.\d+)?|\.\d+)"
-_HANGUP_KINDS = ("ring", "play", "record", "collect", "connect", "detect", "hold",
+_HANGUP_KINDS = ("ring", "play", "record", "collect", "connect", "detect", "hold", "queue",
                  "conference", "refer")
 #: Seconds an answering machine's greeting lasts when ``machine`` does not say.
 DEFAULT_GREETING = 4.0
@@ -94,9 +95,8 @@ _PEER_RE = re.compile(rf"peer:((?:{'|'.join(PEER_BEHAVIOURS)})(?::{_NUMBER})?"
 
 GRAMMAR = (
     "speak:N[:quiet|:KEY] | silent | hangup:N | hangup@ring[:N] | "
-    "hangup@play|record|collect|connect|detect|hold|conference|refer[ORDINAL][:N] | "
-    "machine[:N] | "
-    "fax | refer:CODE[:NOTIFY] | header:NAME=VALUE | "
+    "hangup@play|record|collect|connect|detect|hold|queue|conference|refer[ORDINAL][:N] | "
+    "machine[:N] | fax | refer:CODE[:NOTIFY] | header:NAME=VALUE | "
     "sms:delivered|undelivered|failed|sent | "
     "digits:KEYS|-[/KEYS|-…] | say:TEXT|-[/TEXT|-…] | "
     "peer:answer[:N]|busy|noanswer|decline[/…] | "

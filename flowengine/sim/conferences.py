@@ -1,4 +1,4 @@
-"""Conferences across simulated calls (``calling.join_conference``, §5.10, §10).
+"""Conferences across simulated calls (``calling.join_conference``, §5.11, §10).
 
 A conference is created by its first participant and lives until it ends: when a
 participant with ``end_on_exit`` leaves (everyone else is taken out, reason ``ended``), or

@@ -35,6 +35,7 @@ from flowengine.sim.conferences import Conferences
 from flowengine.sim.dial import SimDial, check_devices
 from flowengine.sim.latency import LatencyRecorder
 from flowengine.sim.noise import junk_frame
+from flowengine.sim.queues import SimQueues
 from flowengine.sim.refer import DEFAULT_ANSWER as DEFAULT_REFER
 from flowengine.sim.refer import ReferAnswer, refer_call
 from flowengine.sim.timers import Timer, TimerHeap
@@ -74,6 +75,8 @@ _CALL_VERBS = {
     "calling.join_conference": "join_conference",
     "calling.leave_conference": "leave_conference",
     "calling.refer": "refer",
+    "calling.queue.enter": "queue_enter",
+    "calling.queue.leave": "queue_leave",
 }
 _CONTROLS: dict[str, tuple[tuple[str, ...], str]] = {
     "calling.play.stop": (("play",), "stop"),
@@ -261,6 +264,8 @@ class SimCore:
         self._delays: dict[str | None, float] = {}
         #: inject_noise: (rate, random source), or None.
         self._noise: tuple[float, random.Random] | None = None
+        #: The call queues (calling.queue.enter, a connect's queue device; §5.10).
+        self.queues = SimQueues()
         #: Every message sent with messaging.send (its first messaging.state params).
         self.messages_sent: list[dict[str, Any]] = []
         self._failures: dict[str, deque[tuple[str, str]]] = {}
@@ -277,7 +282,7 @@ class SimCore:
         self.default_callee = CallerScript()
         #: The latest dials, oldest first (for tests to look at).
         self.dials: deque[SimDial] = deque(maxlen=DIALS_KEPT)
-        #: Conferences across calls (§5.10): ``conferences.live[name]``, ``.ended``.
+        #: Conferences across calls (§5.11): ``conferences.live[name]``, ``.ended``.
         self.conferences = Conferences(self)
         #: How each REFER target answers (set_refer_target).
         self._refer_targets: dict[str, ReferAnswer] = {}
@@ -695,7 +700,7 @@ class SimCore:
             self._callees[number] = callee
 
     def set_refer_target(self, uri: str | None, answer: str | None) -> None:
-        """How the SIP endpoint ``uri`` answers a REFER to it (§5.11): ``"202"`` (accepted,
+        """How the SIP endpoint ``uri`` answers a REFER to it (§5.12): ``"202"`` (accepted,
         the call leaves us), ``"202:486"`` (accepted, but the referred call was busy),
         ``"403"``, ``"503"``…; ``uri=None`` sets the default for every target without its
         own; ``answer=None`` forgets the target's.

@@ -1,4 +1,4 @@
-"""SIP REFER on simulated calls (``calling.refer``, §5.11, §10).
+"""SIP REFER on simulated calls (``calling.refer``, §5.12, §10).
 
 What the far end answers is scripted per target: ``SimCore.set_refer_target(uri,
 answer)`` (``flowengine simulator --refer URI=ANSWER``), else the caller script's
