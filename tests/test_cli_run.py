@@ -130,3 +130,19 @@ def test_a_relay_url_that_is_not_a_websocket_url_is_refused():
     proc = run_cli("run", "flows/voicemail.yaml", "--relay-url", "http://example.invalid")
     assert proc.returncode == 2
     assert "--relay-url" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_run_follows_a_transfer_into_the_flow_of_that_name_in_the_same_folder():
+    from flowengine.flow import load_flow
+
+    voicemail = load_flow(FLOWS / "voicemail.yaml")
+    proc = run_cli("run", "flows/warm_transfer.yaml", "--time-scale", "0.01",
+                   "--caller", "digits:12#,refer:403,speak:3")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert any("hand_over" in line and "calling.refer" in line and "refused" in line
+               for line in out.splitlines()), out
+    assert f"the call goes on in flow voicemail@{voicemail.short_version}" in out
+    # voicemail's own steps ran after it, its branch shown without this flow's table.
+    assert any("take_message" in line and "finished" in line for line in out.splitlines())
+    assert "Traceback" not in proc.stderr

@@ -46,12 +46,16 @@ async def run_hangup(session: Session, step: Step, params: dict[str, Any]) -> St
 _PHONE = re.compile(r"^\+[1-9]\d{5,14}$")
 
 
-def relay_device(address: str, from_: str, ring_timeout: float | None) -> dict[str, Any]:
-    """One address of a connect (``+15551234567`` or ``sip:…``) → a RELAY device (§5.6)."""
+def relay_device(address: str, from_: str, ring_timeout: float | None,
+                 headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """One address of a connect (``+15551234567`` or ``sip:…``) → a RELAY device (§5.6);
+    ``headers`` (custom SIP headers) go with a SIP device only, as ``[{name, value}]``."""
     if address.startswith("sip:"):
         params: dict[str, Any] = {"to": address}
         if from_.startswith("sip:"):
             params["from"] = from_
+        if headers:
+            params["headers"] = [{"name": k, "value": v} for k, v in headers.items()]
     elif _PHONE.match(address):
         params = {"to_number": address, "from_number": from_}
     else:
@@ -82,8 +86,9 @@ async def run_connect(session: Session, step: Step, params: dict[str, Any]) -> S
         devices = [[{"type": "queue", "params": {"queue_name": queue}}]]
     else:
         items = params["devices"] if "devices" in params else [params["to"]]
+        headers = {str(k): str(v) for k, v in (params.get("headers") or {}).items()}
         try:
-            devices = [[relay_device(str(a), from_, ring)
+            devices = [[relay_device(str(a), from_, ring, headers)
                         for a in (item if isinstance(item, list) else [item])]
                        for item in items]
         except ValueError as exc:

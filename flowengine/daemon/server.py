@@ -39,7 +39,7 @@ from typing import Any
 import anyio
 from anyio.abc import Listener, SocketStream, TaskGroup, TaskStatus
 
-from flowengine.engine import Session, SessionReport, TraceEntry
+from flowengine.engine import FlowRuntime, Session, SessionReport, TraceEntry
 from flowengine.flow import FlowVersion
 from flowengine.flow.schedules import WALL_CLOCK, Clock
 from flowengine.relay import SESSION_LOST, Call, CallEnded, RelayClient, RelayConfig, RelayError
@@ -350,11 +350,20 @@ class Daemon:
         try:
             # The steps go to the metrics, the log and --trace as they run; none is kept.
             run = Session(entry.runtime, call, on_step=self._on_step, time_scale=self.time_scale,
-                          keep_trace=False, clock=self.clock).run()
+                          keep_trace=False, resolver=self._resolve_flow,
+                          clock=self.clock).run()
         except Exception as exc:  # a bug: the call crashes as if run() raised
             run = _raise(exc)
         # The task runs the session itself: no wrapper coroutine held per call in flight.
         self._call_tasks.start(run, f"call {call.call_id}", running)
+
+    async def _resolve_flow(self, name: str) -> FlowRuntime:
+        """A ``transfer`` step's flow: the version of it served now (the routing table of
+        this moment); the call keeps that version to its end."""
+        entry = self.registry.flows.get(name)
+        if entry is None:
+            raise LookupError(f"no flow named {name!r} is being served")
+        return entry.runtime
 
     def _call_ended(self, running: _Running, task: asyncio.Task[SessionReport]) -> None:
         """A call's task ended: the books, the metrics and its log line."""
@@ -393,6 +402,8 @@ class Daemon:
             path = running.path or []
             more = report.steps_run - len(path)
             shown = " > ".join(path) + (f" > … (+{more})" if more > 0 else "")
+            if len(report.flows) > 1:
+                shown += f" (transferred: {' > '.join(report.flows)})"
             logger.info("call ended: %s after %d step(s) (%s), from %s to %s: %s", ended,
                         report.steps_run, report.end_reason or "no end reason",
                         call.from_number or "?", call.to_number or "?",
@@ -401,7 +412,8 @@ class Daemon:
                             "status": report.status, "end_reason": report.end_reason,
                             "error": report.error, "path": path, "steps": report.steps_run,
                             "from": call.from_number, "to": call.to_number,
-                            "context": call.context, "duration": took})
+                            "context": call.context, "duration": took,
+                            "flows": list(report.flows)})
 
     def _on_step(self, entry: TraceEntry) -> None:
         self.metrics.step(entry)

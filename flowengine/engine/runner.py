@@ -73,11 +73,15 @@ class TracePrinter:
                     f"size={result.get('size')}")
         if entry.action == "log":
             return f"log: {result.get('text', '')}"
+        if entry.action == "transfer" and entry.outcome == "transferred":
+            return f"the call goes on in flow {result.get('flow')}@{result.get('version')}"
         if entry.action == "branch":
             index = result.get("index")
             if index is None:
                 return "no condition held"
-            if entry.within is not None:  # a subflow's step: not in this flow's table
+            if entry.within is not None or entry.version != self.flow.version:
+                # A subflow's step, or one of a flow the call was transferred to: not in
+                # this flow's table.
                 return f"choice {index + 1}"
             branch = self.flow.steps[entry.step].branches[index]
             return f"when {branch.when_text}" if branch.when_text else "default choice"

@@ -13,12 +13,14 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from flowengine.actions.base import StepResult
 from flowengine.engine.machine import END, FlowRuntime
+from flowengine.engine.resolver import DirectoryResolver, FlowResolver, directory_of
 from flowengine.flow import (
     FlowParams,
     TemplateRenderError,
@@ -31,7 +33,7 @@ from flowengine.flow.schedules import TIME_KEY, WALL_CLOCK, CallTime, Clock
 from flowengine.flow.templates import QUEUE_BOARD
 
 if TYPE_CHECKING:
-    from flowengine.flow import Step
+    from flowengine.flow import FlowVersion, Step
     from flowengine.relay import Action, Call, RelayClient
 
 logger = logging.getLogger("flowengine.engine")
@@ -41,6 +43,10 @@ _TIMER_CONTEXT = contextvars.Context()
 
 #: How long the end of a flow waits for RELAY to confirm that the call has ended.
 HANGUP_WAIT = 10.0
+#: How many times one call may be transferred to another flow (a loop of transfers ends).
+MAX_TRANSFERS = 20
+#: ``call.sip_headers`` of a call without any (most): one shared empty view, not one per call.
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 #: ``max_duration=`` not given: the flow's ``limits.max_duration``.
 _FLOW_LIMIT: Any = object()
 
@@ -92,10 +98,40 @@ class SessionReport:
     note: str | None = None
     #: How many steps ran, a subflow's included (kept or not in ``trace``).
     steps_run: int = 0
+    #: ``name@version`` of every flow the call ran in, in order: more than one after a
+    #: ``transfer``. ``steps`` and ``vars`` are the first flow's (the one the call came
+    #: to); the others' results are in ``trace``.
+    flows: tuple[str, ...] = ()
+
+
+@dataclass(slots=True, eq=False)
+class _Handoff:
+    """A call's transfers (``transfer`` steps), made on the first one."""
+
+    #: What finds flows by name.
+    resolver: FlowResolver | None = None
+    #: The runtime the call goes on in once the current flow has ended.
+    to: FlowRuntime | None = None
+    #: How many times the call was transferred.
+    count: int = 0
+    #: The first flow's steps and vars (the report's).
+    origin: tuple[dict[str, dict[str, Any]], dict[str, Any]] | None = None
+    #: Every flow the call ran in, in order.
+    flows: list[FlowVersion] = field(default_factory=list)
 
 
 class Session:
     """The state of one call in its flow: current step, ``steps`` results, ``vars``."""
+
+    # Attributes most sessions never set are class-level defaults: CPython 3.11 keeps at
+    # most 29 attributes in a class's shared-key instance dicts, and a Session with a 30th
+    # carries a full dict of its own, ~1.6 KB more per call in flight (bench/memory.py).
+    #: What the calling step passed (a subflow's params before its defaults are added).
+    _given_params: Mapping[str, Any] = MappingProxyType({})
+    #: The call's inputs (an outbound call's), ``vars.<name>`` from the start.
+    _inputs: Mapping[str, Any] = MappingProxyType({})
+    #: ``max_duration=`` when given (else the flow's ``limits.max_duration``).
+    _max_duration: float | None = _FLOW_LIMIT
 
     def __init__(
         self,
@@ -112,6 +148,7 @@ class Session:
         inputs: Mapping[str, Any] | None = None,
         start: str | None = None,
         max_duration: float | None = _FLOW_LIMIT,
+        resolver: FlowResolver | None = None,
         clock: Clock = WALL_CLOCK,
     ) -> None:
         """``keep_trace=False`` keeps no :class:`TraceEntry` once ``on_step`` has seen it
@@ -127,7 +164,8 @@ class Session:
         input's default). ``start``: the step to start at (default the flow's start).
         ``max_duration``: seconds, instead of the flow's ``limits.max_duration``. ``clock``
         is where ``now()`` and ``is_open()`` read the time (``run --at`` and a scenario's
-        ``at:`` set one)."""
+        ``at:`` set one). ``resolver`` finds the flows ``transfer`` steps name (None: the
+        flow files in this flow's folder)."""
         self.runtime = runtime
         self.flow = runtime.flow
         self._call = call
@@ -137,10 +175,12 @@ class Session:
             client = call.client
         #: The RELAY client this session's call came on (or, without a call, its steps use).
         self.client: RelayClient = client
-        self._inputs = dict(inputs) if inputs is not None else {
-            name: spec.default for name, spec in self.flow.inputs.items()}
-        self.max_duration: float | None = (self.flow.max_duration if max_duration is _FLOW_LIMIT
-                                           else max_duration)
+        if inputs is not None:
+            self._inputs = dict(inputs)
+        elif self.flow.inputs:
+            self._inputs = {name: spec.default for name, spec in self.flow.inputs.items()}
+        if max_duration is not _FLOW_LIMIT:
+            self._max_duration = max_duration
         self.on_step = on_step
         #: On the simulator, the flow's own clocks (step timeouts, max_duration) run at the
         #: simulator's pace, so a simulated call behaves as the real one would.
@@ -173,8 +213,8 @@ class Session:
         self.end_outcome: str | None = None
         #: The calling step's id when this session runs a subflow, else None.
         self.within = within
-        #: What the calling step passed (a subflow's params before its defaults are added).
-        self._given_params = dict(params or {})
+        if params:
+            self._given_params = dict(params)
         self.params = FlowParams()
         self._call_info: dict[str, Any]
         if call is not None:
@@ -185,6 +225,8 @@ class Session:
                 "direction": call.direction,
                 "context": call.context,
                 "state": call.state,
+                # Read-only: a flow reads what the caller's SIP INVITE carried, never edits it.
+                "sip_headers": _sip_headers(call),
                 "dial": None,
             }
             if call_info:
@@ -192,22 +234,26 @@ class Session:
         else:
             self._call_info = {"id": "", "from": "", "to": "", "direction": "outbound",
                                "context": "", "state": "ended", "dial": None,
+                               "sip_headers": _NO_HEADERS,
                                **(call_info or {})}
             # The handlers may need the call: on this path they are not taken.
             self.hangup_handled = self.error_handled = True
-        self.clock = clock
-        #: The clock and this flow's schedules, as templates read them (flow/schedules.py).
-        self.time = CallTime(clock, self.flow.schedules)
+        # The clock and this flow's schedules, as templates read them (flow/schedules.py),
+        # are kept in the template context only (see `time`): no attribute of their own.
         self._context = {"call": self._call_info, "steps": self.steps, "vars": self.vars,
                          "flow": self.flow.template_flow, "params": self.params,
-                         TIME_KEY: self.time,
+                         TIME_KEY: CallTime(clock, self.flow.schedules),
                          # queue_size()/queue_wait() read what the client saw (§5.10).
                          QUEUE_BOARD: getattr(getattr(call, "client", None), "queues", None)}
         self._t0 = 0.0
-        self._clock: Callable[[], float] = time.monotonic
         self._wall0 = 0.0
         #: While a max_duration timer runs: the task it cancels (None once it fired).
         self._limited: asyncio.Task[Any] | None = None
+        # The resolver until the first transfer, then a _Handoff that holds it: one
+        # attribute, and no object per call that never transfers. (A 30th attribute would
+        # cost every call in flight ~1.3 KB: CPython 3.11 keeps up to 29 in the class's
+        # shared-key instance dicts.)
+        self._handoff: _Handoff | FlowResolver | None = resolver
 
     # -- what actions and templates use ------------------------------------------------
 
@@ -278,8 +324,7 @@ class Session:
         """Run the flow to its end and make sure the call ends too."""
         # The loop's clock (time.monotonic() on asyncio's loops): on a virtual clock
         # (flowengine.testing) the trace's times are the simulated ones, exact.
-        self._clock = asyncio.get_running_loop().time
-        self._t0 = self._clock()
+        self._t0 = _loop_time()
         self._wall0 = time.time()
         error: str | None = None
         note: str | None = None
@@ -288,7 +333,8 @@ class Session:
             error = self._init_vars()
             if error is None or self._vars_failed(error):
                 error = None
-                if self.max_duration:
+                limit = self.max_duration
+                if limit:
                     # One timer handle that cancels this task, not an anyio cancel scope
                     # (~1.1 KB per call in flight) nor asyncio.timeout() (~0.45 KB): most
                     # flows set a limit. The cancellation arrives at the await the flow
@@ -297,23 +343,27 @@ class Session:
                     task = asyncio.current_task()
                     assert task is not None
                     self._limited = task
-                    timer = loop.call_at(loop.time() + self.max_duration * self.time_scale,
+                    timer = loop.call_at(loop.time() + limit * self.time_scale,
                                          self._limit_reached, context=_TIMER_CONTEXT)
                     try:
                         failed, error = await self._run_steps()
+                        if isinstance(self._handoff, _Handoff):
+                            failed, error = await self._run_transfers(failed, error)
                         await self._wait_for_bridge()
                     except asyncio.CancelledError:
                         # Not the limit's (the flag), or someone cancelled too: let it go on.
                         if self._limited is not None or task.uncancel() > 0:
                             raise
                         # A configured limit, not a failure: the call is hung up below.
-                        note = f"max_duration ({self.max_duration:g} s) reached: hung up"
+                        note = f"max_duration ({limit:g} s) reached: hung up"
                         logger.info("%s", note, extra=self._log_extra())
                     finally:
                         timer.cancel()
                         self._limited = None
                 else:
                     failed, error = await self._run_steps()
+                    if isinstance(self._handoff, _Handoff):
+                        failed, error = await self._run_transfers(failed, error)
                     await self._wait_for_bridge()
             else:
                 failed = True
@@ -329,21 +379,28 @@ class Session:
                             logger.debug("hangup at flow end failed: %s", exc)
                     await call.wait_for_ended()
         self.collect_background()
+        handoff = self._handoff if isinstance(self._handoff, _Handoff) else None
+        steps, vars_ = (handoff.origin if handoff is not None and handoff.origin is not None
+                        else (self.steps, self.vars))
         return SessionReport(
             status="failed" if failed else "completed",
-            steps=self.steps,
-            vars=self.vars,
+            steps=steps,
+            vars=vars_,
             trace=self.trace,
             caller_hung_up=self.caller_hung_up,
             end_reason=self._call.end_reason if self._call is not None else None,
             error=error,
             note=note,
             steps_run=self.steps_run,
+            flows=tuple(f"{f.name}@{f.short_version}"
+                        for f in (handoff.flows if handoff is not None and handoff.flows
+                                  else (self.flow,))),
         )
 
     async def _wait_for_bridge(self) -> None:
         """A flow that ends while its call is bridged (``connect`` with ``wait: false``)
-        leaves the two talking: the call is hung up only once the bridge ends."""
+        leaves the two talking: the call is hung up only once the bridge ends. Likewise a
+        call left in a conference (``conference`` with ``wait: false``) stays in it."""
         if self._call is None:
             return
         bridge = self.call.bridge
@@ -351,6 +408,113 @@ class Session:
             logger.info("flow ended while the call is connected: waiting for the bridge to end",
                         extra=self._log_extra())
             await bridge.wait()
+        conference = self.call.conference
+        if conference is not None and not conference.done and not self.call.ended:
+            logger.info("flow ended while the call is in a conference: waiting for it to leave",
+                        extra=self._log_extra())
+            await conference.wait()
+
+    # -- transfers -----------------------------------------------------------------------
+
+    @property
+    def time(self) -> CallTime:
+        """The clock and this flow's schedules, as templates read them (``now()``,
+        ``is_open()``)."""
+        time = self._context[TIME_KEY]
+        assert isinstance(time, CallTime)
+        return time
+
+    @property
+    def clock(self) -> Clock:
+        """Where ``now()`` and ``is_open()`` read the time."""
+        return self.time.clock
+
+    @property
+    def max_duration(self) -> float | None:
+        """Seconds the call may last: ``max_duration=``, else the flow's
+        ``limits.max_duration`` (None: no limit)."""
+        given = self._max_duration
+        return self.flow.max_duration if given is _FLOW_LIMIT else given
+
+    @property
+    def resolver(self) -> FlowResolver | None:
+        """What finds the flows ``transfer`` steps name (None: not made yet)."""
+        handoff = self._handoff
+        return handoff.resolver if isinstance(handoff, _Handoff) else handoff
+
+    @property
+    def transfer_to(self) -> FlowRuntime | None:
+        """The runtime a ``transfer`` step handed the call to, until the switch to it."""
+        handoff = self._handoff
+        return handoff.to if isinstance(handoff, _Handoff) else None
+
+    @transfer_to.setter
+    def transfer_to(self, runtime: FlowRuntime | None) -> None:
+        self._transfers().to = runtime
+
+    def _transfers(self) -> _Handoff:
+        handoff = self._handoff
+        if not isinstance(handoff, _Handoff):
+            handoff = self._handoff = _Handoff(resolver=handoff)
+        return handoff
+
+    async def resolve_flow(self, name: str) -> FlowRuntime:
+        """The runtime of the flow named ``name`` as it is now (for a ``transfer`` step).
+
+        Raises:
+            LookupError: there is no such flow (the message says where it looked).
+        """
+        resolver = self.resolver
+        if resolver is None:
+            resolver = self._transfers().resolver = DirectoryResolver(directory_of(self.flow))
+        return await resolver(name)
+
+    async def _run_transfers(self, failed: bool, error: str | None) -> tuple[bool, str | None]:
+        """After the flow's steps (which ended ``failed``, ``error``): while a ``transfer``
+        step handed the call on, the steps of the flow it named — that version, pinned,
+        from its start, with its own vars. What ran before stays in the trace; nothing of
+        a flow runs after its transfer (its on_hangup included). (Awaited only once a
+        transfer happened: no extra coroutine per call in flight otherwise.)"""
+        while not failed and isinstance(handoff := self._handoff, _Handoff) and (
+                runtime := handoff.to) is not None:
+            handoff.to = None
+            handoff.count += 1
+            if handoff.count > MAX_TRANSFERS:
+                return True, f"more than {MAX_TRANSFERS} transfers on one call: a loop?"
+            logger.info("transferred to flow %s@%s", runtime.flow.name,
+                        runtime.flow.short_version, extra=self._log_extra())
+            self._switch(runtime)
+            error = self._init_vars()
+            if error is not None and not self._vars_failed(error):
+                return True, error
+            failed, error = await self._run_steps()
+        return failed, error
+
+    def _switch(self, runtime: FlowRuntime) -> None:
+        """Make ``runtime``'s flow this call's, from its start, with fresh state."""
+        handoff = self._transfers()
+        if handoff.origin is None:
+            handoff.origin = (self.steps, self.vars)
+        if not handoff.flows:
+            handoff.flows.append(self.flow)
+        handoff.flows.append(runtime.flow)
+        self.runtime = runtime
+        self.flow = runtime.flow
+        self.state = self.flow.start
+        self.steps = {}
+        self.vars = {}
+        self.visits = {}
+        self.params = FlowParams()
+        self._given_params = MappingProxyType({})
+        # The call's inputs were the first flow's; the next one starts from its own defaults.
+        self._inputs = {name: spec.default for name, spec in self.flow.inputs.items()}
+        # hangup_handled / error_handled stay as they are: each handler is taken once per
+        # call, so a first flow's on_hangup that transfers does not lead to a second one.
+        self.returned = self.end_outcome = None
+        self._context = {"call": self._call_info, "steps": self.steps, "vars": self.vars,
+                         "flow": self.flow.template_flow, "params": self.params,
+                         TIME_KEY: CallTime(self.clock, self.flow.schedules),
+                         QUEUE_BOARD: self._context.get(QUEUE_BOARD)}
 
     def _init_vars(self) -> str | None:
         """Render ``params`` defaults and ``vars``: the first error, or None. A value that
@@ -389,11 +553,11 @@ class Session:
                         within=step.id if self.within is None else f"{self.within}/{step.id}",
                         keep_trace=self._keep_trace, client=self.client,
                         call_info=self._call_info if self._call is None else None,
-                        clock=self.clock)
+                        resolver=self.resolver, clock=self.clock)
         child.hangup_handled = child.error_handled = self._call is None
         child.trace = self.trace
         child._top = self._top or self
-        child._t0, child._wall0, child._clock = self._t0, self._wall0, self._clock
+        child._t0, child._wall0 = self._t0, self._wall0
         child.caller_hung_up = self.caller_hung_up
         child.background = self.background
         return child
@@ -424,7 +588,7 @@ class Session:
             self.collect_background()
             if step.id in runtime.counted:
                 self.visits[step.id] = self.visits.get(step.id, 0) + 1
-            started = self._clock()
+            started = _loop_time()
             result = await self._run_step(step)
             outcome = result.outcome
             if outcome == "hangup":
@@ -494,7 +658,8 @@ class Session:
         """Map what the action saw onto the step's outcomes."""
         spec = ACTIONS[step.action]
         if (spec.needs_call and not spec.ends_flow and self._call is not None
-                and self.call.ended and result.outcome != "timeout"):
+                and self.call.ended and result.outcome != "timeout"
+                and result.outcome not in spec.hands_off):
             # The caller hung up during the step: its outcome is `hangup`, its result
             # (a recording's url, say) is kept.
             result.outcome = "hangup"
@@ -514,7 +679,7 @@ class Session:
             outcome=result.outcome,
             next_step=None if self.state == END else self.state,
             started=started - self._t0,
-            duration=self._clock() - started,
+            duration=_loop_time() - started,
             method=result.method,
             control_id=result.control_id,
             result=result.result,
@@ -539,3 +704,15 @@ class Session:
             )
         if self.on_step is not None:
             self.on_step(entry)
+
+
+def _sip_headers(call: Call) -> Mapping[str, str]:
+    headers = call.sip_headers
+    return MappingProxyType(headers) if headers else _NO_HEADERS
+
+
+def _loop_time() -> float:
+    """The running loop's clock (time.monotonic() on asyncio's loops; on a virtual clock,
+    flowengine.testing's, the simulated time, so the trace's times are exact). Read, not
+    kept: a Session attribute for it would be the 30th (see tests/test_engine_memory.py)."""
+    return asyncio.get_running_loop().time()

@@ -535,6 +535,10 @@ class _Compiler:
             nxt = None
         else:
             nxt = following
+        for outcome in ACTIONS[action].hands_off:
+            # The call is no longer this flow's (a REFER taken, a transfer): unless the
+            # step says where to go, the flow ends there.
+            on.setdefault(outcome, None)
         if timeout is not None and not ACTIONS[action].waits:
             self.warning((*base, "timeout"), f"timeout has no effect on a {action} step "
                          "(it does not wait for anything)", key=True)

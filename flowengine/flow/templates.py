@@ -81,8 +81,9 @@ if TYPE_CHECKING:
 
 #: Fields of ``call`` in templates.
 #: ``dial`` is what dialling a call we placed came to (``answered``, ``machine``, ``busy``,
-#: ``no_answer``, ``failed``; None on a call that came in).
-CALL_FIELDS = ("id", "from", "to", "direction", "context", "state", "dial")
+#: ``no_answer``, ``failed``; None on a call that came in). ``sip_headers``: the custom SIP
+#: headers a call that came in over SIP carried.
+CALL_FIELDS = ("id", "from", "to", "direction", "context", "state", "dial", "sip_headers")
 #: Fields of ``flow`` in templates.
 FLOW_FIELDS = ("name", "version", "file")
 #: The names a step's templates can use (besides Jinja's ``range``, ``dict``, ``namespace``…).

@@ -8,6 +8,7 @@ Public API (see docs/internals.md and docs/relay-client.md)::
 
 from .call import CLIENT_CLOSED, HANGUP_RESULT, SESSION_LOST, Action, ActionResult, Bridge, Call
 from .client import RelayClient
+from .conference import Conference, ConferenceResult, Refer, ReferResult, sip_device
 from .config import RelayConfig
 from .dial import DIAL_TIMEOUT, DialResult, outcome_of, phone_device
 from .errors import (
@@ -33,6 +34,8 @@ __all__ = [
     "Bridge",
     "Call",
     "CallEnded",
+    "Conference",
+    "ConferenceResult",
     "ConnectionLost",
     "DialResult",
     "LocalProtocolError",
@@ -41,6 +44,8 @@ __all__ = [
     "QueueBoard",
     "QueueFigures",
     "QueueWait",
+    "Refer",
+    "ReferResult",
     "RelayClient",
     "RelayConfig",
     "RelayError",
@@ -49,4 +54,5 @@ __all__ = [
     "RequestTimeout",
     "outcome_of",
     "phone_device",
+    "sip_device",
 ]

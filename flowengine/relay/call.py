@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .conference import Conference, Refer, sip_device
 from .errors import CallEnded, ConnectionLost, RelayError
 from .events import CallEvent
 from .queues import QueueWait
@@ -394,6 +395,9 @@ class Call:
         end_reason: why it ended (``hangup``, ``busy``…; ``session_lost`` when the RELAY
             session was replaced, ``client_closed`` when the client closed first).
         bridge: the latest :class:`Bridge` started by :meth:`connect`, or None.
+        conference: the latest :class:`Conference` joined by :meth:`join_conference`, or
+            None.
+        last_refer: the latest :class:`Refer` sent by :meth:`refer`, or None.
     """
 
     __slots__ = (
@@ -404,10 +408,12 @@ class Call:
         "_listeners",
         "bridge",
         "call_id",
+        "conference",
         "context",
         "direction",
         "end_reason",
         "from_number",
+        "last_refer",
         "node_id",
         "state",
         "tag",
@@ -441,6 +447,8 @@ class Call:
         self.end_reason: str | None = None
         self._actions: dict[str, Action] = {}
         self.bridge: Bridge | None = None
+        self.conference: Conference | None = None
+        self.last_refer: Refer | None = None
         self._ended_event: anyio.Event | None = None
         self._listeners: dict[str, list[EventHandler]] | None = None
 
@@ -453,6 +461,19 @@ class Call:
         if self._device is None:
             return _phone_device(self.from_number, self.to_number)
         return self._device
+
+    @property
+    def sip_headers(self) -> dict[str, str]:
+        """The custom SIP headers the call came with (§4.1: a ``sip`` device's ``headers``,
+        ``[{name, value}]``), name → value; ``{}`` for other calls."""
+        if self._device is None:  # a plain phone device: no headers, nothing to build
+            return {}
+        params = self._device.get("params")
+        headers = params.get("headers") if isinstance(params, dict) else None
+        if not isinstance(headers, list):
+            return {}
+        return {str(h["name"]): str(h.get("value", "")) for h in headers
+                if isinstance(h, dict) and isinstance(h.get("name"), str)}
 
     @property
     def client(self) -> RelayClient:
@@ -560,6 +581,97 @@ class Call:
         if self.state == "ended":
             raise CallEnded(410, "calling.unhold", "the call has already ended")
         return await self.execute("unhold", resend=True)
+
+    async def join_conference(self, name: str, *, muted: bool | None = None,
+                              beep: str | None = None, start_on_enter: bool | None = None,
+                              end_on_exit: bool | None = None, wait_url: str | None = None,
+                              max_participants: int | None = None, record: str | None = None,
+                              coach: str | None = None, **extra: Any) -> Conference:
+        """Put the call in the conference ``name`` (``calling.join_conference``, §5.11);
+        returns when RELAY accepted it, with the :class:`Conference` (also
+        ``call.conference``), over when the call leaves it.
+
+        Args take the SDK's names and values: ``beep`` ``"true"``/``"false"``/
+        ``"onEnter"``/``"onExit"``; ``start_on_enter`` (default true: this participant
+        starts the conference), ``end_on_exit`` (its leaving ends it for all), ``wait_url``
+        (media while the conference waits to start or the call is alone),
+        ``max_participants``, ``record`` (``"record-from-start"`` or
+        ``"do-not-record"``), ``coach`` (the call_id of the participant this one coaches:
+        only that one hears it); ``extra``: other keys (``status_callback``…) as given.
+        Left out when None, as the SDK does.
+
+        Raises:
+            CallEnded: the call has ended or is gone (404/410).
+            RelayError: any other failure.
+        """
+        if self.state == "ended":
+            raise CallEnded(410, "calling.join_conference", "the call has already ended")
+        params: dict[str, Any] = {"name": name}
+        for key, value in (("muted", muted), ("beep", beep), ("start_on_enter", start_on_enter),
+                           ("end_on_exit", end_on_exit), ("wait_url", wait_url),
+                           ("max_participants", max_participants), ("record", record),
+                           ("coach", coach)):
+            if value is not None:
+                params[key] = value
+        params.update(extra)
+        # Registered before sending: the join's events may come before its reply.
+        conference = Conference(name)
+        previous, self.conference = self.conference, conference
+        try:
+            conference.reply = await self.execute("join_conference", params)
+        except BaseException:
+            self.conference = previous
+            raise
+        cid = conference.reply.get("conference_id")
+        if isinstance(cid, str) and not conference.conference_id:
+            conference.conference_id = cid
+            if not conference.done:
+                self._client._watch_conference(conference)
+        return conference
+
+    async def leave_conference(self, conference_id: str | None = None) -> dict[str, Any]:
+        """Take the call out of a conference (``calling.leave_conference``, §5.11):
+        ``conference_id``, or the one :attr:`conference` is in. ``{}`` when the call is
+        gone or in none."""
+        if conference_id is None:
+            conference = self.conference
+            if conference is None or conference.done or not conference.conference_id:
+                return {}
+            conference_id = conference.conference_id
+        try:
+            return await self.execute("leave_conference", {"conference_id": conference_id})
+        except CallEnded:
+            return {}
+
+    async def refer(self, to: str | dict[str, Any], *,
+                    headers: Mapping[str, str] | None = None, **extra: Any) -> Refer:
+        """Hand the call to another SIP endpoint with a SIP REFER (``calling.refer``,
+        §5.12); returns when RELAY accepted the request, with the :class:`Refer` (also
+        ``call.last_refer``), over on the REFER's answer.
+
+        Args:
+            to: a ``sip:`` URI, or a whole ``sip`` device as the SDK's ``refer(device)``
+                takes it.
+            headers: custom SIP headers sent with the REFER (``{"X-Ticket": "42"}``).
+            extra: other keys (``status_url``…) as given.
+
+        Raises:
+            CallEnded: the call has ended or is gone (404/410).
+            RelayError: any other failure.
+        """
+        if self.state == "ended":
+            raise CallEnded(410, "calling.refer", "the call has already ended")
+        device = to if isinstance(to, dict) else sip_device(to, headers)
+        device_params = device.get("params")
+        target = device_params.get("to") if isinstance(device_params, dict) else None
+        refer = Refer(str(target or ""))
+        previous, self.last_refer = self.last_refer, refer
+        try:
+            refer.reply = await self.execute("refer", {"device": device, **extra})
+        except BaseException:
+            self.last_refer = previous
+            raise
+        return refer
 
     async def queue_enter(self, name: str, *, status_url: str | None = None,
                           wait_url: str | None = None, **extra: Any) -> QueueWait:
@@ -809,6 +921,20 @@ class Call:
         elif event.event_type == "calling.call.connect":
             if self.bridge is not None:
                 self.bridge._update(params)
+        elif event.event_type == "calling.conference":
+            conference = self.conference
+            if conference is not None and not conference.done:
+                known = conference.conference_id
+                conference._update(params, own=True)
+                if conference.done:
+                    self._client._unwatch_conference(conference)
+                elif not known and conference.conference_id:
+                    # Its join came before the reply was read: the conference's own events
+                    # that follow at once must find the handle.
+                    self._client._watch_conference(conference)
+        elif event.event_type == "calling.call.refer":
+            if self.last_refer is not None:
+                self.last_refer._update(params)
         elif event.control_id is not None:
             action = self._actions.get(event.control_id)
             terminal = (action._terminal_state(event.event_type, params)
@@ -841,6 +967,11 @@ class Call:
             action._resolve(HANGUP_RESULT)
         if self.bridge is not None:
             self.bridge._set("hangup")
+        if self.conference is not None and not self.conference.done:
+            self.conference._resolve("hangup", {})
+            self._client._unwatch_conference(self.conference)
+        if self.last_refer is not None:
+            self.last_refer._resolve("hangup", {})
         if self._ended_event is not None:
             self._ended_event.set()
 

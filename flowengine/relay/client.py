@@ -23,6 +23,7 @@ from anyio.abc import ObjectReceiveStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectStreamStatistics
 
 from .call import CLIENT_CLOSED, SESSION_LOST, Call
+from .conference import Conference
 from .config import RelayConfig
 from .connection import Deadlines, LinkOpener, RelayConnection, backoff, open_connection
 from .dial import DIAL_TIMEOUT, MACHINE_EVENTS, Dial, DialResult, outcome_of
@@ -156,6 +157,9 @@ class RelayClient(AsyncContextManagerMixin):
         self._ended_ids: dict[str, None] = {}
         #: Dials waiting for their outcome, by tag (§4.9).
         self._dials: dict[str, Dial] = {}
+        #: §4.10: conference_id → the calls' Conference handles in it, for the conference's
+        #: own events (they name no call).
+        self._conferences: dict[str, list[Conference]] = {}
         #: What this client's calls were told of each queue (§5.10): sizes, waits.
         self.queues = QueueBoard()
 
@@ -656,6 +660,8 @@ class RelayClient(AsyncContextManagerMixin):
             logger.warning("! dropped a frame from RELAY: %s: %s", event.reason, event.frame)
         elif type(event) is OtherEvent and event.event_type == "messaging.state":
             self._message_state(event.params)
+        elif type(event) is OtherEvent and event.event_type == "calling.conference":
+            self._conference_event(event.params)
         elif type(event) is OtherEvent and event.event_type == "calling.call.dial":
             tag = event.params.get("tag")
             dial = self._dials.get(tag) if isinstance(tag, str) else None
@@ -666,6 +672,27 @@ class RelayClient(AsyncContextManagerMixin):
         elif (type(event) is OtherEvent or type(event) is ServerPing) and logger.isEnabledFor(
                 logging.DEBUG):
             logger.debug("= %s ignored", event)
+
+    def _watch_conference(self, conference: Conference) -> None:
+        """Route the conference's own events (§4.10) to ``conference`` until it is over."""
+        self._conferences.setdefault(conference.conference_id, []).append(conference)
+
+    def _unwatch_conference(self, conference: Conference) -> None:
+        handles = self._conferences.get(conference.conference_id)
+        if handles is not None and conference in handles:
+            handles.remove(conference)
+            if not handles:
+                del self._conferences[conference.conference_id]
+
+    def _conference_event(self, params: Mapping[str, Any]) -> None:
+        cid = params.get("conference_id")
+        handles = self._conferences.get(cid) if isinstance(cid, str) else None
+        if not handles:
+            return
+        for conference in list(handles):
+            conference._update(params, own=False)
+            if conference.done:
+                self._unwatch_conference(conference)
 
     def _dial_leg(self, event: CallEvent) -> Call | None:
         """§4.9: a state event for a call we do not know, with the tag of a dial of ours, is

@@ -27,6 +27,11 @@ A script is a comma-separated list of clauses (the grammar is documented in
     hangup@connect:5     hangs up 5 s after a connect bridged the call
     hangup@hold:10       hangs up 10 s after the call was put on hold (calling.hold)
     hangup@queue:30      hangs up 30 s after the call entered a queue (calling.queue.enter)
+    hangup@conference:30 hangs up 30 s after it joined a conference
+    hangup@refer         hangs up while a REFER from the call waits for its answer
+    refer:403            a REFER from this call is refused with 403 (202: accepted,
+                         202:486: accepted, but the referred call was busy)
+    header:X-Account=42  calls over SIP with this SIP header (repeat for more)
 
 Callee scripts (what the number a ``calling.dial`` rings does) use the same grammar, plus
 how the callee picks up; these clauses mean nothing to an inbound caller::
@@ -59,7 +64,8 @@ _DTMF = "0123456789*#ABCD"
 #: A ``digits:`` group or ``say:`` phrase that gives nothing: that collect hears no input.
 SKIP = "-"
 _NUMBER = r"(\d+(?:\.\d+)?|\.\d+)"
-_HANGUP_KINDS = ("ring", "play", "record", "collect", "connect", "detect", "hold", "queue")
+_HANGUP_KINDS = ("ring", "play", "record", "collect", "connect", "detect", "hold", "queue",
+                 "conference", "refer")
 #: Seconds an answering machine's greeting lasts when ``machine`` does not say.
 DEFAULT_GREETING = 4.0
 #: Seconds a callee rings before it answers when ``answer`` does not say.
@@ -79,6 +85,9 @@ _DIGITS_RE = re.compile(rf"digits:({_KEYS}(?:/{_KEYS})*)")
 _SAY_RE = re.compile(r"say:(.+)")
 _ANSWER_RE = re.compile(rf"answer(?::{_NUMBER})?")
 _MACHINE_RE = re.compile(rf"machine(?::{_NUMBER})?")
+_REFER_RE = re.compile(r"refer:([1-6]\d\d(?::[1-6]\d\d)?)")
+#: A SIP header name (RFC 3261 token) and a value without commas (they join clauses).
+_HEADER_RE = re.compile(r"header:([A-Za-z0-9!%*_+`'~.-]+)=([^,]*)")
 #: How text messages to the caller's number end (``sms:``).
 SMS_ENDINGS = ("delivered", "undelivered", "failed", "sent")
 _PEER_RE = re.compile(rf"peer:((?:{'|'.join(PEER_BEHAVIOURS)})(?::{_NUMBER})?"
@@ -86,7 +95,8 @@ _PEER_RE = re.compile(rf"peer:((?:{'|'.join(PEER_BEHAVIOURS)})(?::{_NUMBER})?"
 
 GRAMMAR = (
     "speak:N[:quiet|:KEY] | silent | hangup:N | hangup@ring[:N] | "
-    "hangup@play|record|collect|connect|detect|hold|queue[ORDINAL][:N] | machine[:N] | fax | "
+    "hangup@play|record|collect|connect|detect|hold|queue|conference|refer[ORDINAL][:N] | "
+    "machine[:N] | fax | refer:CODE[:NOTIFY] | header:NAME=VALUE | "
     "sms:delivered|undelivered|failed|sent | "
     "digits:KEYS|-[/KEYS|-…] | say:TEXT|-[/TEXT|-…] | "
     "peer:answer[:N]|busy|noanswer|decline[/…] | "
@@ -142,6 +152,12 @@ class CallerScript:
     #: Callee scripts only: seconds it rings before answering (``answer:N``); ``None``:
     #: the default (``DEFAULT_RING``).
     ring: float | None = None
+    #: How a REFER from this call is answered when its target has no answer of its own
+    #: (``refer:403``, ``refer:202:486``); None: the simulator's default (accepted).
+    refer: str | None = None
+    #: SIP headers the call arrives with (``header:NAME=VALUE``), as (name, value) pairs;
+    #: a call with any comes over SIP.
+    headers: tuple[tuple[str, str], ...] = ()
     #: The text this script was parsed from ("" when built directly).
     source: str = field(default="", compare=False)
 
@@ -167,6 +183,8 @@ class CallerScript:
         sms = "delivered"
         pickup: str | None = None
         ring: float | None = None
+        refer: str | None = None
+        headers: list[tuple[str, str]] = []
         for raw in text.split(",") if text else ():
             clause = raw.strip()
             if not clause:
@@ -198,6 +216,19 @@ class CallerScript:
                 pickup = _one_pickup(pickup, clause, clause, text)
             elif clause == "fax":
                 answered_by = "fax"
+            elif m := _REFER_RE.fullmatch(clause):
+                if not m[1].startswith("2") and ":" in m[1]:
+                    raise CallerScriptError(f"only an accepted REFER (2xx) has a NOTIFY code, in "
+                                            f"{clause!r}; grammar: {GRAMMAR}")
+                refer = m[1]
+            elif clause.startswith("refer:"):
+                raise CallerScriptError(f"bad REFER answer in {clause!r} (a SIP code: 202, "
+                                        f"202:486, 403…); grammar: {GRAMMAR}")
+            elif m := _HEADER_RE.fullmatch(clause):
+                headers.append((m[1], m[2]))
+            elif clause.startswith("header:"):
+                raise CallerScriptError(f"bad SIP header in {clause!r} (NAME=VALUE, the name "
+                                        f"a SIP token); grammar: {GRAMMAR}")
             elif clause.startswith("sms:"):
                 sms = clause[4:]
                 if sms not in SMS_ENDINGS:
@@ -230,7 +261,8 @@ class CallerScript:
                    hangup_ordinal=hangup_ordinal,
                    digits=tuple(digits), say=tuple(say), peers=tuple(peers),
                    answered_by=answered_by, greeting=greeting, sms=sms,
-                   pickup=pickup or "answer", ring=ring, source=text)
+                   pickup=pickup or "answer", ring=ring, refer=refer,
+                   headers=tuple(headers), source=text)
 
     @classmethod
     def coerce(cls, value: str | CallerScript | None) -> CallerScript:
@@ -268,6 +300,9 @@ class CallerScript:
         if self.peers:
             parts.append("peer:" + "/".join(
                 kind if seconds is None else f"{kind}:{seconds:g}" for kind, seconds in self.peers))
+        if self.refer is not None:
+            parts.append(f"refer:{self.refer}")
+        parts.extend(f"header:{name}={value}" for name, value in self.headers)
         if self.pickup != "answer":
             parts.append(self.pickup)
         elif self.ring is not None:

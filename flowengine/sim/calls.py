@@ -30,6 +30,7 @@ from flowengine.sim.caller import DEFAULT_HANGUP_OFFSET, SKIP, CallerScript
 from flowengine.sim.timers import Timer
 
 if TYPE_CHECKING:
+    from flowengine.sim.conferences import Conferences
     from flowengine.sim.core import Session
     from flowengine.sim.queues import SimQueues
 
@@ -91,12 +92,15 @@ class CallHost(Protocol):
     """What a call needs from the simulator core."""
 
     time_scale: float
+    #: The conferences calls join (``flowengine.sim.conferences``).
+    conferences: Conferences
     #: The simulator's call queues (``calling.queue.enter``, a connect's queue device).
     queues: SimQueues
 
     @property
     def now(self) -> float: ...
     def after(self, sim_seconds: float, callback: Callable[[], None]) -> Timer: ...
+    def refer(self, call: SimCall, params: dict[str, Any], reply: Reply) -> None: ...
     def emit_call_event(self, call: SimCall, event_type: str, params: dict[str, Any]) -> None: ...
     def new_recording(self, call: SimCall, control_id: str, fmt: str) -> SimRecording: ...
     def recording_finished(self, recording: SimRecording) -> None: ...
@@ -238,6 +242,13 @@ class SimCall:
         self.on_hold = False
         #: How many times the call was put on hold.
         self.holds = 0
+        #: Every calling.refer accepted on this call: ``{"to", "headers", "answer"}``.
+        self.refers: list[dict[str, Any]] = []
+        self.refer_pending = False
+        #: The SIP URI a REFER handed the call to (the far end took it), else None.
+        self.referred_to: str | None = None
+        #: The ``devices`` of every calling.connect accepted on this call, in order.
+        self.connect_requests: list[list[list[dict[str, Any]]]] = []
         self._waiters: list[anyio.Event] = []
 
     def __repr__(self) -> str:
@@ -255,6 +266,11 @@ class SimCall:
         its dial rang (§5.9)."""
         if self._device is not None:
             return self._device
+        if self.caller.headers:
+            # A caller with SIP headers calls over SIP (§4.1): RELAY hands them over.
+            return {"type": "sip", "params": {
+                "from": self.from_number, "to": self.to_number,
+                "headers": [{"name": k, "value": v} for k, v in self.caller.headers]}}
         return {"type": "phone",
                 "params": {"from_number": self.from_number, "to_number": self.to_number}}
 
@@ -522,6 +538,7 @@ class SimCall:
         if params.get("ringback") is not None:
             media_length(params["ringback"])  # 400 for a bad list
         tag = params.get("tag") if isinstance(params.get("tag"), str) else None
+        self.connect_requests.append(devices)
         queued = [d for group in devices for d in group if d.get("type") == "queue"]
         if queued:
             # §5.10: an agent takes the longest-waiting caller of a queue (sim/queues.py).
@@ -592,6 +609,19 @@ class SimCall:
             return
         self.on_hold = False
         self.emit("calling.call.hold", {**self._ids(), "state": "unhold"})
+
+    def join_conference(self, params: dict[str, Any], reply: Reply) -> None:
+        """``calling.join_conference`` (§5.11): see ``flowengine.sim.conferences``."""
+        self._host.conferences.join(self, params, reply)
+
+    def leave_conference(self, params: dict[str, Any], reply: Reply) -> None:
+        """``calling.leave_conference`` (§5.11)."""
+        self._host.conferences.leave(self, params, reply)
+
+    def refer(self, params: dict[str, Any], reply: Reply) -> None:
+        """``calling.refer`` (§5.12): answered as the target is scripted
+        (``flowengine.sim.refer``)."""
+        self._host.refer(self, params, reply)
 
     def control(self, kinds: tuple[str, ...], verb: str, params: dict[str, Any],
                 reply: Reply) -> None:

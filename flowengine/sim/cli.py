@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "NUMBER=SCRIPT for one (repeatable), e.g. busy, noanswer, "
                              "machine:6, +15550001111=answer:5,speak:2 (default answer; "
                              "grammar in docs/simulator.md)")
+    parser.add_argument("--refer", action="append", default=[], metavar="[URI=]ANSWER",
+                        help="how SIP REFER targets answer: ANSWER for every target, "
+                             "URI=ANSWER for one (repeatable), e.g. 403, 202:486, "
+                             "sip:desk@pbx.example.com=503 (default 202: accepted)")
     parser.add_argument("--time-scale", type=float, default=1.0, metavar="X",
                         help="multiply every simulated duration by X (0.01 = 100 times faster)")
     parser.add_argument("--from", dest="from_number", default="+15551230000", metavar="NUMBER",
@@ -78,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         caller = CallerScript.parse(args.caller)
         args.callees = parse_callees(args.callee)
-    except CallerScriptError as exc:
+        args.refers = parse_refers(args.refer)
+    except (CallerScriptError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.calls < 0 or args.concurrency < 1 or not args.time_scale > 0:
@@ -111,6 +116,8 @@ async def _main(args: argparse.Namespace, caller: CallerScript) -> int:
     sim.core.accept_any_credentials = not checks_credentials
     for number, script in args.callees.items():
         sim.set_callee(number, script)
+    for uri, answer in args.refers.items():
+        sim.set_refer_target(uri, answer)
     if args.noise:
         sim.inject_noise(args.noise)
     # The handlers are in place before the URL is printed: whoever reads the URL may
@@ -167,6 +174,28 @@ def parse_callees(values: list[str]) -> dict[str | None, CallerScript]:
         except CallerScriptError as exc:
             raise CallerScriptError(f"--callee {value!r}: {exc}") from None
     return callees
+
+
+def parse_refers(values: list[str]) -> dict[str | None, str]:
+    """``--refer`` values → REFER answers by target URI (``None``: every other target).
+
+    Raises:
+        ValueError: an answer is not a SIP code such as 202, 202:486 or 403 (the message
+            names the value).
+    """
+    from flowengine.sim.refer import ReferAnswer
+
+    refers: dict[str | None, str] = {}
+    for value in values:
+        uri, sep, answer = value.rpartition("=")
+        if sep and not uri.strip():
+            raise ValueError(f"--refer {value!r}: no URI before '='")
+        try:
+            ReferAnswer.parse(answer)
+        except ValueError as exc:
+            raise ValueError(f"--refer {value!r}: {exc}") from None
+        refers[uri.strip() or None] = answer.strip()
+    return refers
 
 
 def how_to_connect(url: str, args: argparse.Namespace, checks_credentials: bool) -> str:

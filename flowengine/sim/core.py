@@ -30,11 +30,14 @@ from typing import Any
 import orjson
 
 from flowengine.sim.caller import CallerScript
-from flowengine.sim.calls import CommandError, SimCall, SimRecording
+from flowengine.sim.calls import CommandError, Reply, SimCall, SimRecording
+from flowengine.sim.conferences import Conferences
 from flowengine.sim.dial import SimDial, check_devices
 from flowengine.sim.latency import LatencyRecorder
 from flowengine.sim.noise import junk_frame
 from flowengine.sim.queues import SimQueues
+from flowengine.sim.refer import DEFAULT_ANSWER as DEFAULT_REFER
+from flowengine.sim.refer import ReferAnswer, refer_call
 from flowengine.sim.timers import Timer, TimerHeap
 
 logger = logging.getLogger("flowengine.sim")
@@ -69,6 +72,9 @@ _CALL_VERBS = {
     "calling.detect": "detect",
     "calling.hold": "hold",
     "calling.unhold": "unhold",
+    "calling.join_conference": "join_conference",
+    "calling.leave_conference": "leave_conference",
+    "calling.refer": "refer",
     "calling.queue.enter": "queue_enter",
     "calling.queue.leave": "queue_leave",
 }
@@ -276,6 +282,10 @@ class SimCore:
         self.default_callee = CallerScript()
         #: The latest dials, oldest first (for tests to look at).
         self.dials: deque[SimDial] = deque(maxlen=DIALS_KEPT)
+        #: Conferences across calls (§5.11): ``conferences.live[name]``, ``.ended``.
+        self.conferences = Conferences(self)
+        #: How each REFER target answers (set_refer_target).
+        self._refer_targets: dict[str, ReferAnswer] = {}
         #: Junk frames sent by inject_noise.
         self.noise_sent = 0
         self._ended = 0
@@ -688,6 +698,42 @@ class SimCore:
             self.default_callee = callee
         else:
             self._callees[number] = callee
+
+    def set_refer_target(self, uri: str | None, answer: str | None) -> None:
+        """How the SIP endpoint ``uri`` answers a REFER to it (§5.12): ``"202"`` (accepted,
+        the call leaves us), ``"202:486"`` (accepted, but the referred call was busy),
+        ``"403"``, ``"503"``…; ``uri=None`` sets the default for every target without its
+        own; ``answer=None`` forgets the target's.
+
+        Raises:
+            ValueError: ``answer`` is not such a code.
+        """
+        key = uri or ""
+        if answer is None:
+            self._refer_targets.pop(key, None)
+        else:
+            self._refer_targets[key] = ReferAnswer.parse(answer)
+
+    def refer_answer(self, call: SimCall, to: str) -> ReferAnswer:
+        """How a REFER from ``call`` to ``to`` is answered: the target's own answer, else
+        the caller script's ``refer:``, else the default target's, else 202 (CallHost)."""
+        answer = self._refer_targets.get(to)
+        if answer is None and call.caller.refer is not None:
+            answer = ReferAnswer.parse(call.caller.refer)
+        return answer or self._refer_targets.get("") or ReferAnswer.parse(DEFAULT_REFER)
+
+    def refer(self, call: SimCall, params: dict[str, Any], reply: Reply) -> None:
+        """``calling.refer`` from ``call`` (CallHost): answered as its target is scripted."""
+        device = params.get("device")
+        inner = device.get("params") if isinstance(device, dict) else None
+        to = inner.get("to") if isinstance(inner, dict) else None
+        refer_call(call, params, reply, self.refer_answer(call, to if isinstance(to, str)
+                                                          else ""))
+
+    def send_session_event(self, session: Session, event_type: str,
+                           params: dict[str, Any]) -> None:
+        """An event for a session rather than one call (a conference's, §4.10)."""
+        self._send_event(session, event_type, params)
 
     def callee(self, number: str) -> CallerScript:
         """The callee script a dial to ``number`` follows."""

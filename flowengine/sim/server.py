@@ -466,6 +466,15 @@ class Simulator:
         """
         self.core.set_callee(number, script)
 
+    def set_refer_target(self, uri: str | None, answer: str | None) -> None:
+        """How the SIP endpoint ``uri`` answers a REFER (``"202"``, ``"202:486"``, ``"403"``,
+        see docs/simulator.md); ``uri=None`` sets the default for the other targets.
+
+        Raises:
+            ValueError: ``answer`` is not a SIP code as described there.
+        """
+        self.core.set_refer_target(uri, answer)
+
     async def wait_all_ended(self, timeout: float | None = None) -> None:
         """Wait until no offered call is still up.
 

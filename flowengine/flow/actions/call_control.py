@@ -18,6 +18,7 @@ from .spec import (
     fields,
     frozen,
 )
+from .transfer import SIP_HEADERS_SCHEMA
 
 RUNNERS = "flowengine.actions.call_control"
 
@@ -107,7 +108,8 @@ CONNECT = ActionSpec(
              "(calling.connect)."),
     method="calling.connect",
     own_timeout=True,
-    fields=fields(to="text", devices="devices", queue="text", ringback="media", **_FROM),
+    fields=fields(to="text", devices="devices", queue="text", ringback="media",
+                  headers="text_map", **_FROM),
     outcome_docs={
         "connected": "with wait: false, the peer answered; the two talk while the flow goes on.",
         "disconnected": "the peer hung up after talking; the caller is still on the line.",
@@ -194,6 +196,12 @@ CONNECT = ActionSpec(
                                 "play). Default: RELAY's ringing."),
                 "$ref": "#/definitions/media_list",
                 "examples": [[{"ringtone": "us", "duration": 30}]],
+            },
+            "headers": {
+                **SIP_HEADERS_SCHEMA,
+                "description": ("Custom SIP headers sent to the sip: devices dialled (name → "
+                                "value; values are templates; phone numbers get none). Use X- "
+                                "names for your own data, e.g. X-Ticket."),
             },
             "wait": {
                 "title": "Wait for the end",

@@ -98,6 +98,10 @@ class ActionSpec:
     needs_call: bool = True
     #: True when nothing runs after the step by default (``hangup``, ``return``).
     ends_flow: bool = False
+    #: Outcomes after which the call is no longer this flow's (a REFER the far end took,
+    #: a transfer to another flow): the flow ends after them unless ``on:`` says otherwise,
+    #: and the call's end during the step does not turn them into ``hangup``.
+    hands_off: tuple[str, ...] = ()
     #: What the step sends: a RELAY method (``calling.play``), ``HTTP`` for ``request``,
     #: None for steps that send nothing (their ``error`` comes only from a template).
     method: str | None = None
