@@ -651,8 +651,14 @@ MALFORMED = [
      "two widgets are named 'Trigger' (the first at line 5)"),
     ("no incomingCall",
      _bad(lambda d: d["states"][0]["transitions"][0].update(event="incomingMessage")), None,
-     "the trigger 'Trigger' has no incomingCall transition to a widget: this flow does not "
-     "take calls"),
+     "the trigger 'Trigger' has no incomingCall or incomingRequest transition to a widget: "
+     "this flow does not take or place calls"),
+    ("a dial widget that is never answered",
+     _bad(lambda d: (d["states"][0]["transitions"][0].update(event="incomingRequest"),
+                     d["states"][1].update(type="make-outgoing-call-v2", transitions=[
+                         {"event": "busy", "next": "hi"}]))), None,
+     "the make-outgoing-call-v2 widget 'hi' has no answered transition to a widget: the "
+     "call it places would do nothing"),
 ]
 
 
@@ -815,3 +821,110 @@ def test_a_form_body_written_as_text_is_sent_as_json_fields():
                                                    "note": "a b"}
     bodies = [i + 1 for i, t in enumerate(text.splitlines()) if '"body"' in t]
     assert [line for line, _ in findings(result)] == bodies
+
+
+# -- flows the REST API starts: outbound flows --------------------------------------------
+
+def test_a_flow_the_rest_api_starts_becomes_an_outbound_flow():
+    result = studio("reminder")
+    flow = result.flow
+    assert flow["outbound"] == {
+        "timeout": 25, "detect_machine": True,
+        "on": {"busy": "report_missed", "no_answer": "report_missed",
+               "failed": "report_missed"}}
+    # flow.data.X are the call's inputs: one with a Liquid default everywhere gets it.
+    assert flow["inputs"] == {
+        "appointment_at": {"type": "string", "required": True, "description":
+                           "flow.data.appointment_at of the Studio flow (the Executions API's "
+                           "Parameters)"},
+        "patient": {"type": "string", "default": "there", "description":
+                    "flow.data.patient of the Studio flow (the Executions API's Parameters)"}}
+    assert flow["start"] == "ask"
+    steps = flow["steps"]
+    assert "Trigger" not in steps and "call_patient" not in steps  # the dial is outbound:
+    assert "appointment {{ vars.appointment_at }}." in steps["ask"]["prompt"]["play"][0]["say"]
+    # The contact is the number called, the flow's channel the caller id.
+    assert steps["report_missed"]["request"]["json"]["number"] == "{{ call.to }}"
+    assert "to" not in steps["reschedule"]["send_sms"]
+    assert "call.dial" in steps["report_missed"]["request"]["json"]["status"]
+    assert findings(result) == [
+        (line_of("reminder", '"from": "{{flow.channel.address}}"'),
+         "the caller id is the Executions API's From (flow.channel.address): give it when "
+         "the call is placed (flowengine dial --from, the call API's from) or write "
+         "outbound.from")]
+    written = result.scenarios
+    assert written is not None
+    assert written["inputs"] == {"appointment_at": "test appointment at"}
+    dials = [(s["callee"], s["expect"]["dial"], s["expect"].get("path")) for s in
+             written["scenarios"]]
+    assert ("answer,digits:1", "answered", ["ask", "choice", "confirmed"]) in dials
+    for callee, outcome in (("busy", "busy"), ("noanswer", "no_answer"), ("fail", "failed")):
+        assert (callee, outcome, ["report_missed"]) in dials
+
+
+def _dial(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    from tests.test_cli_run import _env
+
+    return subprocess.run(
+        [sys.executable, "-m", "flowengine.cli", "dial", str(path), "--to", "+15550001111",
+         "--from", "+15559870000", "--time-scale", "0.01", *args],
+        capture_output=True, text=True, cwd=ROOT, check=False, env=_env(), timeout=60)
+
+
+def test_an_imported_reminder_dials_on_the_simulator(tmp_path):
+    target = write(tmp_path, studio("reminder"), "reminder")
+    answered = _dial(target, "--var", "appointment_at=on Monday", "--callee",
+                     "answer,digits:1")
+    assert answered.returncode == 0, answered.stderr + answered.stdout
+    assert "answered" in answered.stdout
+    ran = [line.split()[1] for line in answered.stdout.splitlines()
+           if line.strip().endswith(("next: choice", "next: confirmed", "(flow ends)"))]
+    assert ran == ["ask", "choice", "confirmed"]
+    busy = _dial(target, "--var", "appointment_at=on Monday", "--callee", "busy")
+    assert "busy (busy); running report_missed without a call" in busy.stdout
+    assert "ask " not in busy.stdout
+    missing = _dial(target, "--callee", "answer")  # appointment_at is required
+    assert missing.returncode == 2
+    assert "appointment_at" in missing.stderr
+
+
+def _request_flow(*transitions: tuple[str, str]) -> dict[str, Any]:
+    states = [_state("hello", "say-play", [("audioComplete", None)],
+                     say="Hi {{flow.data.name}}")]
+    doc = _definition(states)
+    doc["states"][0]["transitions"] = [{"event": e, "next": n} for e, n in transitions]
+    return doc
+
+
+def _convert_json(tmp_path: Path, doc: dict[str, Any]) -> ImportResult:
+    path = tmp_path / "flow.json"
+    path.write_text(json.dumps(doc, indent=2))
+    return convert(load_yaml(path.read_text(), str(path)))
+
+
+def test_a_flow_for_calls_and_requests_is_imported_for_calls_with_a_warning(tmp_path):
+    result = _convert_json(tmp_path, _request_flow(("incomingCall", "hello"),
+                                                   ("incomingRequest", "hello")))
+    assert "outbound" not in result.flow and "inputs" not in result.flow
+    assert result.flow["steps"]["Trigger"] == {"answer": {}, "next": "hello"}
+    assert [m for _, m in findings(result) if "incomingRequest" in m] == [
+        "the flow starts both for incoming calls (incomingCall) and from the REST API "
+        "(incomingRequest): it is imported for incoming calls, and the incomingRequest path "
+        "(from 'hello') is not; import a copy whose trigger has only incomingRequest for the "
+        "calls it places"]
+
+
+@pytest.mark.anyio
+async def test_a_request_flow_without_a_dial_widget_is_outbound_from_its_first_widget(
+        tmp_path):
+    result = _convert_json(tmp_path, _request_flow(("incomingRequest", "hello")))
+    assert result.flow["outbound"] == {}
+    assert result.flow["inputs"]["name"]["required"] is True
+    assert result.flow["start"] == "hello"
+    assert result.flow["steps"]["hello"]["play"] == [{"say": "Hi {{ vars.name }}"}]
+    assert any("not make-outgoing-call-v2" in m for _, m in findings(result))
+    await run_scenarios(tmp_path, result, [
+        {"name": "answered", "callee": "answer", "inputs": {"name": "Ann"},
+         "expect": {"dial": "answered", "path": ["hello"], "said": ["Hi Ann"]}},
+        {"name": "busy", "callee": "busy", "inputs": {"name": "Ann"},
+         "expect": {"dial": "busy", "path": []}}], call={"from": "+15559870000"})

@@ -32,6 +32,10 @@ MAX_PATH = 80
 MAX_VISITS = 20_000
 
 _CALLER = "+15551230000"
+#: The caller id of an imported outbound flow's scenarios when the flow names none.
+_OUR_NUMBER = "+15559870000"
+#: Dial outcome of an outbound flow → the callee script that comes to it.
+_CALLEES = {"busy": "busy", "no_answer": "noanswer", "failed": "fail"}
 _NEEDS_CALL = {"answer", "play", "record", "prompt", "connect", "send_digits", "sleep", "hold",
                "unhold", "detect", "record_call", "stop_record_call", "hangup"}
 _NO_MATCH_SAMPLES = ["9", "0", "8", "7", "*", "42", "zzz", "nothing"]
@@ -62,6 +66,8 @@ class _State:
     gone: bool = False
     truncated: bool = False
     reply_of: dict[str, int] = field(default_factory=dict)  # request step → reply index
+    #: On an outbound flow: the dial outcome this path starts from.
+    dial: str = "answered"
 
 
 def _text_of(value: Any) -> str:
@@ -86,6 +92,15 @@ def scenarios_for(flow: dict[str, Any], meta: _Meta) -> dict[str, Any] | None:
     }
     if meta.request_vars:
         data["vars"] = {name: "${RECEIVER}" for name in meta.request_vars.values()}
+    outbound = flow.get("outbound")
+    if isinstance(outbound, dict):
+        if "from" not in outbound:
+            data["call"] = {"from": _OUR_NUMBER}
+        samples = {name: f"test {name.replace('_', ' ')}"
+                   for name, spec in (flow.get("inputs") or {}).items()
+                   if isinstance(spec, dict) and spec.get("required")}
+        if samples:
+            data["inputs"] = samples
     data["scenarios"] = walker.found
     return data
 
@@ -112,6 +127,19 @@ class _Walker:
 
     def walk(self) -> None:
         self.visit(self.start, _State())
+        outbound = self.flow.get("outbound")
+        if not isinstance(outbound, dict):
+            return
+        on = outbound.get("on") or {}
+        for outcome in ("busy", "no_answer", "failed"):
+            state = _State(dial=outcome, gone=True)
+            state.decisions.append(f"the call is {outcome.replace('_', ' ')}"
+                                   if outcome != "failed" else "the call fails")
+            target = on.get(outcome)
+            if target is None:
+                self.emit(state)
+            else:
+                self.visit(target, state)
 
     # -- the walk ----------------------------------------------------------------------
 
@@ -433,13 +461,18 @@ class _Walker:
         if state.hangup:
             clauses.append(state.hangup)
         caller = ",".join(clauses) or "speak:3"
-        key = caller + repr(state.replies)
+        outbound = isinstance(self.flow.get("outbound"), dict)
+        if outbound:
+            caller = _CALLEES.get(state.dial) or ",".join(["answer", *clauses])
+        key = state.dial + caller + repr(state.replies)
         if key in self.seen:
             return
         self.seen.add(key)
         self.covered.update(state.path)
         steps = [s for s, _ in state.path if not _.endswith("?")]
         expect: dict[str, Any] = {}
+        if outbound:
+            expect["dial"] = state.dial
         if state.truncated:
             expect["path_includes"] = steps
         else:
@@ -449,7 +482,7 @@ class _Walker:
                 expect["outcomes"] = outcomes
             if state.hangup:
                 expect["caller_hung_up"] = True
-            else:
+            elif state.dial == "answered":
                 expect["status"] = "completed"
         name = "; ".join(state.decisions) or "the main path"
         base, n = name, 2
@@ -457,7 +490,7 @@ class _Walker:
             name = f"{base} ({n})"
             n += 1
         self.names.add(name)
-        scenario: dict[str, Any] = {"name": name, "caller": caller}
+        scenario: dict[str, Any] = {"name": name, "callee" if outbound else "caller": caller}
         if state.replies:
             scenario["receiver"] = {"replies": state.replies}
         scenario["expect"] = expect
