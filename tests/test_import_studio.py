@@ -928,3 +928,55 @@ async def test_a_request_flow_without_a_dial_widget_is_outbound_from_its_first_w
          "expect": {"dial": "answered", "path": ["hello"], "said": ["Hi Ann"]}},
         {"name": "busy", "callee": "busy", "inputs": {"name": "Ann"},
          "expect": {"dial": "busy", "path": []}}], call={"from": "+15559870000"})
+
+
+# -- Liquid's date filter: the call's clock -------------------------------------------------
+
+@pytest.mark.parametrize(("liquid", "jinja"), [
+    ('{{ "now" | date: "%H" }}', "{{ now('America/Los_Angeles').strftime('%H') }}"),
+    ("{{ 'now' | date: '%A' }}", "{{ now('America/Los_Angeles').strftime('%A') }}"),
+    ("{{ 'today' | date: '%Y-%m-%d' }}",
+     "{{ now('America/Los_Angeles').strftime('%Y-%m-%d') }}"),
+    # Liquid's space-padded %e, %k, %l are flowengine's unpadded %-d, %-H, %-I.
+    ("{{ 'now' | date: '%e %b %l%p' }}",
+     "{{ now('America/Los_Angeles').strftime('%-d %b %-I%p') }}"),
+])
+def test_the_date_filter_on_now_reads_the_calls_clock_in_studios_zone(liquid, jinja):
+    tr = translate(liquid, _names)
+    assert (tr.template, tr.issues) == (jinja, [])
+
+
+def test_a_date_format_strftime_does_not_know_is_reported_and_left():
+    tr = translate("It is {{ 'now' | date: '%c' }}.", _names)
+    assert tr.template == "It is {{ 'now' }}."
+    assert [(i.offset, i.message) for i in tr.issues] == [
+        (17, "the date format '%c' is not imported (unknown strftime directive '%c': "
+             "docs/flow-language.md lists those flowengine's strftime knows); the value is "
+             "left as it is")]
+    value = translate("{{ flow.variables.when | date: '%H:%M' }}", _names)
+    assert value.template == "{{ vars.when | strftime('%H:%M') }}"
+    assert "ISO 8601" in value.issues[0].message
+
+
+@pytest.mark.anyio
+async def test_a_split_on_the_time_takes_the_open_and_closed_branches(tmp_path):
+    result = studio("hours")
+    assert result.findings == []
+    assert result.flow["steps"]["by_hour"]["branch"][0]["when"] == \
+        "(now('America/Los_Angeles').strftime('%H') | float) < 9"
+    closed = ["Trigger", "by_hour", "closed"]
+    pt = "America/Los_Angeles"
+    await run_scenarios(tmp_path, result, [
+        {"name": "a Wednesday morning in office hours", "at": "2026-12-23T10:15", "tz": pt,
+         "expect": {"path": ["Trigger", "by_hour", "by_day", "open"],
+                    "said": ["We are open. It is Wednesday, 10:15 AM."]}},
+        {"name": "before nine", "at": "2026-12-23T08:59", "tz": pt, "expect": {"path": closed}},
+        {"name": "from five", "at": "2026-12-23T17:00", "tz": pt, "expect": {"path": closed}},
+        {"name": "Saturday", "at": "2026-12-26T10:00", "tz": pt,
+         "expect": {"path": ["Trigger", "by_hour", "by_day", "closed"]}},
+        # Studio's clock is Pacific time: 17:30 UTC is 9:30 there, 16:30 UTC 8:30.
+        {"name": "open by Pacific time", "at": "2026-12-23T17:30Z",
+         "expect": {"path": ["Trigger", "by_hour", "by_day", "open"]}},
+        {"name": "closed by Pacific time", "at": "2026-12-23T16:30Z",
+         "expect": {"path": closed}},
+    ])
