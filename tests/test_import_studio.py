@@ -403,12 +403,14 @@ async def test_unsupported_widgets_are_reported_at_their_line_and_left_as_logs(t
              "capture-payments", "send-and-wait-for-reply", "fork-stream"]
     assert [line for line, _ in findings(result)] == [
         line_of("unsupported", f'"type": "{kind}"') for kind in kinds]
-    assert findings(result)[0][1] == ("enqueue-call has no counterpart in flowengine: 'queue' "
-                                      "is left as a log step that goes on to 'flex' (its "
-                                      "failedToEnqueue transition)")
+    assert findings(result)[0][1] == (
+        "a TaskRouter workflow has no counterpart in flowengine (queue agents take callers "
+        "with connect: {queue: NAME}): 'queue' is left as a log step that goes on to 'flex' "
+        "(its failedToEnqueue transition)")
     steps = result.flow["steps"]
     assert steps["queue"] == {"log": "Studio enqueue-call widget 'queue' was not imported "
-                                     "(queue_name: support, priority: 0, timeout: 3600)",
+                                     "(workflow_sid: WW0123456789abcdef0123456789abcdef, "
+                                     "priority: 0, timeout: 3600)",
                               "next": "flex"}
     # Liquid in what is quoted is not run: it is printed as written.
     assert steps["flex"]["log"].startswith("{% raw %}Studio send-to-flex widget 'flex'")
@@ -980,3 +982,51 @@ async def test_a_split_on_the_time_takes_the_open_and_closed_branches(tmp_path):
         {"name": "closed by Pacific time", "at": "2026-12-23T16:30Z",
          "expect": {"path": closed}},
     ])
+
+
+# -- enqueue-call ----------------------------------------------------------------------------
+
+@pytest.mark.anyio
+async def test_enqueue_call_waits_in_the_queue_until_an_agent_takes_the_caller(tmp_path):
+    result = studio("queue")
+    assert result.flow["steps"]["wait"] == {
+        "enqueue": {"queue": "support",
+                    "music": [{"audio": "https://example.com/hold-music.mp3"}]},
+        "on": {"error": "sorry"},
+        "next": "thanks"}
+    assert result.findings == []
+    agent = ROOT / "flows" / "agent.yaml"
+    await run_scenarios(tmp_path, result, [
+        {"name": "an agent takes the caller; after the call Studio's callComplete goes on",
+         "calls": [
+             {"name": "caller", "expect": {
+                 "path": ["Trigger", "hold", "wait", "thanks"],
+                 "outcomes": {"wait": "connected"},
+                 "said": ["Please hold for the next agent.", "Thank you for calling."],
+                 "steps": {"wait": {"position_at_entry": 1, "agent": "+15550200001"}}}},
+             {"name": "agent", "flow": str(agent), "at": 10,
+              "call": {"from": "+15550200001"}, "caller": "digits:1,hangup@connect:10",
+              "expect": {"path_includes": ["greet", "ready", "next_caller"]}}]},
+        {"name": "nobody takes the call and the caller hangs up", "caller": "hangup:120",
+         "expect": {"path": ["Trigger", "hold", "wait"], "outcomes": {"wait": "hangup"},
+                    "caller_hung_up": True}}])
+
+
+def test_enqueue_call_reports_what_a_flowengine_queue_does_not_do(tmp_path):
+    doc = _definition([_state("wait", "enqueue-call",
+                              [("callComplete", None), ("failedToEnqueue", "oops"),
+                               ("callFailure", "other")],
+                              queue_name="{{flow.variables.team}}",
+                              wait_url="https://example.com/wait.xml", priority=5),
+                       _state("oops", "say-play", [("audioComplete", None)], say="Oops"),
+                       _state("other", "say-play", [("audioComplete", None)], say="Other")])
+    result = _convert_json(tmp_path, doc)
+    assert result.flow["steps"]["wait"] == {"enqueue": {"queue": "{{ vars.team }}"},
+                                            "on": {"error": "oops"}, "next": None}
+    assert [m for _, m in findings(result)] == [
+        "the wait_url is a TwiML document (flowengine plays media, not TwiML); the caller "
+        "hears RELAY's hold music — give a sound file as music: [{audio: URL}]",
+        "'priority' of enqueue-call 'wait' is not imported: it is TaskRouter's, and "
+        "flowengine's queues take callers in the order they came",
+        "enqueue-call 'wait': flowengine has one error outcome, so callFailure goes where "
+        "failedToEnqueue goes"]

@@ -606,6 +606,7 @@ class _Converter:
             "send-message": self._send_message,
             "run-subflow": self._subflow,
             "record-call": self._record_call,
+            "enqueue-call": self._enqueue,
         }.get(widget.type)
         if handler is None:
             self._unsupported(widget)
@@ -1322,6 +1323,53 @@ class _Converter:
         else:
             self.add_step(widget.step_id, "stop_record_call", {},
                           {"finished": routes_ok, "error": failed}, "finished")
+
+    def _enqueue(self, widget: _Widget) -> None:
+        """enqueue-call with a queue name → ``enqueue``: the caller waits until an agent
+        takes them with ``connect: {queue: NAME}``; TaskRouter's workflows are reported."""
+        props = widget.props
+        name = props.get("queue_name")
+        if not isinstance(name, str) or not name.strip():
+            why = ("a TaskRouter workflow has no counterpart in flowengine (queue agents "
+                   "take callers with connect: {queue: NAME})"
+                   if props.get("workflow_sid") else "enqueue-call without a queue_name")
+            self._unsupported(widget, why)
+            return
+        params: dict[str, Any] = {"queue": self.text(widget, "queue_name")}
+        wait = props.get("wait_url")
+        if isinstance(wait, str) and wait.strip():
+            if _AUDIO.search(wait.split("?")[0]):
+                params["music"] = [{"audio": self.text(widget, "wait_url")}]
+            else:
+                self.warn((*widget.path, "properties", "wait_url"),
+                          "the wait_url is a TwiML document (flowengine plays media, not "
+                          "TwiML); the caller hears RELAY's hold music — give a sound file "
+                          "as music: [{audio: URL}]")
+        for key in ("workflow_sid", "priority", "timeout", "task_channel", "attributes"):
+            if props.get(key) not in (None, ""):
+                self.warn((*widget.path, "properties", key),
+                          f"'{key}' of enqueue-call '{widget.name}' is not imported: it is "
+                          "TaskRouter's, and flowengine's queues take callers in the order "
+                          "they came", key=True)
+        self.extra_props(widget, {"queue_name", "wait_url", "wait_url_method", "workflow_sid",
+                                  "priority", "timeout", "task_channel", "attributes"})
+        self.unknown_events(widget, {"callComplete", "failedToEnqueue", "callFailure",
+                                     "callerHangup"})
+        failed = (self.target(widget, "failedToEnqueue")
+                  if self.has_event(widget, "failedToEnqueue")
+                  else self.target(widget, "callFailure"))
+        if (self.has_event(widget, "failedToEnqueue") and self.has_event(widget, "callFailure")
+                and self.target(widget, "callFailure") != failed):
+            self.warn((*widget.path, "transitions"),
+                      f"enqueue-call '{widget.name}': flowengine has one error outcome, so "
+                      "callFailure goes where failedToEnqueue goes")
+        self.add_step(widget.step_id, "enqueue", params,
+                      {"connected": self.target(widget, "callComplete"), "error": failed,
+                       "hangup": self.target(widget, "callerHangup")}, "connected")
+
+
+#: A wait_url that is a sound file (not a TwiML document) becomes the hold music.
+_AUDIO = re.compile(r"\.(mp3|wav|ogg|oga|opus|m4a|aac|flac|aiff?)$", re.IGNORECASE)
 
 
 _KNOWN_TYPES = {

@@ -217,6 +217,14 @@ class _Walker:
             nxt.path.append((step_id, "returned"))
             nxt.truncated = True
             self.emit(nxt)
+        elif action == "enqueue":
+            # No agent in a one-call scenario: the caller waits, then hangs up (a scenario
+            # with an agent needs the agent's flow: calls: in docs/testing.md).
+            nxt = copy.deepcopy(state)
+            nxt.hangup = "hangup:600"
+            nxt.gone = True
+            self.go(nxt, step_id, "hangup", step.get("on", {}).get("hangup"),
+                    f"{step_id}: the caller hangs up in the queue")
         elif action == "hangup":
             self.go(state, step_id, "next", step.get("next"))
         else:
