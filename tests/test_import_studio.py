@@ -966,6 +966,14 @@ async def test_a_split_on_the_time_takes_the_open_and_closed_branches(tmp_path):
     assert result.findings == []
     assert result.flow["steps"]["by_hour"]["branch"][0]["when"] == \
         "(now('America/Los_Angeles').strftime('%H') | float) < 9"
+    # --tests sets the clock of each scenario to a time that takes its branch.
+    assert result.scenarios is not None
+    assert [(w["at"], w["tz"], w["expect"]["path"][-1]) for w in
+            result.scenarios["scenarios"]] == [
+        ("2027-01-06T00:30", "America/Los_Angeles", "closed"),   # Wednesday, before 9
+        ("2027-01-06T17:30", "America/Los_Angeles", "closed"),   # from 5 p.m.
+        ("2027-01-09T09:30", "America/Los_Angeles", "closed"),   # Saturday
+        ("2027-01-04T09:30", "America/Los_Angeles", "open")]     # Monday in office hours
     closed = ["Trigger", "by_hour", "closed"]
     pt = "America/Los_Angeles"
     await run_scenarios(tmp_path, result, [

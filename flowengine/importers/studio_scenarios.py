@@ -39,6 +39,17 @@ _CALLEES = {"busy": "busy", "no_answer": "noanswer", "failed": "fail"}
 _NEEDS_CALL = {"answer", "play", "record", "prompt", "connect", "send_digits", "sleep", "hold",
                "unhold", "detect", "record_call", "stop_record_call", "hangup"}
 _NO_MATCH_SAMPLES = ["9", "0", "8", "7", "*", "42", "zzz", "nothing"]
+#: A split on Liquid's ``'now' | date: '%H'`` (or ``%A``…): what the clock can be made to say.
+_CLOCK = re.compile(r"now\('America/Los_Angeles'\)\.strftime\('(%-?[HAauw])'\)")
+_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+_CLOCK_VALUES = {
+    "%H": [f"{h:02d}" for h in range(24)], "%-H": [str(h) for h in range(24)],
+    "%A": _DAYS, "%a": [d[:3] for d in _DAYS], "%u": [str(i) for i in range(1, 8)],
+    "%w": [str((i + 1) % 7) for i in range(7)],
+}
+#: The week the written clock settings fall in (2027-01-04 is a Monday), and the zone.
+_WEEK = "2027-01-%02d"
+_STUDIO_ZONE = "America/Los_Angeles"
 _JSON_REF = re.compile(r"steps\.(\w+)\.json((?:\.\w+|\['[^']*'\])+)")
 
 
@@ -68,6 +79,8 @@ class _State:
     reply_of: dict[str, int] = field(default_factory=dict)  # request step → reply index
     #: On an outbound flow: the dial outcome this path starts from.
     dial: str = "answered"
+    #: strftime directive → the value the call's clock must give (a split on the time).
+    clock: dict[str, str] = field(default_factory=dict)
 
 
 def _text_of(value: Any) -> str:
@@ -351,6 +364,8 @@ class _Walker:
             self.go(state, step_id, f"branch{k}", choices[k].get("goto"))
             return
         kind, where = steer
+        if kind == "clock":
+            kind = where
         for k in range(len(choices)):
             sample = self._sample(conditions, k, kind)
             if sample is None:
@@ -364,6 +379,15 @@ class _Walker:
 
     def _steer(self, subject: str, state: _State) -> tuple[str, Any] | None:
         """What the scenario can choose to make ``subject`` any value."""
+        match = _CLOCK.fullmatch(subject)
+        if match and match.group(1) not in state.clock and len(state.clock) < 2:
+            directive = match.group(1)
+            day = {"%A", "%a", "%u", "%w"}
+            if directive in day and day & set(state.clock):
+                return None
+            if directive not in day and {"%H", "%-H"} & set(state.clock):
+                return None
+            return "clock", directive
         match = re.fullmatch(r"steps\.(\w+)\.(digits|text)", subject)
         if match:
             step, fieldname = match.groups()
@@ -387,6 +411,9 @@ class _Walker:
         return None
 
     def _known(self, subject: str, state: _State) -> str | None:
+        match = _CLOCK.fullmatch(subject)
+        if match:
+            return state.clock.get(match.group(1))
         if subject in ("call.from",):
             return _CALLER
         if subject in ("call.to",):
@@ -407,6 +434,8 @@ class _Walker:
             return None
         candidates = list(conditions[k].samples) if k < len(conditions) else []
         candidates += _NO_MATCH_SAMPLES + [s for c in conditions for s in c.samples]
+        if kind.startswith("%"):
+            candidates = _CLOCK_VALUES[kind]
         for candidate in candidates:
             if kind == "keys" and (not candidate or any(ch not in "0123456789*"
                                                         for ch in candidate)):
@@ -426,6 +455,9 @@ class _Walker:
         return None
 
     def _apply(self, state: _State, kind: str, where: Any, sample: str) -> bool:
+        if kind.startswith("%"):
+            state.clock[kind] = sample
+            return True
         if kind == "json":
             index, keys = where
             _put(state.replies[index].setdefault("json", {}), keys, sample)
@@ -472,7 +504,7 @@ class _Walker:
         outbound = isinstance(self.flow.get("outbound"), dict)
         if outbound:
             caller = _CALLEES.get(state.dial) or ",".join(["answer", *clauses])
-        key = state.dial + caller + repr(state.replies)
+        key = state.dial + caller + repr(state.replies) + repr(sorted(state.clock.items()))
         if key in self.seen:
             return
         self.seen.add(key)
@@ -501,8 +533,25 @@ class _Walker:
         scenario: dict[str, Any] = {"name": name, "callee" if outbound else "caller": caller}
         if state.replies:
             scenario["receiver"] = {"replies": state.replies}
+        if state.clock:
+            scenario["at"], scenario["tz"] = _at(state.clock), _STUDIO_ZONE
         scenario["expect"] = expect
         self.found.append(scenario)
+
+
+def _at(clock: dict[str, str]) -> str:
+    """A time in Studio's zone whose hour and weekday are what ``clock`` asks for: half past
+    the hour, so the seconds a call takes to reach the split do not change it."""
+    day = 2  # a Wednesday
+    for directive, value in clock.items():
+        if directive in ("%A", "%a"):
+            day = [d[:len(value)] for d in _DAYS].index(value)
+        elif directive == "%u":
+            day = int(value) - 1
+        elif directive == "%w":
+            day = (int(value) - 1) % 7
+    hour = next((int(v) for d, v in clock.items() if d in ("%H", "%-H")), 10)
+    return f"{_WEEK % (4 + day)}T{hour:02d}:30"
 
 
 def _put(target: dict[str, Any], keys: list[str], value: Any) -> None:
