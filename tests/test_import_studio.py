@@ -1038,3 +1038,20 @@ def test_enqueue_call_reports_what_a_flowengine_queue_does_not_do(tmp_path):
         "flowengine's queues take callers in the order they came",
         "enqueue-call 'wait': flowengine has one error outcome, so callFailure goes where "
         "failedToEnqueue goes"]
+
+
+def test_a_transition_back_to_the_dial_widget_ends_the_call_and_is_reported(tmp_path):
+    doc = _definition([
+        _state("dial", "make-outgoing-call-v2", [("answered", "hi"), ("busy", None)],
+               **{"from": "+15559870000"}),
+        _state("hi", "say-play", [("audioComplete", "dial")], say="Hi")], "incomingRequest")
+    result = _convert_json(tmp_path, doc)
+    assert result.flow["outbound"] == {"from": "+15559870000"}
+    assert result.flow["steps"] == {"hi": {"play": [{"say": "Hi"}], "next": None}}
+    assert [m for _, m in findings(result)] == [
+        "the audioComplete transition of 'hi' goes back to 'dial': flowengine places the "
+        "call once, before the flow starts, so the call ends there instead"]
+    write(tmp_path, result)
+    from flowengine.flow.compiler import check_paths
+
+    assert [str(d) for d in check_paths([str(tmp_path / "flow.yaml")]) if d.is_error] == []

@@ -323,6 +323,8 @@ class _Converter:
                 next_name = transition.get("next")
                 if next_name in (None, ""):
                     return None
+                if self.widgets[next_name] is self.dial_widget:
+                    return None  # the call is placed once, before the flow (reported)
                 return self.widgets[next_name].step_id
         return None
 
@@ -544,6 +546,13 @@ class _Converter:
             self.start = dial.step_id
             return
         self.dial_widget = dial
+        for other in self.widgets.values():
+            for i, transition in enumerate(other.transitions):
+                if other is not trigger and transition.get("next") == dial.name:
+                    self.warn((*other.path, "transitions", i, "next"),
+                              f"the {transition.get('event')} transition of '{other.name}' "
+                              f"goes back to '{dial.name}': flowengine places the call once, "
+                              "before the flow starts, so the call ends there instead")
         props = dial.props
         out = self.outbound
         source = props.get("from", _DEFAULT_FROM)
