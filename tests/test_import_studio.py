@@ -403,12 +403,14 @@ async def test_unsupported_widgets_are_reported_at_their_line_and_left_as_logs(t
              "capture-payments", "send-and-wait-for-reply", "fork-stream"]
     assert [line for line, _ in findings(result)] == [
         line_of("unsupported", f'"type": "{kind}"') for kind in kinds]
-    assert findings(result)[0][1] == ("enqueue-call has no counterpart in flowengine: 'queue' "
-                                      "is left as a log step that goes on to 'flex' (its "
-                                      "failedToEnqueue transition)")
+    assert findings(result)[0][1] == (
+        "a TaskRouter workflow has no counterpart in flowengine (queue agents take callers "
+        "with connect: {queue: NAME}): 'queue' is left as a log step that goes on to 'flex' "
+        "(its failedToEnqueue transition)")
     steps = result.flow["steps"]
     assert steps["queue"] == {"log": "Studio enqueue-call widget 'queue' was not imported "
-                                     "(queue_name: support, priority: 0, timeout: 3600)",
+                                     "(workflow_sid: WW0123456789abcdef0123456789abcdef, "
+                                     "priority: 0, timeout: 3600)",
                               "next": "flex"}
     # Liquid in what is quoted is not run: it is printed as written.
     assert steps["flex"]["log"].startswith("{% raw %}Studio send-to-flex widget 'flex'")
@@ -651,8 +653,14 @@ MALFORMED = [
      "two widgets are named 'Trigger' (the first at line 5)"),
     ("no incomingCall",
      _bad(lambda d: d["states"][0]["transitions"][0].update(event="incomingMessage")), None,
-     "the trigger 'Trigger' has no incomingCall transition to a widget: this flow does not "
-     "take calls"),
+     "the trigger 'Trigger' has no incomingCall or incomingRequest transition to a widget: "
+     "this flow does not take or place calls"),
+    ("a dial widget that is never answered",
+     _bad(lambda d: (d["states"][0]["transitions"][0].update(event="incomingRequest"),
+                     d["states"][1].update(type="make-outgoing-call-v2", transitions=[
+                         {"event": "busy", "next": "hi"}]))), None,
+     "the make-outgoing-call-v2 widget 'hi' has no answered transition to a widget: the "
+     "call it places would do nothing"),
 ]
 
 
@@ -815,3 +823,235 @@ def test_a_form_body_written_as_text_is_sent_as_json_fields():
                                                    "note": "a b"}
     bodies = [i + 1 for i, t in enumerate(text.splitlines()) if '"body"' in t]
     assert [line for line, _ in findings(result)] == bodies
+
+
+# -- flows the REST API starts: outbound flows --------------------------------------------
+
+def test_a_flow_the_rest_api_starts_becomes_an_outbound_flow():
+    result = studio("reminder")
+    flow = result.flow
+    assert flow["outbound"] == {
+        "timeout": 25, "detect_machine": True,
+        "on": {"busy": "report_missed", "no_answer": "report_missed",
+               "failed": "report_missed"}}
+    # flow.data.X are the call's inputs: one with a Liquid default everywhere gets it.
+    assert flow["inputs"] == {
+        "appointment_at": {"type": "string", "required": True, "description":
+                           "flow.data.appointment_at of the Studio flow (the Executions API's "
+                           "Parameters)"},
+        "patient": {"type": "string", "default": "there", "description":
+                    "flow.data.patient of the Studio flow (the Executions API's Parameters)"}}
+    assert flow["start"] == "ask"
+    steps = flow["steps"]
+    assert "Trigger" not in steps and "call_patient" not in steps  # the dial is outbound:
+    assert "appointment {{ vars.appointment_at }}." in steps["ask"]["prompt"]["play"][0]["say"]
+    # The contact is the number called, the flow's channel the caller id.
+    assert steps["report_missed"]["request"]["json"]["number"] == "{{ call.to }}"
+    assert "to" not in steps["reschedule"]["send_sms"]
+    assert "call.dial" in steps["report_missed"]["request"]["json"]["status"]
+    assert findings(result) == [
+        (line_of("reminder", '"from": "{{flow.channel.address}}"'),
+         "the caller id is the Executions API's From (flow.channel.address): give it when "
+         "the call is placed (flowengine dial --from, the call API's from) or write "
+         "outbound.from")]
+    written = result.scenarios
+    assert written is not None
+    assert written["inputs"] == {"appointment_at": "test appointment at"}
+    dials = [(s["callee"], s["expect"]["dial"], s["expect"].get("path")) for s in
+             written["scenarios"]]
+    assert ("answer,digits:1", "answered", ["ask", "choice", "confirmed"]) in dials
+    for callee, outcome in (("busy", "busy"), ("noanswer", "no_answer"), ("fail", "failed")):
+        assert (callee, outcome, ["report_missed"]) in dials
+
+
+def _dial(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    from tests.test_cli_run import _env
+
+    return subprocess.run(
+        [sys.executable, "-m", "flowengine.cli", "dial", str(path), "--to", "+15550001111",
+         "--from", "+15559870000", "--time-scale", "0.01", *args],
+        capture_output=True, text=True, cwd=ROOT, check=False, env=_env(), timeout=60)
+
+
+def test_an_imported_reminder_dials_on_the_simulator(tmp_path):
+    target = write(tmp_path, studio("reminder"), "reminder")
+    answered = _dial(target, "--var", "appointment_at=on Monday", "--callee",
+                     "answer,digits:1")
+    assert answered.returncode == 0, answered.stderr + answered.stdout
+    assert "answered" in answered.stdout
+    ran = [line.split()[1] for line in answered.stdout.splitlines()
+           if line.strip().endswith(("next: choice", "next: confirmed", "(flow ends)"))]
+    assert ran == ["ask", "choice", "confirmed"]
+    busy = _dial(target, "--var", "appointment_at=on Monday", "--callee", "busy")
+    assert "busy (busy); running report_missed without a call" in busy.stdout
+    assert "ask " not in busy.stdout
+    missing = _dial(target, "--callee", "answer")  # appointment_at is required
+    assert missing.returncode == 2
+    assert "appointment_at" in missing.stderr
+
+
+def _request_flow(*transitions: tuple[str, str]) -> dict[str, Any]:
+    states = [_state("hello", "say-play", [("audioComplete", None)],
+                     say="Hi {{flow.data.name}}")]
+    doc = _definition(states)
+    doc["states"][0]["transitions"] = [{"event": e, "next": n} for e, n in transitions]
+    return doc
+
+
+def _convert_json(tmp_path: Path, doc: dict[str, Any]) -> ImportResult:
+    path = tmp_path / "flow.json"
+    path.write_text(json.dumps(doc, indent=2))
+    return convert(load_yaml(path.read_text(), str(path)))
+
+
+def test_a_flow_for_calls_and_requests_is_imported_for_calls_with_a_warning(tmp_path):
+    result = _convert_json(tmp_path, _request_flow(("incomingCall", "hello"),
+                                                   ("incomingRequest", "hello")))
+    assert "outbound" not in result.flow and "inputs" not in result.flow
+    assert result.flow["steps"]["Trigger"] == {"answer": {}, "next": "hello"}
+    assert [m for _, m in findings(result) if "incomingRequest" in m] == [
+        "the flow starts both for incoming calls (incomingCall) and from the REST API "
+        "(incomingRequest): it is imported for incoming calls, and the incomingRequest path "
+        "(from 'hello') is not; import a copy whose trigger has only incomingRequest for the "
+        "calls it places"]
+
+
+@pytest.mark.anyio
+async def test_a_request_flow_without_a_dial_widget_is_outbound_from_its_first_widget(
+        tmp_path):
+    result = _convert_json(tmp_path, _request_flow(("incomingRequest", "hello")))
+    assert result.flow["outbound"] == {}
+    assert result.flow["inputs"]["name"]["required"] is True
+    assert result.flow["start"] == "hello"
+    assert result.flow["steps"]["hello"]["play"] == [{"say": "Hi {{ vars.name }}"}]
+    assert any("not make-outgoing-call-v2" in m for _, m in findings(result))
+    await run_scenarios(tmp_path, result, [
+        {"name": "answered", "callee": "answer", "inputs": {"name": "Ann"},
+         "expect": {"dial": "answered", "path": ["hello"], "said": ["Hi Ann"]}},
+        {"name": "busy", "callee": "busy", "inputs": {"name": "Ann"},
+         "expect": {"dial": "busy", "path": []}}], call={"from": "+15559870000"})
+
+
+# -- Liquid's date filter: the call's clock -------------------------------------------------
+
+@pytest.mark.parametrize(("liquid", "jinja"), [
+    ('{{ "now" | date: "%H" }}', "{{ now('America/Los_Angeles').strftime('%H') }}"),
+    ("{{ 'now' | date: '%A' }}", "{{ now('America/Los_Angeles').strftime('%A') }}"),
+    ("{{ 'today' | date: '%Y-%m-%d' }}",
+     "{{ now('America/Los_Angeles').strftime('%Y-%m-%d') }}"),
+    # Liquid's space-padded %e, %k, %l are flowengine's unpadded %-d, %-H, %-I.
+    ("{{ 'now' | date: '%e %b %l%p' }}",
+     "{{ now('America/Los_Angeles').strftime('%-d %b %-I%p') }}"),
+])
+def test_the_date_filter_on_now_reads_the_calls_clock_in_studios_zone(liquid, jinja):
+    tr = translate(liquid, _names)
+    assert (tr.template, tr.issues) == (jinja, [])
+
+
+def test_a_date_format_strftime_does_not_know_is_reported_and_left():
+    tr = translate("It is {{ 'now' | date: '%c' }}.", _names)
+    assert tr.template == "It is {{ 'now' }}."
+    assert [(i.offset, i.message) for i in tr.issues] == [
+        (17, "the date format '%c' is not imported (unknown strftime directive '%c': "
+             "docs/flow-language.md lists those flowengine's strftime knows); the value is "
+             "left as it is")]
+    value = translate("{{ flow.variables.when | date: '%H:%M' }}", _names)
+    assert value.template == "{{ vars.when | strftime('%H:%M') }}"
+    assert "ISO 8601" in value.issues[0].message
+
+
+@pytest.mark.anyio
+async def test_a_split_on_the_time_takes_the_open_and_closed_branches(tmp_path):
+    result = studio("hours")
+    assert result.findings == []
+    assert result.flow["steps"]["by_hour"]["branch"][0]["when"] == \
+        "(now('America/Los_Angeles').strftime('%H') | float) < 9"
+    # --tests sets the clock of each scenario to a time that takes its branch.
+    assert result.scenarios is not None
+    assert [(w["at"], w["tz"], w["expect"]["path"][-1]) for w in
+            result.scenarios["scenarios"]] == [
+        ("2027-01-06T00:30", "America/Los_Angeles", "closed"),   # Wednesday, before 9
+        ("2027-01-06T17:30", "America/Los_Angeles", "closed"),   # from 5 p.m.
+        ("2027-01-09T09:30", "America/Los_Angeles", "closed"),   # Saturday
+        ("2027-01-04T09:30", "America/Los_Angeles", "open")]     # Monday in office hours
+    closed = ["Trigger", "by_hour", "closed"]
+    pt = "America/Los_Angeles"
+    await run_scenarios(tmp_path, result, [
+        {"name": "a Wednesday morning in office hours", "at": "2026-12-23T10:15", "tz": pt,
+         "expect": {"path": ["Trigger", "by_hour", "by_day", "open"],
+                    "said": ["We are open. It is Wednesday, 10:15 AM."]}},
+        {"name": "before nine", "at": "2026-12-23T08:59", "tz": pt, "expect": {"path": closed}},
+        {"name": "from five", "at": "2026-12-23T17:00", "tz": pt, "expect": {"path": closed}},
+        {"name": "Saturday", "at": "2026-12-26T10:00", "tz": pt,
+         "expect": {"path": ["Trigger", "by_hour", "by_day", "closed"]}},
+        # Studio's clock is Pacific time: 17:30 UTC is 9:30 there, 16:30 UTC 8:30.
+        {"name": "open by Pacific time", "at": "2026-12-23T17:30Z",
+         "expect": {"path": ["Trigger", "by_hour", "by_day", "open"]}},
+        {"name": "closed by Pacific time", "at": "2026-12-23T16:30Z",
+         "expect": {"path": closed}},
+    ])
+
+
+# -- enqueue-call ----------------------------------------------------------------------------
+
+@pytest.mark.anyio
+async def test_enqueue_call_waits_in_the_queue_until_an_agent_takes_the_caller(tmp_path):
+    result = studio("queue")
+    assert result.flow["steps"]["wait"] == {
+        "enqueue": {"queue": "support",
+                    "music": [{"audio": "https://example.com/hold-music.mp3"}]},
+        "on": {"error": "sorry"},
+        "next": "thanks"}
+    assert result.findings == []
+    agent = ROOT / "flows" / "agent.yaml"
+    await run_scenarios(tmp_path, result, [
+        {"name": "an agent takes the caller; after the call Studio's callComplete goes on",
+         "calls": [
+             {"name": "caller", "expect": {
+                 "path": ["Trigger", "hold", "wait", "thanks"],
+                 "outcomes": {"wait": "connected"},
+                 "said": ["Please hold for the next agent.", "Thank you for calling."],
+                 "steps": {"wait": {"position_at_entry": 1, "agent": "+15550200001"}}}},
+             {"name": "agent", "flow": str(agent), "at": 10,
+              "call": {"from": "+15550200001"}, "caller": "digits:1,hangup@connect:10",
+              "expect": {"path_includes": ["greet", "ready", "next_caller"]}}]},
+        {"name": "nobody takes the call and the caller hangs up", "caller": "hangup:120",
+         "expect": {"path": ["Trigger", "hold", "wait"], "outcomes": {"wait": "hangup"},
+                    "caller_hung_up": True}}])
+
+
+def test_enqueue_call_reports_what_a_flowengine_queue_does_not_do(tmp_path):
+    doc = _definition([_state("wait", "enqueue-call",
+                              [("callComplete", None), ("failedToEnqueue", "oops"),
+                               ("callFailure", "other")],
+                              queue_name="{{flow.variables.team}}",
+                              wait_url="https://example.com/wait.xml", priority=5),
+                       _state("oops", "say-play", [("audioComplete", None)], say="Oops"),
+                       _state("other", "say-play", [("audioComplete", None)], say="Other")])
+    result = _convert_json(tmp_path, doc)
+    assert result.flow["steps"]["wait"] == {"enqueue": {"queue": "{{ vars.team }}"},
+                                            "on": {"error": "oops"}, "next": None}
+    assert [m for _, m in findings(result)] == [
+        "the wait_url is a TwiML document (flowengine plays media, not TwiML); the caller "
+        "hears RELAY's hold music — give a sound file as music: [{audio: URL}]",
+        "'priority' of enqueue-call 'wait' is not imported: it is TaskRouter's, and "
+        "flowengine's queues take callers in the order they came",
+        "enqueue-call 'wait': flowengine has one error outcome, so callFailure goes where "
+        "failedToEnqueue goes"]
+
+
+def test_a_transition_back_to_the_dial_widget_ends_the_call_and_is_reported(tmp_path):
+    doc = _definition([
+        _state("dial", "make-outgoing-call-v2", [("answered", "hi"), ("busy", None)],
+               **{"from": "+15559870000"}),
+        _state("hi", "say-play", [("audioComplete", "dial")], say="Hi")], "incomingRequest")
+    result = _convert_json(tmp_path, doc)
+    assert result.flow["outbound"] == {"from": "+15559870000"}
+    assert result.flow["steps"] == {"hi": {"play": [{"say": "Hi"}], "next": None}}
+    assert [m for _, m in findings(result)] == [
+        "the audioComplete transition of 'hi' goes back to 'dial': flowengine places the "
+        "call once, before the flow starts, so the call ends there instead"]
+    write(tmp_path, result)
+    from flowengine.flow.compiler import check_paths
+
+    assert [str(d) for d in check_paths([str(tmp_path / "flow.yaml")]) if d.is_error] == []

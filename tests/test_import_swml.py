@@ -839,3 +839,44 @@ def test_malformed_control_methods_are_an_error_or_a_finding_never_a_crash(metho
             convert(text, "bad.json")
         except SourceError as exc:
             assert exc.line >= 1 and exc.message
+
+
+QUEUE = script("""\
+- play: {url: 'say: Please hold.'}
+- enter_queue:
+    queue_name: support
+    wait_url: 'https://example.com/hold.mp3'
+    wait_time: 30
+- play: {url: 'say: You waited ${wait_time} seconds.'}
+""")
+
+
+@pytest.mark.anyio
+async def test_enter_queue_waits_for_an_agent_and_goes_on_after_its_wait_time(tmp_path):
+    # enqueue exists now: enter_queue converts to it and runs, with an agent or without.
+    assert "enqueue" in ACTIONS
+    target = written(tmp_path, QUEUE)
+    assert load_yaml(target.read_text(), str(target)).data["steps"]["enter_queue"] == {
+        "enqueue": {"queue": "support", "music": [{"audio": "https://example.com/hold.mp3"}],
+                    "max_wait": 30}}
+    tests = tmp_path / "tests"
+    tests.mkdir(exist_ok=True)
+    file = tests / "queue.test.yaml"
+    file.write_text(json.dumps({"flow": "../flow.yaml", "scenarios": [
+        {"name": "nobody takes the call: after wait_time SWML goes on",
+         "expect": {"path": ["answer", "play", "enter_queue", "play_2"],
+                    "outcomes": {"enter_queue": "timeout"},
+                    "said": ["Please hold.", "You waited 30"]}},
+        {"name": "an agent takes the caller",
+         "calls": [
+             {"name": "caller", "expect": {
+                 "path": ["answer", "play", "enter_queue", "play_2"],
+                 "outcomes": {"enter_queue": "connected"},
+                 "steps": {"enter_queue": {"agent": "+15550200001"}}}},
+             {"name": "agent", "flow": str(ROOT / "flows" / "agent.yaml"), "at": 5,
+              "call": {"from": "+15550200001"}, "caller": "digits:1,hangup@connect:10",
+              "expect": {"path_includes": ["greet", "ready", "next_caller"]}}]}]}))
+    outcomes = await run_file(load_scenarios(file))
+    failed = [f"{r.scenario.name}:\n{r.failure_text()}" for r in outcomes if not r.passed]
+    assert not failed, "\n\n".join(failed)
+    assert len(outcomes) == 2

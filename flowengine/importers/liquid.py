@@ -24,6 +24,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from flowengine.flow.schedules import ScheduleError, check_format
+
 __all__ = ["Issue", "Resolver", "Translation", "jinja_string", "translate"]
 
 #: (path of names and indexes, offset in the text) → (Jinja expression or None, warning).
@@ -276,12 +278,60 @@ class _Translator:
         if name in ("lstrip", "rstrip"):
             return f"(({atom} ~ '').{name}())"
         if name == "date":
-            self.issues.append(Issue(offset, "the date filter has no counterpart in flowengine "
-                                             "templates (no clock); the value is left as it is"))
-            return atom
+            return self.date(atom, args, offset)
         self.issues.append(Issue(offset, f"the Liquid filter '{name}' has no counterpart; "
                                          "it was left out"))
         return atom
+
+
+    def date(self, atom: str, args: list[str], offset: int) -> str:
+        """Liquid's ``date: FORMAT`` → flowengine's clock and ``strftime``.
+
+        ``'now' | date: '%H'`` is the hour now in Studio's zone (Pacific time), read from
+        the call's clock; any other value is formatted with the ``strftime`` filter, which
+        reads ISO 8601 text. A format flowengine's strftime does not take is reported and
+        the value left as it is.
+        """
+        fmt = _unquote(args[0]) if args else None
+        if fmt is None:
+            self.issues.append(Issue(offset, "the date filter without a constant format text "
+                                             "is not imported; the value is left as it is"))
+            return atom
+        fmt = _DATE_ALIASES.sub(lambda m: "%-" + _DATE_ALIASES_TO[m.group(1)], fmt)
+        try:
+            check_format(fmt)
+        except ScheduleError as exc:
+            why = str(exc).split(";")[0]
+            self.issues.append(Issue(offset, f"the date format {args[0]} is not imported "
+                                             f"({why}: docs/flow-language.md lists those "
+                                             "flowengine's strftime knows); the value is left "
+                                             "as it is"))
+            return atom
+        if len(args) > 1:
+            self.issues.append(Issue(offset, "the date filter's second argument is not "
+                                             "imported"))
+        if _unquote(atom) in ("now", "today"):
+            return f"now({jinja_string(STUDIO_ZONE)}).strftime({jinja_string(fmt)})"
+        self.issues.append(Issue(offset, "the date filter on a value is imported as the "
+                                         "strftime filter, which reads ISO 8601 text "
+                                         "(2026-12-24T18:00:00Z) and no other date format"))
+        return f"({atom} | strftime({jinja_string(fmt)}))"
+
+
+#: The zone Studio's Liquid reads ``now`` in.
+STUDIO_ZONE = "America/Los_Angeles"
+#: Liquid's space-padded directives → flowengine's unpadded ones (``%e`` → ``%-d``).
+_DATE_ALIASES_TO = {"e": "d", "k": "H", "l": "I"}
+_DATE_ALIASES = re.compile(r"%([ekl])")
+
+
+def _unquote(atom: str) -> str | None:
+    """The text of a Jinja string literal made by :func:`jinja_string`, else ``None``."""
+    if len(atom) >= 2 and atom[0] == atom[-1] == "'" and "\\" not in atom:
+        inner = atom[1:-1]
+        if "'" not in inner.replace("\\'", ""):
+            return inner.replace("\\'", "'")
+    return None
 
 
 def _join_path(head: str, rest: list[str | int]) -> str:

@@ -143,6 +143,11 @@ class _Converter:
         self.meta = _Meta()
         self.base: Path = ()
         self.start: str | None = None
+        #: For a flow the REST API starts: its ``outbound:`` (else ``None``).
+        self.outbound: dict[str, Any] | None = None
+        self.dial_widget: _Widget | None = None
+        #: flow.data key → input name, for a flow the REST API starts.
+        self.input_names: dict[str, str] = {}
 
     # -- reporting ---------------------------------------------------------------------
 
@@ -194,7 +199,7 @@ class _Converter:
         self._flags(definition.get("flags"))
         self._trigger(trigger)
         for widget in self.widgets.values():
-            if widget is not trigger:
+            if widget is not trigger and widget is not self.dial_widget:
                 self._widget(widget)
         return self._result(data, definition)
 
@@ -276,12 +281,38 @@ class _Converter:
             flow["description"] = description
         if self.params:
             flow["params"] = {p: "" for p in sorted(self.params)}
+        if self.outbound is not None:
+            inputs = self._inputs()
+            if inputs:
+                flow["inputs"] = inputs
         if self.vars:
             flow["vars"] = self.vars
+        if self.outbound is not None:
+            flow["outbound"] = self.outbound
         if self.start is not None:
             flow["start"] = self.start
         flow["steps"] = self.steps
         return ImportResult(flow, self.findings, None, self.subflows)
+
+    def _inputs(self) -> dict[str, Any]:
+        """``inputs:``: one text input per ``flow.data.X`` read, required unless every
+        place that reads it gives the same Liquid ``default`` (then that is its default)."""
+        text = json.dumps([self.steps, self.outbound, self.vars])
+        inputs: dict[str, Any] = {}
+        for key, name in sorted(self.input_names.items(), key=lambda kv: kv[1]):
+            spec: dict[str, Any] = {"type": "string"}
+            uses = len(re.findall(rf"vars\.{name}\b", text))
+            defaults = set(re.findall(rf"vars\.{name} \| default\('((?:[^'\\]|\\.)*)', "
+                                      r"true\)", text))
+            with_default = len(re.findall(rf"vars\.{name} \| default\(", text))
+            if len(defaults) == 1 and with_default == uses:
+                spec["default"] = next(iter(defaults)).replace("\\'", "'")
+            else:
+                spec["required"] = True
+            spec["description"] = f"flow.data.{key} of the Studio flow (the Executions API's " \
+                                  "Parameters)"
+            inputs[name] = spec
+        return inputs
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -292,6 +323,8 @@ class _Converter:
                 next_name = transition.get("next")
                 if next_name in (None, ""):
                     return None
+                if self.widgets[next_name] is self.dial_widget:
+                    return None  # the call is placed once, before the flow (reported)
                 return self.widgets[next_name].step_id
         return None
 
@@ -371,7 +404,7 @@ class _Converter:
         which is what Studio prints for a variable not set yet)."""
         if key not in self.var_names:
             name = _sanitize(key)
-            taken = set(self.var_names.values())
+            taken = set(self.var_names.values()) | set(self.input_names.values())
             base, n = name, 2
             while name in taken:
                 name = f"{base[:60]}_{n}"
@@ -398,16 +431,19 @@ class _Converter:
             return None, f"{shown} has no counterpart in flowengine (it knows the call's " \
                          "From, To, CallSid, Direction and CallStatus); left out (empty text)"
         if head == "contact" and rest[:2] == ["channel", "address"]:
-            return "call.from", None
+            # The contact is the caller on a call that came in, the callee on one we place.
+            return ("call.to" if self.outbound is not None else "call.from"), None
         if head == "flow":
             if rest[:2] == ["channel", "address"]:
-                return "call.to", None
+                return ("call.from" if self.outbound is not None else "call.to"), None
             if rest and rest[0] == "variables" and len(rest) >= 2:
                 return _tail(f"vars.{self.var(str(rest[1]))}", rest[2:]), None
             if rest and rest[0] == "data" and len(rest) >= 2 and self.subflow:
                 name = _sanitize(str(rest[1]))
                 self.params.add(name)
                 return _tail(f"params.{name}", rest[2:]), None
+            if rest and rest[0] == "data" and len(rest) >= 2 and self.outbound is not None:
+                return _tail(f"vars.{self._input(str(rest[1]), None)}", rest[2:]), None
             if rest and rest[0] in ("sid", "flow_sid"):
                 return "flow.name", f"{shown} is imported as flow.name"
             return None, f"{shown} has no counterpart in flowengine; left out (empty text)"
@@ -416,6 +452,16 @@ class _Converter:
             if widget is None:
                 return None, f"{shown}: there is no widget '{rest[0]}'; left out (empty text)"
             attr = str(rest[1])
+            if widget is self.dial_widget and attr == "AnsweredBy":
+                beep = isinstance(self.outbound, dict) and isinstance(
+                    self.outbound.get("detect_machine"), dict)
+                machine = "machine_end_beep" if beep else "machine_start"
+                return (f"('{machine}' if call.dial == 'machine' else 'human')",
+                        f"{shown} is imported from call.dial: 'human' or '{machine}' (RELAY's "
+                        "detector tells no fax or unknown)")
+            if widget is self.dial_widget and attr == "CallStatus":
+                return ("({'answered': 'in-progress', 'machine': 'in-progress', 'no_answer': "
+                        "'no-answer'}.get(call.dial, call.dial))", None)
             if attr in _CALL_FIELDS:
                 return _tail(_CALL_FIELDS[attr], rest[2:]), None
             fields = _RESULT_FIELDS.get(widget.type, {})
@@ -440,35 +486,122 @@ class _Converter:
     # -- widgets -----------------------------------------------------------------------
 
     def _trigger(self, widget: _Widget) -> None:
-        starts = ("incomingParent",) if self.subflow else ("incomingCall", "incomingRequest")
-        start: str | None = None
-        chosen: str = ""
-        for event in starts:
-            if self.target(widget, event) is not None:
-                start, chosen = self.target(widget, event), event
-                break
-        if start is None:
-            wanted = "incomingParent" if self.subflow else "incomingCall"
+        if self.subflow:
+            start = self.target(widget, "incomingParent")
+            if start is None:
+                raise self.fail((*widget.path, "transitions"),
+                                f"the trigger '{widget.name}' has no incomingParent transition "
+                                "to a widget: this flow does not take calls")
+            self._other_entries(widget, "incomingParent")
+            self.extra_props(widget, set())
+            # The parent answered already: a subflow starts at its trigger's target.
+            self.start = start
+            return
+        inbound = self.target(widget, "incomingCall")
+        request = self.target(widget, "incomingRequest")
+        if inbound is None and request is None:
             raise self.fail((*widget.path, "transitions"),
-                            f"the trigger '{widget.name}' has no {wanted} transition to a "
-                            "widget: this flow does not take calls")
+                            f"the trigger '{widget.name}' has no incomingCall or "
+                            "incomingRequest transition to a widget: this flow does not take "
+                            "or place calls")
+        self.extra_props(widget, set())
+        if inbound is None:
+            self._other_entries(widget, "incomingRequest")
+            self._outbound(widget)
+            return
+        self._other_entries(widget, "incomingCall")
+        self.add_step(widget.step_id, "answer", {}, {"answered": inbound}, "answered")
+
+    def _other_entries(self, widget: _Widget, chosen: str) -> None:
         for i, transition in enumerate(widget.transitions):
             other = transition.get("event")
             if other == chosen or transition.get("next") in (None, ""):
                 continue
-            self.warn((*widget.path, "transitions", i, "event"),
-                      f"the trigger's {other} transition is not imported: a flowengine flow "
-                      "starts with an inbound call")
-        if chosen == "incomingRequest":
-            self.warn((*widget.path, "transitions"), "the flow is started by the REST API "
-                      "(incomingRequest); it is imported as a flow for inbound calls")
-        self.extra_props(widget, set())
-        routes = {"answered": start}
-        if self.subflow:
-            # The parent answered already: a subflow starts at its trigger's target.
-            self.start = start
+            path = (*widget.path, "transitions", i, "event")
+            if other == "incomingRequest":
+                self.warn(path, "the flow starts both for incoming calls (incomingCall) and "
+                          "from the REST API (incomingRequest): it is imported for incoming "
+                          f"calls, and the incomingRequest path (from '{transition['next']}') "
+                          "is not; import a copy whose trigger has only incomingRequest for "
+                          "the calls it places")
+            else:
+                self.warn(path, f"the trigger's {other} transition is not imported: a "
+                          "flowengine flow starts with a call")
+
+    def _outbound(self, trigger: _Widget) -> None:
+        """A flow started by the REST API (Studio's Executions API, the way surveys and
+        reminders place their calls) is an outbound flow: its make-outgoing-call widget
+        becomes ``outbound:`` (caller id, ring timeout, machine detection, where busy, no
+        answer and a failed call lead) and the flow starts at its ``answered`` target."""
+        first = next(t["next"] for t in trigger.transitions
+                     if t.get("event") == "incomingRequest" and t.get("next"))
+        dial = self.widgets[first]
+        self.outbound = {}
+        if dial.type != "make-outgoing-call-v2":
+            self.warn((*trigger.path, "transitions"),
+                      "the flow is started by the REST API (incomingRequest) but its first "
+                      f"widget '{dial.name}' is a {dial.type}, not make-outgoing-call-v2: it is "
+                      "imported as a flow for calls flowengine places (flowengine dial), "
+                      "starting there once the call is answered")
+            self.start = dial.step_id
             return
-        self.add_step(widget.step_id, "answer", {}, routes, "answered")
+        self.dial_widget = dial
+        for other in self.widgets.values():
+            for i, transition in enumerate(other.transitions):
+                if other is not trigger and transition.get("next") == dial.name:
+                    self.warn((*other.path, "transitions", i, "next"),
+                              f"the {transition.get('event')} transition of '{other.name}' "
+                              f"goes back to '{dial.name}': flowengine places the call once, "
+                              "before the flow starts, so the call ends there instead")
+        props = dial.props
+        out = self.outbound
+        source = props.get("from", _DEFAULT_FROM)
+        if isinstance(source, str) and source.strip() and source.strip() != _DEFAULT_FROM:
+            out["from"] = self.text(dial, "from")
+        else:
+            self.warn((*dial.path, "properties", "from") if "from" in props else
+                      (*dial.path, "name"),
+                      "the caller id is the Executions API's From (flow.channel.address): "
+                      "give it when the call is placed (flowengine dial --from, the call "
+                      "API's from) or write outbound.from")
+        to = props.get("to", _DEFAULT_TO)
+        if isinstance(to, str) and to.strip() and to.strip() != _DEFAULT_TO:
+            out["devices"] = [self.text(dial, "to")]
+        if props.get("timeout") not in (None, ""):
+            out["timeout"] = self.seconds(dial, "timeout", 30, 600)
+        detection = props.get("machine_detection")
+        if isinstance(detection, str) and detection.lower() in ("enable", "detectmessageend"):
+            out["detect_machine"] = ({"wait_for_beep": True}
+                                     if detection.lower() == "detectmessageend" else True)
+        # Settings left at what changes nothing (no recording, no callback) say nothing.
+        quiet = {k for k, v in props.items() if v in (False, "", "false", None)
+                 or (k == "machine_detection_speech_threshold" and str(v) == "2400")
+                 or (k == "trim" and props.get("record") in (False, "false", None))}
+        self.extra_props(dial, {"from", "to", "timeout", "machine_detection", *quiet})
+        self.unknown_events(dial, {"answered", "busy", "noAnswer", "failed"})
+        start = self.target(dial, "answered")
+        if start is None:
+            raise self.fail((*dial.path, "transitions"),
+                            f"the make-outgoing-call-v2 widget '{dial.name}' has no answered "
+                            "transition to a widget: the call it places would do nothing")
+        self.start = start
+        on = {outcome: self.target(dial, event) for event, outcome in
+              (("busy", "busy"), ("noAnswer", "no_answer"), ("failed", "failed"))
+              if self.target(dial, event) is not None}
+        if on:
+            out["on"] = on
+
+    def _input(self, key: str, path: Path | None) -> str:
+        """The input (``inputs:``) for ``flow.data.<key>`` of a flow the REST API starts."""
+        if key not in self.input_names:
+            name = _sanitize(key)
+            if name in self.var_names.values():
+                name = _sanitize(f"data_{name}")
+            self.input_names[key] = name
+            if name != key and path is not None:
+                self.warn(path, f"flow.data.{key} is the input '{name}' (input names are "
+                                "letters, digits and _, and not a flow.variables name)")
+        return self.input_names[key]
 
     def _widget(self, widget: _Widget) -> None:
         handler = {
@@ -482,6 +615,7 @@ class _Converter:
             "send-message": self._send_message,
             "run-subflow": self._subflow,
             "record-call": self._record_call,
+            "enqueue-call": self._enqueue,
         }.get(widget.type)
         if handler is None:
             self._unsupported(widget)
@@ -1198,6 +1332,53 @@ class _Converter:
         else:
             self.add_step(widget.step_id, "stop_record_call", {},
                           {"finished": routes_ok, "error": failed}, "finished")
+
+    def _enqueue(self, widget: _Widget) -> None:
+        """enqueue-call with a queue name → ``enqueue``: the caller waits until an agent
+        takes them with ``connect: {queue: NAME}``; TaskRouter's workflows are reported."""
+        props = widget.props
+        name = props.get("queue_name")
+        if not isinstance(name, str) or not name.strip():
+            why = ("a TaskRouter workflow has no counterpart in flowengine (queue agents "
+                   "take callers with connect: {queue: NAME})"
+                   if props.get("workflow_sid") else "enqueue-call without a queue_name")
+            self._unsupported(widget, why)
+            return
+        params: dict[str, Any] = {"queue": self.text(widget, "queue_name")}
+        wait = props.get("wait_url")
+        if isinstance(wait, str) and wait.strip():
+            if _AUDIO.search(wait.split("?")[0]):
+                params["music"] = [{"audio": self.text(widget, "wait_url")}]
+            else:
+                self.warn((*widget.path, "properties", "wait_url"),
+                          "the wait_url is a TwiML document (flowengine plays media, not "
+                          "TwiML); the caller hears RELAY's hold music — give a sound file "
+                          "as music: [{audio: URL}]")
+        for key in ("workflow_sid", "priority", "timeout", "task_channel", "attributes"):
+            if props.get(key) not in (None, ""):
+                self.warn((*widget.path, "properties", key),
+                          f"'{key}' of enqueue-call '{widget.name}' is not imported: it is "
+                          "TaskRouter's, and flowengine's queues take callers in the order "
+                          "they came", key=True)
+        self.extra_props(widget, {"queue_name", "wait_url", "wait_url_method", "workflow_sid",
+                                  "priority", "timeout", "task_channel", "attributes"})
+        self.unknown_events(widget, {"callComplete", "failedToEnqueue", "callFailure",
+                                     "callerHangup"})
+        failed = (self.target(widget, "failedToEnqueue")
+                  if self.has_event(widget, "failedToEnqueue")
+                  else self.target(widget, "callFailure"))
+        if (self.has_event(widget, "failedToEnqueue") and self.has_event(widget, "callFailure")
+                and self.target(widget, "callFailure") != failed):
+            self.warn((*widget.path, "transitions"),
+                      f"enqueue-call '{widget.name}': flowengine has one error outcome, so "
+                      "callFailure goes where failedToEnqueue goes")
+        self.add_step(widget.step_id, "enqueue", params,
+                      {"connected": self.target(widget, "callComplete"), "error": failed,
+                       "hangup": self.target(widget, "callerHangup")}, "connected")
+
+
+#: A wait_url that is a sound file (not a TwiML document) becomes the hold music.
+_AUDIO = re.compile(r"\.(mp3|wav|ogg|oga|opus|m4a|aac|flac|aiff?)$", re.IGNORECASE)
 
 
 _KNOWN_TYPES = {

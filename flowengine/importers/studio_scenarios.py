@@ -32,9 +32,24 @@ MAX_PATH = 80
 MAX_VISITS = 20_000
 
 _CALLER = "+15551230000"
+#: The caller id of an imported outbound flow's scenarios when the flow names none.
+_OUR_NUMBER = "+15559870000"
+#: Dial outcome of an outbound flow → the callee script that comes to it.
+_CALLEES = {"busy": "busy", "no_answer": "noanswer", "failed": "fail"}
 _NEEDS_CALL = {"answer", "play", "record", "prompt", "connect", "send_digits", "sleep", "hold",
                "unhold", "detect", "record_call", "stop_record_call", "hangup"}
 _NO_MATCH_SAMPLES = ["9", "0", "8", "7", "*", "42", "zzz", "nothing"]
+#: A split on Liquid's ``'now' | date: '%H'`` (or ``%A``…): what the clock can be made to say.
+_CLOCK = re.compile(r"now\('America/Los_Angeles'\)\.strftime\('(%-?[HAauw])'\)")
+_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+_CLOCK_VALUES = {
+    "%H": [f"{h:02d}" for h in range(24)], "%-H": [str(h) for h in range(24)],
+    "%A": _DAYS, "%a": [d[:3] for d in _DAYS], "%u": [str(i) for i in range(1, 8)],
+    "%w": [str((i + 1) % 7) for i in range(7)],
+}
+#: The week the written clock settings fall in (2027-01-04 is a Monday), and the zone.
+_WEEK = "2027-01-%02d"
+_STUDIO_ZONE = "America/Los_Angeles"
 _JSON_REF = re.compile(r"steps\.(\w+)\.json((?:\.\w+|\['[^']*'\])+)")
 
 
@@ -62,6 +77,10 @@ class _State:
     gone: bool = False
     truncated: bool = False
     reply_of: dict[str, int] = field(default_factory=dict)  # request step → reply index
+    #: On an outbound flow: the dial outcome this path starts from.
+    dial: str = "answered"
+    #: strftime directive → the value the call's clock must give (a split on the time).
+    clock: dict[str, str] = field(default_factory=dict)
 
 
 def _text_of(value: Any) -> str:
@@ -86,6 +105,15 @@ def scenarios_for(flow: dict[str, Any], meta: _Meta) -> dict[str, Any] | None:
     }
     if meta.request_vars:
         data["vars"] = {name: "${RECEIVER}" for name in meta.request_vars.values()}
+    outbound = flow.get("outbound")
+    if isinstance(outbound, dict):
+        if "from" not in outbound:
+            data["call"] = {"from": _OUR_NUMBER}
+        samples = {name: f"test {name.replace('_', ' ')}"
+                   for name, spec in (flow.get("inputs") or {}).items()
+                   if isinstance(spec, dict) and spec.get("required")}
+        if samples:
+            data["inputs"] = samples
     data["scenarios"] = walker.found
     return data
 
@@ -112,6 +140,19 @@ class _Walker:
 
     def walk(self) -> None:
         self.visit(self.start, _State())
+        outbound = self.flow.get("outbound")
+        if not isinstance(outbound, dict):
+            return
+        on = outbound.get("on") or {}
+        for outcome in ("busy", "no_answer", "failed"):
+            state = _State(dial=outcome, gone=True)
+            state.decisions.append(f"the call is {outcome.replace('_', ' ')}"
+                                   if outcome != "failed" else "the call fails")
+            target = on.get(outcome)
+            if target is None:
+                self.emit(state)
+            else:
+                self.visit(target, state)
 
     # -- the walk ----------------------------------------------------------------------
 
@@ -189,6 +230,14 @@ class _Walker:
             nxt.path.append((step_id, "returned"))
             nxt.truncated = True
             self.emit(nxt)
+        elif action == "enqueue":
+            # No agent in a one-call scenario: the caller waits, then hangs up (a scenario
+            # with an agent needs the agent's flow: calls: in docs/testing.md).
+            nxt = copy.deepcopy(state)
+            nxt.hangup = "hangup:600"
+            nxt.gone = True
+            self.go(nxt, step_id, "hangup", step.get("on", {}).get("hangup"),
+                    f"{step_id}: the caller hangs up in the queue")
         elif action == "hangup":
             self.go(state, step_id, "next", step.get("next"))
         else:
@@ -315,6 +364,8 @@ class _Walker:
             self.go(state, step_id, f"branch{k}", choices[k].get("goto"))
             return
         kind, where = steer
+        if kind == "clock":
+            kind = where
         for k in range(len(choices)):
             sample = self._sample(conditions, k, kind)
             if sample is None:
@@ -328,6 +379,15 @@ class _Walker:
 
     def _steer(self, subject: str, state: _State) -> tuple[str, Any] | None:
         """What the scenario can choose to make ``subject`` any value."""
+        match = _CLOCK.fullmatch(subject)
+        if match and match.group(1) not in state.clock and len(state.clock) < 2:
+            directive = match.group(1)
+            day = {"%A", "%a", "%u", "%w"}
+            if directive in day and day & set(state.clock):
+                return None
+            if directive not in day and {"%H", "%-H"} & set(state.clock):
+                return None
+            return "clock", directive
         match = re.fullmatch(r"steps\.(\w+)\.(digits|text)", subject)
         if match:
             step, fieldname = match.groups()
@@ -351,6 +411,9 @@ class _Walker:
         return None
 
     def _known(self, subject: str, state: _State) -> str | None:
+        match = _CLOCK.fullmatch(subject)
+        if match:
+            return state.clock.get(match.group(1))
         if subject in ("call.from",):
             return _CALLER
         if subject in ("call.to",):
@@ -371,6 +434,8 @@ class _Walker:
             return None
         candidates = list(conditions[k].samples) if k < len(conditions) else []
         candidates += _NO_MATCH_SAMPLES + [s for c in conditions for s in c.samples]
+        if kind.startswith("%"):
+            candidates = _CLOCK_VALUES[kind]
         for candidate in candidates:
             if kind == "keys" and (not candidate or any(ch not in "0123456789*"
                                                         for ch in candidate)):
@@ -390,6 +455,9 @@ class _Walker:
         return None
 
     def _apply(self, state: _State, kind: str, where: Any, sample: str) -> bool:
+        if kind.startswith("%"):
+            state.clock[kind] = sample
+            return True
         if kind == "json":
             index, keys = where
             _put(state.replies[index].setdefault("json", {}), keys, sample)
@@ -433,13 +501,18 @@ class _Walker:
         if state.hangup:
             clauses.append(state.hangup)
         caller = ",".join(clauses) or "speak:3"
-        key = caller + repr(state.replies)
+        outbound = isinstance(self.flow.get("outbound"), dict)
+        if outbound:
+            caller = _CALLEES.get(state.dial) or ",".join(["answer", *clauses])
+        key = state.dial + caller + repr(state.replies) + repr(sorted(state.clock.items()))
         if key in self.seen:
             return
         self.seen.add(key)
         self.covered.update(state.path)
         steps = [s for s, _ in state.path if not _.endswith("?")]
         expect: dict[str, Any] = {}
+        if outbound:
+            expect["dial"] = state.dial
         if state.truncated:
             expect["path_includes"] = steps
         else:
@@ -449,7 +522,7 @@ class _Walker:
                 expect["outcomes"] = outcomes
             if state.hangup:
                 expect["caller_hung_up"] = True
-            else:
+            elif state.dial == "answered":
                 expect["status"] = "completed"
         name = "; ".join(state.decisions) or "the main path"
         base, n = name, 2
@@ -457,11 +530,28 @@ class _Walker:
             name = f"{base} ({n})"
             n += 1
         self.names.add(name)
-        scenario: dict[str, Any] = {"name": name, "caller": caller}
+        scenario: dict[str, Any] = {"name": name, "callee" if outbound else "caller": caller}
         if state.replies:
             scenario["receiver"] = {"replies": state.replies}
+        if state.clock:
+            scenario["at"], scenario["tz"] = _at(state.clock), _STUDIO_ZONE
         scenario["expect"] = expect
         self.found.append(scenario)
+
+
+def _at(clock: dict[str, str]) -> str:
+    """A time in Studio's zone whose hour and weekday are what ``clock`` asks for: half past
+    the hour, so the seconds a call takes to reach the split do not change it."""
+    day = 2  # a Wednesday
+    for directive, value in clock.items():
+        if directive in ("%A", "%a"):
+            day = [d[:len(value)] for d in _DAYS].index(value)
+        elif directive == "%u":
+            day = int(value) - 1
+        elif directive == "%w":
+            day = (int(value) - 1) % 7
+    hour = next((int(v) for d, v in clock.items() if d in ("%H", "%-H")), 10)
+    return f"{_WEEK % (4 + day)}T{hour:02d}:30"
 
 
 def _put(target: dict[str, Any], keys: list[str], value: Any) -> None:
