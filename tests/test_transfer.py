@@ -226,3 +226,45 @@ async def test_the_flow_transferred_to_reads_its_own_schedules(tmp_path):
     run = await run_flow(load_flow(where / "front.yaml"), "hangup@play2")
     assert run.report.trace[3].params["media"][0]["say"] == (
         "Billing, edition one. Open. You came from +15551230000.")
+
+
+def test_coverage_does_not_count_the_steps_of_the_flow_transferred_to(tmp_path, capsys):
+    """billing's ``hello: finished → wait`` is billing's edge; front has an edge of the same
+    step, outcome and target, which no scenario took: coverage must say so."""
+    from flowengine.cli import main
+
+    where = folder(tmp_path, front="""
+        name: front
+        context: office
+        steps:
+          greet:
+            answer: {}
+          hand_on:
+            transfer: billing
+            on: {error: hello}
+          hello:
+            play: [{say: "Billing is closed."}]
+          wait:
+            hangup: {}
+        """, billing="""
+        name: billing
+        context: billing
+        steps:
+          hello:
+            play: [{say: "Billing here."}]
+          wait:
+            sleep: 3600
+        """)
+    (where / "tests").mkdir()
+    write(where / "tests" / "front.test.yaml", textwrap.dedent("""
+        flow: ../front.yaml
+        scenarios:
+          - name: handed on to billing
+            caller: "hangup:30"
+            expect:
+              outcomes: {hand_on: transferred}
+        """))
+    assert main(["test", str(where / "tests"), "--coverage"]) == 0
+    out = capsys.readouterr().out
+    assert "hand_on: transferred → (end)  — taken by 'handed on to billing'" in out
+    assert "hello: finished → wait  — NOT TAKEN" in out

@@ -234,7 +234,9 @@ async def _run_call(flow: FlowVersion, scenario: Scenario, runtime: FlowRuntime,
                 sim.fail_next(fault.method, fault.code, fault.message)
 
         def on_step(entry: TraceEntry) -> None:
-            if entry.within is None:  # a subflow's steps are one step of this flow
+            # A subflow's steps are one step of this flow; a flow the call was transferred
+            # to has edges of its own, not this flow's (even where the step ids agree).
+            if entry.within is None and entry.flow == flow.name:
                 result.taken.append((entry.step, entry.outcome, entry.next_step))
                 arm(entry.next_step)
 
@@ -293,7 +295,7 @@ async def _place_call(flow: FlowVersion, scenario: Scenario, inputs: Mapping[str
             arm(dialed.start)
 
         def on_step(entry: TraceEntry) -> None:
-            if entry.within is None:
+            if entry.within is None and entry.flow == flow.name:
                 result.taken.append((entry.step, entry.outcome, entry.next_step))
                 arm(entry.next_step)
 
@@ -342,7 +344,7 @@ async def _run_several(scenario: Scenario, result: ScenarioResult, timeout: floa
 
     def on_step(entry: TraceEntry) -> None:
         call = by_id.get(entry.call_id)
-        if call is not None and entry.within is None:
+        if call is not None and entry.within is None and entry.flow == call.spec.flow.name:
             call.taken.append((entry.step, entry.outcome, entry.next_step))
 
     async with Simulator(project="scenario", token=token, time_scale=scale,
