@@ -12,7 +12,9 @@ in ``sys.modules`` are compared with what it may use:
   ``flowengine.redact``); never ``engine`` — the engine runs them, they are handed a
   session — ``sim``, ``daemon`` or ``scenario``;
 * ``engine`` may use ``flow``, ``relay`` and ``actions``; never ``sim``, ``daemon`` or
-  ``scenario``.
+  ``scenario``;
+* ``api`` (the call API of ``serve``) may use ``flow``, ``engine``, ``relay``, ``store``
+  (and what they use); never ``sim``, ``daemon`` or ``scenario`` — the daemon wires it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sys
 
 import pytest
 
-PACKAGES = ("flow", "relay", "sim", "actions", "engine", "scenario", "daemon")
+PACKAGES = ("flow", "relay", "sim", "actions", "engine", "scenario", "daemon", "api")
 
 #: package → the packages of ours it must not pull in.
 FORBIDDEN: dict[str, set[str]] = {
@@ -32,6 +34,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "sim": {"flow", "actions", "engine", "daemon", "scenario"},
     "actions": {"engine", "sim", "daemon", "scenario"},
     "engine": {"sim", "daemon", "scenario"},
+    "api": {"sim", "daemon", "scenario"},
 }
 
 _PROBE = """

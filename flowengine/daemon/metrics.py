@@ -12,7 +12,14 @@ Names and labels (documented in docs/daemon.md):
 - ``flowengine_reloads_total{result}``: flow file changes applied (``ok``) or rejected
   (``failed``), the initial load included;
 - ``flowengine_flow_info{flow,version,file}``: 1 for each version taking new calls;
-- ``flowengine_relay_reconnects_total`` and ``flowengine_relay_connected``.
+- ``flowengine_relay_reconnects_total`` and ``flowengine_relay_connected``;
+- with the call API (``--api-port``): ``flowengine_outbound_calls_total{flow,outcome}``
+  (dial attempts by outcome: ``answered``, ``machine``, ``busy``, ``no_answer``, ``failed``,
+  ``canceled``, ``interrupted``), ``flowengine_outbound_dial_to_answer_seconds{flow}`` (a
+  histogram, dial sent to answer), ``flowengine_outbound_in_flight``,
+  ``flowengine_campaign_contacts{campaign,state}`` (``queued``, ``dialing``,
+  ``in_progress``, ``done``; a campaign's series go when it is over) and
+  ``flowengine_webhooks_total{result}`` (``delivered``, ``failed``, ``dropped``).
 
 ``version`` labels carry the short version (12 hex digits), as the logs do.
 """
@@ -20,7 +27,7 @@ Names and labels (documented in docs/daemon.md):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import prometheus_client
@@ -51,6 +58,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 ENDED = ("completed", "caller_hangup", "max_duration", "failed", "drained", "session_lost")
 #: Steps range from a few ms (set, log) to minutes (a long recording).
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+#: A callee answers within a second (a machine) to a minute (a person who let it ring).
+ANSWER_BUCKETS = (0.5, 1, 2, 3, 5, 8, 12, 20, 30, 45, 60, 90)
 
 
 class _RelayCollector(Collector):
@@ -99,8 +108,43 @@ class Metrics:
                                ["flow", "version", "file"], registry=r)
         for result in ("ok", "failed"):
             self.reloads.labels(result)  # shown as 0 before the first reload
+        self.outbound = Counter("flowengine_outbound_calls",
+                                "Outbound dial attempts by outcome", ["flow", "outcome"],
+                                registry=r)
+        self.dial_to_answer = Histogram("flowengine_outbound_dial_to_answer_seconds",
+                                        "Seconds from the dial to the answer", ["flow"],
+                                        buckets=ANSWER_BUCKETS, registry=r)
+        self.outbound_in_flight = Gauge("flowengine_outbound_in_flight",
+                                        "Outbound calls being dialled or talking", registry=r)
+        self.campaign_contacts = Gauge("flowengine_campaign_contacts",
+                                       "A running campaign's contacts by state",
+                                       ["campaign", "state"], registry=r)
+        self.webhooks = Counter("flowengine_webhooks", "Status webhook events by result",
+                                ["result"], registry=r)
         self._relay = _RelayCollector()
         r.register(self._relay)
+
+    # --- the call API's (flowengine.api.dispatch.Observer) -------------------------------
+
+    def outbound_ended(self, flow: str, outcome: str) -> None:
+        """An outbound dial attempt ended."""
+        self.outbound.labels(flow, outcome).inc()
+
+    def answered(self, flow: str, seconds: float) -> None:
+        """An outbound call was answered ``seconds`` after its dial."""
+        self.dial_to_answer.labels(flow).observe(seconds)
+
+    def campaign_progress(self, campaign: str, counts: Mapping[str, int] | None) -> None:
+        """A campaign's contacts by state; None removes its series."""
+        for state in ("queued", "dialing", "in_progress", "done"):
+            if counts is None:
+                _remove(self.campaign_contacts, campaign, state)
+            else:
+                self.campaign_contacts.labels(campaign, state).set(counts.get(state, 0))
+
+    def webhook(self, result: str) -> None:
+        """A status webhook event was delivered, failed or dropped."""
+        self.webhooks.labels(result).inc()
 
     def watch_relay(self, client: RelayClient | None) -> None:
         """Report this client's reconnects and link state."""

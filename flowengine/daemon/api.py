@@ -1,0 +1,138 @@
+"""The call API in ``serve`` (``--api-port``): the ledger, the dispatcher, the webhooks and
+the HTTP server, wired to the daemon's flows, RELAY client and metrics (docs/api.md)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from flowengine.api.app import MAX_BODY, build_app
+from flowengine.api.dialer import RelayDialer
+from flowengine.api.dispatch import Dispatcher, FlowRef
+from flowengine.api.server import ApiServer
+from flowengine.api.webhooks import WebhookSender
+from flowengine.store import Store
+from flowengine.store.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from flowengine.relay import RelayClient
+
+    from .server import Daemon
+
+__all__ = ["ApiOptions", "ApiService", "default_state_dir"]
+
+logger = logging.getLogger("flowengine.daemon")
+
+
+def default_state_dir(environ: Mapping[str, str] = os.environ) -> str:
+    """Where the ledger lives without ``--state-dir``: ``$FLOWENGINE_STATE_DIR``, else
+    ``$XDG_STATE_HOME/flowengine``, else ``~/.local/state/flowengine``."""
+    if environ.get("FLOWENGINE_STATE_DIR"):
+        return environ["FLOWENGINE_STATE_DIR"]
+    base = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "flowengine")
+
+
+@dataclass(frozen=True)
+class ApiOptions:
+    """How the call API is served. ``token`` and ``webhook_secret`` never show in a repr."""
+
+    port: int
+    host: str = "127.0.0.1"
+    token: str | None = field(default=None, repr=False)
+    webhook_secret: bytes | None = field(default=None, repr=False)
+    state_dir: str = field(default_factory=default_state_dir)
+    max_outbound: int = 100
+    max_body: int = MAX_BODY
+    default_from: str | None = None
+
+
+def _any_vars(flow: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Until flows declare their inputs, any JSON object is taken as it is."""
+    return dict(values)
+
+
+class ApiService:
+    """The call API of one daemon."""
+
+    def __init__(self, daemon: Daemon, options: ApiOptions) -> None:
+        self.daemon = daemon
+        self.options = options
+        self.store: Store = SQLiteStore(options.state_dir)
+        self.webhooks = WebhookSender(options.webhook_secret,
+                                      on_result=daemon.metrics.webhook)
+        self.dispatcher = Dispatcher(
+            self.store, self._flow, RelayDialer(lambda: daemon.relay,
+                                                time_scale=daemon.time_scale,
+                                                on_step=daemon.metrics.step,
+                                                default_from=options.default_from),
+            max_outbound=options.max_outbound, time_scale=daemon.time_scale,
+            webhooks=self.webhooks, observer=daemon.metrics,
+            drain_timeout=daemon.drain_timeout)
+        daemon.metrics.outbound_in_flight.set_function(lambda: self.dispatcher.in_flight)
+        app = build_app(self.dispatcher, known_flow=lambda name: name in daemon.registry.flows,
+                        check_vars=_any_vars, token=options.token, max_body=options.max_body)
+        self.server = ApiServer(app, options.host, options.port)
+        self._stopped = anyio.Event()
+        #: Set once :meth:`run` has returned (the outbound calls settled, the ledger closed).
+        self.finished = anyio.Event()
+
+    @property
+    def port(self) -> int:
+        """The bound port (after :meth:`open`)."""
+        return self.server.port
+
+    def _flow(self, name: str) -> FlowRef | None:
+        entry = self.daemon.registry.flows.get(name)
+        return None if entry is None else FlowRef(entry.flow, entry.runtime)
+
+    async def open(self) -> None:
+        """Open the ledger and bind the port (StoreError, OSError)."""
+        await self.store.open()
+        try:
+            self.server.bind()
+        except BaseException:
+            await self.store.close()
+            raise
+
+    async def run(self, relay: RelayClient, *,
+                  task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Serve until :meth:`stop`; ``started`` once requests are taken."""
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(self.webhooks.run)
+                await tg.start(self.dispatcher.run)
+                await tg.start(self.server.serve)
+                if self.options.token is None:
+                    logger.warning("call API on http://%s:%d/v1/ without authentication "
+                                   "(FLOWENGINE_API_TOKEN is not set): loopback only",
+                                   self.options.host, self.port)
+                else:
+                    logger.info("call API on http://%s:%d/v1/ (bearer token required)",
+                                self.options.host, self.port)
+                if self.options.webhook_secret is None:
+                    logger.info("status webhooks are not signed (FLOWENGINE_WEBHOOK_SECRET "
+                                "is not set)")
+                task_status.started()
+                await self._stopped.wait()
+                # The server stays up while the calls drain: GETs still answer.
+                await self.dispatcher.stop()
+                self.server.stop()
+                # The last events (the calls just settled) get a few seconds to go out.
+                self.webhooks.close()
+                tg.cancel_scope.deadline = anyio.current_time() + 5.0
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.store.close()
+            self.finished.set()
+
+    def stop(self) -> None:
+        """Stop dialling (the calls in flight get the drain timeout), then serving."""
+        self._stopped.set()
