@@ -184,6 +184,23 @@ def _minutes(text: str) -> int:
     return int(hours) * 60 + int(minutes)
 
 
+class _Gate:
+    """A campaign's dials go out through here, one at a time and ``interval`` apart at the
+    moment they are sent: the store's worker-thread hops between the claim and the send
+    vary, and must not let two dials bunch."""
+
+    def __init__(self) -> None:
+        self._lock = anyio.Lock()
+        self._last = -1e18
+
+    async def pass_(self, interval: float) -> None:
+        async with self._lock:
+            wait = self._last + interval - anyio.current_time()
+            if wait > 0:
+                await anyio.sleep(wait)
+            self._last = anyio.current_time()
+
+
 class Dispatcher:
     """Places the ledger's calls: see the module docstring.
 
@@ -216,6 +233,7 @@ class Dispatcher:
         self._per_campaign: Counter[str] = Counter()
         self._campaigns: dict[str, CampaignRecord] = {}
         self._next_start: dict[str, float] = {}
+        self._gates: dict[str, _Gate] = {}
         self._wake = anyio.Event()
         self._stopping = False
         self._stopped = anyio.Event()
@@ -436,17 +454,22 @@ class Dispatcher:
                 result["attempts"] = [*attempts, attempt]
                 result["state"] = "dialing"
                 await self.store.update_entry(entry.id, phase="dialing", result=result)
-                sent = time.monotonic()
+                sent = [time.monotonic()]
 
                 def answered(call_id: str | None) -> None:
                     attempt["answered_at"] = time.time()
                     attempt["call_id"] = call_id
                     self.observer.answered(entry.flow or "",
-                                           (time.monotonic() - sent) / self.time_scale)
+                                           (time.monotonic() - sent[0]) / self.time_scale)
                     if self._tg is not None:
                         self._tg.start_soon(self._mark_answered, live, call_id)
 
                 with live.scope:
+                    if live.campaign is not None:
+                        rate = float(live.campaign.spec.get("calls_per_second", 1.0))
+                        gate = self._gates.setdefault(live.campaign.id, _Gate())
+                        await gate.pass_(self.time_scale / rate)
+                    sent[0] = time.monotonic()
                     report = await self.dialer.place(
                         ref, to=entry.to_number, from_=entry.from_number,
                         vars=entry.payload.get("vars") or {}, on_answered=answered)
