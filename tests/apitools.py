@@ -99,7 +99,8 @@ async def api_serving(sim: Simulator, paths: Iterable[Path | str], state_dir: Pa
                       ) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient]]:
     """A daemon serving the call API (any free port), and a client for it (with the token)."""
     api_fields = {k: options.pop(k) for k in list(options)
-                  if k in ("max_outbound", "webhook_secret", "max_body", "default_from")}
+                  if k in ("max_outbound", "webhook_secret", "max_body", "default_from",
+                            "webhook_backoff", "webhook_timeout", "webhook_flush")}
     api = ApiOptions(port=0, state_dir=str(state_dir), token=token, **api_fields)
     async with serving(sim, paths, api=api, **options) as daemon:
         assert daemon.api is not None

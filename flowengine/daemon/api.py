@@ -52,6 +52,12 @@ class ApiOptions:
     max_outbound: int = 100
     max_body: int = MAX_BODY
     default_from: str | None = None
+    #: Seconds before a webhook's second try (doubled after each); tests shorten it.
+    webhook_backoff: float = 1.0
+    #: Seconds one webhook try may take.
+    webhook_timeout: float = 5.0
+    #: Seconds the last webhook events get to go out when the daemon stops.
+    webhook_flush: float = 5.0
 
 
 def _any_vars(flow: str, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -66,7 +72,8 @@ class ApiService:
         self.daemon = daemon
         self.options = options
         self.store: Store = SQLiteStore(options.state_dir)
-        self.webhooks = WebhookSender(options.webhook_secret,
+        self.webhooks = WebhookSender(options.webhook_secret, backoff=options.webhook_backoff,
+                                      timeout=options.webhook_timeout,
                                       on_result=daemon.metrics.webhook)
         self.dispatcher = Dispatcher(
             self.store, self._flow, RelayDialer(lambda: daemon.relay,
@@ -127,7 +134,7 @@ class ApiService:
                 self.server.stop()
                 # The last events (the calls just settled) get a few seconds to go out.
                 self.webhooks.close()
-                tg.cancel_scope.deadline = anyio.current_time() + 5.0
+                tg.cancel_scope.deadline = anyio.current_time() + self.options.webhook_flush
         finally:
             with anyio.CancelScope(shield=True):
                 await self.store.close()
