@@ -40,6 +40,8 @@ class DialWatch:
     started: list[tuple[float, str]] = field(default_factory=list)
     up: int = 0
     max_up: int = 0
+    #: The numbers with a leg up now.
+    live: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         core = self.sim.core
@@ -50,11 +52,13 @@ class DialWatch:
             self.started.append((core.now / core.time_scale, leg.to_number))
             self.up += 1
             self.max_up = max(self.max_up, self.up)
+            self.live.add(leg.to_number)
             end = leg.end
 
             def ended(reason: str) -> None:
                 if leg.state not in ("ending", "ended"):
                     self.up -= 1
+                    self.live.discard(leg.to_number)
                 end(reason)
 
             leg.end = ended  # type: ignore[method-assign]
