@@ -108,7 +108,7 @@ async def test_a_campaign_goes_on_after_the_process_stops(tmp_path: Path, stop: 
         async with await anyio.open_process(serve.command, env=serve.env,
                                             stdout=subprocess.DEVNULL) as second, \
                 anyio.create_task_group() as tg:
-            lines, url = await _started(second, tg)
+            _, url = await _started(second, tg)
             async with httpx.AsyncClient(base_url=url, timeout=10) as client:
                 done = await wait_campaign(client, campaign, timeout=90)
                 calls = await _calls(client, campaign)
