@@ -407,8 +407,11 @@ class Dispatcher:
                 continue
             self._start(tg, entries[0], record)
             free -= 1
-            # From the later of the slot and now: a late loop never makes a burst.
-            self._next_start[record.id] = max(next_start, now) + interval
+            # On schedule when the loop woke a little late (the gate keeps the dials
+            # themselves apart); from now when it was late by a whole slot or more, so a
+            # late loop never makes a burst.
+            self._next_start[record.id] = (next_start if now - next_start < interval
+                                           else now) + interval
             waits.append(interval)
         if anyio.current_time() - self._progress_at >= 1.0:
             self._progress_at = anyio.current_time()
