@@ -24,6 +24,7 @@ It prints numbers and asserts nothing. Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import signal
@@ -189,7 +190,7 @@ async def run_pacing(count: int, rate: float, concurrency: int) -> dict[str, Any
                 if process.returncode is None:
                     process.kill()
     starts = sorted(legs.starts)
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     most, low = 0, 0
     for high, t in enumerate(starts):
         while starts[low] <= t - 1.0:
