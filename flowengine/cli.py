@@ -20,6 +20,8 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("flowengine.engine.cli",
             "run a flow for one call (on the embedded simulator without credentials)"),
+    "dial": ("flowengine.engine.dial_cli",
+             "place a call (or a CSV file of them) and run the flow its outcome leads to"),
     "check": ("flowengine.flow.cli", "check flow files and report every problem as file:line:col"),
     "graph": ("flowengine.flow.graph", "print a flow's graph (states and edges) as Mermaid or DOT"),
     "test": ("flowengine.scenario.cli", "run the scenario tests of flows over the simulator"),

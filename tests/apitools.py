@@ -22,6 +22,10 @@ from tests.test_daemon import serving
 NOTIFY = """\
 name: notify
 context: outbound
+inputs:
+  patient: {type: string, default: "there"}
+outbound:
+  from: "+15559870000"
 steps:
   hello:
     play:

@@ -18,6 +18,12 @@ pytestmark = pytest.mark.anyio
 BRIEF = """\
 name: brief
 context: outbound
+inputs:
+  n: {type: integer, default: 0}
+  name: {type: string, default: ""}
+  slot: {type: string, default: ""}
+outbound:
+  from: "+15559870000"
 steps:
   hold_on:
     sleep: 0.5
@@ -171,7 +177,7 @@ async def test_a_csv_campaign_takes_its_settings_from_the_query(tmp_path: Path) 
             await wait_campaign(client, campaign["id"])
             calls = (await client.get("/v1/calls", params={"campaign": campaign["id"]})).json()
     assert {c["to"]: c["vars"] for c in calls["calls"]} == {
-        "+15550000010": {"name": "Ann", "slot": "9:00"},
-        "+15550000011": {"name": "Bob", "slot": "9:30"}}
+        "+15550000010": {"n": 0, "name": "Ann", "slot": "9:00"},
+        "+15550000011": {"n": 0, "name": "Bob", "slot": "9:30"}}
     assert all(c["from"] == "+15559990000" for c in calls["calls"])
     assert watch.count == 2

@@ -18,6 +18,17 @@ pytestmark = pytest.mark.anyio
 
 TOKEN = "api-test-token-5c1f0b2e"
 
+#: A flow with a required, typed input and no caller id of its own.
+COUNTED = """\
+name: counted
+context: outbound
+inputs:
+  count: {type: integer, required: true}
+steps:
+  bye:
+    hangup: {}
+"""
+
 GOOD_CALL = {"flow": "notify", "to": "+15550001111"}
 GOOD_CAMPAIGN = {"flow": "notify", "contacts": [{"to": "+15550001111"}]}
 
@@ -35,6 +46,17 @@ BAD_JSON_BODIES: list[tuple[str, Any, int, str, str | None]] = [
     ("/v1/calls", {**GOOD_CALL, "status_url": "ftp://x"}, 422, "invalid", "status_url"),
     ("/v1/calls", {**GOOD_CALL, "colour": "red"}, 422, "unknown_field", "colour"),
     ("/v1/calls", [GOOD_CALL], 422, "invalid", None),
+    # The flow's inputs: unknown, missing, ill-typed; a flow with no caller id needs one.
+    ("/v1/calls", {**GOOD_CALL, "vars": {"patent": "Ann"}}, 422, "invalid", "vars.patent"),
+    ("/v1/calls", {"flow": "counted", "to": "+15550001111", "from": "+15559990000"}, 422,
+     "invalid", "vars.count"),
+    ("/v1/calls", {"flow": "counted", "to": "+15550001111", "from": "+15559990000",
+                   "vars": {"count": "many"}}, 422, "invalid", "vars.count"),
+    ("/v1/calls", {"flow": "counted", "to": "+15550001111", "vars": {"count": 2}}, 422,
+     "invalid", "from"),
+    ("/v1/campaigns", {"flow": "counted", "from": "+15559990000", "contacts": [
+        {"to": "+15550001111", "vars": {"count": 1}}, {"to": "+15550001112"}]}, 422,
+     "invalid", "contacts[1].vars.count"),
     ("/v1/campaigns", {"flow": "notify", "contacts": []}, 422, "invalid", "contacts"),
     ("/v1/campaigns", {"flow": "notify", "contacts": [{"to": "+15550001111"}, {"to": "x"}]},
      422, "invalid", "contacts[1].to"),
@@ -60,7 +82,7 @@ BAD_JSON_BODIES: list[tuple[str, Any, int, str, str | None]] = [
 
 async def test_every_bad_body_is_refused_naming_the_field_and_nothing_is_dialled(
         tmp_path: Path) -> None:
-    flows = write_flows(tmp_path, NOTIFY)
+    flows = write_flows(tmp_path, NOTIFY, COUNTED)
     async with simulator() as sim:
         watch = DialWatch(sim)
         async with api_serving(sim, [flows], tmp_path / "state") as (daemon, client):
@@ -97,6 +119,8 @@ async def test_every_bad_body_is_refused_naming_the_field_and_nothing_is_dialled
                 ("to,name\n+15550001111\n", {"flow": "notify"}, "contacts[0]"),
                 ("to,name\nnot-a-number,Ann\n", {"flow": "notify"}, "contacts[0].to"),
                 ("to\n+15550001111\n", {"flow": "notify", "speed": "3"}, "speed"),
+                ("to,count\n+15550001111,3\n+15550001112,x\n",
+                 {"flow": "counted", "from": "+15559990000"}, "contacts[1].vars.count"),
             ]
             for text, query, field in csv_cases:
                 response = await client.post("/v1/campaigns", content=text, params=query,

@@ -27,6 +27,10 @@ SCALE = 0.1
 FLOW = """\
 name: brief
 context: outbound
+inputs:
+  n: {type: integer, default: 0}
+outbound:
+  from: "+15559870000"
 steps:
   hold_on:
     sleep: 1

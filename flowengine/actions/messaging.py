@@ -17,15 +17,21 @@ async def run_send_sms(session: Session, step: Step, params: dict[str, Any]) -> 
     """``send_sms: {to, from, body, media}`` → ``messaging.send``; waits for the final
     ``messaging.state``: outcome ``delivered``, ``undelivered`` or ``failed`` (``error``
     when RELAY refuses the message). ``to`` defaults to the caller, ``from`` to the number
-    the caller called, the RELAY context to the call's."""
-    call = session.call
+    the caller called, the RELAY context to the call's. On a call we placed (direction
+    ``outbound``, with or without a live call) the other party is the number called:
+    ``to`` defaults to it, ``from`` to our caller id, the context to the flow's first."""
+    client = session.client
+    info = session.call_info
+    outbound = info["direction"] == "outbound"
     fields: dict[str, Any] = {"message_id": None, "state": None, "reason": None}
     media = [str(m) for m in params.get("media") or ()]
+    peer, ours = (info["to"], info["from"]) if outbound else (info["from"], info["to"])
+    context = params.get("context") or info["context"] or session.flow.contexts[0]
     try:
-        message = await call.client.send_message(
-            context=str(params.get("context") or call.context),
-            to_number=str(params.get("to") or call.from_number),
-            from_number=str(params.get("from") or call.to_number),
+        message = await client.send_message(
+            context=str(context),
+            to_number=str(params.get("to") or peer),
+            from_number=str(params.get("from") or ours),
             body=str(params["body"]) if params.get("body") else None, media=media or None)
     except RelayError as exc:
         return StepResult("error", fields, method="messaging.send", error=str(exc))
@@ -34,7 +40,7 @@ async def run_send_sms(session: Session, step: Step, params: dict[str, Any]) -> 
         state = await message.wait()
     finally:
         if not message.done:  # the step's timeout: stop following it
-            call.client.forget_message(message)
+            client.forget_message(message)
     fields.update(state=state, reason=message.reason)
     return StepResult(state, fields, method="messaging.send",
                       error=message.reason if state != "delivered" else None)

@@ -1,9 +1,11 @@
-"""The :class:`~flowengine.api.dispatch.Dialer` the daemon uses: one RELAY dial, then the flow.
+"""The :class:`~flowengine.api.dispatch.Dialer` the daemon uses: the outbound engine.
 
-A thin adaptor between the dispatcher (when to call, the books) and the engine (what
-happens on the call): it dials through the daemon's :class:`~flowengine.relay.RelayClient`
-and runs the flow's :class:`~flowengine.engine.Session` on the answered leg. Cancelling
-:meth:`RelayDialer.place` hangs the call up (the session's end always does).
+A thin adaptor between the dispatcher (when to call, the books) and
+:func:`~flowengine.engine.outbound.run_outbound` (the dial, then the flow its outcome leads
+to), through the daemon's :class:`~flowengine.relay.RelayClient`. Cancelling
+:meth:`RelayDialer.place` hangs the call up (run_outbound and the session see to it).
+:func:`check_call` is the API's check of one call before it is queued: the flow's inputs
+and the numbers, as run_outbound would check them, so nothing bad is ever queued.
 """
 
 from __future__ import annotations
@@ -12,16 +14,34 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flowengine.engine import Session, TraceEntry
+from flowengine.engine import TraceEntry
+from flowengine.engine.outbound import Dialed, dial_devices, run_outbound
+from flowengine.flow import FlowVersion, TemplateRenderError
+from flowengine.flow.inputs import InputError, validate_inputs
 from flowengine.relay import RelayClient
-from flowengine.relay.dial import phone_device
 
 from .dispatch import DialReport, FlowRef
+from .errors import ApiError
 
-__all__ = ["RelayDialer"]
+__all__ = ["RelayDialer", "check_call"]
 
-#: Seconds a callee's phone rings before the dial gives up (RELAY's default is 30).
-RING_TIMEOUT = 30.0
+
+def check_call(version: FlowVersion, values: Mapping[str, Any], to: str,
+               from_: str | None) -> dict[str, Any]:
+    """The inputs of one call of ``version`` (checked, converted, defaults applied);
+    ApiError 422 naming the field (``vars.<input>``, ``to``, ``from``) otherwise."""
+    try:
+        inputs = validate_inputs(version, values)
+        dial_devices(version, to=to, from_=from_, inputs=inputs)
+    except InputError as exc:
+        field, _ = exc.problems[0]
+        where = field if field in ("to", "from") else "vars" if field == "devices" \
+            else f"vars.{field}"
+        raise ApiError.invalid(where, "; ".join(m for _, m in exc.problems)) from None
+    except TemplateRenderError as exc:
+        raise ApiError.invalid("vars", f"the flow's outbound: cannot be rendered for these "
+                                       f"vars: {exc}") from None
+    return inputs
 
 
 class RelayDialer:
@@ -49,16 +69,9 @@ class RelayDialer:
         if client is None:
             return DialReport(outcome="failed", status="failed", reason="not_connected",
                               error="not connected to RELAY", ended_at=time.time())
-        caller = from_ or self.default_from or to
-        # The ring timeout is RELAY's (simulated seconds on a simulator); the dial's own
-        # bound is ours, in real seconds.
-        dial = await client.dial([[phone_device(to, caller, timeout=RING_TIMEOUT)]],
-                                 timeout=(RING_TIMEOUT + 30.0) * self.time_scale)
-        if dial.call is None or dial.outcome not in ("answered", "machine"):
-            return DialReport(outcome=dial.outcome, status="completed", reason=dial.reason,
-                              ended_at=time.time())
-        answered_at = time.time()
-        on_answered(dial.call.call_id)
+        if from_ is None and (flow.version.outbound is None
+                              or flow.version.outbound.from_ is None):
+            from_ = self.default_from
         path: list[str] = []
 
         def step(entry: TraceEntry) -> None:
@@ -66,10 +79,23 @@ class RelayDialer:
             if self.on_step is not None:
                 self.on_step(entry)
 
-        session = Session(flow.runtime, dial.call, on_step=step, time_scale=self.time_scale,
-                          params=dict(vars), keep_trace=False)
-        report = await session.run()
-        return DialReport(outcome=dial.outcome, status=report.status, path=path,
-                          steps=dict(report.steps), call_id=dial.call.call_id,
-                          reason=report.end_reason, error=report.error,
-                          answered_at=answered_at, ended_at=time.time())
+        def dialed(event: Dialed) -> None:
+            if event.call is not None:
+                on_answered(event.call.call_id)
+
+        try:
+            outbound = await run_outbound(
+                client, flow.version, to=to, from_=from_, vars=vars, on_step=step,
+                on_dialed=dialed, runtime=flow.runtime, time_scale=self.time_scale,
+                keep_trace=False)
+        except InputError as exc:  # checked when queued; the flow may have changed since
+            return DialReport(outcome="failed", status="failed", reason="invalid_input",
+                              error=str(exc), ended_at=time.time())
+        session = outbound.report
+        return DialReport(
+            outcome=outbound.outcome,
+            status="completed" if session is None else session.status,
+            path=path, steps={} if session is None else dict(session.steps),
+            call_id=outbound.call_id, reason=outbound.reason,
+            error=None if session is None else session.error,
+            answered_at=outbound.answered_at, ended_at=outbound.ended_at)

@@ -40,6 +40,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from flowengine.engine import FlowRuntime
+from flowengine.engine.pacing import Pacer
 from flowengine.flow import FlowVersion
 from flowengine.store import CampaignRecord, LedgerEntry, NewEntry, Store
 
@@ -99,11 +100,9 @@ class Dialer(Protocol):
 class Observer(Protocol):
     """What the dispatcher reports (the daemon's metrics)."""
 
-    def outbound_ended(self, flow: str, outcome: str) -> None:
-        """A dial attempt ended with ``outcome``."""
-
-    def answered(self, flow: str, seconds: float) -> None:
-        """A call was answered ``seconds`` after its dial was sent."""
+    def attempt_ended(self, flow: str, outcome: str, dial_to_answer: float | None) -> None:
+        """A dial attempt ended with ``outcome``; answered ``dial_to_answer`` seconds after
+        the dial (None: not answered)."""
 
     def campaign_progress(self, campaign: str, counts: Mapping[str, int] | None) -> None:
         """A campaign's contacts by state (None: the campaign is over, forget it)."""
@@ -113,10 +112,7 @@ class Observer(Protocol):
 
 
 class _Quiet:
-    def outbound_ended(self, flow: str, outcome: str) -> None:
-        pass
-
-    def answered(self, flow: str, seconds: float) -> None:
+    def attempt_ended(self, flow: str, outcome: str, dial_to_answer: float | None) -> None:
         pass
 
     def campaign_progress(self, campaign: str, counts: Mapping[str, int] | None) -> None:
@@ -184,23 +180,6 @@ def _minutes(text: str) -> int:
     return int(hours) * 60 + int(minutes)
 
 
-class _Gate:
-    """A campaign's dials go out through here, one at a time and ``interval`` apart at the
-    moment they are sent: the store's worker-thread hops between the claim and the send
-    vary, and must not let two dials bunch."""
-
-    def __init__(self) -> None:
-        self._lock = anyio.Lock()
-        self._last = -1e18
-
-    async def pass_(self, interval: float) -> None:
-        async with self._lock:
-            wait = self._last + interval - anyio.current_time()
-            if wait > 0:
-                await anyio.sleep(wait)
-            self._last = anyio.current_time()
-
-
 class Dispatcher:
     """Places the ledger's calls: see the module docstring.
 
@@ -233,7 +212,7 @@ class Dispatcher:
         self._per_campaign: Counter[str] = Counter()
         self._campaigns: dict[str, CampaignRecord] = {}
         self._next_start: dict[str, float] = {}
-        self._gates: dict[str, _Gate] = {}
+        self._pacers: dict[str, Pacer] = {}
         self._wake = anyio.Event()
         self._stopping = False
         self._stopped = anyio.Event()
@@ -462,20 +441,25 @@ class Dispatcher:
                 def answered(call_id: str | None) -> None:
                     attempt["answered_at"] = time.time()
                     attempt["call_id"] = call_id
-                    self.observer.answered(entry.flow or "",
-                                           (time.monotonic() - sent[0]) / self.time_scale)
+                    attempt["dial_to_answer"] = (time.monotonic() - sent[0]) / self.time_scale
                     if self._tg is not None:
                         self._tg.start_soon(self._mark_answered, live, call_id)
 
                 with live.scope:
-                    if live.campaign is not None:
-                        rate = float(live.campaign.spec.get("calls_per_second", 1.0))
-                        gate = self._gates.setdefault(live.campaign.id, _Gate())
-                        await gate.pass_(self.time_scale / rate)
-                    sent[0] = time.monotonic()
-                    report = await self.dialer.place(
-                        ref, to=entry.to_number, from_=entry.from_number,
-                        vars=entry.payload.get("vars") or {}, on_answered=answered)
+                    if live.campaign is None:
+                        report = await self.dialer.place(
+                            ref, to=entry.to_number, from_=entry.from_number,
+                            vars=entry.payload.get("vars") or {}, on_answered=answered)
+                    else:
+                        # The campaign's dials go out through its Pacer, spaced 1/rate
+                        # apart at the moment they are sent: the store's worker-thread
+                        # hops between the claim and the send vary, and must not let two
+                        # dials bunch. (Its slots never bind: claims are capped first.)
+                        async with self._pacer(live.campaign):
+                            sent[0] = time.monotonic()
+                            report = await self.dialer.place(
+                                ref, to=entry.to_number, from_=entry.from_number,
+                                vars=entry.payload.get("vars") or {}, on_answered=answered)
         except Exception as exc:  # a dialer's bug: this call fails, the others go on
             logger.exception("outbound call %s failed", public_call_id(entry.id))
             report = DialReport(outcome="failed", status="failed", error=str(exc),
@@ -494,6 +478,14 @@ class Dispatcher:
                     self._per_campaign[entry.campaign] -= 1
                     live.done.set()
                     self.wake()
+
+    def _pacer(self, record: CampaignRecord) -> Pacer:
+        pacer = self._pacers.get(record.id)
+        if pacer is None:
+            rate = float(record.spec.get("calls_per_second", 1.0)) / self.time_scale
+            pacer = Pacer(int(record.spec.get("max_concurrent", 1)), rate)
+            self._pacers[record.id] = pacer
+        return pacer
 
     async def _mark_answered(self, live: _Live, call_id: str | None) -> None:
         async with live.lock:
@@ -521,7 +513,8 @@ class Dispatcher:
                       steps=report.steps, error=report.error,
                       answered_at=attempt.get("answered_at"), ended_at=attempt["ended_at"],
                       call_sid=report.call_id or attempt.get("call_id"))
-        self.observer.outbound_ended(entry.flow or "", report.outcome)
+        self.observer.attempt_ended(entry.flow or "", report.outcome,
+                                    attempt.get("dial_to_answer"))
         retry = self._retry_rule(live.campaign, report.outcome)
         retries: dict[str, int] = dict(result.get("retries") or {})
         if retry is not None and report.outcome != "canceled" \

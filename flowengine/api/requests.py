@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 #: A phone number as RELAY's phone device takes it: ``+``, country code, up to 15 digits.
-E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+E164 = re.compile(r"\+[1-9][0-9]{5,14}")
 #: Contacts in one campaign (a CSV of 1 MiB holds ~30,000).
 MAX_CONTACTS = 100_000
 #: The outcomes a campaign may retry, and the restart case (a dial in flight at a crash).
@@ -35,8 +35,9 @@ RETRYABLE = ("busy", "no_answer", "failed", "interrupted")
 #: retried; a dial in flight when the daemon stopped is placed once more.
 DEFAULT_RETRY: Mapping[str, tuple[int, float]] = {"interrupted": (1, 0.0)}
 
-#: (flow name, the caller's vars) → the vars to run with, or ApiError naming the bad input.
-VarsCheck = Callable[[str, Mapping[str, Any]], dict[str, Any]]
+#: (flow name, the caller's vars, to, from) → the inputs to run with (checked, converted,
+#: defaults applied), or ApiError naming the field: ``vars.<input>``, ``to`` or ``from``.
+VarsCheck = Callable[[str, Mapping[str, Any], str, "str | None"], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -270,18 +271,20 @@ def parse_call(body: Any, known: Callable[[str], bool], check_vars: VarsCheck) -
     assert to is not None
     from_ = number(spec.get("from"), "from", required=False)
     url = status_url(spec.get("status_url"))
-    variables = _checked_vars(check_vars, flow, _vars(spec.get("vars"), "vars"), "vars")
+    variables = _checked_vars(check_vars, flow, _vars(spec.get("vars"), "vars"), to, from_,
+                              "")
     return CallRequest(flow=flow, to=to, from_=from_, vars=variables, status_url=url)
 
 
-def _checked_vars(check: VarsCheck, flow: str, values: Mapping[str, Any], where: str
-                  ) -> dict[str, Any]:
+def _checked_vars(check: VarsCheck, flow: str, values: Mapping[str, Any], to: str,
+                  from_: str | None, prefix: str) -> dict[str, Any]:
     try:
-        return check(flow, values)
+        return check(flow, values, to, from_)
     except ApiError as exc:
-        # The checker names the input; the API names where it is in this request.
-        if exc.field is not None and not exc.field.startswith(where):
-            exc.field = f"{where}.{exc.field}"
+        # The checker names the field of one call; a contact's are within the contact
+        # (the caller id is the campaign's).
+        if prefix and exc.field is not None and exc.field.split(".")[0] in ("vars", "to"):
+            exc.field = f"{prefix}{exc.field}"
         raise
 
 
@@ -297,6 +300,7 @@ def parse_campaign(body: Any, known: Callable[[str], bool], check_vars: VarsChec
                                            '{"to": NUMBER, "vars": {...}}')
     if len(raw) > MAX_CONTACTS:
         raise ApiError.invalid("contacts", f"at most {MAX_CONTACTS} contacts per campaign")
+    from_ = number(spec.get("from"), "from", required=False)
     contacts = []
     for index, item in enumerate(raw):
         where = f"contacts[{index}]"
@@ -305,7 +309,7 @@ def parse_campaign(body: Any, known: Callable[[str], bool], check_vars: VarsChec
         to = number(contact.get("to"), f"{where}.to")
         assert to is not None
         variables = _checked_vars(check_vars, flow, _vars(contact.get("vars"), f"{where}.vars"),
-                                  f"{where}.vars")
+                                  to, from_, f"{where}.")
         contacts.append(Contact(to=to, vars=variables))
     return _campaign(spec, flow, contacts)
 
@@ -353,6 +357,7 @@ def parse_campaign_csv(text: str, query: Mapping[str, str], known: Callable[[str
         raise ApiError.invalid("contacts", "the CSV has no contact rows")
     if len(body) > MAX_CONTACTS:
         raise ApiError.invalid("contacts", f"at most {MAX_CONTACTS} contacts per campaign")
+    from_ = number(spec.get("from"), "from", required=False)
     contacts = []
     for index, row in enumerate(body):
         where = f"contacts[{index}]"
@@ -362,6 +367,6 @@ def parse_campaign_csv(text: str, query: Mapping[str, str], known: Callable[[str
         values = dict(zip(header, (cell.strip() for cell in row), strict=True))
         to = number(values.pop("to"), f"{where}.to")
         assert to is not None
-        variables = _checked_vars(check_vars, flow, values, f"{where}.vars")
+        variables = _checked_vars(check_vars, flow, values, to, from_, f"{where}.")
         contacts.append(Contact(to=to, vars=variables))
     return _campaign(spec, flow, contacts)

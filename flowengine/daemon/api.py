@@ -14,8 +14,9 @@ import anyio
 from anyio.abc import TaskStatus
 
 from flowengine.api.app import MAX_BODY, build_app
-from flowengine.api.dialer import RelayDialer
+from flowengine.api.dialer import RelayDialer, check_call
 from flowengine.api.dispatch import Dispatcher, FlowRef
+from flowengine.api.errors import ApiError
 from flowengine.api.server import ApiServer
 from flowengine.api.webhooks import WebhookSender
 from flowengine.store import Store
@@ -60,11 +61,6 @@ class ApiOptions:
     webhook_flush: float = 5.0
 
 
-def _any_vars(flow: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    """Until flows declare their inputs, any JSON object is taken as it is."""
-    return dict(values)
-
-
 class ApiService:
     """The call API of one daemon."""
 
@@ -85,7 +81,8 @@ class ApiService:
             drain_timeout=daemon.drain_timeout)
         daemon.metrics.outbound_in_flight.set_function(lambda: self.dispatcher.in_flight)
         app = build_app(self.dispatcher, known_flow=lambda name: name in daemon.registry.flows,
-                        check_vars=_any_vars, token=options.token, max_body=options.max_body)
+                        check_vars=self._check, token=options.token,
+                        max_body=options.max_body)
         self.server = ApiServer(app, options.host, options.port)
         self._stopped = anyio.Event()
         #: Set once :meth:`run` has returned (the outbound calls settled, the ledger closed).
@@ -95,6 +92,15 @@ class ApiService:
     def port(self) -> int:
         """The bound port (after :meth:`open`)."""
         return self.server.port
+
+    def _check(self, name: str, values: Mapping[str, Any], to: str, from_: str | None
+               ) -> dict[str, Any]:
+        entry = self.daemon.registry.flows.get(name)
+        if entry is None:  # unloaded since the request named it
+            raise ApiError(422, "unknown_flow", f"no flow named {name[:80]!r} is served", "flow")
+        if from_ is None and (entry.flow.outbound is None or entry.flow.outbound.from_ is None):
+            from_ = self.options.default_from
+        return check_call(entry.flow, values, to, from_)
 
     def _flow(self, name: str) -> FlowRef | None:
         entry = self.daemon.registry.flows.get(name)

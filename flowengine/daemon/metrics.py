@@ -13,10 +13,12 @@ Names and labels (documented in docs/daemon.md):
   (``failed``), the initial load included;
 - ``flowengine_flow_info{flow,version,file}``: 1 for each version taking new calls;
 - ``flowengine_relay_reconnects_total`` and ``flowengine_relay_connected``;
-- with the call API (``--api-port``): ``flowengine_outbound_calls_total{flow,outcome}``
-  (dial attempts by outcome: ``answered``, ``machine``, ``busy``, ``no_answer``, ``failed``,
-  ``canceled``, ``interrupted``), ``flowengine_outbound_dial_to_answer_seconds{flow}`` (a
-  histogram, dial sent to answer), ``flowengine_outbound_in_flight``,
+- ``flowengine_outbound_calls_total{flow,outcome}``: calls placed, by dial outcome
+  (``answered``, ``machine``, ``busy``, ``no_answer``, ``failed``; through the call API
+  also ``canceled`` and ``interrupted``);
+- ``flowengine_dial_to_answer_seconds{flow}``: a histogram of the time from the dial to the
+  answer (answered and machine calls);
+- with the call API (``--api-port``): ``flowengine_outbound_in_flight``,
   ``flowengine_campaign_contacts{campaign,state}`` (``queued``, ``dialing``,
   ``in_progress``, ``done``; a campaign's series go when it is over) and
   ``flowengine_webhooks_total{result}`` (``delivered``, ``failed``, ``dropped``).
@@ -44,6 +46,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from flowengine.engine import TraceEntry
+    from flowengine.engine.outbound import OutboundReport
     from flowengine.flow import FlowVersion
     from flowengine.relay import RelayClient
 
@@ -56,10 +59,10 @@ __all__ = ["CONTENT_TYPE", "ENDED", "Metrics"]
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 #: The values of the ``ended`` label.
 ENDED = ("completed", "caller_hangup", "max_duration", "failed", "drained", "session_lost")
+#: Callees answer after a few seconds of ringing; a ring timeout is rarely past a minute.
+DIAL_BUCKETS = (1, 2.5, 5, 7.5, 10, 15, 20, 30, 45, 60, 120)
 #: Steps range from a few ms (set, log) to minutes (a long recording).
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
-#: A callee answers within a second (a machine) to a minute (a person who let it ring).
-ANSWER_BUCKETS = (0.5, 1, 2, 3, 5, 8, 12, 20, 30, 45, 60, 90)
 
 
 class _RelayCollector(Collector):
@@ -108,12 +111,12 @@ class Metrics:
                                ["flow", "version", "file"], registry=r)
         for result in ("ok", "failed"):
             self.reloads.labels(result)  # shown as 0 before the first reload
-        self.outbound = Counter("flowengine_outbound_calls",
-                                "Outbound dial attempts by outcome", ["flow", "outcome"],
-                                registry=r)
-        self.dial_to_answer = Histogram("flowengine_outbound_dial_to_answer_seconds",
-                                        "Seconds from the dial to the answer", ["flow"],
-                                        buckets=ANSWER_BUCKETS, registry=r)
+        self.outbound_calls = Counter("flowengine_outbound_calls",
+                                      "Calls placed, by dial outcome", ["flow", "outcome"],
+                                      registry=r)
+        self.dial_to_answer = Histogram("flowengine_dial_to_answer_seconds",
+                                        "Time from the dial to the answer of calls placed",
+                                        ["flow"], buckets=DIAL_BUCKETS, registry=r)
         self.outbound_in_flight = Gauge("flowengine_outbound_in_flight",
                                         "Outbound calls being dialled or talking", registry=r)
         self.campaign_contacts = Gauge("flowengine_campaign_contacts",
@@ -126,13 +129,12 @@ class Metrics:
 
     # --- the call API's (flowengine.api.dispatch.Observer) -------------------------------
 
-    def outbound_ended(self, flow: str, outcome: str) -> None:
-        """An outbound dial attempt ended."""
-        self.outbound.labels(flow, outcome).inc()
-
-    def answered(self, flow: str, seconds: float) -> None:
-        """An outbound call was answered ``seconds`` after its dial."""
-        self.dial_to_answer.labels(flow).observe(seconds)
+    def attempt_ended(self, flow: str, outcome: str, dial_to_answer: float | None) -> None:
+        """A call-API dial attempt ended (its outcome may be ``canceled`` or
+        ``interrupted``, which no ``OutboundReport`` has)."""
+        self.outbound_calls.labels(flow, outcome).inc()
+        if dial_to_answer is not None:
+            self.dial_to_answer.labels(flow).observe(dial_to_answer)
 
     def campaign_progress(self, campaign: str, counts: Mapping[str, int] | None) -> None:
         """A campaign's contacts by state; None removes its series."""
@@ -153,6 +155,13 @@ class Metrics:
     def step(self, entry: TraceEntry) -> None:
         """One step ended."""
         self.step_duration.labels(entry.flow, entry.step, entry.outcome).observe(entry.duration)
+
+    def outbound_ended(self, flow: str, report: OutboundReport) -> None:
+        """A call we placed is over (``run_outbound``'s report): its dial outcome, and
+        how long the callee took to answer."""
+        self.outbound_calls.labels(flow, report.outcome).inc()
+        if report.dial_to_answer is not None:
+            self.dial_to_answer.labels(flow).observe(report.dial_to_answer)
 
     def call_started(self, flow: str, version: str) -> None:
         """A call was routed to a flow version."""

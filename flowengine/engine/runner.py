@@ -8,8 +8,9 @@ import secrets
 import sys
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 
@@ -19,6 +20,9 @@ from flowengine.engine.trace import TraceWriter
 from flowengine.flow import FlowError, FlowVersion, load_flow
 from flowengine.redact import redact_text, redact_vars
 from flowengine.relay import SESSION_LOST
+
+if TYPE_CHECKING:
+    from flowengine.engine.outbound import Dialed, OutboundReport
 
 EXIT_OK, EXIT_FLOW_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -93,6 +97,57 @@ class TracePrinter:
         if report.vars and not self.quiet:
             shown = ", ".join(f"{k}={v!r}" for k, v in redact_vars(report.vars).items())
             self._p(f"{prefix}  vars: {shown}")
+
+
+    # -- calls we place (flowengine dial) ----------------------------------------------
+
+    def dialed(self, dialed: Dialed) -> None:
+        """The dial has its outcome; the flow's path for it runs next."""
+        if self.quiet:
+            return
+        prefix = f"[{(dialed.call.call_id if dialed.call else dialed.tag)[:8]}] " \
+            if self.multi else ""
+        text = f"{prefix}dial {dialed.to} from {dialed.from_}: {dialed.outcome}"
+        if dialed.answered_at is not None:
+            text += f" after {_ms(dialed.answered_at - dialed.dialed_at)}"
+        if dialed.reason:
+            text += f" ({dialed.reason})"
+        if dialed.detected and dialed.outcome in ("answered", "machine"):
+            text += f"; the machine detector heard {dialed.detected}"
+        if dialed.call is not None:
+            text += f"; call {dialed.call.call_id}"
+        elif dialed.start is not None:
+            text += f"; running {dialed.start} without a call"
+        else:
+            text += f"; the flow has no step for {dialed.outcome}"
+        self._p(text)
+
+    def outbound_report(self, result: OutboundReport) -> None:
+        """How a call we placed went: the dial's outcome, then the flow's summary."""
+        prefix = f"[{(result.call_id or result.tag)[:8]}] " if self.multi else ""
+        reason = f" ({result.reason})" if result.reason else ""
+        report = result.report
+        if report is None:
+            self._p(f"{prefix}call to {result.to}: {result.outcome}{reason}; no step ran")
+            return
+        self._p(f"{prefix}call to {result.to}: {result.outcome}{reason}")
+        if result.call_id is not None:
+            self.report(_Called(result.call_id), report)
+            return
+        took = report.trace[-1].started + report.trace[-1].duration if report.trace else 0.0
+        self._p(f"{prefix}flow {report.status} in {_ms(took)}, without a call")
+        if report.error:
+            self._p(f"{prefix}  error: {report.error}")
+        if report.vars and not self.quiet:
+            shown = ", ".join(f"{k}={v!r}" for k, v in redact_vars(report.vars).items())
+            self._p(f"{prefix}  vars: {shown}")
+
+
+@dataclass(frozen=True)
+class _Called:
+    """What :meth:`TracePrinter.report` reads of a call (its id) once it is over."""
+
+    call_id: str
 
 
 def _how_it_ended(report: SessionReport) -> str:
@@ -206,10 +261,61 @@ async def save_recordings(reports: list[SessionReport], directory: Path, out: IO
                 print(f"saved {target}", file=out)
 
 
-async def run_command(args: argparse.Namespace) -> int:
-    """Run ``args.flow`` for ``args.count`` calls; the exit code says how the flows went."""
+@dataclass
+class Relay:
+    """Where a command's calls go: its client, and the embedded simulator when there were
+    no credentials."""
+
+    client: Any
+    #: The simulator's pace (1.0 on real RELAY).
+    time_scale: float
+    #: The embedded ``Simulator``, or None on real RELAY.
+    sim: Any = None
+
+
+async def open_relay(stack: AsyncExitStack, *, relay_url: str | None, time_scale: float,
+                     contexts: list[str], out: IO[str], err: IO[str],
+                     on_simulator: Callable[[Any], str], connecting: str) -> Relay | int:
+    """Connect to RELAY (credentials in the environment), or start the embedded simulator
+    and connect to it; entered on ``stack``. ``on_simulator(sim)`` sets the simulator up
+    and says what it does (printed after "running on the embedded simulator at …");
+    ``connecting`` is printed when connecting to real RELAY.
+
+    Returns:
+        the :class:`Relay`, or an exit code after printing why not: 2 for half the
+        credentials or a bad URL, 1 when RELAY refused or could not be reached.
+    """
     from flowengine.relay import RelayClient, RelayConfig, RelayError
 
+    try:
+        config = RelayConfig.from_env(relay_url)
+    except ValueError as exc:  # half the credentials, or a URL that is not ws(s)://
+        print(redact_text(f"error: {exc}"), file=err)
+        return EXIT_INVALID
+    sim = None
+    if config is None:
+        from flowengine.sim import Simulator
+
+        project, token = "sim-project", secrets.token_hex(16)
+        sim = await stack.enter_async_context(
+            Simulator(port=0, project=project, token=token, time_scale=time_scale))
+        config = RelayConfig(url=sim.url, project=project, token=token)
+        what = on_simulator(sim)
+        print(f"no RELAY credentials set: running on the embedded simulator at {sim.url}; "
+              f"{what}, time scale {time_scale:g}", file=out)
+    else:
+        time_scale = 1.0  # real RELAY runs in real time
+        print(f"connecting to {config.shown_url}; {connecting}", file=out, flush=True)
+    try:
+        client = await stack.enter_async_context(RelayClient(config, contexts))
+    except RelayError as exc:
+        print(redact_text(f"error: {exc}"), file=err)
+        return EXIT_FLOW_FAILED
+    return Relay(client, time_scale, sim)
+
+
+async def run_command(args: argparse.Namespace) -> int:
+    """Run ``args.flow`` for ``args.count`` calls; the exit code says how the flows went."""
     out, err = sys.stdout, sys.stderr
     flow = _load(args.flow, err)
     if flow is None:
@@ -217,46 +323,30 @@ async def run_command(args: argparse.Namespace) -> int:
     runtime = FlowRuntime(flow)
     count = max(1, args.count)
     printer = TracePrinter(out, flow, quiet=args.quiet, multi=count > 1)
-    try:
-        config = RelayConfig.from_env(args.relay_url)
-    except ValueError as exc:  # half the credentials, or a URL that is not ws(s)://
-        print(redact_text(f"error: {exc}"), file=err)
-        return EXIT_INVALID
     contexts = list(flow.contexts)
 
-    time_scale = 1.0  # real RELAY runs in real time
+    def offer(sim: Any) -> str:
+        from_number = args.from_number or _default_number(flow, "from", "+15551230000")
+        to_number = args.to_number or _default_number(flow, "to", "+15559870000")
+        for _ in range(count):
+            sim.offer_call(context=contexts[0], from_number=from_number,
+                           to_number=to_number, caller=args.caller)
+        return f"caller {args.caller!r}"
+
+    print(f"flow {flow.name} (version {flow.version[:12]}) from {flow.file}", file=out)
     async with AsyncExitStack() as stack:
-        if config is None:
-            time_scale = args.time_scale
-            from flowengine.sim import Simulator
-
-            project, token = "sim-project", secrets.token_hex(16)
-            sim = await stack.enter_async_context(
-                Simulator(port=0, project=project, token=token, time_scale=args.time_scale))
-            config = RelayConfig(url=sim.url, project=project, token=token)
-            from_number = args.from_number or _default_number(flow, "from", "+15551230000")
-            to_number = args.to_number or _default_number(flow, "to", "+15559870000")
-            print(f"flow {flow.name} (version {flow.version[:12]}) from {flow.file}", file=out)
-            print(f"no RELAY credentials set: running on the embedded simulator at {sim.url}; "
-                  f"caller {args.caller!r}, time scale {args.time_scale:g}", file=out)
-            for _ in range(count):
-                sim.offer_call(context=contexts[0], from_number=from_number,
-                               to_number=to_number, caller=args.caller)
-        else:
-            print(f"flow {flow.name} (version {flow.version[:12]}) from {flow.file}", file=out)
-            print(f"connecting to {config.shown_url}; waiting for {count} inbound "
-                  f"call(s) on context(s) {', '.join(contexts)}", file=out, flush=True)
-        try:
-            client = await stack.enter_async_context(RelayClient(config, contexts))
-        except RelayError as exc:
-            print(redact_text(f"error: {exc}"), file=err)
-            return EXIT_FLOW_FAILED
-
+        relay = await open_relay(
+            stack, relay_url=args.relay_url, time_scale=args.time_scale, contexts=contexts,
+            out=out, err=err, on_simulator=offer,
+            connecting=f"waiting for {count} inbound call(s) on context(s) "
+                       f"{', '.join(contexts)}")
+        if isinstance(relay, int):
+            return relay
         writer = TraceWriter(args.trace) if args.trace else None
         if writer is not None:
             stack.callback(writer.close)
-        reports = await run_calls(runtime, client, count, printer, time_scale=time_scale,
-                                  trace=writer)
+        reports = await run_calls(runtime, relay.client, count, printer,
+                                  time_scale=relay.time_scale, trace=writer)
         if args.save_recordings:
             await save_recordings(reports, Path(args.save_recordings), out, err)
     failed = sum(1 for r in reports if lost_or_failed(r))

@@ -30,7 +30,7 @@ from flowengine.flow.actions import ACTIONS
 
 if TYPE_CHECKING:
     from flowengine.flow import Step
-    from flowengine.relay import Action, Call
+    from flowengine.relay import Action, Call, RelayClient
 
 logger = logging.getLogger("flowengine.engine")
 #: The context max_duration timers run in: they read no context variable, and a shared
@@ -39,6 +39,8 @@ _TIMER_CONTEXT = contextvars.Context()
 
 #: How long the end of a flow waits for RELAY to confirm that the call has ended.
 HANGUP_WAIT = 10.0
+#: ``max_duration=`` not given: the flow's ``limits.max_duration``.
+_FLOW_LIMIT: Any = object()
 
 
 @dataclass(slots=True)
@@ -96,26 +98,49 @@ class Session:
     def __init__(
         self,
         runtime: FlowRuntime,
-        call: Call,
+        call: Call | None,
         *,
         on_step: Callable[[TraceEntry], None] | None = None,
         time_scale: float = 1.0,
         params: Mapping[str, Any] | None = None,
         within: str | None = None,
         keep_trace: bool = True,
+        client: RelayClient | None = None,
+        call_info: Mapping[str, Any] | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        start: str | None = None,
+        max_duration: float | None = _FLOW_LIMIT,
     ) -> None:
         """``keep_trace=False`` keeps no :class:`TraceEntry` once ``on_step`` has seen it
         (the daemon's calls: ~1 KB less per call in flight); the report's ``trace`` is then
-        empty and ``steps_run`` still counts."""
+        empty and ``steps_run`` still counts.
+
+        ``call=None`` is a session without a call (an outbound call's busy, no answer or
+        failed path): ``client`` is the RELAY client its steps use (send_sms) and
+        ``call_info`` what templates see as ``call``; a step that needs a call fails, and
+        ``on_error``/``on_hangup`` are not taken (an error ends the flow). ``inputs``: the
+        call's inputs (``validate_inputs``), ``vars.<name>`` from the start (default: each
+        input's default). ``start``: the step to start at (default the flow's start).
+        ``max_duration``: seconds, instead of the flow's ``limits.max_duration``."""
         self.runtime = runtime
         self.flow = runtime.flow
-        self.call = call
+        self._call = call
+        if client is None:
+            if call is None:
+                raise ValueError("a session without a call needs the client")
+            client = call.client
+        #: The RELAY client this session's call came on (or, without a call, its steps use).
+        self.client: RelayClient = client
+        self._inputs = dict(inputs) if inputs is not None else {
+            name: spec.default for name, spec in self.flow.inputs.items()}
+        self.max_duration: float | None = (self.flow.max_duration if max_duration is _FLOW_LIMIT
+                                           else max_duration)
         self.on_step = on_step
         #: On the simulator, the flow's own clocks (step timeouts, max_duration) run at the
         #: simulator's pace, so a simulated call behaves as the real one would.
         self.time_scale = time_scale
         #: The machine's model attribute: the id of the step running now.
-        self.state = self.flow.start
+        self.state = start or self.flow.start
         self.steps: dict[str, dict[str, Any]] = {}
         self.vars: dict[str, Any] = {}
         self.trace: list[TraceEntry] = []
@@ -145,14 +170,20 @@ class Session:
         #: What the calling step passed (a subflow's params before its defaults are added).
         self._given_params = dict(params or {})
         self.params = FlowParams()
-        self._call_info = {
-            "id": call.call_id,
-            "from": call.from_number,
-            "to": call.to_number,
-            "direction": call.direction,
-            "context": call.context,
-            "state": call.state,
-        }
+        if call is not None:
+            self._call_info = {
+                "id": call.call_id,
+                "from": call.from_number,
+                "to": call.to_number,
+                "direction": call.direction,
+                "context": call.context,
+                "state": call.state,
+            }
+        else:
+            self._call_info = {"id": "", "from": "", "to": "", "direction": "outbound",
+                               "context": "", "state": "ended", **(call_info or {})}
+            # The handlers may need the call: on this path they are not taken.
+            self.hangup_handled = self.error_handled = True
         self._context = {"call": self._call_info, "steps": self.steps, "vars": self.vars,
                          "flow": self.flow.template_flow, "params": self.params}
         self._t0 = 0.0
@@ -162,11 +193,34 @@ class Session:
 
     # -- what actions and templates use ------------------------------------------------
 
+    @property
+    def call(self) -> Call:
+        """The live call, for the runners of steps that need one (``needs_call``).
+
+        Raises:
+            RuntimeError: on a session without a call (the session runs no such step).
+        """
+        if self._call is None:
+            raise RuntimeError("this session has no call (an outbound call's failure path)")
+        return self._call
+
+    @property
+    def has_call(self) -> bool:
+        """False for a session without a call (an outbound call's busy/no answer/failed
+        path)."""
+        return self._call is not None
+
     def template_context(self) -> dict[str, Any]:
         """The names templates see: ``call``, ``steps``, ``vars``, ``flow``, ``params``
         (live views)."""
-        self._call_info["state"] = self.call.state
+        if self._call is not None:
+            self._call_info["state"] = self.call.state
         return self._context
+
+    @property
+    def call_info(self) -> Mapping[str, Any]:
+        """What templates see as ``call`` (id, from, to, direction, context, state)."""
+        return self._call_info
 
     def collect_background(self) -> None:
         """Write what each ended background recording reported (state, url, duration,
@@ -197,14 +251,13 @@ class Session:
             task.cancel()
 
     def _log_extra(self) -> dict[str, Any]:
-        return {"call_id": self.call.call_id, "flow": self.flow.name,
+        return {"call_id": self._call_info["id"], "flow": self.flow.name,
                 "flow_version": self.flow.version}
 
     # -- running -------------------------------------------------------------------------
 
     async def run(self) -> SessionReport:
         """Run the flow to its end and make sure the call ends too."""
-        flow = self.flow
         self._t0 = time.monotonic()
         self._wall0 = time.time()
         error: str | None = None
@@ -214,7 +267,7 @@ class Session:
             error = self._init_vars()
             if error is None or self._vars_failed(error):
                 error = None
-                if flow.max_duration:
+                if self.max_duration:
                     # One timer handle that cancels this task, not an anyio cancel scope
                     # (~1.1 KB per call in flight) nor asyncio.timeout() (~0.45 KB): most
                     # flows set a limit. The cancellation arrives at the await the flow
@@ -223,7 +276,7 @@ class Session:
                     task = asyncio.current_task()
                     assert task is not None
                     self._limited = task
-                    timer = loop.call_at(loop.time() + flow.max_duration * self.time_scale,
+                    timer = loop.call_at(loop.time() + self.max_duration * self.time_scale,
                                          self._limit_reached, context=_TIMER_CONTEXT)
                     try:
                         failed, error = await self._run_steps()
@@ -233,7 +286,7 @@ class Session:
                         if self._limited is not None or task.uncancel() > 0:
                             raise
                         # A configured limit, not a failure: the call is hung up below.
-                        note = f"max_duration ({flow.max_duration:g} s) reached: hung up"
+                        note = f"max_duration ({self.max_duration:g} s) reached: hung up"
                         logger.info("%s", note, extra=self._log_extra())
                     finally:
                         timer.cancel()
@@ -245,13 +298,15 @@ class Session:
                 failed = True
         finally:
             # Every call ends: if the flow stopped while the call is live, hang it up.
-            with anyio.move_on_after(HANGUP_WAIT, shield=True):
-                if not self.call.ended and not self.hangup_sent:
-                    try:
-                        await self.call.hangup("hangup")
-                    except Exception as exc:  # the call may have gone meanwhile
-                        logger.debug("hangup at flow end failed: %s", exc)
-                await self.call.wait_for_ended()
+            call = self._call
+            if call is not None:
+                with anyio.move_on_after(HANGUP_WAIT, shield=True):
+                    if not call.ended and not self.hangup_sent:
+                        try:
+                            await call.hangup("hangup")
+                        except Exception as exc:  # the call may have gone meanwhile
+                            logger.debug("hangup at flow end failed: %s", exc)
+                    await call.wait_for_ended()
         self.collect_background()
         return SessionReport(
             status="failed" if failed else "completed",
@@ -259,7 +314,7 @@ class Session:
             vars=self.vars,
             trace=self.trace,
             caller_hung_up=self.caller_hung_up,
-            end_reason=self.call.end_reason,
+            end_reason=self._call.end_reason if self._call is not None else None,
             error=error,
             note=note,
             steps_run=self.steps_run,
@@ -268,6 +323,8 @@ class Session:
     async def _wait_for_bridge(self) -> None:
         """A flow that ends while its call is bridged (``connect`` with ``wait: false``)
         leaves the two talking: the call is hung up only once the bridge ends."""
+        if self._call is None:
+            return
         bridge = self.call.bridge
         if bridge is not None and bridge.state == "connected" and not self.call.ended:
             logger.info("flow ended while the call is connected: waiting for the bridge to end",
@@ -280,6 +337,7 @@ class Session:
         errors: list[TemplateRenderError] = []
         self.params.update(initial_params(self.flow, self._call_info, self._given_params,
                                           errors=errors))
+        self.vars.update(self._inputs)
         self.vars.update(initial_vars(self.flow, self._call_info, self.params, errors=errors))
         return str(errors[0]) if errors else None
 
@@ -304,10 +362,12 @@ class Session:
     def subflow(self, step: Step, flow: str, params: Mapping[str, Any]) -> Session:
         """A session for the subflow a ``call`` step runs: the same call, clocks and trace,
         its own steps, vars and params."""
-        child = Session(self.runtime.subflows[flow], self.call, on_step=self.on_step,
+        child = Session(self.runtime.subflows[flow], self._call, on_step=self.on_step,
                         time_scale=self.time_scale, params=params,
                         within=step.id if self.within is None else f"{self.within}/{step.id}",
-                        keep_trace=self._keep_trace)
+                        keep_trace=self._keep_trace, client=self.client,
+                        call_info=self._call_info if self._call is None else None)
+        child.hangup_handled = child.error_handled = self._call is None
         child.trace = self.trace
         child._top = self._top or self
         child._t0, child._wall0 = self._t0, self._wall0
@@ -372,6 +432,13 @@ class Session:
 
     async def _run_step(self, step: Step) -> StepResult:
         spec = ACTIONS[step.action]
+        if spec.needs_call and self._call is None:
+            # `check` refuses such a step on a call-less path; a subflow's step may still
+            # get here if its file changed under a loaded flow.
+            if spec.ends_flow:
+                return StepResult("next", {"reason": None})
+            return StepResult("error", {}, error=f"{step.action} needs a call, and this "
+                              "path has none (the outbound call was not answered)")
         if spec.needs_call and self.call.ended and not spec.ends_flow:
             # From a hangup on, a step that needs the live call ends at once (contract).
             return StepResult("hangup", {"state": "ended"})
@@ -403,8 +470,8 @@ class Session:
     def _settle(self, step: Step, result: StepResult) -> StepResult:
         """Map what the action saw onto the step's outcomes."""
         spec = ACTIONS[step.action]
-        if (spec.needs_call and not spec.ends_flow and self.call.ended
-                and result.outcome != "timeout"):
+        if (spec.needs_call and not spec.ends_flow and self._call is not None
+                and self.call.ended and result.outcome != "timeout"):
             # The caller hung up during the step: its outcome is `hangup`, its result
             # (a recording's url, say) is kept.
             result.outcome = "hangup"
@@ -416,7 +483,7 @@ class Session:
 
     def _record(self, step: Step, result: StepResult, started: float) -> None:
         entry = TraceEntry(
-            call_id=self.call.call_id,
+            call_id=self._call_info["id"],
             flow=self.flow.name,
             version=self.flow.version,
             step=step.id,

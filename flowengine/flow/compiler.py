@@ -33,6 +33,7 @@ from typing import Any
 
 from .actions import ACTIONS, CheckContext
 from .diagnostics import ERROR, WARNING, Diagnostic, FlowError, did_you_mean, sort_key
+from .inputs import InputSpec, coerce_input, is_phone_number
 from .loader import (
     MAX_FILE_BYTES,
     Document,
@@ -44,8 +45,10 @@ from .loader import (
 )
 from .model import (
     BRANCH_PREFIX,
+    CALLLESS_OUTCOMES,
     Branch,
     FlowVersion,
+    Outbound,
     Step,
     params_note,
     possible_outcomes,
@@ -80,6 +83,8 @@ STEP_KEYS = ("next", "on", "timeout", "description")
 #: Seconds one compile may take (the file and its subflows) before it is given up: with
 #: the size and node limits of the loader this bounds the work a flow file can cause.
 COMPILE_BUDGET = 60.0
+#: The owner of the ``outbound:`` section's templates (rendered before the call exists).
+OUTBOUND_OWNER = "(outbound)"
 #: Characters YAML does not allow in a document (C0 controls but tab, LF and CR; DEL; C1
 #: controls but NEL; the non-characters U+FFFE, U+FFFF).
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ufffe\uffff]")
@@ -305,6 +310,9 @@ class _Compiler:
         self.check_context = CheckContext(MappingProxyType(self.actions),
                                           frozenset(self.actions.values()))
         self.known_vars = set(self.data.get("vars") or {})
+        #: The per-call inputs (``vars.<name>`` like the flow's own vars).
+        self.input_names = set(self.data.get("inputs") or {})
+        self.known_vars |= self.input_names
         for step in self.step_data.values():
             if isinstance(step.get("set"), dict):
                 self.known_vars.update(step["set"])
@@ -351,6 +359,8 @@ class _Compiler:
         for key in ("start", "on_hangup", "on_error"):
             if key in data:
                 self.check_target(data[key], (key,), key)
+        inputs = self.inputs()
+        outbound = self.outbound(start) if "outbound" in data else None
         context = data.get("context", DEFAULT_CONTEXT)
         limits = data.get("limits") or {}
         version = FlowVersion(
@@ -376,6 +386,8 @@ class _Compiler:
             sources=tuple(dict.fromkeys(
                 item for path, sub in self.subflows.items()
                 for item in ((path, sub.version), *sub.sources))),
+            inputs=MappingProxyType(inputs),
+            outbound=outbound,
         )
         edges = {sid: MappingProxyType({o: route(version, step, o).target for o in step.outcomes()})
                  for sid, step in steps.items()}
@@ -384,6 +396,7 @@ class _Compiler:
             self.check_references(owner, path, compiled)
         if not any(d.is_error for d in self.diagnostics):
             self.check_graph(version, edges)
+            self.check_callless(version)
         warnings = tuple(sorted((d for d in self.diagnostics if not d.is_error), key=sort_key))
         changes: dict[str, Any] = {"edges": MappingProxyType(edges), "warnings": warnings}
         if version.sources:
@@ -403,7 +416,8 @@ class _Compiler:
                 self.error(("steps", sid), f"'{sid}' cannot be a step id: in templates "
                            f"steps.{sid} is a method of the mapping", key=True,
                            hint="choose another name")
-        for path in [(top, n) for top in ("vars", "params") for n in self.data.get(top) or {}] + [
+        for path in [(top, n) for top in ("vars", "params", "inputs")
+                     for n in self.data.get(top) or {}] + [
                 ("steps", sid, "set", n) for sid, step in self.step_data.items()
                 for n in (step.get("set") or {})]:
             name = path[-1]
@@ -672,6 +686,135 @@ class _Compiler:
             message += f" (line {exc.lineno} of the template)"
         self.error(path, f"invalid template in {describe(path)}: {message}", hint=hint)
 
+    # -- inputs and outbound calls ------------------------------------------------------------
+
+    def inputs(self) -> dict[str, InputSpec]:
+        """``inputs:``: each declaration checked (a default of the input's type, not both
+        required and a default, no name also under vars: or params:)."""
+        found: dict[str, InputSpec] = {}
+        for name, decl in (self.data.get("inputs") or {}).items():
+            path: Path = ("inputs", name)
+            kind = decl["type"]
+            required = bool(decl.get("required", False))
+            default = decl.get("default")
+            if name in (self.data.get("vars") or {}):
+                self.error(path, f"'{name}' is both an input and a variable under vars:",
+                           key=True, hint="an input is vars." + name + " already; remove one")
+            if "default" in decl:
+                if required:
+                    self.error((*path, "required"), f"input '{name}' is required and has a "
+                               "default; a required input is given by every call", key=True,
+                               hint="remove required: true, or the default")
+                try:
+                    default = coerce_input(kind, default)
+                except ValueError as exc:
+                    self.error((*path, "default"), f"the default of input '{name}' ({kind}) "
+                               f"{exc}")
+                else:
+                    if isinstance(decl["default"], str) and kind != "string" \
+                            and kind != "phone":
+                        # "3" for an integer reads as a mistake in a file (quoted): say so.
+                        self.error((*path, "default"), f"the default of input '{name}' is "
+                                   f"the string {decl['default']!r}, not "
+                                   f"{'an' if kind == 'integer' else 'a'} {kind}",
+                                   hint="write it without quotes")
+            line, col = self.doc.position(path, key=True)
+            found[name] = InputSpec(name=name, type=kind, required=required,
+                                    default=default, description=decl.get("description"),
+                                    line=line, col=col)
+        return found
+
+    def outbound(self, start: str) -> Outbound:
+        """``outbound:``: caller id and devices compiled as templates, the dial outcomes'
+        edges checked."""
+        raw: dict[str, Any] = self.data["outbound"]
+        base: Path = ("outbound",)
+        from_: Any = None
+        if "from" in raw:
+            from_ = self.text(raw["from"], (*base, "from"), OUTBOUND_OWNER)
+            if isinstance(from_, str):
+                self.check_address(from_, (*base, "from"), "the caller id")
+        devices: list[Any] = []
+        for i, item in enumerate(raw.get("devices") or ()):
+            group = item if isinstance(item, list) else [item]
+            compiled = []
+            for j, address in enumerate(group):
+                where: Path = (*base, "devices", i, j) if isinstance(item, list) \
+                    else (*base, "devices", i)
+                value = self.text(address, where, OUTBOUND_OWNER)
+                if isinstance(value, str):
+                    self.check_address(value, where, "a device")
+                compiled.append(value)
+            devices.append(tuple(compiled))
+        detect = raw.get("detect_machine", False)
+        detect_params: dict[str, Any] | None = None
+        if detect is True:
+            detect_params = {}
+        elif isinstance(detect, dict):
+            detect_params = {k: v for k, v in detect.items() if k != "wait_for_beep"}
+            if detect.get("wait_for_beep"):
+                detect_params["detect_message_end"] = True
+        on: dict[str, str | None] = dict(raw.get("on") or {})
+        for outcome, target in on.items():
+            self.check_target(target, (*base, "on", outcome), f"outbound.on.{outcome}")
+        if "machine" in on and detect_params is None:
+            self.error((*base, "on", "machine"), "outbound.on.machine needs detect_machine: "
+                       "without a machine detector a dial never ends with machine", key=True,
+                       hint="add detect_machine: {wait_for_beep: true} to outbound")
+        edges: dict[str, str | None] = {"answered": start}
+        if detect_params is not None:
+            edges["machine"] = on.get("machine", start)
+        for outcome in CALLLESS_OUTCOMES:
+            edges[outcome] = on.get(outcome)
+        line, col = self.doc.position(base, key=True)
+        return Outbound(from_=from_, devices=tuple(devices), timeout=raw.get("timeout"),
+                        max_duration=raw.get("max_duration"),
+                        detect_machine=None if detect_params is None
+                        else MappingProxyType(detect_params),
+                        on=MappingProxyType(on), edges=MappingProxyType(edges),
+                        line=line, col=col)
+
+    def check_address(self, value: str, path: Path, what: str) -> None:
+        if not (is_phone_number(value) or value.startswith("sip:")):
+            self.error(path, f"{what} {value!r} is not a phone number in E.164 (+ and digits) "
+                       "or a sip: address", hint="e.g. +15559870000")
+
+    def check_callless(self, version: FlowVersion) -> None:
+        """The steps of a busy/no_answer/failed path run without a call: refuse a step that
+        needs one (a subflow with such a step included). On these paths on_error and
+        on_hangup are not taken (they may need the call): an error ends the flow."""
+        outbound = version.outbound
+        if outbound is None:
+            return
+        for outcome in CALLLESS_OUTCOMES:
+            first = outbound.edges.get(outcome)
+            if first is None:
+                continue
+            came_from: dict[str, str | None] = {first: None}
+            todo = [first]
+            while todo:
+                sid = todo.pop(0)
+                step = version.steps[sid]
+                why = _needs_call(step, version)
+                if why is not None:
+                    chain = [sid]
+                    while (prev := came_from[chain[-1]]) is not None:
+                        chain.append(prev)
+                    path = " → ".join(reversed(chain))
+                    self.error(("steps", sid), f"step '{sid}' ({why}) needs a call, but it "
+                               f"runs on the outbound {outcome} path, which has none "
+                               f"(outbound.on.{outcome} → {path})", key=True,
+                               hint="a busy, no_answer or failed path runs only log, set, "
+                               "request, send_sms, branch, goto and the end")
+                    continue
+                for o in step.outcomes():
+                    target = route(version, step, o, hangup_handled=True,
+                                   error_handled=True).target
+                    if target is not None and target not in came_from:
+                        came_from[target] = sid
+                        todo.append(target)
+
+
     # -- edges --------------------------------------------------------------------------------
 
     def check_target(self, target: str | None, path: Path, what: str) -> None:
@@ -735,6 +878,21 @@ class _Compiler:
                            did_you_mean(chain[1], self.declared_params)
                            or "declare it under params:")
                 continue
+            if owner == OUTBOUND_OWNER:
+                if root == "steps":
+                    report("outbound can use call, vars and flow (no step has run when the "
+                           "call is dialled)")
+                    continue
+                elif root == "vars" and len(chain) >= 2 and chain[1] not in (
+                        self.input_names | set(self.data.get("vars") or {})):
+                    report(f"vars.{chain[1]} is not known when the call is dialled",
+                           "outbound can use the flow's inputs and its vars: values, not "
+                           "what set steps give")
+                    continue
+                elif root == "call" and len(chain) >= 2 and chain[1] not in ("to", "from"):
+                    report(f"call.{chain[1]} is not known when the call is dialled",
+                           "outbound can use call.to and call.from")
+                    continue
             if owner is None and root in ("steps", "vars"):
                 report(f"vars values can use only call and flow ({root} is not set yet when "
                        "the call starts)")
@@ -773,6 +931,8 @@ class _Compiler:
 
     def check_graph(self, version: FlowVersion, edges: dict[str, Any]) -> None:
         roots = [r for r in (version.start, version.on_hangup, version.on_error) if r]
+        if version.outbound is not None:  # the dial outcomes' steps are roots too
+            roots += [t for t in version.outbound.edges.values() if t and t not in roots]
         reachable: set[str] = set()
         todo = list(roots)
         while todo:
@@ -784,7 +944,9 @@ class _Compiler:
         for sid in self.step_ids:
             if sid not in reachable:
                 self.warning(("steps", sid), f"step '{sid}' is never reached", key=True,
-                             hint="no path leads to it from start, on_hangup or on_error")
+                             hint="no path leads to it from start, on_hangup"
+                             + (", on_error or outbound.on" if version.outbound is not None
+                                else " or on_error"))
         self.check_after_hangup(version, reachable, edges)
         self.check_loops(version, edges)
         self.check_may_not_have_run(version, roots, reachable, edges)
@@ -794,6 +956,8 @@ class _Compiler:
         """Warn about steps that need the call but run only after the caller hung up."""
         live: set[str] = set()
         todo = [version.start]
+        if version.outbound is not None:  # check_callless has the call-less paths' steps
+            todo += [t for t in version.outbound.edges.values() if t]
         while todo:
             sid = todo.pop()
             if sid in live:
@@ -889,7 +1053,7 @@ class _Compiler:
                     roots, edges, set(doers), guarded.get(token, set()))
             return owner not in reached
 
-        initial = set(self.data.get("vars") or {})
+        initial = set(self.data.get("vars") or {}) | self.input_names
         warned: set[tuple[str, str, Path]] = set()
         for owner, path, compiled in self.templates:
             if owner is None or owner not in reachable:
@@ -1017,6 +1181,21 @@ def _reach_avoiding(roots: list[str], edges: Mapping[str, Mapping[str, str | Non
 def _inside(path: str, root: str) -> bool:
     """True when ``path`` is ``root`` or below it (both absolute)."""
     return os.path.commonpath([path, root]) == root
+
+
+def _needs_call(step: Step, version: FlowVersion) -> str | None:
+    """What in ``step`` needs a live call (its action, or a step of the subflow it calls),
+    or None. ``hangup`` and the like end the flow: with no call there is nothing to end."""
+    spec = ACTIONS[step.action]
+    if spec.needs_call and not spec.ends_flow:
+        return step.action
+    if step.action == "call":
+        sub = version.subflows.get(step.params["flow"])
+        if sub is not None:
+            for inner in sub.steps.values():
+                if _needs_call(inner, sub) is not None:
+                    return f"call: its subflow's step '{inner.id}' is {inner.action}"
+    return None
 
 
 def _action_of(step: dict[str, Any]) -> str:

@@ -17,6 +17,10 @@ Edge kinds:
   ends the flow. Every step that waits on the call has one, so they are left out unless
   ``--all`` asks for them (a comment in the output says so).
 
+An outbound flow (``outbound:``) starts at a ``dial`` terminal instead, with one arrow per
+dial outcome (``answered``, ``machine``, ``busy``, ``no_answer``, ``failed``) to the step it
+starts at; the busy/no answer/failed arrows, whose steps run without a call, are dashed.
+
 The text is deterministic (file order of steps and outcomes), so it can be committed and
 compared.
 """
@@ -28,7 +32,16 @@ import sys
 from dataclasses import dataclass
 from typing import IO, Literal
 
-from .model import BRANCH_PREFIX, ERROR, HANGUP, NEXT, FlowVersion, Step, route
+from .model import (
+    BRANCH_PREFIX,
+    CALLLESS_OUTCOMES,
+    ERROR,
+    HANGUP,
+    NEXT,
+    FlowVersion,
+    Step,
+    route,
+)
 
 EdgeKind = Literal["normal", "hangup", "error"]
 
@@ -103,6 +116,19 @@ def build_graph(flow: FlowVersion, *, include_implicit: bool = False) -> FlowGra
     return FlowGraph(flow, tuple(edges), hidden)
 
 
+def start_edges(flow: FlowVersion) -> list[tuple[str | None, tuple[str, ...], bool]]:
+    """The arrows out of the start terminal: ``(target, labels, callless)``. An inbound
+    flow has one, unlabelled, to its start; an outbound flow one per target its dial
+    outcomes lead to, labelled with them (``callless``: they come with no call)."""
+    if flow.outbound is None:
+        return [(flow.start, (), False)]
+    grouped: dict[tuple[str | None, bool], list[str]] = {}
+    for outcome, target in flow.outbound.edges.items():
+        grouped.setdefault((target, outcome in CALLLESS_OUTCOMES), []).append(outcome)
+    return [(target, tuple(labels), callless)
+            for (target, callless), labels in grouped.items()]
+
+
 def _handler_roles(flow: FlowVersion, step_id: str) -> list[str]:
     return [name for name, target in (("on_hangup", flow.on_hangup), ("on_error", flow.on_error))
             if target == step_id]
@@ -129,7 +155,8 @@ def to_mermaid(graph: FlowGraph) -> str:
     if graph.hidden:
         lines.append("    %% error and hangup outcomes that no on: edge or handler takes end the "
                      "flow (flowengine graph --all draws them)")
-    lines.append("    flow_start((start))")
+    lines.append("    flow_start((dial))" if flow.outbound is not None
+                 else "    flow_start((start))")
     for step in flow.steps.values():
         parts = [f"<b>{_mermaid_text(step.id)}</b>", _mermaid_text(step.action)]
         roles = _handler_roles(flow, step.id)
@@ -140,9 +167,13 @@ def to_mermaid(graph: FlowGraph) -> str:
         open_, close = _ACTION_SHAPES_MERMAID.get(step.action, ("[", "]"))
         lines.append(f'    {_mermaid_id(step.id)}{open_}"{"<br/>".join(parts)}"{close}')
     lines.append("    flow_end(((end)))")
-    lines.append(f"    flow_start --> {_mermaid_id(flow.start)}")
+    link = 0
+    for target, labels, callless in start_edges(flow):
+        text = f'|"{_mermaid_text(", ".join(labels))}"|' if labels else ""
+        lines.append(f"    flow_start {'-.->' if callless else '-->'}{text} "
+                     f"{_mermaid_id(target)}")
+        link += 1
     dotted: list[int] = []
-    link = 1  # flow_start's arrow is link 0
     for edge in graph.edges:
         arrow = "-->" if edge.kind == "normal" else "-.->"
         label = ", ".join(edge.labels)
@@ -182,7 +213,8 @@ def to_dot(graph: FlowGraph) -> str:
     if graph.hidden:
         lines.append("    // error and hangup outcomes that no on: edge or handler takes end the "
                      "flow (flowengine graph --all draws them)")
-    lines.append(f'    {_dot_string(_START)} [shape=circle, label="start", width=0.6];')
+    start_label = "dial" if flow.outbound is not None else "start"
+    lines.append(f'    {_dot_string(_START)} [shape=circle, label="{start_label}", width=0.6];')
     for step in flow.steps.values():
         label = f"{step.id}\n{step.action}"
         roles = _handler_roles(flow, step.id)
@@ -197,7 +229,13 @@ def to_dot(graph: FlowGraph) -> str:
                  f"style={_dot_string(','.join(styles))}"]
         lines.append(f"    {_dot_string(step.id)} [{', '.join(attrs)}];")
     lines.append(f'    {_dot_string(_END)} [shape=doublecircle, label="end", width=0.5];')
-    lines.append(f"    {_dot_string(_START)} -> {_dot_string(flow.start)};")
+    for target, labels, callless in start_edges(flow):
+        attrs = [f"label={_dot_string(', '.join(labels))}"] if labels else []
+        if callless:
+            attrs.append("style=dashed")
+        suffix = f" [{', '.join(attrs)}]" if attrs else ""
+        lines.append(f"    {_dot_string(_START)} -> "
+                     f"{_dot_string(_END if target is None else target)}{suffix};")
     for edge in graph.edges:
         attrs = []
         if edge.labels:

@@ -17,6 +17,174 @@ from typing import Any
 
 from .actions import ACTIONS, ActionSpec
 
+#: ``inputs:``, what a call placed for the flow is given (``flowengine.flow.inputs``).
+INPUTS_SCHEMA: dict[str, Any] = {
+    "title": "Inputs",
+    "description": ("What each call placed for this flow is given (`flowengine dial --var`, the "
+                    "call API's `vars`, a campaign's columns): name → type, whether it is "
+                    "required, a default. Each is `vars.<name>` in templates; the values are "
+                    "checked before anything is dialled."),
+    "type": "object",
+    "propertyNames": {"$ref": "#/definitions/name"},
+    "additionalProperties": {
+        "title": "Input",
+        "type": "object",
+        "properties": {
+            "type": {
+                "title": "Type",
+                "description": ("string, number, integer, boolean, or phone (an E.164 number, "
+                                "+ and digits)."),
+                "enum": ["string", "number", "integer", "boolean", "phone"],
+            },
+            "required": {
+                "title": "Required",
+                "description": "true: every call must be given it (it then has no default).",
+                "type": "boolean",
+                "default": False,
+            },
+            "default": {
+                "title": "Default",
+                "description": "The value when a call is not given one (of the input's type).",
+                "type": ["string", "number", "boolean"],
+                "maxLength": 4096,
+            },
+            "description": {
+                "title": "Description",
+                "description": "Free text about the input (shown in errors and the API).",
+                "type": "string",
+                "maxLength": 4096,
+            },
+        },
+        "required": ["type"],
+        "additionalProperties": False,
+    },
+    "examples": [{"patient": {"type": "string", "default": "there"},
+                  "callback": {"type": "phone", "required": True}}],
+}
+
+#: ``outbound:``, how a call placed for the flow is dialled and where each dial outcome leads.
+OUTBOUND_SCHEMA: dict[str, Any] = {
+    "title": "Outbound calls",
+    "description": ("How a call placed for this flow is dialled (RELAY calling.dial) and where "
+                    "each dial outcome leads. `answered` starts at the flow's first step; "
+                    "`machine` (with detect_machine) at on.machine, else as answered; busy, "
+                    "no_answer and failed at their on: step, run without a call (only log, "
+                    "set, request, send_sms, branch, goto, end), else nothing runs."),
+    "type": "object",
+    "properties": {
+        "from": {
+            "title": "Caller ID",
+            "description": ("The number the callee sees (one of yours); a template over vars "
+                            "and flow. A call's own from (`--from`, the API's `from`) wins."),
+            "$ref": "#/definitions/text",
+            "examples": ["+15559870000"],
+        },
+        "devices": {
+            "title": "Devices",
+            "description": ("What is rung, one entry after another; an entry that is a list "
+                            "rings all of its numbers at once (the first to answer wins). Each "
+                            "is a template over call (call.to: the number the call is placed "
+                            "to), vars and flow. Default: [\"{{ call.to }}\"]."),
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 50,
+            "items": {
+                "type": ["string", "array"],
+                "maxLength": 256,
+                "minItems": 1,
+                "maxItems": 50,
+                "items": {"type": "string", "maxLength": 256},
+            },
+            "examples": [["{{ call.to }}", ["{{ vars.mobile }}", "{{ vars.office }}"]]],
+        },
+        "timeout": {
+            "title": "Ring timeout (seconds)",
+            "description": "How long each device rings before it counts as no answer.",
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 600,
+            "default": 30,
+        },
+        "max_duration": {
+            "title": "Maximum duration (seconds)",
+            "description": ("The answered call is hung up after this many seconds (RELAY is "
+                            "told in whole minutes, rounded up). Default: limits.max_duration, "
+                            "else no limit."),
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 86400,
+            "examples": [600],
+        },
+        "detect_machine": {
+            "title": "Answering machine detection",
+            "description": ("true, or the detector's settings: run a machine detector on the "
+                            "answered call before the flow starts; a machine gives the outcome "
+                            "machine. wait_for_beep: the outcome comes when the greeting has "
+                            "ended (leave the message then)."),
+            "type": ["boolean", "object"],
+            "properties": {
+                "wait_for_beep": {
+                    "title": "Wait for the beep",
+                    "description": "Come to machine only once the machine's greeting ended.",
+                    "type": "boolean",
+                    "default": False,
+                },
+                "initial_timeout": {
+                    "title": "Initial timeout (seconds)",
+                    "description": "How long to wait for the first sound.",
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": 600,
+                },
+                "end_silence_timeout": {
+                    "title": "End silence timeout (seconds)",
+                    "description": "The silence that ends what the detector hears.",
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": 600,
+                },
+                "machine_voice_threshold": {
+                    "title": "Machine voice threshold (seconds)",
+                    "description": "Speech longer than this counts as a machine.",
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": 600,
+                },
+                "machine_words_threshold": {
+                    "title": "Machine words threshold",
+                    "description": "More words than this count as a machine.",
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 1000,
+                },
+            },
+            "additionalProperties": False,
+            "examples": [True, {"wait_for_beep": True}],
+        },
+        "on": {
+            "title": "Edges by dial outcome",
+            "description": ("Dial outcome → step id (`null`: nothing runs). answered always "
+                            "starts at the flow's first step (`start`)."),
+            "type": "object",
+            "properties": {
+                "machine": {"description": ("An answering machine took the call "
+                                            "(detect_machine): the call is live."),
+                            "$ref": "#/definitions/target"},
+                "busy": {"description": "The line was busy or the callee declined: no call.",
+                         "$ref": "#/definitions/target"},
+                "no_answer": {"description": "Nobody answered in time: no call.",
+                              "$ref": "#/definitions/target"},
+                "failed": {"description": "The call could not be placed: no call.",
+                           "$ref": "#/definitions/target"},
+            },
+            "additionalProperties": False,
+        },
+    },
+    "additionalProperties": False,
+    "examples": [{"from": "+15559870000", "timeout": 25, "detect_machine": {"wait_for_beep": True},
+                  "on": {"machine": "voicemail", "busy": "note_busy"}}],
+}
+
 #: The flow document: everything but ``definitions`` (see :func:`build_schema`).
 FRAME: dict[str, Any] = {
     "$schema": "http://json-schema.org/draft-07/schema#",
@@ -104,6 +272,8 @@ FRAME: dict[str, Any] = {
                 {"question": "Please enter your account number, then press pound.", "attempts": 3},
             ],
         },
+        "inputs": INPUTS_SCHEMA,
+        "outbound": OUTBOUND_SCHEMA,
         "start": {
             "title": "First step",
             "description": "The step a call starts with. Default: the first step written.",

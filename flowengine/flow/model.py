@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .actions import ACTIONS, CALL_OUTCOMES, TIMEOUT_OUTCOME, ActionSpec
 from .diagnostics import Diagnostic
+from .inputs import InputSpec
 
 if TYPE_CHECKING:
     from .templates import CompiledExpression
@@ -128,6 +129,43 @@ class Step:
                                  params=self.params)
 
 
+#: What dialling a call placed for a flow can come to (``outbound.on``), in this order.
+DIAL_OUTCOMES = ("answered", "machine", "busy", "no_answer", "failed")
+#: The dial outcomes without a call: the steps they lead to run call-less.
+CALLLESS_OUTCOMES = ("busy", "no_answer", "failed")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Outbound:
+    """A flow's ``outbound:``: how a call placed for it is dialled, where each outcome leads."""
+
+    #: The caller id: a compiled template (render over vars, flow and call), a literal
+    #: string, or None (the call must be given one).
+    from_: Any
+    #: What is rung: each entry a serial group, a compiled template (one device) or a tuple
+    #: of them (rung at once). ``call.to`` is the number the call is placed to.
+    devices: tuple[Any, ...]
+    #: Seconds each device rings; None: RELAY's default.
+    timeout: float | None
+    #: Seconds the answered call may last; None: no limit of its own.
+    max_duration: float | None
+    #: The machine detector's RELAY params (``detect_message_end`` for ``wait_for_beep``),
+    #: ``{}`` for RELAY's defaults; None: no detection (no outcome ``machine``).
+    detect_machine: Mapping[str, Any] | None
+    #: dial outcome → step, as written under ``on:``.
+    on: Mapping[str, str | None]
+    #: Every dial outcome that can happen → the step it starts at (None: no step runs):
+    #: ``answered`` → ``start``; ``machine`` (only with detection) → ``on.machine``, else
+    #: ``start``; busy, no_answer, failed → their ``on:`` step, else None.
+    edges: Mapping[str, str | None]
+    line: int = 0
+    col: int = 0
+
+    def outcomes(self) -> tuple[str, ...]:
+        """The dial outcomes this flow's calls can come to."""
+        return tuple(self.edges)
+
+
 @dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class FlowVersion:
     """One compiled version of one flow file. Immutable; shared by all calls running it.
@@ -173,6 +211,10 @@ class FlowVersion:
     #: (path, sha256) of every subflow file it depends on, directly or not: a reload
     #: should recompile the flow when one of them changes.
     sources: tuple[tuple[str, str], ...] = ()
+    #: Its per-call inputs (``inputs:``), by name, in file order (``vars.<name>``).
+    inputs: Mapping[str, InputSpec] = field(default_factory=lambda: MappingProxyType({}))
+    #: How calls placed for it are dialled (``outbound:``); None: it has no such section.
+    outbound: Outbound | None = None
 
     @property
     def short_version(self) -> str:
@@ -275,6 +317,21 @@ def route(flow: Handlers, step: Step, outcome: str, *, hangup_handled: bool = Fa
 
 
 __all__ = [
-    "BRANCH_PREFIX", "CALL_OUTCOMES", "ERROR", "HANGUP", "NEXT", "Branch", "FlowVersion",
-    "Handlers", "Route", "Step", "branch_outcome", "params_note", "possible_outcomes", "route",
+    "BRANCH_PREFIX",
+    "CALLLESS_OUTCOMES",
+    "CALL_OUTCOMES",
+    "DIAL_OUTCOMES",
+    "ERROR",
+    "HANGUP",
+    "NEXT",
+    "Branch",
+    "FlowVersion",
+    "Handlers",
+    "Outbound",
+    "Route",
+    "Step",
+    "branch_outcome",
+    "params_note",
+    "possible_outcomes",
+    "route",
 ]

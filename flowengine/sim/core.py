@@ -263,6 +263,9 @@ class SimCore:
         self._offered = 0
         #: Outbound legs placed by calling.dial (§5.9).
         self._dialed = 0
+        #: Outbound legs up now, and the most that were up at once (``dialed_peak``).
+        self._dialed_up = 0
+        self._dialed_peak = 0
         #: The callee script of each number a dial may ring (set_callee), and of the others.
         self._callees: dict[str, CallerScript] = {}
         self.default_callee = CallerScript()
@@ -718,6 +721,8 @@ class SimCore:
         session.calls[leg.call_id] = leg
         self._active[leg.call_id] = leg
         self._dialed += 1
+        self._dialed_up += 1
+        self._dialed_peak = max(self._dialed_peak, self._dialed_up)
 
     def emit_dial_event(self, session: Session, params: dict[str, Any]) -> None:
         """``calling.call.dial`` to the dialling session (§4.9)."""
@@ -848,7 +853,8 @@ class SimCore:
 
     def call_ended(self, call: SimCall) -> None:
         """Bookkeeping once a call sent ``ended`` (CallHost)."""
-        self._active.pop(call.call_id, None)
+        if self._active.pop(call.call_id, None) is not None and call.direction == "outbound":
+            self._dialed_up -= 1
         session = call._session
         if session is not None:
             session.calls.pop(call.call_id, None)
@@ -983,13 +989,15 @@ class SimCore:
         shutdown; ``active`` those in flight now. With ``record_latency`` also
         ``latency`` (see :meth:`LatencyRecorder.summary`); with noise, ``noise_frames``
         (the junk frames sent); once a client dialled, ``dialed`` (the outbound legs
-        placed, §5.9), which ``ended``, ``leaked`` and ``active`` count too."""
+        placed, §5.9), which ``ended``, ``leaked`` and ``active`` count too, and
+        ``dialed_peak`` (the most of them up at once, ringing or answered)."""
         summary: dict[str, Any] = {
             "offered": self._offered, "ended": self._ended,
             "by_end_reason": dict(sorted(self._by_reason.items())),
             "leaked": self._leaked, "active": len(self._active)}
         if self._dialed:
             summary["dialed"] = self._dialed
+            summary["dialed_peak"] = self._dialed_peak
         if self._noise is not None or self.noise_sent:
             summary["noise_frames"] = self.noise_sent
         if self.latency is not None:
