@@ -292,8 +292,9 @@ async def test_the_api_ledger_keeps_campaigns_phases_and_results(target: str) ->
         assert campaign is not None and (campaign.flow, campaign.state) == ("reminder", "running")
         assert campaign.spec == spec
         # Claims can be limited to one campaign: pacing is per campaign.
-        got = await store.claim_due(now, 10, "d1", campaign="cmp_1")
+        got = await store.claim_due(now, 10, "d1", campaign="cmp_1", phase="dialing")
         assert [e.id for e in got] == ids and all(e.campaign == "cmp_1" for e in got)
+        assert {e.phase for e in got} == {"dialing"}
         await store.update_entry(ids[0], phase="dialing", result={"attempts": [{"at": 1.0}]})
         entry = await store.get_entry(ids[0])
         assert entry is not None and entry.phase == "dialing"
@@ -313,7 +314,7 @@ async def test_the_api_ledger_keeps_campaigns_phases_and_results(target: str) ->
         assert await store.cancel_queued(entry_id=single) == []
         counts = await store.entry_counts("cmp_1")
         assert counts == {("completed", "answered"): 1, ("canceled", "canceled"): 1,
-                          ("queued", None): 3}
+                          ("dialing", None): 3}
         # Newest first, keyset pages, filters.
         page = await store.list_entries(limit=4)
         assert [e.id for e in page] == [single, ids[4], ids[3], ids[2]]

@@ -213,6 +213,9 @@ class Dispatcher:
         self._campaigns: dict[str, CampaignRecord] = {}
         self._next_start: dict[str, float] = {}
         self._pacers: dict[str, Pacer] = {}
+        #: Lane (campaign id, SINGLE) → when to ask the ledger again (its last claim came
+        #: back short).
+        self._idle_until: dict[str, float] = {}
         self._wake = anyio.Event()
         self._stopping = False
         self._stopped = anyio.Event()
@@ -228,8 +231,10 @@ class Dispatcher:
         """Calls being placed or talking now."""
         return len(self._live)
 
-    def wake(self) -> None:
-        """Look at the ledger again now (something was queued or resumed)."""
+    def wake(self, lane: str | None = None) -> None:
+        """Look at the ledger again now (something was queued in ``lane`` or resumed)."""
+        if lane is not None:
+            self._idle_until.pop(lane, None)
         self._wake.set()
 
     async def submit(self, request: CallRequest) -> LedgerEntry:
@@ -238,7 +243,7 @@ class Dispatcher:
         payload = {"vars": request.vars, "status_url": request.status_url}
         entry_id = await self.store.enqueue(SINGLE, request.to, from_number=request.from_,
                                             flow=request.flow, payload=payload)
-        self.wake()
+        self.wake(SINGLE)
         entry = await self.store.get_entry(entry_id)
         assert entry is not None
         return entry
@@ -302,7 +307,7 @@ class Dispatcher:
         assert updated is not None
         if action != "cancel":
             self._campaigns[campaign_id] = updated
-        self.wake()
+        self.wake(campaign_id)
         return updated
 
     def _check_accepting(self) -> None:
@@ -353,15 +358,22 @@ class Dispatcher:
             live.scope.cancel()
 
     async def _dispatch_once(self, tg: TaskGroup) -> float:
-        """Start what may start now; the real seconds until something else may."""
+        """Start what may start now; the real seconds until something else may.
+
+        A lane (the single calls, each campaign) whose claim came back short has nothing
+        more due: it is not asked again before the next poll (retries come due in the
+        ledger) unless something wakes it — one transaction per poll, not per loop turn."""
         waits = [self.poll_interval]
         free = self.max_outbound - len(self._live)
-        if free > 0:
-            for entry in await self.store.claim_due(time.time(), free, self.owner,
-                                                    campaign=SINGLE):
-                self._start(tg, entry, None)
-                free -= 1
         now = anyio.current_time()
+        if free > 0 and now >= self._idle_until.get(SINGLE, 0.0):
+            entries = await self.store.claim_due(time.time(), free, self.owner,
+                                                 campaign=SINGLE, phase="dialing")
+            for entry in entries:
+                self._start(tg, entry, None)
+            if len(entries) < free:
+                self._idle_until[SINGLE] = now + self.poll_interval
+            free -= len(entries)
         for record in list(self._campaigns.values()):
             if free <= 0:
                 break
@@ -371,27 +383,38 @@ class Dispatcher:
             if quiet > 0:
                 waits.append(min(quiet, 60.0))
                 continue
-            if self._per_campaign[record.id] >= int(record.spec.get("max_concurrent", 1)):
+            slots = int(record.spec.get("max_concurrent", 1)) - self._per_campaign[record.id]
+            if slots <= 0:
+                continue
+            idle = self._idle_until.get(record.id, 0.0)
+            if now < idle:
+                waits.append(idle - now)
                 continue
             interval = self.time_scale / float(record.spec.get("calls_per_second", 1.0))
             next_start = self._next_start.get(record.id, 0.0)
             if now < next_start:
                 waits.append(next_start - now)
                 continue
-            entries = await self.store.claim_due(time.time(), 1, self.owner,
-                                                 campaign=record.id)
+            # What can start within the next 100 ms at the campaign's rate: the Pacer
+            # spaces them; a claim is a dial about to be sent (the crash rule).
+            batch = min(slots, free, 1 + int(0.1 / interval))
+            entries = await self.store.claim_due(time.time(), batch, self.owner,
+                                                 campaign=record.id, phase="dialing")
+            if len(entries) < batch:
+                self._idle_until[record.id] = now + self.poll_interval
             if not entries:
                 if self._per_campaign[record.id] == 0:
                     await self._maybe_completed(record)
                 continue
-            self._start(tg, entries[0], record)
-            free -= 1
-            # On schedule when the loop woke a little late (the gate keeps the dials
+            for entry in entries:
+                self._start(tg, entry, record)
+            free -= len(entries)
+            # On schedule when the loop woke a little late (the Pacer keeps the dials
             # themselves apart); from now when it was late by a whole slot or more, so a
             # late loop never makes a burst.
             self._next_start[record.id] = (next_start if now - next_start < interval
-                                           else now) + interval
-            waits.append(interval)
+                                           else now) + interval * len(entries)
+            waits.append(interval * len(entries))
         if anyio.current_time() - self._progress_at >= 1.0:
             self._progress_at = anyio.current_time()
             for record in list(self._campaigns.values()):
@@ -434,8 +457,7 @@ class Dispatcher:
                 result["flow_version"] = ref.version.version
                 result.setdefault("created_at", entry.created_at)
                 result["attempts"] = [*attempts, attempt]
-                result["state"] = "dialing"
-                await self.store.update_entry(entry.id, phase="dialing", result=result)
+                result["state"] = "dialing"  # the claim set the phase; no write here
                 sent = [time.monotonic()]
 
                 def answered(call_id: str | None) -> None:
@@ -536,9 +558,10 @@ class Dispatcher:
                     entry.to_number, report.outcome, state, len(report.path),
                     extra={"event": "outbound_ended", "flow": entry.flow,
                            "outcome": report.outcome, "state": state})
-        done = await self.store.get_entry(entry.id)
-        if done is not None:
-            self._send_event(done, "completed", {})
+        if self._status_url(entry) is not None:
+            done = await self.store.get_entry(entry.id)
+            if done is not None:
+                self._send_event(done, "completed", {})
 
     def _retry_rule(self, record: CampaignRecord | None, outcome: str) -> RetryRule | None:
         if record is None:
@@ -570,19 +593,23 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ events
 
-    def _send_event(self, entry: LedgerEntry, event: str, extra: Mapping[str, Any]) -> None:
+    def _status_url(self, entry: LedgerEntry) -> str | None:
         if self.webhooks is None:
-            return
+            return None
         url = entry.payload.get("status_url")
         record = self._campaigns.get(entry.campaign)
         if url is None and record is not None:
             url = record.spec.get("status_url")
-        if not url:
+        return str(url) if url else None
+
+    def _send_event(self, entry: LedgerEntry, event: str, extra: Mapping[str, Any]) -> None:
+        url = self._status_url(entry)
+        if url is None or self.webhooks is None:
             return
         body = {"event": event, "sent_at": time.time(), **call_view(entry), **extra}
         if event == "answered":
             body["state"] = "in_progress"
-        self.webhooks.send(str(url), body)
+        self.webhooks.send(url, body)
 
 
 def call_view(entry: LedgerEntry) -> dict[str, Any]:

@@ -391,10 +391,12 @@ class Store(ABC):
 
     @abstractmethod
     async def claim_due(self, now: float, limit: int, owner: str, *,
-                        campaign: str | None = None) -> list[LedgerEntry]:
+                        campaign: str | None = None, phase: str | None = None
+                        ) -> list[LedgerEntry]:
         """Claim up to ``limit`` queued entries due at ``now`` (of one ``campaign`` when
-        given), earliest ``next_attempt`` first (then by id), counting an attempt each. No
-        entry is claimed twice, however many daemons claim at once."""
+        given), earliest ``next_attempt`` first (then by id), counting an attempt each (and
+        setting their ``phase`` when given). No entry is claimed twice, however many
+        daemons claim at once."""
 
     @abstractmethod
     async def finish(self, entry_id: int, outcome: str, *, retry_at: float | None = None,

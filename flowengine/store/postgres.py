@@ -352,19 +352,21 @@ class PostgresStore(Store):
         return [int(rows[0][0]) for rows in results]
 
     async def claim_due(self, now: float, limit: int, owner: str, *,
-                        campaign: str | None = None) -> list[LedgerEntry]:
+                        campaign: str | None = None, phase: str | None = None
+                        ) -> list[LedgerEntry]:
         if limit <= 0:
             return []
         where = "" if campaign is None else "AND campaign = %(campaign)s "
         rows = await self._fetch(
             "UPDATE ledger l SET state = 'claimed', owner = %(owner)s, "
-            "attempts = l.attempts + 1, updated_at = %(wall)s FROM ("
+            "attempts = l.attempts + 1, phase = COALESCE(%(phase)s, l.phase), "
+            "updated_at = %(wall)s FROM ("
             "SELECT id FROM ledger WHERE state = 'queued' AND next_attempt <= %(now)s "
             f"{where}ORDER BY next_attempt, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) due "
             "WHERE l.id = due.id RETURNING "
             + ", ".join(f"l.{c.strip()}" for c in _LEDGER_COLUMNS.split(",")),
             {"owner": owner, "wall": time.time(), "now": float(now), "limit": int(limit),
-             "campaign": campaign})
+             "campaign": campaign, "phase": phase})
         return sorted((_entry(r) for r in rows), key=lambda e: (e.next_attempt, e.id))
 
     async def finish(self, entry_id: int, outcome: str, *, retry_at: float | None = None,

@@ -332,17 +332,18 @@ class SQLiteStore(Store):
         return ids
 
     async def claim_due(self, now: float, limit: int, owner: str, *,
-                        campaign: str | None = None) -> list[LedgerEntry]:
+                        campaign: str | None = None, phase: str | None = None
+                        ) -> list[LedgerEntry]:
         where = "" if campaign is None else "AND campaign = ? "
         extra: tuple[Any, ...] = () if campaign is None else (campaign,)
 
         def write(conn: sqlite3.Connection) -> list[LedgerEntry]:
             rows = conn.execute(
                 "UPDATE ledger SET state = 'claimed', owner = ?, attempts = attempts + 1, "
-                "updated_at = ? WHERE id IN (SELECT id FROM ledger WHERE state = 'queued' "
-                f"AND next_attempt <= ? {where}ORDER BY next_attempt, id LIMIT ?) "
-                f"RETURNING {_LEDGER_COLUMNS}",
-                (owner, time.time(), now, *extra, limit)).fetchall()
+                "phase = COALESCE(?, phase), updated_at = ? WHERE id IN (SELECT id FROM "
+                f"ledger WHERE state = 'queued' AND next_attempt <= ? {where}"
+                f"ORDER BY next_attempt, id LIMIT ?) RETURNING {_LEDGER_COLUMNS}",
+                (owner, phase, time.time(), now, *extra, limit)).fetchall()
             return sorted((_entry(r) for r in rows), key=lambda e: (e.next_attempt, e.id))
         if limit <= 0:
             return []
