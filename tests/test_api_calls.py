@@ -149,3 +149,63 @@ async def test_openapi_describes_every_route(tmp_path: Path) -> None:
         described = {(p, m) for p, ops in doc["paths"].items() for m in ops
                      if m != "parameters"}
         assert served == described
+
+
+async def test_a_call_keeps_the_version_it_was_dialled_with(tmp_path: Path) -> None:
+    import anyio
+
+    slow = variant(NOTIFY, ("  bye:\n", "  wait:\n    sleep: 20\n  bye:\n"))
+    flows = write_flows(tmp_path, slow)
+    async with simulator() as sim, api_serving(sim, [flows], tmp_path / "state") as (
+            daemon, client):
+        old = daemon.registry.flows["notify"].flow.version
+        first = (await client.post("/v1/calls", json={"flow": "notify",
+                                                      "to": "+15550005001"})).json()["id"]
+        await wait_call(client, first, ["in_progress"])
+        (flows / "flow0.yaml").write_text(variant(slow, ("sleep: 20", "sleep: 1")))
+        daemon.request_reload("test")
+        with anyio.fail_after(10):
+            while daemon.registry.flows["notify"].flow.version == old:
+                await anyio.sleep(0.02)
+        new = daemon.registry.flows["notify"].flow.version
+        second = (await client.post("/v1/calls", json={"flow": "notify",
+                                                       "to": "+15550005002"})).json()["id"]
+        done_first, done_second = await wait_call(client, first), await wait_call(client,
+                                                                                  second)
+    assert done_first["flow_version"] == old and done_first["state"] == "completed"
+    assert done_second["flow_version"] == new != old
+    assert done_first["path"] == done_second["path"] == ["hello", "wait", "bye"]
+
+
+async def test_metrics_and_health_show_the_outbound_calls(tmp_path: Path) -> None:
+    import anyio
+    import httpx
+
+    flows = write_flows(tmp_path, NOTIFY)
+    async with simulator() as sim:
+        sim.set_callee("+15550006002", "busy")
+        async with api_serving(sim, [flows], tmp_path / "state", metrics_port=0) as (
+                daemon, client):
+            for number in ("+15550006001", "+15550006002"):
+                call = (await client.post("/v1/calls", json={"flow": "notify",
+                                                             "to": number})).json()
+                await wait_call(client, call["id"])
+            campaign = (await client.post("/v1/campaigns", json={
+                "flow": "notify", "contacts": [{"to": "+15550006003"}, {"to": "+15550006004"}],
+                "quiet_hours": {"start": "00:00", "end": "23:59", "timezone": "UTC"}})).json()
+            base = f"http://127.0.0.1:{daemon.metrics_port}"
+            async with httpx.AsyncClient(base_url=base) as scraper:
+                with anyio.fail_after(10):
+                    while True:
+                        text = (await scraper.get("/metrics")).text
+                        if f'campaign="{campaign["id"]}"' in text:
+                            break
+                        await anyio.sleep(0.05)
+                health = (await scraper.get("/healthz")).json()
+    assert 'flowengine_outbound_calls_total{flow="notify",outcome="answered"} 1.0' in text
+    assert 'flowengine_outbound_calls_total{flow="notify",outcome="busy"} 1.0' in text
+    assert 'flowengine_dial_to_answer_seconds_count{flow="notify"} 1.0' in text
+    assert (f'flowengine_campaign_contacts{{campaign="{campaign["id"]}",state="queued"}} 2.0'
+            in text)
+    assert "flowengine_outbound_in_flight 0.0" in text
+    assert health["api"]["authenticated"] is False and health["api"]["accepting"] is True

@@ -146,6 +146,15 @@ class ApiService:
                 await self.store.close()
             self.finished.set()
 
+    def health(self) -> dict[str, Any]:
+        """What ``/healthz`` shows of the call API (never the token)."""
+        return {"url": f"http://{self.options.host}:{self.port}/v1/",
+                "authenticated": self.options.token is not None,
+                "accepting": self.dispatcher.accepting,
+                "outbound_in_flight": self.dispatcher.in_flight,
+                "webhooks": dict(self.webhooks.counts),
+                "state_dir": self.options.state_dir}
+
     def stop(self) -> None:
         """Stop dialling (the calls in flight get the drain timeout), then serving."""
         self._stopped.set()

@@ -628,6 +628,7 @@ class Daemon:
             "flows": flows,
             "invalid_files": invalid,
             "versions_in_memory": len(self.loader.versions_in_memory()),
+            **({} if self.api is None else {"api": self.api.health()}),
         }
 
 
