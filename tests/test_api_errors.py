@@ -177,3 +177,35 @@ async def test_without_a_token_only_loopback_is_served() -> None:
          "--api-host", "0.0.0.0"], env=env, check=False)
     assert process.returncode == 2
     assert b"not a loopback address: set FLOWENGINE_API_TOKEN" in process.stderr
+
+
+async def test_a_slow_or_stuck_client_does_not_hold_up_the_others(tmp_path: Path) -> None:
+    flows = write_flows(tmp_path, NOTIFY)
+    async with simulator() as sim, api_serving(sim, [flows], tmp_path / "state") as (
+            daemon, client):
+        assert daemon.api is not None
+        port = daemon.api.port
+        stuck = []
+        for partial in (b"POST /v1/calls HTTP/1.1\r\nHost: x\r\n",  # headers never end
+                        b"POST /v1/calls HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                        b"\r\nContent-Length: 1000\r\n\r\n{\"flow\": "):  # the body never ends
+            stream = await anyio.connect_tcp("127.0.0.1", port)
+            await stream.send(partial)
+            stuck.append(stream)
+        # A huge campaign is checked off the event loop: calls keep being served meanwhile.
+        big = {"flow": "notify", "contacts": [{"to": f"+1555{i:07}"} for i in range(20_000)],
+               "max_concurrent": 1}
+        created: list[int] = []
+
+        async def create() -> None:
+            created.append((await client.post("/v1/campaigns", json=big)).status_code)
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(create)
+                response = await client.post("/v1/calls", json=GOOD_CALL)
+                assert response.status_code == 202
+                done = await wait_call(client, response.json()["id"])
+        assert done["state"] == "completed" and created == [202]
+        for stream in stuck:
+            await stream.aclose()

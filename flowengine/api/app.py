@@ -201,15 +201,17 @@ def build_app(dispatcher: Dispatcher, *, known_flow: Callable[[str], bool],
                 text = raw.decode("utf-8-sig")
             except UnicodeDecodeError:
                 raise ApiError(400, "bad_csv", "the CSV body is not UTF-8") from None
-            campaign = parse_campaign_csv(text, dict(request.query_params), known_flow,
-                                          check_vars)
+            # A big campaign's contacts take a while to check: not on the event loop.
+            campaign = await anyio.to_thread.run_sync(
+                parse_campaign_csv, text, dict(request.query_params), known_flow, check_vars)
         else:
             if request.query_params:
                 key = next(iter(request.query_params))
                 raise ApiError(422, "unknown_field", f"query parameters are for a text/csv "
                                                      f"body only ({key!r})", key)
-            campaign = parse_campaign(await _json_body(request, max_body), known_flow,
-                                      check_vars)
+            body = await _json_body(request, max_body)
+            campaign = await anyio.to_thread.run_sync(parse_campaign, body, known_flow,
+                                                      check_vars)
         record = await dispatcher.create_campaign(campaign)
         return _json(202, await _campaign_view(record.id),
                      {"Location": f"/v1/campaigns/{record.id}"})

@@ -211,6 +211,8 @@ class Dispatcher:
         self._live: dict[int, _Live] = {}
         self._per_campaign: Counter[str] = Counter()
         self._campaigns: dict[str, CampaignRecord] = {}
+        #: Every campaign seen by this process, over or not (their status URLs).
+        self._known: dict[str, CampaignRecord] = {}
         self._next_start: dict[str, float] = {}
         self._pacers: dict[str, Pacer] = {}
         #: Lane (campaign id, SINGLE) → when to ask the ledger again (its last claim came
@@ -257,6 +259,7 @@ class Dispatcher:
                             payload={"vars": c.vars}) for c in request.contacts]
         await self.store.put_campaign(record, entries)
         self._campaigns[record.id] = record
+        self._known[record.id] = record
         self.wake()
         return record
 
@@ -321,9 +324,10 @@ class Dispatcher:
         """Settle what a previous process left in flight, then place calls until
         :meth:`stop` (or cancelled)."""
         try:
-            await self._recover()
             for record in await self.store.list_campaigns(["running", "paused"]):
                 self._campaigns[record.id] = record
+                self._known[record.id] = record
+            await self._recover()
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 self.accepting = True
@@ -564,6 +568,8 @@ class Dispatcher:
                 self._send_event(done, "completed", {})
 
     def _retry_rule(self, record: CampaignRecord | None, outcome: str) -> RetryRule | None:
+        if record is not None and record.id not in self._campaigns:
+            return None  # canceled meanwhile: nothing more is dialled for it
         if record is None:
             rule = DEFAULT_RETRY.get(outcome)
             return None if rule is None else RetryRule(*rule)
@@ -597,7 +603,7 @@ class Dispatcher:
         if self.webhooks is None:
             return None
         url = entry.payload.get("status_url")
-        record = self._campaigns.get(entry.campaign)
+        record = self._known.get(entry.campaign)
         if url is None and record is not None:
             url = record.spec.get("status_url")
         return str(url) if url else None
