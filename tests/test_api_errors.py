@@ -209,3 +209,31 @@ async def test_a_slow_or_stuck_client_does_not_hold_up_the_others(tmp_path: Path
         assert done["state"] == "completed" and created == [202]
         for stream in stuck:
             await stream.aclose()
+
+
+@pytest.mark.parametrize("problem", ["state dir is a file", "port taken"])
+async def test_a_bad_state_dir_or_a_taken_port_is_a_clear_error(tmp_path: Path,
+                                                                 problem: str) -> None:
+    import os
+    import socket
+    import sys
+
+    flows = write_flows(tmp_path, NOTIFY)
+    state = tmp_path / "state"
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1] if problem == "port taken" else 0
+    if problem == "state dir is a file":
+        state.write_text("not a directory")
+    try:
+        process = await anyio.run_process(
+            [sys.executable, "-m", "flowengine.cli", "serve", str(flows), "--simulate",
+             "--sim-rate", "0.1", "--api-port", str(port), "--state-dir", str(state),
+             "--no-watch"], check=False,
+            env={k: v for k, v in os.environ.items() if k != "FLOWENGINE_API_TOKEN"})
+    finally:
+        taken.close()
+    assert process.returncode == 1, process.stderr.decode()
+    assert b"cannot serve the call API on 127.0.0.1:" in process.stderr
+    assert b"Traceback" not in process.stderr

@@ -101,6 +101,8 @@ def openapi_document(max_body: int) -> dict[str, Any]:
                     "path": {"type": "array", "items": {"type": "string"}},
                     "steps": {"type": "object", "description": "each step's results"},
                     "error": {"type": ["string", "null"]},
+                    "call_sid": {"type": ["string", "null"],
+                                 "description": "RELAY's call id of the answered leg"},
                     "attempts": {"type": "integer"},
                     "attempt_log": {"type": "array", "items": {"type": "object"}},
                     "created_at": {"type": ["string", "null"], "format": "date-time"},

@@ -335,14 +335,16 @@ def parse_campaign_csv(text: str, query: Mapping[str, str], known: Callable[[str
         head, _, rest = key.partition(".")
         if head not in _CAMPAIGN_FIELDS or head == "contacts":
             raise ApiError(422, "unknown_field", f"unknown query parameter {key!r}", key)
-        if not rest:
-            spec[head] = value
-            continue
-        node = spec.setdefault(head, {})
-        parts = rest.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
+        node: Any = spec
+        path = [head, *rest.split(".")] if rest else [head]
+        for part in path[:-1]:
+            node = node.setdefault(part, {}) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or isinstance(node.get(path[-1]), dict) \
+                or (path[-1] in node and not rest):
+            # ``retry=…`` and ``retry.busy.count=…`` together: one cannot be both.
+            raise ApiError(422, "invalid", f"query parameter {key!r} conflicts with another "
+                                           "one for the same setting", key)
+        node[path[-1]] = value
     flow = _flow(spec.get("flow"), known)
     reader = csv.reader(io.StringIO(text))
     try:
