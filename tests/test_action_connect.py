@@ -7,7 +7,7 @@ import pytest
 
 from tests.flowtools import run_flow, variant, write_flow
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 TRANSFER = """
 name: transfer
@@ -63,7 +63,7 @@ async def test_a_busy_device_is_followed_by_the_next_group_which_rings_in_parall
     ("peer:decline/busy/decline", "decline"),
 ])
 async def test_no_device_answering_is_failed_with_the_reason(tmp_path, peers, reason):
-    run = await run_flow(flow(tmp_path), peers, time_scale=0.001)
+    run = await run_flow(flow(tmp_path), peers)
     assert run.path() == [("greet", "answered"), ("transfer", "failed"), ("failed", "next")]
     assert run.report.steps["transfer"] == {"peer": None, "reason": reason}
     assert connect_states(run) == ["connecting", "failed"]

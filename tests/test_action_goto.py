@@ -10,7 +10,7 @@ import pytest
 from flowengine.flow import compile_flow
 from tests.flowtools import run_flow, variant, write_flow
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 RETRY = """
 name: retry

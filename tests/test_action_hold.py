@@ -15,11 +15,12 @@ import pytest
 from flowengine.flow import compile_flow
 from flowengine.relay import RelayClient
 from flowengine.sim import SimCore, Simulator
+from flowengine.testing import connector
 from tests.flowtools import run_flow, write_flow
 from tests.simpeer import Peer, answered_call, events
 from tests.test_relay_client import PROJECT, TOKEN, config_for, next_call
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 FLOW = """
 name: hold_music
@@ -78,9 +79,9 @@ async def test_a_relay_failure_is_the_error_outcome(tmp_path):
 
 
 async def test_a_hold_whose_reply_was_lost_is_sent_again_and_holds_once() -> None:
-    async with Simulator(port=0, project=PROJECT, token=TOKEN, time_scale=0.01) as sim:
+    async with Simulator(project=PROJECT, token=TOKEN, listen=False) as sim:
         sim_call = sim.offer_call("office", caller="speak:3")
-        async with RelayClient(config_for(sim), ["office"]) as client:
+        async with RelayClient(config_for(sim), ["office"], connect=connector(sim)) as client:
             call = await next_call(client)
             await call.answer()
             sim.lose_next_reply("calling.hold")

@@ -7,7 +7,7 @@ import pytest
 from flowengine.actions.input import collect_params
 from tests.flowtools import run_flow, variant, write_flow
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 MENU = """
 name: menu

@@ -7,7 +7,7 @@ import pytest
 
 from tests.flowtools import run_flow, write_flow
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 FLOW = """
 name: recorded

@@ -10,12 +10,11 @@ import pytest
 from flowengine.engine import FlowRuntime
 from flowengine.engine.runner import run_calls
 from flowengine.engine.trace import TraceWriter
-from flowengine.relay import RelayClient, RelayConfig
 from flowengine.scenario.receiver import Receiver, Reply
-from flowengine.sim import Simulator
+from flowengine.testing import simulated
 from tests.flowtools import run_flow, write_flow
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 # A webhook during the call, then a goodbye that must still play.
 FLOW = """
@@ -106,14 +105,24 @@ async def test_a_4xx_is_final_at_once(tmp_path):
 
 
 async def test_a_slow_webhook_takes_timeout_after_the_retries(tmp_path):
-    # read_timeout (10 s) runs at the simulator's pace but never under 0.25 s of real time.
-    run, received = await run_with(tmp_path, [Reply(200, delay=2.0)], retries=1)
+    # On virtual time the read_timeout (10 s) and the backoff (1 s) are exact: two tries
+    # that each wait 10 s for an answer due after 11 s, 1 s apart.
+    run, received = await run_with(tmp_path, [Reply(200, delay=11.0)], retries=1)
     assert run.path()[1] == ("notify", "timeout")
     assert run.report.steps["notify"] == {"status": None, "json": None, "text": None,
                                           "attempts": 2}
     assert len(received) == 2
     assert "no answer within read_timeout" in run.report.trace[1].error
+    assert run.report.trace[1].duration == pytest.approx(21.0, abs=0.01)
     assert_call_not_cut_short(run, "sorry")
+
+
+async def test_a_webhook_that_answers_just_within_read_timeout_is_ok(tmp_path):
+    run, received = await run_with(tmp_path, [Reply(200, json={"ok": 1}, delay=9.9)],
+                                   retries=1)
+    assert run.path()[1] == ("notify", "ok")
+    assert len(received) == 1
+    assert run.report.trace[1].duration == pytest.approx(9.9, abs=0.01)
 
 
 async def test_a_webhook_that_is_down_takes_error_after_the_retries(tmp_path):
@@ -147,7 +156,7 @@ steps:
 
 
 async def test_get_is_the_default_without_a_body_and_the_step_timeout_applies(tmp_path):
-    async with Receiver([Reply(200, delay=2.0)]) as hook:
+    async with Receiver([Reply(200, delay=45.0)]) as hook:
         flow = write_flow(tmp_path, f"""
 name: get
 context: office
@@ -164,6 +173,7 @@ steps:
 """)
         run = await run_flow(flow, "speak:1")
     assert run.path() == [("lookup", "timeout"), ("said_so", "next")]
+    assert run.report.trace[0].duration == pytest.approx(30.0, abs=0.01)  # the step's timeout
     assert [(r.method, r.path) for r in hook.received] == [("GET", "/who?n=1")]
 
 
@@ -190,11 +200,9 @@ async def test_the_trace_file_keeps_secrets_out(tmp_path):
     writer = TraceWriter(trace)
     async with Receiver() as hook:
         flow = write_flow(tmp_path, FLOW.format(url=hook.url, retries=0))
-        async with Simulator(port=0, project="p", token="t", time_scale=0.01) as sim:
+        async with simulated(["office"], project="p", token="t") as (sim, client):
             sim.offer_call(context="office", caller="speak:1")
-            async with RelayClient(RelayConfig(url=sim.url, project="p", token="t"),
-                                   ["office"]) as client:
-                await run_calls(FlowRuntime(flow), client, 1, time_scale=0.01, trace=writer)
+            await run_calls(FlowRuntime(flow), client, 1, trace=writer)
     writer.close()
     text = trace.read_text()
     assert "s3cret" not in text and "abc123" not in text

@@ -6,7 +6,7 @@ import pytest
 
 from tests.flowtools import run_flow, variant, write_flow
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 FLOW = """
 name: texting

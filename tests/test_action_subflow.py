@@ -13,7 +13,7 @@ import pytest
 from flowengine.flow import check_paths, load_flow
 from tests.flowtools import run_flow
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 ACCOUNT = """
 name: account_number
@@ -158,6 +158,7 @@ def test_the_flow_version_knows_its_subflows_and_their_hashes(tmp_path):
         "question": "Please enter your account number, then press pound.", "length": 4}
 
 
+@pytest.mark.wall_clock  # a real HTTP download / the daemon
 async def test_the_daemon_keeps_no_trace_yet_sees_and_counts_every_step(tmp_path):
     # serve keeps no TraceEntry per call (memory), but --trace, the metrics and the log
     # still get every step, a subflow's included, and the end line counts them.
@@ -188,18 +189,14 @@ async def test_a_session_that_keeps_no_trace_still_counts_its_steps(tmp_path):
     assert kept.report.steps_run == len(kept.report.trace) == 6
 
     from flowengine.engine import FlowRuntime, Session
-    from flowengine.relay import RelayClient, RelayConfig
-    from flowengine.sim import Simulator
+    from flowengine.testing import simulated
 
     runtime = FlowRuntime(load_flow(tmp_path / "main.yaml"))
     seen = []
-    async with Simulator(port=0, project="p", token="t", time_scale=0.001) as sim:
+    async with simulated(["office"]) as (sim, client):
         sim.offer_call("office", caller="digits:12345#")
-        async with RelayClient(RelayConfig(url=sim.url, project="p", token="t"),
-                               ["office"]) as client:
-            call = await client.incoming_calls().receive()
-            report = await Session(runtime, call, on_step=seen.append, time_scale=0.001,
-                                   keep_trace=False).run()
+        call = await client.incoming_calls().receive()
+        report = await Session(runtime, call, on_step=seen.append, keep_trace=False).run()
     assert report.trace == [] and report.steps_run == 6
     assert [(e.within, e.step, e.outcome) for e in seen] == [
         (e.within, e.step, e.outcome) for e in kept.report.trace]

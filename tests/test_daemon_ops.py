@@ -23,6 +23,7 @@ from flowengine.engine import TraceEntry
 from flowengine.engine.trace import read_trace
 from flowengine.flow import compile_flow
 from flowengine.relay import RelayClient
+from flowengine.sim import Simulator
 from flowengine.sim.calls import SimCall
 from tests.flowtools import variant
 from tests.test_daemon import (  # noqa: F401
@@ -59,6 +60,19 @@ async def all_recording(calls: list[SimCall]) -> None:
         while not all("calling.record" in call.commands for call in calls):
             await anyio.sleep(0.01)
     await anyio.sleep(0.1)  # the record replies reach the daemon
+
+
+async def link_quiet(sim: Simulator, calls: list[SimCall]) -> None:
+    """Wait until each call's recording was announced to the client and every event ACKed."""
+    def announced(call: SimCall) -> bool:
+        return any(kind == "calling.call.record" and params.get("state") == "recording"
+                   for kind, params in call.events)
+
+    with anyio.fail_after(20):
+        while not (all(announced(call) for call in calls)
+                   and not any(link.conn.unacked or link.conn.outbox
+                               for link in sim._links.values())):
+            await anyio.sleep(0.001)
 
 
 def paths_by_call(steps: list[TraceEntry] | list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -158,8 +172,14 @@ async def test_calls_in_flight_survive_a_dropped_socket(tmp_path: Path) -> None:
     steps: list[TraceEntry] = []
     async with simulator(time_scale=0.01) as sim, \
             serving(sim, [desk(tmp_path)], on_step=steps.append) as daemon:
-        calls = [sim.offer_call("desk", caller="speak:100") for _ in range(50)]
+        # 2.5 s of real time per recording: ten times what starting 50 takes here.
+        calls = [sim.offer_call("desk", caller="speak:250") for _ in range(50)]
         await all_recording(calls)
+        # Not a sleep: the link is quiet — every call's "recording" event (sent after its
+        # record reply) was ACKed — so the drop cuts no request short, however loaded the
+        # machine. (The daemon stays on real time: it compiles in threads and watches files.)
+        await link_quiet(sim, calls)
+        assert not any(call.recordings for call in calls), "a recording ended before the drop"
         dropped_at = time.time()
         await sim.drop_connections()
         await sim.wait_all_ended(timeout=30)

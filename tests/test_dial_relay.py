@@ -27,7 +27,7 @@ from flowengine.relay import (
 )
 from flowengine.sim import Simulator
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 PROJECT, TOKEN = "sim-project", "sim-token-dial"
 OURS = "+15559870000"
@@ -320,6 +320,7 @@ def test_outcomes_of_relay_reasons() -> None:
         "busy", "busy", "no_answer", "failed", "failed", "failed"]
 
 
+@pytest.mark.wall_clock  # the simulator runs in another process, on its own clock
 async def test_the_simulator_command_takes_callee_scripts_by_number() -> None:
     from tests.test_sim_cli import COMMAND, first_line, the_rest, wait
 

@@ -7,11 +7,13 @@ import pytest
 
 from tests.flowtools import FLOWS, run_flow
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 AFTER_HOURS = FLOWS / "after_hours.yaml"
 VOICEMAIL_HANGUP = FLOWS / "voicemail_hangup.yaml"
 VIP, STRANGER = "+15551230001", "+15557654321"
+#: A Wednesday evening in New York: the office (its schedule) is closed.
+CLOSED = {"at": "2026-12-23T19:30", "tz": "America/New_York"}
 
 
 def steps_of(run):
@@ -21,9 +23,10 @@ def steps_of(run):
 # -- after_hours.yaml ------------------------------------------------------------------------
 
 async def test_after_hours_vip_leaves_a_message():
-    run = await run_flow(AFTER_HOURS, "speak:4", from_number=VIP)
+    run = await run_flow(AFTER_HOURS, "speak:4", from_number=VIP, **CLOSED)
     assert run.path() == [
-        ("greet", "answered"), ("who_is_calling", "branch0"), ("vip_prompt", "finished"),
+        ("greet", "answered"), ("office_hours", "branch1"), ("who_is_calling", "branch0"),
+        ("vip_prompt", "finished"),
         ("vip_message", "finished"), ("vip_logged", "next"), ("vip_thanks", "finished"),
         ("bye", "next"),
     ]
@@ -34,34 +37,45 @@ async def test_after_hours_vip_leaves_a_message():
 
 
 async def test_after_hours_other_callers_hear_the_opening_hours():
-    run = await run_flow(AFTER_HOURS, "speak:4", from_number=STRANGER)
-    assert run.path() == [("greet", "answered"), ("who_is_calling", "branch1"),
-                          ("closed", "finished"), ("bye", "next")]
+    run = await run_flow(AFTER_HOURS, "speak:4", from_number=STRANGER, **CLOSED)
+    assert run.path() == [("greet", "answered"), ("office_hours", "branch1"),
+                          ("who_is_calling", "branch1"), ("closed", "finished"), ("bye", "next")]
     assert "calling.record" not in run.sim_calls[0].commands
 
 
 async def test_after_hours_silent_vip_falls_back_to_the_closed_message():
-    run = await run_flow(AFTER_HOURS, "silent", from_number=VIP)
-    assert steps_of(run) == ["greet", "who_is_calling", "vip_prompt", "vip_message",
-                             "closed", "bye"]
-    assert run.path()[3] == ("vip_message", "no_input")
+    run = await run_flow(AFTER_HOURS, "silent", from_number=VIP, **CLOSED)
+    assert steps_of(run) == ["greet", "office_hours", "who_is_calling", "vip_prompt",
+                             "vip_message", "closed", "bye"]
+    assert run.path()[4] == ("vip_message", "no_input")
 
 
 async def test_after_hours_vip_talking_past_the_step_timeout_keeps_the_recording():
     # The record step has `timeout: 300`: a caller talking for ten minutes is cut off,
     # the recording so far is kept and the flow goes on along `next`.
-    run = await run_flow(AFTER_HOURS, "speak:600", from_number=VIP, time_scale=0.001)
+    run = await run_flow(AFTER_HOURS, "speak:600", from_number=VIP, **CLOSED)
     assert ("vip_message", "timeout") in run.path()
     assert steps_of(run)[-3:] == ["vip_logged", "vip_thanks", "bye"]
     rec = run.report.steps["vip_message"]
-    assert rec["url"] and rec["duration"] == pytest.approx(300, rel=0.1)
+    # On virtual time the cut is exact: the step's 300 s, not "about" them.
+    step = next(e for e in run.report.trace if e.step == "vip_message")
+    assert step.duration == pytest.approx(300, abs=0.01)
+    assert rec["url"] and rec["duration"] == pytest.approx(300, abs=0.5)
     assert "calling.record.stop" in run.sim_calls[0].commands
 
 
 async def test_after_hours_vip_hanging_up_mid_message_ends_the_flow():
-    run = await run_flow(AFTER_HOURS, "hangup@record:2", from_number=VIP)
+    run = await run_flow(AFTER_HOURS, "hangup@record:2", from_number=VIP, **CLOSED)
     assert run.path()[-1] == ("vip_message", "hangup")
     assert run.report.caller_hung_up and run.summary["leaked"] == 0
+
+
+async def test_after_hours_in_office_hours_goes_through_to_the_front_desk():
+    run = await run_flow(AFTER_HOURS, "peer:answer:2", from_number=VIP,
+                         at="2026-12-23T10:00", tz="America/New_York")
+    assert run.path() == [("greet", "answered"), ("office_hours", "branch0"),
+                          ("front_desk", "disconnected"), ("bye", "next")]
+    assert run.report.steps["front_desk"]["peer"] == "+15550001000"
 
 
 # -- voicemail_hangup.yaml -------------------------------------------------------------------

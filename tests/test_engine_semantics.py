@@ -7,7 +7,7 @@ import pytest
 
 from tests.flowtools import run_flow, write_flow
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 
 async def test_a_failing_step_without_an_edge_goes_to_the_flows_on_error(tmp_path):
@@ -208,8 +208,7 @@ async def test_a_flow_with_a_limit_can_still_be_cancelled_from_outside(tmp_path)
     import anyio
 
     from flowengine.engine import FlowRuntime, Session
-    from flowengine.relay import RelayClient, RelayConfig
-    from flowengine.sim import Simulator
+    from flowengine.testing import simulated
 
     flow = write_flow(tmp_path, """
 name: long
@@ -222,25 +221,23 @@ steps:
   music:
     play: [{silence: 3600}]
 """)
-    async with Simulator(port=0, project="p", token="t", time_scale=0.01) as sim:
+    async with simulated(["office"]) as (sim, client):
         sim_call = sim.offer_call("office", caller="speak:1")
-        async with RelayClient(RelayConfig(url=sim.url, project="p", token="t"),
-                               ["office"]) as client:
-            call = await client.incoming_calls().receive()
-            ended: list[str] = []
+        call = await client.incoming_calls().receive()
+        ended: list[str] = []
 
-            async def run_it() -> None:
-                try:
-                    await Session(FlowRuntime(flow), call, time_scale=0.01).run()
-                    ended.append("returned")
-                except BaseException:
-                    ended.append("cancelled")
-                    raise
+        async def run_it() -> None:
+            try:
+                await Session(FlowRuntime(flow), call).run()
+                ended.append("returned")
+            except BaseException:
+                ended.append("cancelled")
+                raise
 
-            with anyio.fail_after(5):
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(run_it)
-                    while "calling.play" not in sim_call.commands:
-                        await anyio.sleep(0.01)
-                    tg.cancel_scope.cancel()
-            assert ended == ["cancelled"]
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run_it)
+                while "calling.play" not in sim_call.commands:
+                    await anyio.sleep(0.01)
+                tg.cancel_scope.cancel()
+        assert ended == ["cancelled"]

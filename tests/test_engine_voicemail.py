@@ -9,7 +9,7 @@ import pytest
 
 from tests.flowtools import FLOWS, run_flow
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 VOICEMAIL = FLOWS / "voicemail.yaml"
 
@@ -41,6 +41,7 @@ async def test_message_left_follows_the_finished_path_and_keeps_a_real_recording
     assert run.summary["leaked"] == 0
 
 
+@pytest.mark.wall_clock  # a real HTTP download / the daemon
 async def test_recording_url_downloads_audio_of_the_recorded_length():
     bodies = []
 

@@ -25,14 +25,19 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from flowengine.flow import check_paths, compile_flow, load_flow
+from flowengine.testing import run as virtual_run
 from tests.flowtools import FLOWS, run_flow
 
 SHIPPED = {path.name: path.read_text() for path in sorted(FLOWS.glob("*.yaml"))}
+#: The shipped flows an inbound simulated call runs on its own: no webhook (a request
+#: would call out of this machine), not a flow that places its calls (outbound:).
+OFFLINE = tuple(name for name, text in SHIPPED.items()
+                if "request:" not in text and "\noutbound:" not in text)
 #: A generous bound that tells a hang from slowness: checking one file takes milliseconds.
 CHECK_BOUND = 10.0
-#: Running one call of a mutant at time scale 0.002 (a ten-minute call: 1.2 s).
-RUN_BOUND = 30.0
-SCALE = 0.002
+#: Running one call of a mutant, in simulated seconds (virtual time): the shipped flows
+#: cap a call at 30 minutes at most.
+RUN_BOUND = 7200.0
 
 #: Values people (and editors) put where a value goes.
 _scalars = st.one_of(
@@ -69,9 +74,9 @@ MILD_KINDS = ("delete", "duplicate", "swap_values", "value", "unicode")
 
 @st.composite
 def mutations(draw: st.DrawFn, kinds: tuple[str, ...] = ALL_KINDS,
-              max_edits: int = 4) -> tuple[str, bytes]:
-    """(flow name, mutated file bytes)."""
-    name = draw(st.sampled_from(sorted(SHIPPED)))
+              max_edits: int = 4, sources: tuple[str, ...] | None = None) -> tuple[str, bytes]:
+    """(flow name, mutated file bytes); ``sources``: the shipped flows to start from."""
+    name = draw(st.sampled_from(sorted(sources or SHIPPED)))
     lines = SHIPPED[name].splitlines(keepends=True)
     for _ in range(draw(st.integers(1, max_edits))):
         if not lines:
@@ -182,9 +187,13 @@ def _runs_offline(data: bytes, tmp: Path) -> bool:
         step.action != "request" for step in result.version.steps.values())
 
 
+# About a quarter of mild mutants check clean and run offline; which of the first draws do
+# depends on the shipped flows' text, so filter_too_much tripped on an unrelated edit of a
+# flow (after_hours.yaml's schedule). Hypothesis still draws until 20 run.
 @settings(max_examples=20, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(mutant=mutations(MILD_KINDS, max_edits=2),
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.filter_too_much])
+@given(mutant=mutations(MILD_KINDS, max_edits=2, sources=OFFLINE),
        caller=st.sampled_from(["speak:3", "silent", "hangup:5", "speak:2:1,hangup:40",
                                "digits:1/9#"]))
 def test_a_mutant_that_checks_clean_runs_and_its_call_ends(tmp_dir: Path,
@@ -199,9 +208,9 @@ def test_a_mutant_that_checks_clean_runs_and_its_call_ends(tmp_dir: Path,
 
     async def main() -> Any:
         with anyio.fail_after(RUN_BOUND):
-            return await run_flow(flow, caller, time_scale=SCALE)
+            return await run_flow(flow, caller)
 
-    run = anyio.run(main, backend="asyncio")
+    run = virtual_run(main)  # a fresh VirtualClockLoop: the simulator and client in memory
     assert run.summary["offered"] == 1 and run.summary["ended"] == 1, run.summary
     assert run.summary["leaked"] == 0 and run.summary["active"] == 0
     assert run.report.status in ("completed", "failed")

@@ -15,7 +15,7 @@ from flowengine.flow.graph import build_graph, render_graph, run
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAPHS = Path(__file__).parent / "graphs"
-EXAMPLES = ("voicemail", "after_hours", "voicemail_hangup")
+EXAMPLES = ("voicemail", "after_hours", "voicemail_hangup", "reminder")
 
 
 def flow_from(tmp_path: Path, text: str):

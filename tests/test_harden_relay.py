@@ -30,7 +30,7 @@ from tests.test_daemon_ops import all_recording
 from tests.test_harden_relay_drops import ended_counts, serving
 from tests.test_relay_client import PROJECT, TOKEN, config_for, next_call, until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 TTS = [{"type": "tts", "params": {"text": "Leave a message after the beep."}}]
 
@@ -214,6 +214,7 @@ async def test_run_takes_only_offers_for_its_own_contexts(
 
 # ------------------------------------------------------- calls lost with the session
 
+@pytest.mark.wall_clock  # the daemon compiles its flows in threads of its own
 async def test_calls_lost_with_the_session_are_counted_as_session_lost(
         tmp_path: Path) -> None:
     directory = tmp_path / "flows"

@@ -55,6 +55,7 @@ def test_a_missing_value_prints_as_empty_text():
 
 
 @pytest.mark.anyio
+@pytest.mark.virtual_time
 async def test_the_voicemail_goodbye_does_not_print_none():
     run = await run_flow(FLOWS / "voicemail.yaml", caller="silent")
     bye = next(e for e in run.report.trace if e.step == "bye")
@@ -75,6 +76,7 @@ def test_the_entry_limit_counts_every_list_inside_a_value():
 
 
 @pytest.mark.anyio
+@pytest.mark.virtual_time
 async def test_a_set_value_over_the_total_takes_the_error_edge(tmp_path):
     flow = write_flow(tmp_path, textwrap.dedent("""\
         name: total
@@ -116,6 +118,7 @@ steps:
 
 
 @pytest.mark.anyio
+@pytest.mark.virtual_time
 async def test_a_vars_render_error_runs_on_error(tmp_path):
     run = await run_flow(write_flow(tmp_path, VARS_ERROR))
     assert run.path() == [("handler", "next")]
@@ -128,6 +131,7 @@ async def test_a_vars_render_error_runs_on_error(tmp_path):
 
 
 @pytest.mark.anyio
+@pytest.mark.virtual_time
 async def test_a_vars_render_error_without_on_error_fails_the_call(tmp_path):
     run = await run_flow(write_flow(tmp_path, VARS_ERROR.replace("on_error: handler\n", "")))
     assert run.path() == []
@@ -136,6 +140,7 @@ async def test_a_vars_render_error_without_on_error_fails_the_call(tmp_path):
 
 
 @pytest.mark.anyio
+@pytest.mark.virtual_time
 async def test_a_subflow_params_default_that_fails_runs_the_subflows_on_error(tmp_path):
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "inner.yaml").write_text(textwrap.dedent("""\

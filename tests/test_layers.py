@@ -15,6 +15,10 @@ in ``sys.modules`` are compared with what it may use:
   ``scenario``;
 * ``api`` (the call API of ``serve``) may use ``flow``, ``engine``, ``relay``, ``store``
   (and what they use); never ``sim``, ``daemon`` or ``scenario`` — the daemon wires it.
+* ``testing`` (virtual time, the simulator in memory) may use ``relay`` and ``sim`` only:
+  the scenario runner and users' tests sit on it, the engine never does.
+* ``importers`` (Studio and SWML to flows) may use ``flow`` only: converting a file needs
+  no engine, no RELAY and no simulator.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ import sys
 
 import pytest
 
-PACKAGES = ("flow", "relay", "sim", "actions", "engine", "scenario", "daemon", "api")
+PACKAGES = ("flow", "relay", "sim", "actions", "engine", "scenario", "daemon", "importers",
+            "testing", "api")
 
 #: package → the packages of ours it must not pull in.
 FORBIDDEN: dict[str, set[str]] = {
@@ -33,8 +38,10 @@ FORBIDDEN: dict[str, set[str]] = {
     "relay": {"flow", "actions", "engine", "sim", "daemon", "scenario"},
     "sim": {"flow", "actions", "engine", "daemon", "scenario"},
     "actions": {"engine", "sim", "daemon", "scenario"},
-    "engine": {"sim", "daemon", "scenario"},
-    "api": {"sim", "daemon", "scenario"},
+    "engine": {"sim", "daemon", "scenario", "testing"},
+    "importers": {"actions", "engine", "relay", "sim", "daemon", "scenario"},
+    "testing": {"flow", "actions", "engine", "daemon", "scenario"},
+    "api": {"sim", "daemon", "scenario", "testing"},
 }
 
 _PROBE = """

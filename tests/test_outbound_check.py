@@ -86,6 +86,8 @@ def test_the_flow_compiles_with_its_inputs_and_dial_edges() -> None:
      "r.yaml:7:9: error: the caller id '5559870000' is not a phone number in E.164"),
     (('  from: "+15559870000"', '  from: "{{ steps.hello.state }}"'),
      "r.yaml:7:9: error: outbound can use call, vars and flow"),
+    (('  from: "+15559870000"', '  from: "{{ call.dial }}"'),
+     "r.yaml:7:9: error: call.dial is not known when the call is dialled"),
     (('  from: "+15559870000"', '  from: "{{ vars.tries }}"'),
      "r.yaml:7:9: error: vars.tries is not known when the call is dialled"),
     (("steps:\n", "vars:\n  patient: x\nsteps:\n"),

@@ -276,3 +276,50 @@ async def test_the_daemon_metrics_count_outcomes_and_dial_to_answer(
     assert 'flowengine_outbound_calls_total{flow="notify",outcome="answered"} 2.0' in text
     assert 'flowengine_outbound_calls_total{flow="notify",outcome="busy"} 1.0' in text
     assert 'flowengine_dial_to_answer_seconds_count{flow="notify"} 2.0' in text
+
+
+async def test_call_dial_is_the_outcome_in_the_flow_s_templates(
+        sim: Simulator, hook: Receiver, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    flow = flow_for(tmp_path, hook,
+                    ('"Hello {{ vars.patient }}, visit {{ vars.visits }}."', '"{{ call.dial }}"'),
+                    ('"Message for {{ vars.patient }}."', '"{{ call.dial }}"'),
+                    ('"busy: {{ call.to }} for {{ vars.patient }}"', '"dial={{ call.dial }}"'))
+    said = []
+    for callee in ("answer", "machine:2"):
+        report = await place(sim, flow, callee)
+        assert report.report is not None
+        said.append(report.report.trace[0].params["media"][0]["say"])
+    assert said == ["answered", "machine"]
+    with caplog.at_level(logging.INFO, logger="flowengine.engine"):
+        await place(sim, flow, "busy")
+    assert "dial=busy" in [r.getMessage() for r in caplog.records]
+
+
+async def test_max_duration_hangs_up_the_answered_call(
+        sim: Simulator, hook: Receiver, tmp_path: Path) -> None:
+    flow = flow_for(tmp_path, hook, ("  timeout: 20\n", "  timeout: 20\n  max_duration: 30\n"),
+                    ('    play: [{say: "Hello {{ vars.patient }}, visit {{ vars.visits }}."}]',
+                     "    play: [{silence: 600}]"))
+    report = await place(sim, flow, "answer")
+    assert report.outcome == "answered" and report.report is not None
+    assert report.report.note == "max_duration (30 s) reached: hung up"
+    assert report.report.status == "completed"
+    leg = sim.core.dials[-1].legs[0]
+    assert leg.commands[-1] == "calling.end" and leg.ended
+
+
+async def test_a_report_as_json_for_the_call_api(
+        sim: Simulator, hook: Receiver, tmp_path: Path) -> None:
+    import json
+
+    flow = flow_for(tmp_path, hook, ("steps:\n", "vars:\n  api_token: s3cr3t-value\nsteps:\n"))
+    answered = (await place(sim, flow, "answer", vars={"patient": "Ann"})).as_dict()
+    busy = (await place(sim, flow, "busy")).as_dict()
+    text = json.dumps([answered, busy])  # JSON as it is
+    assert "s3cr3t-value" not in text
+    assert answered["outcome"] == "answered" and answered["status"] == "completed"
+    assert answered["path"] == ["hello"] and answered["vars"]["patient"] == "Ann"
+    assert answered["call_id"] and answered["dial_to_answer"] > 0
+    assert busy["outcome"] == "busy" and busy["call_id"] is None
+    assert busy["path"] == ["tell_busy", "hook", "text"]
+    assert busy["steps"]["text"]["state"] == "delivered" and busy["ok"] is True

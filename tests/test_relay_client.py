@@ -33,7 +33,7 @@ from flowengine.relay import (
 )
 from flowengine.sim import Simulator
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 PROJECT, TOKEN = "sim-project", "sim-token-8d1f"
 TTS = [{"type": "tts", "params": {"text": "Leave a message after the beep."}}]
@@ -175,7 +175,7 @@ async def test_action_started_after_the_end_is_a_hangup_result(sim: Simulator) -
 
 async def test_dropped_socket_mid_recording_resumes_the_same_call(sim: Simulator) -> None:
     async with RelayClient(config_for(sim), ["office"]) as client:
-        sim.offer_call(context="office", caller="speak:60")  # 0.6 s of real time
+        sim.offer_call(context="office", caller="speak:60")  # 0.6 s at the fixture's time scale
         call = await next_call(client)
         protocol = client.protocol
         await call.answer()

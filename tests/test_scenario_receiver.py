@@ -13,7 +13,7 @@ from flowengine.scenario import ScenarioFileError, load_scenarios, run_scenario
 ROOT = Path(__file__).resolve().parent.parent
 WEBHOOK = ROOT / "flows" / "voicemail_webhook.yaml"
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 
 def scenario_file(tmp_path: Path, text: str) -> Path:

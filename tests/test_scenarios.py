@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FLOWS = ROOT / "flows"
 FILES = scenario_files([str(FLOWS)])[0]
 #: The example flows of the repository, by file name (a new example flow is added here).
-SHIPPED_FLOWS = ("after_hours.yaml", "ivr.yaml", "voicemail.yaml", "voicemail_hangup.yaml",
-                 "voicemail_webhook.yaml")
+SHIPPED_FLOWS = ("after_hours.yaml", "ivr.yaml", "reminder.yaml", "voicemail.yaml",
+                 "voicemail_hangup.yaml", "voicemail_webhook.yaml")
 #: Their scenario files, by file name.
 SHIPPED_SCENARIOS = tuple(name.replace(".yaml", ".test.yaml") for name in SHIPPED_FLOWS)
 
@@ -42,6 +42,7 @@ def test_every_example_flow_has_a_scenario_file():
 
 
 @pytest.mark.anyio
+@pytest.mark.virtual_time
 @pytest.mark.parametrize("loaded,scenario", _cases())
 async def test_scenario(loaded, scenario):
     result = await run_scenario(loaded.flow, scenario, file=loaded.file)
@@ -51,6 +52,7 @@ async def test_scenario(loaded, scenario):
 
 
 @pytest.mark.anyio
+@pytest.mark.virtual_time
 async def test_the_scenarios_take_every_edge_of_every_flow():
     coverage = Coverage()
     for file in FILES:

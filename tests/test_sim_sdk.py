@@ -21,9 +21,13 @@ from signalwire.relay import RelayClient
 from flowengine.sim import Simulator
 from flowengine.sim.audio import MP3_FRAME_BYTES, MP3_RATE, MP3_SAMPLES_PER_FRAME
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
-TIME_SCALE = 0.01
+#: The tests run on virtual time (the SDK over a real websocket to the simulator): simulated
+#: seconds cost nothing, so they run unscaled.
+TIME_SCALE = 1.0
+#: Simulated seconds after which a wait counts as a hang.
+HANG = 300.0
 
 
 @pytest.fixture
@@ -77,7 +81,7 @@ class Outcome:
         async def handle_call(call: Any) -> None:
             await self.run(lambda: body(call, self.values))
 
-    async def wait(self, timeout: float = 10) -> dict[str, Any]:
+    async def wait(self, timeout: float = HANG) -> dict[str, Any]:
         with anyio.fail_after(timeout):
             await self.done.wait()
         if self.error is not None:
@@ -113,7 +117,7 @@ async def run_seed_example(
 
         async with client:
             values = await outcome.wait()
-            await sim_call.wait_ended(timeout=5)
+            await sim_call.wait_ended(timeout=HANG)
         if values["event"].url:  # while the simulator still serves it
             values["body"] = await anyio.to_thread.run_sync(download, values["event"].url)
         return values, sim_call, sim.summary()
@@ -166,7 +170,7 @@ async def test_caller_hanging_up_mid_recording_still_delivers_the_recording(
                        "format": "wav"},
                 on_completed=lambda ev: seen.setdefault("state_then", call.state))
             seen["event"] = await action.wait()
-            seen["ended"] = await call.wait_for_ended(timeout=5)
+            seen["ended"] = await call.wait_for_ended(timeout=HANG)
             # Too late: the simulator answers 410 and the SDK reads it as "gone" (§7).
             seen["late_hangup"] = await call.hangup()
 
@@ -200,8 +204,8 @@ async def test_play_controls_and_a_caller_who_hangs_up_during_the_play(
             assert (await play.pause())["code"] == "200"
             assert (await play.resume())["code"] == "200"
             assert (await play.volume(-3.0))["code"] == "200"
-            seen["play"] = await play.wait(timeout=5)
-            seen["ended"] = await call.wait_for_ended(timeout=5)
+            seen["play"] = await play.wait(timeout=HANG)
+            seen["ended"] = await call.wait_for_ended(timeout=HANG)
 
         outcome.handle(client, body)
 
@@ -224,7 +228,7 @@ async def test_collect_digits_through_the_sdk(sdk_client: Callable[..., RelayCli
             action = await call.play_and_collect(
                 [{"type": "tts", "params": {"text": "Enter your code"}}],
                 {"digits": {"max": 4, "terminators": "#", "digit_timeout": 5}})
-            seen["collect"] = await action.wait(timeout=5)
+            seen["collect"] = await action.wait(timeout=HANG)
             await call.hangup()
 
         outcome.handle(client, body)
@@ -251,9 +255,9 @@ async def test_two_sdk_clients_share_one_context_and_answer_server_pings(
             client.on_call(handle_call)
             clients[name] = client
         async with clients["a"], clients["b"]:
-            assert await sim.ping_clients(timeout=5) == 2
+            assert await sim.ping_clients(timeout=HANG) == 2
             calls = [sim.offer_call(context="office") for _ in range(6)]
-            await sim.wait_all_ended(timeout=10)
+            await sim.wait_all_ended(timeout=HANG)
         assert len(handled["a"]) == 3 and len(handled["b"]) == 3
         assert sorted(handled["a"] + handled["b"]) == sorted(c.call_id for c in calls)
         assert sim.summary()["by_end_reason"] == {"hangup": 6}
@@ -290,20 +294,20 @@ async def test_the_sdk_resumes_its_session_after_a_dropped_socket(
 
         async with client:
             protocol = client.relay_protocol
-            with anyio.fail_after(5):
+            with anyio.fail_after(HANG):
                 # Once the SDK has the record's reply: a drop between the command and its
                 # reply fails the command in the SDK ("Connection closed"), which is not
                 # what this test is about (it flaked so under load).
                 while "recording" not in outcome.values:
                     await anyio.sleep(0.005)
             await sim.drop_connections()
-            with anyio.fail_after(5):  # the recording ends while the client is away
+            with anyio.fail_after(HANG):  # the recording ends while the client is away
                 while not sim_call.recordings:
                     await anyio.sleep(0.005)
             await client.connect()  # what the SDK's run() loop does after a drop
             values = await outcome.wait()
             assert client.relay_protocol == protocol
-            await sim_call.wait_ended(timeout=5)
+            await sim_call.wait_ended(timeout=HANG)
         # The record event queued during the outage reached the action on resume.
         assert values["event"].state == "finished" and values["event"].duration == 20.0
         assert sim_call.end_reason == "hangup"

@@ -17,7 +17,7 @@ from signalwire.relay.client import RelayError as SdkRelayError
 from flowengine.sim import Simulator
 from tests.test_sim_sdk import TIME_SCALE, sdk_client  # noqa: F401  (the §8 A shim fixture)
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
 
 
 OURS, CALLEE = "+15559870000", "+15550001111"

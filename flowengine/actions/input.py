@@ -7,7 +7,7 @@ and ask again, up to ``max_attempts`` times, before the step ends with that outc
 
 from __future__ import annotations
 
-import time
+import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +63,8 @@ async def run_prompt(session: Session, step: Step, params: dict[str, Any]) -> St
                               "confidence": None, "choice": None, "attempts": 0}
     played: list[dict[str, Any]] = []
     timeout = session.step_timeout(step)
-    deadline = None if timeout is None else time.monotonic() + timeout
+    clock = asyncio.get_running_loop().time  # the clock wait_action's timeout runs on
+    deadline = None if timeout is None else clock() + timeout
     outcome = "error"
     control_id: str | None = None
     for attempt in range(1, max_attempts + 1):
@@ -77,7 +78,7 @@ async def run_prompt(session: Session, step: Step, params: dict[str, Any]) -> St
         control_id = action.control_id
         played.extend(items)
         fields["attempts"] = attempt
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        left = None if deadline is None else max(0.0, deadline - clock())
         result, timed_out = await wait_action(action, left)
         answer = result.params.get("result") if result is not None else None
         heard = answer.get("params") if isinstance(answer, Mapping) else None

@@ -18,6 +18,7 @@ from flowengine.engine import TraceEntry
 from flowengine.engine.outbound import Dialed, dial_devices, run_outbound
 from flowengine.flow import FlowVersion, TemplateRenderError
 from flowengine.flow.inputs import InputError, validate_inputs
+from flowengine.flow.schedules import WALL_CLOCK, Clock
 from flowengine.relay import RelayClient
 
 from .dispatch import DialReport, FlowRef
@@ -52,12 +53,14 @@ class RelayDialer:
         time_scale: the flows' clocks, as the daemon's (simulators only).
         on_step: every step of every call (the daemon's metrics and trace).
         default_from: the caller id when neither the request nor the flow gives one.
+        clock: where the flows' templates read the time (the daemon's).
     """
 
     def __init__(self, client: Callable[[], RelayClient | None], *, time_scale: float = 1.0,
                  on_step: Callable[[TraceEntry], None] | None = None,
-                 default_from: str | None = None) -> None:
+                 default_from: str | None = None, clock: Clock = WALL_CLOCK) -> None:
         self._client = client
+        self.clock = clock
         self.time_scale = time_scale
         self.on_step = on_step
         self.default_from = default_from
@@ -87,7 +90,7 @@ class RelayDialer:
             outbound = await run_outbound(
                 client, flow.version, to=to, from_=from_, vars=vars, on_step=step,
                 on_dialed=dialed, runtime=flow.runtime, time_scale=self.time_scale,
-                keep_trace=False)
+                keep_trace=False, clock=self.clock)
         except InputError as exc:  # checked when queued; the flow may have changed since
             return DialReport(outcome="failed", status="failed", reason="invalid_input",
                               error=str(exc), ended_at=time.time())

@@ -75,7 +75,8 @@ class ApiService:
             self.store, self._flow, RelayDialer(lambda: daemon.relay,
                                                 time_scale=daemon.time_scale,
                                                 on_step=daemon.metrics.step,
-                                                default_from=options.default_from),
+                                                default_from=options.default_from,
+                                                clock=daemon.clock),
             max_outbound=options.max_outbound, time_scale=daemon.time_scale,
             webhooks=self.webhooks, observer=daemon.metrics,
             drain_timeout=daemon.drain_timeout)

@@ -55,6 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     relay.add_argument("--sim-calls", type=int, default=0, metavar="N",
                        help="with --simulate: place N calls, then drain and exit once they "
                             "ended (default 0: until stopped)")
+    relay.add_argument("--at", default=None, metavar="TIME",
+                       help="with --simulate: set the clock the flows' templates read (now(), "
+                            "is_open()) to TIME, e.g. 2026-12-24T18:00; it runs on from there")
+    relay.add_argument("--tz", default=None, metavar="ZONE",
+                       help="with --simulate: the time zone --at is written in (default UTC)")
     relay.add_argument("--time-scale", type=_positive, default=1.0, metavar="X",
                        help="simulated time runs X times real time (0.1 = ten times faster); "
                             "only for simulators: it also scales the flows' timeouts")
@@ -162,6 +167,21 @@ def run(args: argparse.Namespace) -> int:
         log.error("no such file or directory: %s", ", ".join(missing))
         return 2
     config = None
+    if args.at is not None or args.tz is not None:
+        from flowengine.flow.schedules import ScheduleError, parse_at
+
+        # A set clock is for trying flows out: a daemon on real calls keeps the real time.
+        if not args.simulate:
+            log.error("--at sets a clock for trying flows out; it needs --simulate")
+            return 2
+        if args.at is None:
+            log.error("--tz says which zone --at is written in; give --at too")
+            return 2
+        try:
+            args.at_time = parse_at(args.at, args.tz)
+        except ScheduleError as exc:
+            log.error("--at: %s", exc)
+            return 2
     if not args.simulate:
         try:
             config = RelayConfig.from_env(args.relay_url)
@@ -210,6 +230,7 @@ async def _main(args: argparse.Namespace, config: RelayConfig | None) -> int:
     import anyio
 
     from flowengine.daemon.server import Daemon
+    from flowengine.flow.schedules import WALL_CLOCK, Clock, SetClock
     from flowengine.relay import RelayConfig
 
     async with AsyncExitStack() as stack:
@@ -240,11 +261,15 @@ async def _main(args: argparse.Namespace, config: RelayConfig | None) -> int:
                              webhook_secret=secret.encode() if secret else None,
                              state_dir=args.state_dir or default_state_dir(),
                              max_outbound=args.max_outbound, default_from=args.default_from)
+        clock: Clock = WALL_CLOCK
+        if getattr(args, "at_time", None) is not None:
+            clock = SetClock(args.at_time, args.time_scale)
         daemon = Daemon(args.paths, config, time_scale=args.time_scale,
                         drain_timeout=args.drain_timeout, hangup_grace=args.hangup_grace,
                         watch=not args.no_watch, force_polling=args.poll,
                         rescan_interval=args.rescan_interval, metrics_host=args.metrics_host,
-                        metrics_port=args.metrics_port, on_step=writer, api=api)
+                        metrics_port=args.metrics_port, on_step=writer, clock=clock,
+                        api=api)
         # The handlers are in place before the daemon loads anything: a signal sent as soon
         # as the process runs is a drain, not a crash.
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:

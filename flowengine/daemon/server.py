@@ -41,6 +41,7 @@ from anyio.abc import Listener, SocketStream, TaskGroup, TaskStatus
 
 from flowengine.engine import Session, SessionReport, TraceEntry
 from flowengine.flow import FlowVersion
+from flowengine.flow.schedules import WALL_CLOCK, Clock
 from flowengine.relay import SESSION_LOST, Call, CallEnded, RelayClient, RelayConfig, RelayError
 from flowengine.store import StoreError
 
@@ -147,6 +148,8 @@ class Daemon:
             (``metrics_port=None``: not at all; 0: any free port, see :attr:`metrics_port`).
         on_step: called with every step of every call (the ``--trace`` writer).
         api: serve the call API (``--api-port``, docs/api.md); None: not at all.
+        clock: where the calls' templates read the time (``now()``, ``is_open()``): the
+            wall clock, or with ``--simulate --at`` a set one.
 
     Create it inside the event loop (it makes anyio events and streams), then ``await
     daemon.run()``.
@@ -165,8 +168,10 @@ class Daemon:
                  settle: float = 0.1, metrics_host: str = "127.0.0.1",
                  metrics_port: int | None = None,
                  on_step: Callable[[TraceEntry], None] | None = None,
+                 clock: Clock = WALL_CLOCK,
                  api: ApiOptions | None = None) -> None:
         self.paths = tuple(paths)
+        self.clock = clock
         self.config = config
         self.time_scale = time_scale
         self.drain_timeout = drain_timeout
@@ -367,7 +372,7 @@ class Daemon:
         try:
             # The steps go to the metrics, the log and --trace as they run; none is kept.
             run = Session(entry.runtime, call, on_step=self._on_step, time_scale=self.time_scale,
-                          keep_trace=False).run()
+                          keep_trace=False, clock=self.clock).run()
         except Exception as exc:  # a bug: the call crashes as if run() raised
             run = _raise(exc)
         # The task runs the session itself: no wrapper coroutine held per call in flight.

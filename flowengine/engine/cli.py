@@ -26,6 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or the flow's match.to)")
     parser.add_argument("--time-scale", type=float, default=1.0, metavar="X",
                         help="simulated time runs X times real time (0.1 = ten times faster)")
+    parser.add_argument("--at", default=None, metavar="TIME",
+                        help="set the clock templates read (now(), is_open()) to TIME, e.g. "
+                             "2026-12-24T18:00; it runs on from there with the call")
+    parser.add_argument("--tz", default=None, metavar="ZONE",
+                        help="the time zone --at is written in (default UTC), e.g. "
+                             "Europe/Berlin")
     parser.add_argument("--count", type=int, default=1, metavar="N",
                         help="take N calls, run concurrently as they come (default 1)")
     parser.add_argument("--relay-url", default=None, metavar="URL",

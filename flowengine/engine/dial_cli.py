@@ -35,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-invalid", action="store_true",
                         help="with --csv: skip the rows that do not check (each is listed) "
                              "instead of dialling nothing")
+    parser.add_argument("--at", default=None, metavar="TIME",
+                        help="set the clock the flow's templates read (now(), is_open()) to "
+                             "TIME, e.g. 2026-12-24T18:00; it runs on from there")
+    parser.add_argument("--tz", default=None, metavar="ZONE",
+                        help="the time zone --at is written in (default UTC)")
     parser.add_argument("--time-scale", type=float, default=1.0, metavar="X",
                         help="simulated time runs X times real time (0.1 = ten times faster)")
     parser.add_argument("--relay-url", default=None, metavar="URL",
@@ -54,12 +59,25 @@ def run(args: argparse.Namespace) -> int:
     (or the connection failed), 2 bad input (nothing was dialled)."""
     import logging
     import os
+    import sys
 
     import anyio
 
     from flowengine.engine.dialer import dial_command, prepare
+    from flowengine.flow.schedules import ScheduleError, parse_at
     from flowengine.redact import protect, register_environment
 
+    args.at_time = None
+    if args.at is not None or args.tz is not None:
+        if args.at is None:
+            print("error: --tz says which zone --at is written in; give --at too",
+                  file=sys.stderr)
+            return 2
+        try:
+            args.at_time = parse_at(args.at, args.tz)
+        except ScheduleError as exc:
+            print(f"error: --at: {exc}", file=sys.stderr)
+            return 2
     prepared = prepare(args)
     if isinstance(prepared, int):
         return prepared

@@ -37,6 +37,7 @@ from flowengine.flow import FlowVersion
 from flowengine.flow.contacts import Contact, parse_contacts
 from flowengine.flow.inputs import InputError, parse_number, validate_inputs
 from flowengine.flow.model import DIAL_OUTCOMES
+from flowengine.flow.schedules import WALL_CLOCK, Clock, SetClock
 from flowengine.redact import redact_text
 
 __all__ = ["Prepared", "dial_command", "prepare"]
@@ -164,7 +165,7 @@ async def dial_command(args: argparse.Namespace, prepared: Prepared,
     def set_up(sim: Any) -> str:
         for number, script in prepared.callees.items():
             sim.set_callee(number, script)
-        shown = ", ".join(f"{n}={s.source}" if n else s.source
+        shown = "; ".join(f"{n}={s.source}" if n else s.source
                           for n, s in prepared.callees.items()) or "answer"
         return f"callee {shown!r}"
 
@@ -179,6 +180,9 @@ async def dial_command(args: argparse.Namespace, prepared: Prepared,
             connecting=f"placing {len(contacts)} call(s)")
         if isinstance(relay, int):
             return relay
+        if relay.sim is None and prepared.callees:
+            print("note: --callee is for the embedded simulator; real numbers do what they "
+                  "do", file=err)
         writer = TraceWriter(args.trace) if args.trace else None
         if writer is not None:
             stack.callback(writer.close)
@@ -189,13 +193,17 @@ async def dial_command(args: argparse.Namespace, prepared: Prepared,
                 writer(entry)
 
         pacer = Pacer(args.concurrency, args.rate) if prepared.campaign else Pacer(1, 0)
+        clock: Clock = WALL_CLOCK
+        if getattr(args, "at_time", None) is not None:
+            # Set now, it runs with the calls (at the simulator's pace on the simulator).
+            clock = SetClock(args.at_time, relay.time_scale)
 
         async def one(contact: Contact) -> None:
             try:
                 result = await run_outbound(
                     relay.client, flow, to=contact.to, from_=contact.from_, vars=contact.vars,
                     on_step=on_step, on_dialed=printer.dialed, runtime=runtime,
-                    time_scale=relay.time_scale)
+                    time_scale=relay.time_scale, clock=clock)
             except InputError as exc:  # a device or caller id template rendered wrong
                 where = f"{args.csv}:{contact.line}: " if prepared.campaign else ""
                 for name, message in exc.problems:

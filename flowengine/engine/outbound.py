@@ -36,7 +36,9 @@ from flowengine.engine.runner import lost_or_failed
 from flowengine.engine.session import Session, SessionReport, TraceEntry
 from flowengine.flow import TemplateRenderError, initial_vars, render
 from flowengine.flow.inputs import InputError, parse_number, validate_inputs
+from flowengine.flow.schedules import WALL_CLOCK, CallTime, Clock
 from flowengine.flow.templates import FlowParams, StepResults, template_context
+from flowengine.redact import redact, redact_text, redact_vars
 from flowengine.relay import RelayError
 
 if TYPE_CHECKING:
@@ -128,10 +130,29 @@ class OutboundReport:
         """Seconds from the dial to the answer (None when nobody answered)."""
         return None if self.answered_at is None else self.answered_at - self.dialed_at
 
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready values (the call API's view of a call that is over):
+        the dial, the flow's ``status``, ``path``, ``steps`` results, ``vars`` (secret-looking
+        ones masked), ``error`` and ``note``, and the times."""
+        report = self.report
+        return {
+            "outcome": self.outcome, "reason": self.reason, "detected": self.detected,
+            "to": self.to, "from": self.from_, "tag": self.tag, "call_id": self.call_id,
+            "status": None if report is None else report.status,
+            "ok": self.ok, "path": self.path,
+            "steps": {} if report is None else redact(report.steps),
+            "vars": {} if report is None else redact_vars(report.vars),
+            "error": None if report is None else redact_text(report.error or "") or None,
+            "note": None if report is None else report.note,
+            "end_reason": None if report is None else report.end_reason,
+            "dialed_at": self.dialed_at, "answered_at": self.answered_at,
+            "ended_at": self.ended_at, "dial_to_answer": self.dial_to_answer,
+        }
+
 
 def dial_devices(version: FlowVersion, *, to: str, from_: str | None,
-                 inputs: Mapping[str, Any]) -> tuple[str, list[list[dict[str, Any]]],
-                                                     dict[str, Any]]:
+                 inputs: Mapping[str, Any], clock: Clock = WALL_CLOCK
+                 ) -> tuple[str, list[list[dict[str, Any]]], dict[str, Any]]:
     """The caller id, the RELAY devices (§5.6) and the ``call`` of templates for one call
     of ``version`` to ``to``, from the flow's ``outbound:`` rendered over the inputs.
 
@@ -144,10 +165,12 @@ def dial_devices(version: FlowVersion, *, to: str, from_: str | None,
     outbound = version.outbound
     to = parse_number("to", to)
     call = {"id": "", "from": from_ or "", "to": to, "direction": "outbound",
-            "context": version.contexts[0], "state": "dialing"}
+            "context": version.contexts[0], "state": "dialing", "dial": None}
     # A vars: value that fails here fails again in the session, which runs on_error for it.
-    variables = {**inputs, **initial_vars(version, call, errors=[])}
-    context = template_context(call, StepResults(), variables, version.template_flow)
+    # The flow's schedules and the clock: `outbound:` may ask is_open() like any template.
+    time = CallTime(clock, version.schedules)
+    variables = {**inputs, **initial_vars(version, call, errors=[], time=time)}
+    context = template_context(call, StepResults(), variables, version.template_flow, time)
     context["params"] = FlowParams()
     if from_ is None and outbound is not None and outbound.from_ is not None:
         from_ = str(render(outbound.from_, context))
@@ -187,6 +210,7 @@ async def run_outbound(
     tag: str | None = None,
     time_scale: float = 1.0,
     keep_trace: bool = True,
+    clock: Clock = WALL_CLOCK,
 ) -> OutboundReport:
     """Place a call to ``to`` for ``version`` and run the flow its dial outcome leads to.
 
@@ -202,6 +226,7 @@ async def run_outbound(
             run at its pace).
         keep_trace: False keeps no :class:`TraceEntry` in the report (``on_step`` still
             sees each).
+        clock: where the call's templates read the time (``now()``, ``is_open()``).
 
     Raises:
         InputError: the inputs, the number or the caller id are wrong; nothing was dialled.
@@ -209,7 +234,7 @@ async def run_outbound(
     inputs = validate_inputs(version, vars or {})
     try:
         from_number, devices, call_info = dial_devices(version, to=to, from_=from_,
-                                                       inputs=inputs)
+                                                       inputs=inputs, clock=clock)
     except TemplateRenderError as exc:
         raise InputError([("outbound", str(exc))]) from None
     to_number = call_info["to"]
@@ -256,13 +281,14 @@ async def run_outbound(
         if call is not None:
             session = Session(runtime, call, on_step=on_step, time_scale=time_scale,
                               inputs=inputs, start=target, max_duration=limit,
-                              keep_trace=keep_trace)
+                              keep_trace=keep_trace, call_info={"dial": outcome}, clock=clock)
             report = await session.run()
         elif target is not None:
-            call_info.update(state="ended")
+            call_info.update(state="ended", dial=outcome)
             session = Session(runtime, None, client=client, call_info=call_info,
                               on_step=on_step, time_scale=time_scale, inputs=inputs,
-                              start=target, max_duration=limit, keep_trace=keep_trace)
+                              start=target, max_duration=limit, keep_trace=keep_trace,
+                              clock=clock)
             report = await session.run()
     finally:
         if call is not None and not call.ended:

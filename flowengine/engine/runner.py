@@ -18,6 +18,7 @@ from flowengine.engine.machine import FlowRuntime
 from flowengine.engine.session import Session, SessionReport, TraceEntry
 from flowengine.engine.trace import TraceWriter
 from flowengine.flow import FlowError, FlowVersion, load_flow
+from flowengine.flow.schedules import WALL_CLOCK, Clock, ScheduleError, SetClock, parse_at
 from flowengine.redact import redact_text, redact_vars
 from flowengine.relay import SESSION_LOST
 
@@ -192,6 +193,7 @@ def _default_number(flow: FlowVersion, key: str, default: str) -> str:
 async def run_calls(
     runtime: FlowRuntime, client: Any, count: int, printer: TracePrinter | None = None,
     *, time_scale: float = 1.0, trace: Callable[[TraceEntry], None] | None = None,
+    clock: Clock = WALL_CLOCK,
 ) -> list[SessionReport]:
     """Take the next ``count`` inbound calls on the flow's contexts from ``client`` and run
     each through the flow, concurrently as they come; returns their reports in the order
@@ -200,6 +202,8 @@ async def run_calls(
     An offer for a context the flow does not name is not ours (a server that routes badly
     sent it): it is left alone, with a warning, and does not count towards ``count`` — the
     run waits for its own calls.
+
+    ``clock`` is what the calls' templates read the time from (``now()``, ``is_open()``).
     """
     reports: list[SessionReport] = []
     hooks = [h for h in (printer.step if printer else None, trace) if h is not None]
@@ -212,7 +216,7 @@ async def run_calls(
         if printer is not None:
             printer.call_started(call)
         session = Session(runtime, call, on_step=on_step if hooks else None,
-                          time_scale=time_scale)
+                          time_scale=time_scale, clock=clock)
         report = await session.run()
         reports.append(report)
         if printer is not None:
@@ -317,6 +321,16 @@ async def open_relay(stack: AsyncExitStack, *, relay_url: str | None, time_scale
 async def run_command(args: argparse.Namespace) -> int:
     """Run ``args.flow`` for ``args.count`` calls; the exit code says how the flows went."""
     out, err = sys.stdout, sys.stderr
+    at = None
+    if getattr(args, "at", None) is not None or getattr(args, "tz", None) is not None:
+        if args.at is None:
+            print("error: --tz says which zone --at is written in; give --at too", file=err)
+            return EXIT_INVALID
+        try:
+            at = parse_at(args.at, args.tz)
+        except ScheduleError as exc:
+            print(f"error: --at: {exc}", file=err)
+            return EXIT_INVALID
     flow = _load(args.flow, err)
     if flow is None:
         return EXIT_INVALID
@@ -345,8 +359,13 @@ async def run_command(args: argparse.Namespace) -> int:
         writer = TraceWriter(args.trace) if args.trace else None
         if writer is not None:
             stack.callback(writer.close)
+        clock: Clock = WALL_CLOCK
+        if at is not None:
+            # Set now, it runs with the calls (at the simulator's pace on the simulator).
+            clock = SetClock(at, relay.time_scale)
+            print(f"clock set to {at.isoformat()} (it runs on from there)", file=out)
         reports = await run_calls(runtime, relay.client, count, printer,
-                                  time_scale=relay.time_scale, trace=writer)
+                                  time_scale=relay.time_scale, trace=writer, clock=clock)
         if args.save_recordings:
             await save_recordings(reports, Path(args.save_recordings), out, err)
     failed = sum(1 for r in reports if lost_or_failed(r))

@@ -27,6 +27,7 @@ from flowengine.flow import (
     render_params,
 )
 from flowengine.flow.actions import ACTIONS
+from flowengine.flow.schedules import TIME_KEY, WALL_CLOCK, CallTime, Clock
 
 if TYPE_CHECKING:
     from flowengine.flow import Step
@@ -110,6 +111,7 @@ class Session:
         inputs: Mapping[str, Any] | None = None,
         start: str | None = None,
         max_duration: float | None = _FLOW_LIMIT,
+        clock: Clock = WALL_CLOCK,
     ) -> None:
         """``keep_trace=False`` keeps no :class:`TraceEntry` once ``on_step`` has seen it
         (the daemon's calls: ~1 KB less per call in flight); the report's ``trace`` is then
@@ -117,11 +119,14 @@ class Session:
 
         ``call=None`` is a session without a call (an outbound call's busy, no answer or
         failed path): ``client`` is the RELAY client its steps use (send_sms) and
-        ``call_info`` what templates see as ``call``; a step that needs a call fails, and
+        ``call_info`` what templates see as ``call`` (with a call: what to add to the
+        call's own, such as ``dial``); a step that needs a call fails, and
         ``on_error``/``on_hangup`` are not taken (an error ends the flow). ``inputs``: the
         call's inputs (``validate_inputs``), ``vars.<name>`` from the start (default: each
         input's default). ``start``: the step to start at (default the flow's start).
-        ``max_duration``: seconds, instead of the flow's ``limits.max_duration``."""
+        ``max_duration``: seconds, instead of the flow's ``limits.max_duration``. ``clock``
+        is where ``now()`` and ``is_open()`` read the time (``run --at`` and a scenario's
+        ``at:`` set one)."""
         self.runtime = runtime
         self.flow = runtime.flow
         self._call = call
@@ -170,6 +175,7 @@ class Session:
         #: What the calling step passed (a subflow's params before its defaults are added).
         self._given_params = dict(params or {})
         self.params = FlowParams()
+        self._call_info: dict[str, Any]
         if call is not None:
             self._call_info = {
                 "id": call.call_id,
@@ -178,15 +184,24 @@ class Session:
                 "direction": call.direction,
                 "context": call.context,
                 "state": call.state,
+                "dial": None,
             }
+            if call_info:
+                self._call_info.update(call_info)
         else:
             self._call_info = {"id": "", "from": "", "to": "", "direction": "outbound",
-                               "context": "", "state": "ended", **(call_info or {})}
+                               "context": "", "state": "ended", "dial": None,
+                               **(call_info or {})}
             # The handlers may need the call: on this path they are not taken.
             self.hangup_handled = self.error_handled = True
+        self.clock = clock
+        #: The clock and this flow's schedules, as templates read them (flow/schedules.py).
+        self.time = CallTime(clock, self.flow.schedules)
         self._context = {"call": self._call_info, "steps": self.steps, "vars": self.vars,
-                         "flow": self.flow.template_flow, "params": self.params}
+                         "flow": self.flow.template_flow, "params": self.params,
+                         TIME_KEY: self.time}
         self._t0 = 0.0
+        self._clock: Callable[[], float] = time.monotonic
         self._wall0 = 0.0
         #: While a max_duration timer runs: the task it cancels (None once it fired).
         self._limited: asyncio.Task[Any] | None = None
@@ -219,7 +234,7 @@ class Session:
 
     @property
     def call_info(self) -> Mapping[str, Any]:
-        """What templates see as ``call`` (id, from, to, direction, context, state)."""
+        """What templates see as ``call`` (id, from, to, direction, context, state, dial)."""
         return self._call_info
 
     def collect_background(self) -> None:
@@ -258,7 +273,10 @@ class Session:
 
     async def run(self) -> SessionReport:
         """Run the flow to its end and make sure the call ends too."""
-        self._t0 = time.monotonic()
+        # The loop's clock (time.monotonic() on asyncio's loops): on a virtual clock
+        # (flowengine.testing) the trace's times are the simulated ones, exact.
+        self._clock = asyncio.get_running_loop().time
+        self._t0 = self._clock()
         self._wall0 = time.time()
         error: str | None = None
         note: str | None = None
@@ -336,9 +354,10 @@ class Session:
         cannot be rendered is None (so the error handler's templates can still run)."""
         errors: list[TemplateRenderError] = []
         self.params.update(initial_params(self.flow, self._call_info, self._given_params,
-                                          errors=errors))
+                                          errors=errors, time=self.time))
         self.vars.update(self._inputs)
-        self.vars.update(initial_vars(self.flow, self._call_info, self.params, errors=errors))
+        self.vars.update(initial_vars(self.flow, self._call_info, self.params, errors=errors,
+                                      time=self.time))
         return str(errors[0]) if errors else None
 
     def _vars_failed(self, error: str) -> bool:
@@ -366,11 +385,12 @@ class Session:
                         time_scale=self.time_scale, params=params,
                         within=step.id if self.within is None else f"{self.within}/{step.id}",
                         keep_trace=self._keep_trace, client=self.client,
-                        call_info=self._call_info if self._call is None else None)
+                        call_info=self._call_info if self._call is None else None,
+                        clock=self.clock)
         child.hangup_handled = child.error_handled = self._call is None
         child.trace = self.trace
         child._top = self._top or self
-        child._t0, child._wall0 = self._t0, self._wall0
+        child._t0, child._wall0, child._clock = self._t0, self._wall0, self._clock
         child.caller_hung_up = self.caller_hung_up
         child.background = self.background
         return child
@@ -401,7 +421,7 @@ class Session:
             self.collect_background()
             if step.id in runtime.counted:
                 self.visits[step.id] = self.visits.get(step.id, 0) + 1
-            started = time.monotonic()
+            started = self._clock()
             result = await self._run_step(step)
             outcome = result.outcome
             if outcome == "hangup":
@@ -491,7 +511,7 @@ class Session:
             outcome=result.outcome,
             next_step=None if self.state == END else self.state,
             started=started - self._t0,
-            duration=time.monotonic() - started,
+            duration=self._clock() - started,
             method=result.method,
             control_id=result.control_id,
             result=result.result,

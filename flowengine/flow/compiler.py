@@ -54,12 +54,23 @@ from .model import (
     possible_outcomes,
     route,
 )
+from .schedules import (
+    SCHEDULE_FUNCTIONS,
+    ZONE_FUNCTIONS,
+    Schedule,
+    ScheduleError,
+    check_format,
+    compile_schedule,
+    zone,
+    zone_hint,
+)
 from .schema import describe, flow_schema, validate
 from .templates import (
     CALL_FIELDS,
     CONTEXT_NAMES,
     ENV,
     FLOW_FIELDS,
+    NOT_CONSTANT,
     CompiledExpression,
     CompiledTemplate,
     Mode,
@@ -348,6 +359,7 @@ class _Compiler:
         version_short = self.digest[:12]
         template_flow = MappingProxyType({"name": name, "version": version_short,
                                           "file": self.file})
+        schedules = self.schedules()
         variables = {key: self.value(value, ("vars", key), None)
                      for key, value in (data.get("vars") or {}).items()}
         params = {key: self.value(value, ("params", key), None)
@@ -386,6 +398,7 @@ class _Compiler:
             sources=tuple(dict.fromkeys(
                 item for path, sub in self.subflows.items()
                 for item in ((path, sub.version), *sub.sources))),
+            schedules=MappingProxyType(schedules),
             inputs=MappingProxyType(inputs),
             outbound=outbound,
         )
@@ -409,6 +422,51 @@ class _Compiler:
             changes["version"] = digest
             changes["template_flow"] = MappingProxyType({**template_flow, "version": digest[:12]})
         return dataclasses.replace(version, **changes)
+
+    def schedules(self) -> dict[str, Schedule]:
+        """``schedules:``, each compiled once into its frozen Schedule."""
+        compiled: dict[str, Schedule] = {}
+        for name, raw in (self.data.get("schedules") or {}).items():
+            self.tick()
+            base: Path = ("schedules", name)
+
+            def report(path: tuple[str | int, ...], message: str, key: bool,
+                       hint: str | None, base: Path = base) -> None:
+                self.error((*base, *path), f"{describe(base)}: {message}", key=key, hint=hint)
+
+            schedule = compile_schedule(name, raw, report)
+            if schedule is not None:
+                compiled[name] = schedule
+        return compiled
+
+    def check_time_calls(self, compiled: _Checked,
+                         report: Callable[[str, str | None], None]) -> None:
+        """Schedule names, time zones and strftime formats written as constants."""
+        known = list(self.data.get("schedules") or {})
+        for function, arg, _ in compiled.calls:
+            if arg is NOT_CONSTANT:
+                continue  # known only when the call runs
+            if function in SCHEDULE_FUNCTIONS:
+                if arg is None:
+                    report(f"{function}() needs the name of a schedule: {function}('support')",
+                           f"this flow's schedules: {', '.join(known)}" if known
+                           else "define one under schedules: at the top of the flow")
+                elif not isinstance(arg, str) or arg not in known:
+                    report(f"unknown schedule {arg!r} in {function}({arg!r})",
+                           did_you_mean(str(arg), known) or (
+                               f"this flow's schedules: {', '.join(known)}" if known
+                               else "define it under schedules: at the top of the flow"))
+            elif function in ZONE_FUNCTIONS and arg is not None:
+                try:
+                    zone(arg)
+                except ScheduleError as exc:
+                    report(f"{exc} in {function}({arg!r})",
+                           zone_hint(arg) if isinstance(arg, str) else None)
+            elif function == "strftime" and arg is not None:
+                try:
+                    check_format(arg)
+                except ScheduleError as exc:
+                    report(str(exc), None)
 
     def check_names(self) -> None:
         for sid in self.step_ids:
@@ -858,6 +916,7 @@ class _Compiler:
 
         for message, _ in compiled.unsafe:
             report(message)
+        self.check_time_calls(compiled, report)
         for message, _ in compiled.limits:  # what will or may run past a render's limits
             self.warning(path, message)
         for ref in compiled.references:

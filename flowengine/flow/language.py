@@ -307,6 +307,80 @@ FRAME: dict[str, Any] = {
             "type": "string",
             "maxLength": 64,
         },
+        "schedules": {
+            "title": "Schedules",
+            "description": ("Named opening hours: `is_open('<name>')`, `next_open('<name>')` and "
+                            "`next_close('<name>')` in templates and `when:` "
+                            "(docs/flow-language.md, Schedules)."),
+            "type": "object",
+            "propertyNames": {"$ref": "#/definitions/name"},
+            "additionalProperties": {
+                "title": "Schedule",
+                "description": ("Weekly hours in a time zone, with closed dates and special "
+                                "openings."),
+                "type": "object",
+                "properties": {
+                    "timezone": {
+                        "title": "Time zone",
+                        "description": ("The IANA zone the hours and dates are in; the hours "
+                                        "are local wall-clock times, also on the days the "
+                                        "clocks change."),
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 64,
+                        "examples": ["America/New_York", "Europe/Berlin", "UTC"],
+                    },
+                    "hours": {
+                        "title": "Weekly hours",
+                        "description": ("Days (`mon`, `mon-fri`, `sat,sun`, `daily`) → a range "
+                                        "`HH:MM-HH:MM` or a list of them (or `closed`). A range "
+                                        "whose end is not after its start runs overnight "
+                                        "(`22:00-06:00`); ranges may touch, not overlap."),
+                        "type": "object",
+                        "propertyNames": {"type": "string", "maxLength": 64},
+                        "additionalProperties": {
+                            "type": ["string", "array"],
+                            "maxLength": 200,
+                            "items": {"type": "string", "maxLength": 200},
+                            "maxItems": 48,
+                        },
+                        "examples": [{"mon-fri": "09:00-17:30",
+                                      "sat": ["10:00-12:00", "13:00-14:00"]}],
+                    },
+                    "closed": {
+                        "title": "Closed dates",
+                        "description": ("Dates closed all day, in the schedule's zone: "
+                                        "`YYYY-MM-DD`, `MM-DD` (every year) or "
+                                        "`YYYY-MM-DD..YYYY-MM-DD` (both included)."),
+                        "type": "array",
+                        "maxItems": 1000,
+                        "items": {"type": "string", "maxLength": 32},
+                        "examples": [["2026-12-25", "01-01", "2026-08-03..2026-08-14"]],
+                    },
+                    "open": {
+                        "title": "Special openings",
+                        "description": ("`YYYY-MM-DD HH:MM-HH:MM[, HH:MM-HH:MM]`: that date's "
+                                        "hours instead of its weekly ones (it wins over "
+                                        "`closed`)."),
+                        "type": "array",
+                        "maxItems": 1000,
+                        "items": {"type": "string", "maxLength": 200},
+                        "examples": [["2026-12-24 09:00-12:00"]],
+                    },
+                    "description": {
+                        "title": "Description",
+                        "description": "Free text about the schedule.",
+                        "type": "string",
+                        "maxLength": 4096,
+                    },
+                },
+                "required": ["timezone", "hours"],
+                "additionalProperties": False,
+            },
+            "examples": [{"support": {"timezone": "America/New_York",
+                                      "hours": {"mon-fri": "09:00-17:30"},
+                                      "closed": ["2026-12-25"]}}],
+        },
         "limits": {
             "title": "Limits",
             "description": "Guards for each call running this flow.",

@@ -48,6 +48,7 @@ from .diagnostics import Diagnostic
 from .inputs import InputSpec
 
 if TYPE_CHECKING:
+    from .schedules import Schedule
     from .templates import CompiledExpression
 
 #: The outcome of a step whose action has no named outcomes (set, log, hangup) or of a
@@ -211,6 +212,8 @@ class FlowVersion:
     #: (path, sha256) of every subflow file it depends on, directly or not: a reload
     #: should recompile the flow when one of them changes.
     sources: tuple[tuple[str, str], ...] = ()
+    #: ``schedules:``, compiled once: name → Schedule (``is_open('<name>')`` in templates).
+    schedules: Mapping[str, Schedule] = field(default_factory=lambda: MappingProxyType({}))
     #: Its per-call inputs (``inputs:``), by name, in file order (``vars.<name>``).
     inputs: Mapping[str, InputSpec] = field(default_factory=lambda: MappingProxyType({}))
     #: How calls placed for it are dialled (``outbound:``); None: it has no such section.

@@ -171,6 +171,8 @@ def describe(path: Path) -> str:
             return f"play item {rest[-1] + 1}"
         if rest[0] == "branch" and len(rest) == 2 and isinstance(rest[1], int):
             return f"branch choice {rest[1] + 1}"
+    if len(path) == 2 and path[0] == "schedules":
+        return f"schedule '{path[1]}'"
     last = path[-1]
     if isinstance(last, int):
         return f"item {last + 1} of {describe(path[:-1])}"

@@ -24,7 +24,9 @@ rendering raises :class:`TemplateRenderError`, whose message names the step and 
 
 The names a template sees (:func:`template_context`): ``call`` (``id``, ``from``, ``to``,
 ``direction``, ``context``, ``state``), ``steps`` (results of the steps that have run),
-``vars`` and ``flow`` (``name``, ``version``, ``file``).
+``vars`` and ``flow`` (``name``, ``version``, ``file``); and the functions ``now(tz)``,
+``today(tz)``, ``is_open(name)``, ``next_open(name)``, ``next_close(name)`` and the filter
+``strftime``, which read the call's clock and the flow's schedules (flow/schedules.py).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, nodes, pass_context
 from jinja2.environment import Template
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.parser import Parser
@@ -58,16 +60,29 @@ from .sandbox import (  # noqa: F401 - re-exported
     MAX_WIDTH,
     FlowEnvironment,
     LimitExceeded,
+    _bounded_filter,
     active_budget,
     budgeted,
     check_size,
+)
+from .schedules import (
+    SCHEDULE_FUNCTIONS,
+    TIME_KEY,
+    ZONE_FUNCTIONS,
+    CallTime,
+    FlowTime,
+    ScheduleError,
+    call_time,
+    strftime_filter,
 )
 
 if TYPE_CHECKING:
     from .model import Branch, FlowVersion, Step
 
 #: Fields of ``call`` in templates.
-CALL_FIELDS = ("id", "from", "to", "direction", "context", "state")
+#: ``dial`` is what dialling a call we placed came to (``answered``, ``machine``, ``busy``,
+#: ``no_answer``, ``failed``; None on a call that came in).
+CALL_FIELDS = ("id", "from", "to", "direction", "context", "state", "dial")
 #: Fields of ``flow`` in templates.
 FLOW_FIELDS = ("name", "version", "file")
 #: The names a step's templates can use (besides Jinja's ``range``, ``dict``, ``namespace``…).
@@ -169,7 +184,7 @@ class _Undefined(ChainableUndefined, StrictUndefined):
 
 
 def template_context(call: Mapping[str, Any], steps: Mapping[str, Any], vars: Mapping[str, Any],
-                     flow: Mapping[str, Any]) -> dict[str, Any]:
+                     flow: Mapping[str, Any], time: CallTime | None = None) -> dict[str, Any]:
     """The names a template sees. Cheap (a few dict copies); build one per step.
 
     Args:
@@ -177,19 +192,63 @@ def template_context(call: Mapping[str, Any], steps: Mapping[str, Any], vars: Ma
         steps: step id → result of that step's latest run (only steps that have run).
         vars: the call's flow variables.
         flow: ``FlowVersion.template_flow`` (``name``, ``version``, ``file``).
+        time: the call's clock and its flow's schedules (``now()``, ``is_open()``); None:
+            the wall clock, no schedules.
     """
-    return {
+    context: dict[str, Any] = {
         "call": call if type(call) is CallInfo else CallInfo(call),
         "steps": steps if type(steps) is StepResults else StepResults(steps),
         "vars": vars if type(vars) is FlowVars else FlowVars(vars),
         "flow": flow,
     }
+    if time is not None:
+        context[TIME_KEY] = time
+    return context
 
 
 # -- the sandbox (flow/sandbox.py) -------------------------------------------------------
 
 #: The one environment every flow template is compiled in.
 ENV = FlowEnvironment(_Undefined)
+
+
+# -- time and schedules (flow/schedules.py) --------------------------------------------------
+# Globals that read the call's clock from the context (TIME_KEY); pass_context also keeps
+# Jinja from folding them into constants when a template compiles.
+
+@pass_context
+def _now(context: Any, tz: str = "UTC") -> FlowTime:
+    """``now(tz)``: the time now in the zone ``tz`` (default UTC)."""
+    return call_time(context).now(tz)
+
+
+@pass_context
+def _today(context: Any, tz: str = "UTC") -> str:
+    """``today(tz)``: today's date in ``tz``, ``2026-12-24``."""
+    return call_time(context).today(tz)
+
+
+@pass_context
+def _is_open(context: Any, name: str) -> bool:
+    """``is_open('support')``: whether the flow's schedule is open now."""
+    return call_time(context).is_open(name)
+
+
+@pass_context
+def _next_open(context: Any, name: str) -> FlowTime | None:
+    """``next_open('support')``: now when open, else when it opens next."""
+    return call_time(context).next_open(name)
+
+
+@pass_context
+def _next_close(context: Any, name: str) -> FlowTime | None:
+    """``next_close('support')``: when the schedule closes next."""
+    return call_time(context).next_close(name)
+
+
+ENV.globals.update(now=_now, today=_today, is_open=_is_open, next_open=_next_open,
+                   next_close=_next_close)
+ENV.filters["strftime"] = _bounded_filter(strftime_filter)
 
 
 # -- what a template refers to (for the checker) -----------------------------------------------
@@ -238,13 +297,40 @@ def _defined_tests(node: nodes.Node) -> set[tuple[str, ...]]:
     return found
 
 
+#: What :class:`_RefCollector` notes of a call the checker can check: (function, its
+#: first argument when it is a constant (else :data:`NOT_CONSTANT`; None when there is
+#: none), lineno). ``strftime`` stands for the filter and the method, with their format.
+TimeCall = tuple[str, Any, int]
+NOT_CONSTANT = object()
+_TIME_FUNCTIONS = frozenset((*SCHEDULE_FUNCTIONS, *ZONE_FUNCTIONS))
+
+
+def _first_argument(args: list[nodes.Expr], kwargs: list[nodes.Keyword],
+                    names: tuple[str, ...]) -> Any:
+    arg: nodes.Node | None = args[0] if args else next(
+        (k.value for k in kwargs if k.key in names), None)
+    if arg is None:
+        return None
+    return arg.value if isinstance(arg, nodes.Const) else NOT_CONSTANT
+
+
 class _RefCollector:
     def __init__(self) -> None:
         self.refs: list[Reference] = []
         self.unsafe: list[tuple[str, int]] = []
+        self.calls: list[TimeCall] = []
 
     def visit(self, node: nodes.Node, guards: frozenset[tuple[str, ...]], guarded: bool) -> None:
         lineno = getattr(node, "lineno", 1) or 1
+        if isinstance(node, nodes.Call):
+            if isinstance(node.node, nodes.Name) and node.node.name in _TIME_FUNCTIONS:
+                self.calls.append((node.node.name, _first_argument(
+                    node.args, node.kwargs, ("tz", "name")), lineno))
+            elif isinstance(node.node, nodes.Getattr) and node.node.attr == "strftime" \
+                    and node.args:
+                self.calls.append(("strftime", _first_argument(node.args, [], ()), lineno))
+        elif isinstance(node, nodes.Filter) and node.name == "strftime" and node.args:
+            self.calls.append(("strftime", _first_argument(node.args, [], ()), lineno))
         if isinstance(node, nodes.Pow):
             self.unsafe.append(("the ** operator is not allowed in templates", lineno))
         if isinstance(node, nodes.Getattr) and node.attr.startswith("_"):
@@ -290,7 +376,8 @@ class _RefCollector:
             self.visit(child, guards, False)
 
 
-def _analyse(tree: nodes.Node) -> tuple[tuple[Reference, ...], tuple[tuple[str, int], ...]]:
+def _analyse(tree: nodes.Node) -> tuple[tuple[Reference, ...], tuple[tuple[str, int], ...],
+                                        tuple[TimeCall, ...]]:
     from jinja2 import meta
 
     collector = _RefCollector()
@@ -310,7 +397,7 @@ def _analyse(tree: nodes.Node) -> tuple[tuple[Reference, ...], tuple[tuple[str, 
         refs = tuple(r for r in collector.refs if r.chain[0] in free)
     else:
         refs = tuple(collector.refs)
-    return refs, tuple(collector.unsafe)
+    return refs, tuple(collector.unsafe), tuple(collector.calls)
 
 
 def _const_range(node: nodes.Node) -> int | None:
@@ -408,14 +495,18 @@ class CompiledTemplate:
     its type, the text around it is never re-parsed.
     """
 
-    __slots__ = ("_expression", "_template", "limits", "mode", "origin", "references", "source",
-                 "unsafe")
+    __slots__ = ("_expression", "_template", "calls", "limits", "mode", "origin", "references",
+                 "source", "unsafe")
 
     def __init__(self, source: str, mode: Mode, origin: Origin, template: Template,
                  expression: bool, references: tuple[Reference, ...],
                  unsafe: tuple[tuple[str, int], ...],
-                 limits: tuple[tuple[str, int], ...] = ()) -> None:
+                 limits: tuple[tuple[str, int], ...] = (),
+                 calls: tuple[TimeCall, ...] = ()) -> None:
         self.source = source
+        #: Calls of the time functions and strftime, for the checker (schedule and zone
+        #: names, formats).
+        self.calls = calls
         #: (message, lineno) of what may run past a render's limits (warnings of the checker).
         self.limits = limits
         self.mode = mode
@@ -454,6 +545,7 @@ class CompiledExpression:
     __slots__ = (
         "_constant",
         "_template",
+        "calls",
         "ensures_defined",
         "limits",
         "origin",
@@ -466,8 +558,11 @@ class CompiledExpression:
                  references: tuple[Reference, ...], unsafe: tuple[tuple[str, int], ...],
                  constant: bool | None = None,
                  ensures_defined: frozenset[tuple[str, ...]] = frozenset(),
-                 limits: tuple[tuple[str, int], ...] = ()) -> None:
+                 limits: tuple[tuple[str, int], ...] = (),
+                 calls: tuple[TimeCall, ...] = ()) -> None:
         self.source = source
+        #: Calls of the time functions and strftime, for the checker.
+        self.calls = calls
         #: (message, lineno) of what may run past a render's limits (warnings of the checker).
         self.limits = limits
         self.origin = origin
@@ -497,7 +592,7 @@ class CompiledExpression:
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, (UndefinedError, SecurityError)):
+    if isinstance(exc, (UndefinedError, SecurityError, ScheduleError)):
         return str(exc)
     if isinstance(exc, RecursionError):
         return "the template recursed too deeply"
@@ -570,6 +665,8 @@ def _plain(value: Any, depth: int = 0, entries: _Entries | None = None) -> Any:
     if isinstance(value, str):
         check_size(value)
         return str(value)  # a Markup or other str subclass becomes a plain str
+    if isinstance(value, FlowTime):
+        return value.isoformat()  # a time as data is its ISO text
     if depth > MAX_NESTING:
         raise SecurityError("the value is nested too deeply")
     if isinstance(value, Undefined):
@@ -612,7 +709,7 @@ def compile_text(source: str, mode: Mode, origin: Origin) -> str | CompiledTempl
                 and len(tree.body[0].nodes) == 1 \
                 and not isinstance(tree.body[0].nodes[0], nodes.TemplateData):
             expression = tree.body[0].nodes[0]
-        references, unsafe = _analyse(tree)
+        references, unsafe, calls = _analyse(tree)
         limits = _limit_warnings(tree)
         if expression is not None:
             template = _expression_template(expression)
@@ -621,7 +718,7 @@ def compile_text(source: str, mode: Mode, origin: Origin) -> str | CompiledTempl
     except TemplateSyntaxError as exc:
         raise TemplateCompileError(exc.message or str(exc), exc.lineno or 1) from None
     return CompiledTemplate(source, mode, origin, template, expression is not None,
-                            references, unsafe, limits)
+                            references, unsafe, limits, calls)
 
 
 def _expression_template(expr: nodes.Expr) -> Template:
@@ -649,14 +746,14 @@ def compile_expression(source: str | bool, origin: Origin) -> CompiledExpression
             raise TemplateSyntaxError(
                 f"unexpected '{parser.stream.current.value}' after the expression",
                 parser.stream.current.lineno, None, None)
-        references, unsafe = _analyse(expr)
+        references, unsafe, calls = _analyse(expr)
         limits = _limit_warnings(expr)
         ensured = _conjunct_defined(expr)
         template = _expression_template(expr)
     except TemplateSyntaxError as exc:
         raise TemplateCompileError(exc.message or str(exc), exc.lineno or 1) from None
     return CompiledExpression(source, origin, template, references, unsafe,
-                              ensures_defined=ensured, limits=limits)
+                              ensures_defined=ensured, limits=limits, calls=calls)
 
 
 def _conjunct_defined(expr: nodes.Node) -> frozenset[tuple[str, ...]]:
@@ -764,7 +861,8 @@ def _render_each(values: Mapping[str, Any], context: Mapping[str, Any],
 
 def initial_params(flow: FlowVersion, call: Mapping[str, Any],
                    given: Mapping[str, Any] | None = None, *,
-                   errors: list[TemplateRenderError] | None = None) -> FlowParams:
+                   errors: list[TemplateRenderError] | None = None,
+                   time: CallTime | None = None) -> FlowParams:
     """A (sub)flow's ``params``: its ``params:`` defaults rendered over ``call`` and ``flow``,
     with the values the calling step passed (``given``, already rendered) in their place.
     All defaults share one budget.
@@ -772,12 +870,14 @@ def initial_params(flow: FlowVersion, call: Mapping[str, Any],
     Args:
         errors: when given, a default that cannot be rendered is None and its error is
             appended here instead of raised (the session then runs the flow's on_error).
+        time: the call's clock and schedules (default: the wall clock, the flow's schedules).
 
     Raises:
         TemplateRenderError: when a default cannot be rendered (and ``errors`` is None).
     """
     given = given or {}
-    context = template_context(call, StepResults(), FlowVars(), flow.template_flow)
+    context = template_context(call, StepResults(), FlowVars(), flow.template_flow,
+                               time or CallTime(schedules=flow.schedules))
     defaults = {name: value for name, value in flow.params.items() if name not in given}
     rendered = budgeted(_render_each, defaults, context, errors)
     return FlowParams({name: given[name] if name in given else rendered[name]
@@ -786,17 +886,20 @@ def initial_params(flow: FlowVersion, call: Mapping[str, Any],
 
 def initial_vars(flow: FlowVersion, call: Mapping[str, Any],
                  params: Mapping[str, Any] | None = None, *,
-                 errors: list[TemplateRenderError] | None = None) -> dict[str, Any]:
+                 errors: list[TemplateRenderError] | None = None,
+                 time: CallTime | None = None) -> dict[str, Any]:
     """A new call's ``vars``: the flow's ``vars`` rendered over ``call``, ``flow`` and (for a
     subflow) ``params``, all within one budget.
 
     Args:
         errors: when given, a value that cannot be rendered is None and its error is
             appended here instead of raised (the session then runs the flow's on_error).
+        time: the call's clock and schedules (default: the wall clock, the flow's schedules).
 
     Raises:
         TemplateRenderError: when a value cannot be rendered (and ``errors`` is None).
     """
-    context = template_context(call, StepResults(), FlowVars(), flow.template_flow)
+    context = template_context(call, StepResults(), FlowVars(), flow.template_flow,
+                               time or CallTime(schedules=flow.schedules))
     context["params"] = FlowParams(params or {})
     return budgeted(_render_each, flow.vars, context, errors)

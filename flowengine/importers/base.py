@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -65,6 +66,29 @@ class ImportResult:
 class _Dumper(yaml.SafeDumper):
     """Block style, keys in the order given, multi-line strings as literal blocks."""
 
+    def ignore_aliases(self, data: Any) -> bool:
+        """A value used twice is written twice (no ``&id001`` anchors in a flow)."""
+        return True
+
+    def choose_scalar_style(self) -> str:
+        """Double quotes for text that has single quotes in it, so that a template such as
+        ``'sales' in steps.menu.text`` is written as it reads, without doubled quotes."""
+        style: str = super().choose_scalar_style()
+        text = getattr(self.event, "value", "")
+        if style == "'" and "'" in text and not any(c in text for c in '"\\\n'):
+            return '"'
+        return style
+
+
+# Flows are read as YAML 1.2, where only true/false are booleans: `on:`, `yes`, `no` need
+# no quotes (PyYAML's YAML 1.1 rules would write the key `on` as `'on'`).
+_Dumper.yaml_implicit_resolvers = {
+    first: [(tag, regexp) if tag != "tag:yaml.org,2002:bool"
+            else (tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"))
+            for tag, regexp in resolvers]
+    for first, resolvers in yaml.SafeDumper.yaml_implicit_resolvers.items()
+}
+
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     style = "|" if "\n" in value else None
@@ -76,9 +100,10 @@ _Dumper.add_representer(str, _str)
 
 def dump_flow(data: dict[str, Any], header: str | None = None) -> str:
     """``data`` as flow YAML text, keys in their given order; ``header`` (one or more
-    lines) is written first as ``#`` comments."""
+    lines) is written first as ``#`` comments. Lines are not folded: a long template is
+    easier to read on one line than cut with escapes."""
     text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
-                     default_flow_style=False, width=100)
+                     default_flow_style=False, width=100_000)
     if header:
         text = "".join(f"# {line}\n".replace("# \n", "#\n") for line in header.splitlines()) + text
     return text

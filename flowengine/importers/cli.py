@@ -66,6 +66,16 @@ def run(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | Non
     try:
         doc = load_yaml(text, source)
     except FlowError as exc:
+        if args.kind == "studio":
+            # Studio flows are JSON: say where the JSON breaks, in JSON's words.
+            import json
+
+            try:
+                json.loads(text)
+            except json.JSONDecodeError as bad:
+                print(f"{source}:{bad.lineno}:{bad.colno}: error: not JSON: {bad.msg}",
+                      file=err)
+                return 2
         for diagnostic in exc.diagnostics:
             print(diagnostic, file=err)
         return 2
@@ -84,6 +94,11 @@ def run(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | Non
         return _check(target, err)
     text_out = dump_flow(result.flow, header)
     out.write(text_out)
+    if result.subflows:
+        # Standard output holds one file; the subflows it calls need -o to be written.
+        print(f"flowengine import: the flow calls {len(result.subflows)} subflow file(s) "
+              f"({', '.join(sorted(result.subflows))}), written only with -o OUT.yaml",
+              file=err)
     with tempfile.TemporaryDirectory(prefix="flowengine-import-") as tmp:
         target = Path(tmp) / "imported.yaml"
         _write(target, result, header, scenarios=False)
@@ -94,7 +109,11 @@ def _write(target: Path, result: ImportResult, header: str, *, scenarios: bool =
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(dump_flow(result.flow, header), encoding="utf-8")
     for name, flow in result.subflows.items():
-        (target.parent / name).write_text(dump_flow(flow, header), encoding="utf-8")
+        # A subflow may live in a folder of its own (lib/), as docs/flow-language.md
+        # recommends, so that the daemon does not serve it as a flow.
+        path = target.parent / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(dump_flow(flow, header), encoding="utf-8")
     if scenarios and result.scenarios is not None:
         tests = target.parent / "tests"
         tests.mkdir(exist_ok=True)

@@ -24,7 +24,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectStreamSt
 
 from .call import CLIENT_CLOSED, SESSION_LOST, Call
 from .config import RelayConfig
-from .connection import Deadlines, RelayConnection, backoff, open_connection
+from .connection import Deadlines, LinkOpener, RelayConnection, backoff, open_connection
 from .dial import DIAL_TIMEOUT, MACHINE_EVENTS, Dial, DialResult, outcome_of
 from .errors import ConnectionLost, RelayError, RequestTimeout
 from .events import (
@@ -39,6 +39,7 @@ from .events import (
 )
 from .messaging import Message
 from .protocol import CONNECT_METHOD, Resume
+from .wslink import connect as wslink_connect
 
 __all__ = ["IncomingCalls", "RelayClient"]
 
@@ -105,6 +106,9 @@ class RelayClient(AsyncContextManagerMixin):
         contexts: contexts to receive inbound calls for (sent in ``signalwire.connect``).
         max_pending_calls: how many offered calls may wait for :meth:`incoming_calls`
             before further offers are dropped (and logged).
+        connect: opens each websocket (default :func:`flowengine.relay.wslink.connect`, a
+            TCP/TLS socket to ``config.url``); :func:`flowengine.testing.connector` joins
+            the simulator in memory instead, for tests.
 
     Attributes:
         protocol: the session's protocol (resumed on reconnect), ``None`` before the first
@@ -119,8 +123,9 @@ class RelayClient(AsyncContextManagerMixin):
     """
 
     def __init__(self, config: RelayConfig, contexts: Iterable[str] = (), *,
-                 max_pending_calls: int = 10_000) -> None:
+                 max_pending_calls: int = 10_000, connect: LinkOpener = wslink_connect) -> None:
         self.config = config
+        self._open_link = connect
         self.protocol: str | None = None
         self.reconnects = 0
         self.connected = False
@@ -485,7 +490,7 @@ class RelayClient(AsyncContextManagerMixin):
                 self.config.url, ssl=self._ssl, auth=self.config.authentication,
                 contexts=self._contexts, resume=resume, timeout=self.config.request_timeout,
                 on_event=self._on_event, on_unusable=self._on_unusable,
-                max_size=self.config.max_frame_size)
+                max_size=self.config.max_frame_size, connect=self._open_link)
         except RelayError as exc:
             if type(exc) is not RelayError:
                 raise  # unreachable, timed out: not about the credentials

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from ssl import SSLContext
 from typing import Any
 
@@ -25,8 +25,8 @@ from .events import ConnectResult, Event, RequestFailed, RequestSucceeded
 from .protocol import CONNECT_METHOD, OPEN, RelayProtocol, Resume, mask_secrets
 from .wslink import CoalescingTransport, WsLink, connect
 
-__all__ = ["MAX_FRAME_SIZE", "CoalescingTransport", "Deadlines", "RelayConnection", "backoff",
-           "open_connection"]
+__all__ = ["MAX_FRAME_SIZE", "CoalescingTransport", "Deadlines", "LinkOpener", "RelayConnection",
+           "backoff", "open_connection"]
 
 logger = logging.getLogger("flowengine.relay")
 _DEBUG = logging.DEBUG
@@ -48,6 +48,11 @@ def backoff(initial: float = 1.0, maximum: float = 30.0, factor: float = 2.0) ->
     while True:
         yield min(delay, maximum)
         delay = min(delay * factor, maximum)
+
+
+#: Opens one websocket: ``await connect(url, ssl=…, max_size=…, close_timeout=…)`` returns
+#: the open link (:func:`.wslink.connect` has this signature).
+LinkOpener = Callable[..., Awaitable[WsLink]]
 
 
 class _Waiter:
@@ -359,10 +364,13 @@ async def open_connection(
     on_event: Callable[[Event], None],
     on_unusable: Callable[[RelayConnection], None],
     max_size: int = MAX_FRAME_SIZE,
+    connect: LinkOpener = connect,
 ) -> tuple[RelayConnection, ConnectResult]:
     """Open a websocket to ``url`` and authenticate on it, all within ``timeout``.
 
-    ``max_size``: the largest frame taken from the server (bytes).
+    ``max_size``: the largest frame taken from the server (bytes). ``connect``: opens the
+    websocket (:func:`.wslink.connect`: a TCP or TLS socket; tests join the simulator
+    in memory instead, see :mod:`flowengine.testing`).
 
     Returns:
         the connection (its reader not started yet: call :meth:`RelayConnection.run`)

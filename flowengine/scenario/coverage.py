@@ -6,6 +6,9 @@ graph``. A scenario takes the edge (step, outcome) when its call ran the step, t
 ended with that outcome, and the call went where the table says (after a once-per-call
 handler was used, a second hangup or error goes elsewhere; that is not the table's edge).
 
+An outbound flow's dial outcomes are edges too: ``(dial): busy → note`` (a scenario whose
+callee is busy takes it), ``(dial): no_answer → (end)`` when no step runs for it.
+
 Not counted: the ``error`` edge of a step that sends nothing to RELAY (branch, set, log)
 and has no ``on: {error: …}`` of its own — only a template that fails to render takes it,
 which a scenario cannot provoke by calling. Those edges are listed apart.
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 
 from flowengine.flow import ERROR, FlowVersion
 
-from .runner import END, ScenarioResult
+from .runner import DIAL, END, ScenarioResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,8 @@ class Edge:
     def text(self, flow: FlowVersion) -> str:
         """``step: outcome → target``, a branch choice with its condition."""
         label = self.outcome
+        if self.step == DIAL:
+            return f"{DIAL}: {label} → {self.target or END}"
         step = flow.steps[self.step]
         if step.branches and self.outcome.startswith("branch") and self.outcome[6:].isdigit():
             branch = step.branches[int(self.outcome[6:])]
@@ -45,7 +50,8 @@ class Edge:
 
 def flow_edges(flow: FlowVersion) -> list[Edge]:
     """Every edge of ``flow``, in file order of steps and outcomes."""
-    edges = []
+    edges = [Edge(DIAL, outcome, target, True)
+             for outcome, target in (flow.outbound.edges.items() if flow.outbound else ())]
     for sid, outcomes in flow.edges.items():
         step = flow.steps[sid]
         for outcome, target in outcomes.items():
@@ -63,8 +69,10 @@ class FlowCoverage:
 
     def add(self, result: ScenarioResult) -> None:
         """Count the edges one scenario's call took."""
+        dial = self.flow.outbound.edges if self.flow.outbound is not None else {}
         for step, outcome, target in result.taken:
-            if self.flow.edges.get(step, {}).get(outcome, "") == target:
+            table = dial if step == DIAL else self.flow.edges.get(step, {})
+            if outcome in table and table[outcome] == target:
                 names = self.taken.setdefault((step, outcome), [])
                 if result.scenario.name not in names:
                     names.append(result.scenario.name)

@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import resources
 from pathlib import Path as FsPath
 from typing import Any
@@ -26,15 +27,21 @@ from flowengine.flow import FlowError, FlowVersion, load_flow
 from flowengine.flow.actions import ACTIONS
 from flowengine.flow.diagnostics import Diagnostic, did_you_mean, sort_key
 from flowengine.flow.loader import Document, Path, load_yaml
+from flowengine.flow.schedules import ScheduleError, has_offset, parse_at, zone, zone_hint
 from flowengine.flow.schema import _show, translate_error
 
 #: The scenario schema's file name in ``flowengine/schemas/``.
 SCHEMA_FILE = "scenario.schema.json"
 #: File names ``flowengine test`` picks up in a directory (recursively).
 SCENARIO_SUFFIX = ".test.yaml"
-#: Simulated time runs this much faster than real time unless a file or scenario says.
-DEFAULT_TIME_SCALE = 0.01
+#: Every simulated duration is multiplied by this unless a file or scenario says (scenarios
+#: run on virtual time, so simulated seconds cost no real time at 1.0).
+DEFAULT_TIME_SCALE = 1.0
 DEFAULT_CALLER = "speak:3"
+#: What the number an outbound flow's scenario dials does, unless it says.
+DEFAULT_CALLEE = "answer"
+#: The number an outbound flow's scenario dials, unless its call: says.
+DEFAULT_DIALLED = "+15550001111"
 DEFAULT_FROM = "+15551230000"
 DEFAULT_TO = "+15559870000"
 #: Default tolerance of ``recording.duration`` (seconds) and of ``approx`` matchers.
@@ -103,6 +110,15 @@ class Scenario:
     vars: Mapping[str, Any] = field(default_factory=dict)
     #: The HTTP receiver to start, or None when the scenario needs none.
     receiver: ReceiverSpec | None = None
+    #: For a flow with ``outbound:`` (the scenario places the call): what the number dialled
+    #: (``to_number``) does; None for an inbound flow. ``from_number`` is then the caller
+    #: id ("": the flow's outbound.from).
+    callee: str | None = None
+    #: The call's inputs (outbound flows; ``${RECEIVER}`` not yet replaced).
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    #: When the call starts, as its templates' clock sees it (``at:``); None: the
+    #: machine's clock.
+    at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +298,25 @@ class _Checker:
         default_vars = self.data.get("vars") or {}
         self.check_vars(flow, default_vars, ("vars",))
         default_receiver = self.data.get("receiver")
+        outbound = flow.outbound is not None
+        default_callee = self.data.get("callee", DEFAULT_CALLEE)
+        if "callee" in self.data:
+            self.check_callee(flow, default_callee, ("callee",))
+        if "caller" in self.data and outbound:
+            self.error(("caller",), f"flow {flow.name} places its calls (outbound:): say what "
+                       "the number dialled does with callee:", key=True)
+        default_inputs = self.data.get("inputs") or {}
+        if "inputs" in self.data:
+            if outbound:
+                self.check_inputs(flow, default_inputs, (), own=set(default_inputs),
+                                  complete=False)
+            else:
+                self.error(("inputs",), f"flow {flow.name} has no outbound: section, so its "
+                           "scenarios place no call to give inputs to", key=True)
+        default_tz = self.data.get("tz")
+        # A wrong zone is reported once, where it is written; the at:s in it are not read.
+        tz_ok = default_tz is None or self.zone_ok(default_tz, ("tz",))
+        default_at = self.at(self.data.get("at"), default_tz, ("at",)) if tz_ok else None
         scenarios = []
         names: dict[str, int] = {}
         for index, raw in enumerate(self.data["scenarios"]):
@@ -298,28 +333,86 @@ class _Checker:
             caller = raw.get("caller", default_caller)
             if "caller" in raw:
                 self.check_caller(caller, (*base, "caller"))
+                if outbound:
+                    self.error((*base, "caller"), f"flow {flow.name} places its calls "
+                               "(outbound:): say what the number dialled does with callee:",
+                               key=True)
+            callee = raw.get("callee", default_callee)
+            if "callee" in raw:
+                self.check_callee(flow, callee, (*base, "callee"))
+            inputs = {**default_inputs, **(raw.get("inputs") or {})}
+            if outbound:
+                self.check_inputs(flow, inputs, base, own=set(raw.get("inputs") or {}))
+            elif "inputs" in raw:
+                self.error((*base, "inputs"), f"flow {flow.name} has no outbound: section, "
+                           "so its scenarios place no call to give inputs to", key=True)
             faults = tuple(self.fault(flow, f, (*base, "faults", i))
                            for i, f in enumerate(raw.get("faults") or ()))
             self.check_expect(flow, raw["expect"], (*base, "expect"))
             self.check_vars(flow, raw.get("vars") or {}, (*base, "vars"))
             variables = {**default_vars, **(raw.get("vars") or {})}
+            at: datetime | None
+            if "at" in raw:
+                if "tz" in raw:
+                    at = self.at(raw["at"], raw["tz"], (*base, "at")) \
+                        if self.zone_ok(raw["tz"], (*base, "tz")) else None
+                elif has_offset(raw["at"]):
+                    at = self.at(raw["at"], None, (*base, "at"))  # its offset beats the file's tz
+                else:
+                    at = self.at(raw["at"], default_tz, (*base, "at")) if tz_ok else None
+            elif "tz" in raw:
+                # A zone for the file's at (written in UTC or its own zone) would be a
+                # second reading of the same text: refuse it rather than guess.
+                self.error((*base, "tz"), "tz says which zone at: is written in, and this "
+                           "scenario has no at:", key=True,
+                           hint="give the scenario its own at:, or move tz: next to the "
+                           "file's at:")
+                at = default_at
+            else:
+                at = default_at
             receiver = raw.get("receiver", default_receiver)
-            if receiver is None and (_mentions_receiver(variables)
+            if receiver is None and (_mentions_receiver(variables) or _mentions_receiver(
+                    {**default_inputs, **(raw.get("inputs") or {})})
                                      or "received" in raw["expect"]):
                 receiver = {}
+            if outbound:
+                from_number = call.get("from", "")
+                to_number = call.get("to", DEFAULT_DIALLED)
+            else:
+                from_number = call.get("from", _exact(flow, "from", DEFAULT_FROM))
+                to_number = call.get("to", _exact(flow, "to", DEFAULT_TO))
             scenarios.append(Scenario(
-                name=name, line=line,
-                from_number=call.get("from", _exact(flow, "from", DEFAULT_FROM)),
-                to_number=call.get("to", _exact(flow, "to", DEFAULT_TO)),
+                name=name, line=line, from_number=from_number, to_number=to_number,
                 context=call.get("context", flow.contexts[0]),
                 caller=caller, time_scale=raw.get("time_scale", default_scale),
                 faults=faults, expect=raw["expect"], description=raw.get("description"),
-                vars=variables, receiver=_receiver(receiver)))
+                vars=variables, receiver=_receiver(receiver),
+                callee=callee if outbound else None, inputs=inputs, at=at))
         if self.problems:
             raise ScenarioFileError(self.problems)
         return ScenarioFile(self.doc.file, flow, tuple(scenarios))
 
     # -- pieces ---------------------------------------------------------------------------
+
+    def zone_ok(self, tz: str, path: Path) -> bool:
+        """Whether ``tz`` names a time zone (else reported at ``path``)."""
+        try:
+            zone(tz)
+        except ScheduleError as exc:
+            self.error(path, str(exc), hint=zone_hint(tz))
+            return False
+        return True
+
+    def at(self, text: str | None, tz: str | None, path: Path) -> datetime | None:
+        """The moment ``at:`` (at ``path``) names in ``tz``; None when not given or wrong
+        (reported)."""
+        if text is None:
+            return None
+        try:
+            return parse_at(text, tz)
+        except ScheduleError as exc:
+            self.error(path, str(exc))
+            return None
 
     def check_caller(self, script: str, path: Path) -> None:
         from flowengine.sim.caller import CallerScript, CallerScriptError
@@ -328,6 +421,30 @@ class _Checker:
             CallerScript.parse(script)
         except CallerScriptError as exc:
             self.error(path, f"invalid caller script: {exc}")
+
+    def check_callee(self, flow: FlowVersion, script: str, path: Path) -> None:
+        if flow.outbound is None:
+            self.error(path, f"flow {flow.name} has no outbound: section, so its scenarios "
+                       "take an inbound call: say what the caller does with caller:",
+                       key=True)
+            return
+        self.check_caller(script, path)
+
+    def check_inputs(self, flow: FlowVersion, inputs: Mapping[str, Any], path: Path, *,
+                     own: set[str], complete: bool = True) -> None:
+        """The inputs a call gets (``path``: where they are written, under ``inputs:``),
+        checked as the call will check them. Only the problems of the names given here
+        (``own``) are reported, and (``complete``) a required input nobody gave."""
+        from flowengine.flow.inputs import InputError, validate_inputs
+
+        try:
+            validate_inputs(flow, {k: _with_placeholder(v) for k, v in inputs.items()})
+        except InputError as exc:
+            for name, message in exc.problems:
+                if name in own:
+                    self.error((*path, "inputs", name), message, key=name not in flow.inputs)
+                elif complete and name not in inputs:
+                    self.error(path, message, hint=f"give it under inputs: ({name}: …)")
 
     def check_vars(self, flow: FlowVersion, variables: Mapping[str, Any], path: Path) -> None:
         for name in variables:
@@ -368,6 +485,14 @@ class _Checker:
         return Fault(step, method, raw.get("code", "500"), raw.get("message", "Internal error"))
 
     def check_expect(self, flow: FlowVersion, expect: Mapping[str, Any], path: Path) -> None:
+        if "dial" in expect:
+            if flow.outbound is None:
+                self.error((*path, "dial"), f"flow {flow.name} has no outbound: section, so "
+                           "its scenarios place no call", key=True)
+            elif expect["dial"] not in flow.outbound.outcomes():
+                self.error((*path, "dial"), f"a dial of flow {flow.name} cannot come to "
+                           f"'{expect['dial']}' (it has no detect_machine)",
+                           hint="add detect_machine to outbound:")
         for key in ("path", "path_includes", "not_visited"):
             for i, step in enumerate(expect.get(key) or ()):
                 self.step_ref(flow, step, (*path, key, i))
@@ -401,6 +526,12 @@ class _Checker:
             self.error((*path, "recording"), f"flow {flow.name} has "
                        f"{'no' if not recorders else 'several'} record steps", key=True,
                        hint="say which with step: STEP_ID")
+
+
+def _with_placeholder(value: Any) -> Any:
+    """``value`` with ``${RECEIVER}`` replaced by a URL, to check it as the run will see it."""
+    return value.replace(RECEIVER_TOKEN, "http://127.0.0.1:9") if isinstance(value, str) \
+        else value
 
 
 def _mentions_receiver(value: Any) -> bool:

@@ -1,7 +1,9 @@
 """Running scenarios over the real simulator, and comparing what happened with ``expect``.
 
 Each scenario gets its own in-process :class:`~flowengine.sim.Simulator` (so faults and
-timers of one cannot touch another), one inbound call on the scenario's context, and a
+timers of one cannot touch another), one inbound call on the scenario's context — or, for a
+flow with ``outbound:``, one call it places (``run_outbound``) to a number that does what the
+scenario's ``callee`` says — and a
 :class:`~flowengine.relay.RelayClient` whose call runs through the flow exactly as
 ``flowengine run`` would run it. What the call did (the engine's ``SessionReport`` and its
 trace of rendered parameters) is then compared with the scenario's expectations; every
@@ -10,7 +12,9 @@ difference becomes a :class:`Mismatch` that shows the expected and the actual va
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -25,9 +29,11 @@ from typing import Any
 import anyio
 
 from flowengine.engine import FlowRuntime, SessionReport
+from flowengine.engine.outbound import Dialed, OutboundReport, run_outbound
 from flowengine.engine.runner import run_calls
 from flowengine.engine.session import TraceEntry
 from flowengine.flow import FlowVersion
+from flowengine.flow.schedules import WALL_CLOCK, Clock, SetClock
 
 from .model import (
     APPROX_WITHIN,
@@ -40,10 +46,13 @@ from .model import (
 )
 from .receiver import Received, Receiver, Reply
 
-#: Real seconds a scenario may take before it counts as stuck.
-SCENARIO_TIMEOUT = 60.0
+#: Simulated seconds a scenario may take before it counts as stuck (virtual time: a flow
+#: waiting forever reaches it at once).
+SCENARIO_TIMEOUT = 3600.0
 #: How the end of the flow is shown in a path.
 END = "(end)"
+#: The step id of an outbound flow's dial in ``ScenarioResult.taken`` and coverage.
+DIAL = "(dial)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +84,8 @@ class ScenarioResult:
     taken: list[tuple[str, str, str | None]] = field(default_factory=list)
     #: The requests the scenario's HTTP receiver got (None without a receiver).
     received: list[Received] | None = None
+    #: For an outbound flow: how the call it placed went.
+    dial: OutboundReport | None = None
 
     @property
     def passed(self) -> bool:
@@ -89,8 +100,9 @@ class ScenarioResult:
         for mismatch in self.mismatches:
             lines.extend(mismatch.lines())
         if self.taken:
-            lines.append("the call: " + " → ".join(f"{s} ({o})" for s, o, _ in self.taken)
-                         + (f" → {END}" if self.taken[-1][2] is None else ""))
+            lines.append("the call: " + " → ".join(
+                f"dial ({o})" if s == DIAL else f"{s} ({o})" for s, o, _ in self.taken)
+                + (f" → {END}" if self.taken[-1][2] is None else ""))
         if self.report is not None and self.report.error and not any(
                 m.what == "error" for m in self.mismatches):
             lines.append(f"flow error: {self.report.error}")
@@ -103,7 +115,24 @@ async def run_scenario(flow: FlowVersion, scenario: Scenario, *, file: str = "",
                        runtime: FlowRuntime | None = None,
                        timeout: float = SCENARIO_TIMEOUT) -> ScenarioResult:
     """Run one scenario on its own simulator (and HTTP receiver, if it has one) and compare
-    the call with its expectations."""
+    the call with its expectations.
+
+    It always runs on virtual time (:class:`~flowengine.testing.VirtualClockLoop`): called
+    on such a loop (``flowengine test``, a test marked ``virtual_time``) it runs right there;
+    called on a real loop (a user's own pytest) it runs on a fresh virtual loop in a worker
+    thread, so that its simulated minutes never cost real ones either way. ``timeout`` is in
+    simulated seconds.
+    """
+    from flowengine.testing import VirtualClockLoop, run
+
+    if not isinstance(asyncio.get_running_loop(), VirtualClockLoop):
+        return await anyio.to_thread.run_sync(functools.partial(
+            run, _run_scenario, flow, scenario, file, runtime, timeout))
+    return await _run_scenario(flow, scenario, file, runtime, timeout)
+
+
+async def _run_scenario(flow: FlowVersion, scenario: Scenario, file: str,
+                        runtime: FlowRuntime | None, timeout: float) -> ScenarioResult:
     result = ScenarioResult(file, flow, scenario)
     async with AsyncExitStack() as stack:
         receiver: Receiver | None = None
@@ -119,10 +148,22 @@ async def run_scenario(flow: FlowVersion, scenario: Scenario, *, file: str = "",
             values = {name: _with_receiver(value, url) for name, value in scenario.vars.items()}
             flow = dataclasses.replace(flow, vars=MappingProxyType({**flow.vars, **values}))
             runtime = FlowRuntime(flow)
-        await _run_call(flow, scenario, runtime or FlowRuntime(flow), result, timeout)
+        if flow.outbound is not None:
+            url = receiver.url if receiver is not None else ""
+            inputs = {k: _with_receiver(v, url) for k, v in scenario.inputs.items()}
+            await _place_call(flow, scenario, inputs, runtime or FlowRuntime(flow), result,
+                              timeout)
+        else:
+            await _run_call(flow, scenario, runtime or FlowRuntime(flow), result, timeout)
     if result.report is not None:
         result.mismatches = compare(result.flow, scenario.expect, result.report,
                                     received=result.received)
+        if "dial" in scenario.expect and result.dial is not None \
+                and result.dial.outcome != scenario.expect["dial"]:
+            result.mismatches.insert(0, Mismatch("dial", scenario.expect["dial"],
+                                                 result.dial.outcome + (
+                                                     f" ({result.dial.reason})"
+                                                     if result.dial.reason else "")))
     return result
 
 
@@ -140,16 +181,19 @@ def _with_receiver(value: Any, url: str) -> Any:
 async def _run_call(flow: FlowVersion, scenario: Scenario, runtime: FlowRuntime,
                     result: ScenarioResult, timeout: float) -> None:
     """One simulated call through the flow; sets ``result.report`` or ``result.error``."""
-    from flowengine.relay import RelayClient, RelayConfig
+    from flowengine.relay import RelayClient
     from flowengine.sim import Simulator
+    from flowengine.testing import config_for, connector
 
     token = secrets.token_hex(12)
     pending: dict[str, deque[Fault]] = {}
     for fault in scenario.faults:
         pending.setdefault(fault.step, deque()).append(fault)
 
-    async with Simulator(port=0, project="scenario", token=token,
-                         time_scale=scenario.time_scale) as sim:
+    # The simulator and the client meet in memory: no port, and on a virtual clock (as
+    # `flowengine test` runs) the whole call takes only the CPU time of its steps.
+    async with Simulator(project="scenario", token=token, time_scale=scenario.time_scale,
+                         listen=False) as sim:
 
         def arm(step_id: str | None) -> None:
             # The step runs next: its request is the next one of its method.
@@ -166,21 +210,87 @@ async def _run_call(flow: FlowVersion, scenario: Scenario, runtime: FlowRuntime,
         arm(flow.start)
         sim_call = sim.offer_call(context=scenario.context, from_number=scenario.from_number,
                                   to_number=scenario.to_number, caller=scenario.caller)
-        config = RelayConfig(url=sim.url, project="scenario", token=token)
         try:
             with anyio.fail_after(timeout):
-                async with RelayClient(config, flow.contexts) as client:
+                async with RelayClient(config_for(sim), flow.contexts,
+                                       connect=connector(sim)) as client:
+                    clock: Clock = WALL_CLOCK
+                    if scenario.at is not None:
+                        # Set as the call is about to start; it runs at the simulator's pace.
+                        clock = SetClock(scenario.at, scenario.time_scale,
+                                         monotonic=asyncio.get_running_loop().time)
                     reports = await run_calls(runtime, client, 1, time_scale=scenario.time_scale,
-                                              trace=on_step)
+                                              trace=on_step, clock=clock)
                 await sim_call.wait_ended()
         except TimeoutError:
-            result.error = (f"the call did not end within {timeout:g} s (real time); "
+            result.error = (f"the call did not end within {timeout:g} s; "
                             "is the flow waiting forever?")
             return
         except Exception as exc:  # the client or simulator failed: report it
             result.error = f"the scenario could not run: {exc!r}"
             return
     result.report = reports[0]
+
+
+async def _place_call(flow: FlowVersion, scenario: Scenario, inputs: Mapping[str, Any],
+                      runtime: FlowRuntime, result: ScenarioResult, timeout: float) -> None:
+    """The call an outbound flow places, to a callee that does what the scenario says;
+    sets ``result.dial`` and ``result.report`` (an empty one when no step ran), or
+    ``result.error``."""
+    from flowengine.flow.inputs import InputError
+    from flowengine.relay import RelayClient, RelayConfig
+    from flowengine.sim import Simulator
+
+    token = secrets.token_hex(12)
+    pending: dict[str, deque[Fault]] = {}
+    for fault in scenario.faults:
+        pending.setdefault(fault.step, deque()).append(fault)
+
+    async with Simulator(port=0, project="scenario", token=token,
+                         time_scale=scenario.time_scale) as sim:
+        sim.set_callee(scenario.to_number, scenario.callee)
+
+        def arm(step_id: str | None) -> None:
+            queue = pending.get(step_id or "")
+            if queue:
+                fault = queue.popleft()
+                sim.fail_next(fault.method, fault.code, fault.message)
+
+        def on_dialed(dialed: Dialed) -> None:
+            result.taken.append((DIAL, dialed.outcome, dialed.start))
+            arm(dialed.start)
+
+        def on_step(entry: TraceEntry) -> None:
+            if entry.within is None:
+                result.taken.append((entry.step, entry.outcome, entry.next_step))
+                arm(entry.next_step)
+
+        config = RelayConfig(url=sim.url, project="scenario", token=token)
+        try:
+            with anyio.fail_after(timeout):
+                async with RelayClient(config) as client:
+                    clock: Clock = WALL_CLOCK
+                    if scenario.at is not None:  # the call's clock starts as it is dialled
+                        clock = SetClock(scenario.at, scenario.time_scale)
+                    dial = await run_outbound(
+                        client, flow, to=scenario.to_number, from_=scenario.from_number or None,
+                        vars=inputs, on_step=on_step, on_dialed=on_dialed, runtime=runtime,
+                        time_scale=scenario.time_scale, clock=clock)
+                await sim.wait_all_ended(timeout=timeout)
+        except TimeoutError:
+            result.error = (f"the call did not end within {timeout:g} s (real time); "
+                            "is the flow waiting forever?")
+            return
+        except InputError as exc:
+            result.error = f"the call was not placed: {exc}"
+            return
+        except Exception as exc:  # the client or simulator failed: report it
+            result.error = f"the scenario could not run: {exc!r}"
+            return
+    result.dial = dial
+    result.report = dial.report or SessionReport(
+        status="completed", steps={}, vars=dict(inputs), trace=[], caller_hung_up=False,
+        end_reason=None)
 
 
 async def run_file(loaded: ScenarioFile, *, names: Sequence[str] | None = None,

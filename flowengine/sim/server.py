@@ -24,6 +24,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
 
 from flowengine.relay.wslink import WsLink, serve
 from flowengine.sim.caller import CallerScript
@@ -34,6 +35,9 @@ logger = logging.getLogger("flowengine.sim")
 
 #: §1: the SDK's own limit; RELAY frames are small, but a play list can be long.
 MAX_FRAME_BYTES = 10 * 1024 * 1024
+#: The address in :attr:`Simulator.url` (and recording URLs) when it does not listen: port 0,
+#: which no socket can connect to, in the form a listening simulator's URLs have.
+_NOWHERE = "127.0.0.1:0"
 _RECORDING_PATH = re.compile(r"/recordings/([0-9a-f]{32})\.(wav|mp3)")
 
 
@@ -45,6 +49,15 @@ MAX_HANDSHAKES = 64
 #: At most one warning of each kind per this many seconds.
 WARN_INTERVAL = 10.0
 _ACCEPT_EXHAUSTED = "socket.accept() out of system resource"
+
+
+def _loop_time() -> float:
+    """The running event loop's clock; ``time.monotonic()`` outside a loop (the same
+    clock on asyncio's own loops)."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return time.monotonic()
 
 
 class _Handshakes:
@@ -140,18 +153,27 @@ class Simulator:
             seconds); ``None`` = only on :meth:`ping_clients`.
         record_latency: measure the time from each call event to the client's next
             command (``summary()["latency"]``; off by default).
+        listen: ``False``: open no port; clients reach the simulator only through
+            :meth:`server_link` (an in-memory pair, :mod:`flowengine.testing`), and
+            :attr:`url` is ``ws://127.0.0.1:0``, which no socket can reach.
+
+    The simulator's clock is its event loop's (``loop.time()``, which is
+    ``time.monotonic()`` on asyncio's loops), so it follows a virtual clock too.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, project: str = "sim-project",
                  token: str = "sim-token", time_scale: float = 1.0, *,
                  resume_window: float = 30.0, ping_interval: float | None = None,
-                 record_latency: bool = False) -> None:
+                 record_latency: bool = False, listen: bool = True) -> None:
         self.host = host
         self.port = port
         self.project = project
+        self.token = token
+        self.listen = listen
         self.ping_interval = ping_interval
         self.core = SimCore(project=project, token=token, time_scale=time_scale,
-                            resume_window=resume_window, record_latency=record_latency)
+                            resume_window=resume_window, record_latency=record_latency,
+                            clock=_loop_time)
         self._links: dict[Connection, _Link] = {}
         self._server: asyncio.Server | None = None
         self._tg: TaskGroup | None = None
@@ -163,16 +185,19 @@ class Simulator:
         self._idle_waiters: list[anyio.Event] = []
         self._handshakes = _Handshakes()
         self._previous_handler: Any = None
+        self._started = False
 
     def __repr__(self) -> str:
-        where = self.url if self._server is not None else "not started"
+        where = self.url if self._started else "not started"
         return f"<Simulator {where} {self.core.summary()}>"
 
     # -- addresses -------------------------------------------------------------------------
 
     def _hostport(self) -> str:
-        if self._server is None:
+        if not self._started:
             raise RuntimeError("the simulator is not running; use 'async with Simulator(...)'")
+        if not self.listen:
+            return _NOWHERE
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
@@ -203,14 +228,13 @@ class Simulator:
             # sans-I/O protocol (see flowengine.relay.wslink): the simulator is the peer
             # of every benchmark, so its CPU per frame matters. Sockets still in their
             # handshake are counted (and the oldest shed) by self._handshakes.
-            self._server = await serve(
-                self.host, self.port, max_size=MAX_FRAME_BYTES, close_timeout=2,
-                open_timeout=HANDSHAKE_DEADLINE, on_request=self._process_request,
-                on_open=self._accepted, on_made=self._handshakes.made,
-                on_lost=self._handshakes.done)
-            self.port = self._server.sockets[0].getsockname()[1]
-            self._watch_accept_errors()
-            stack.callback(self._unwatch_accept_errors)
+            if self.listen:
+                self._server = await serve(self.host, self.port, max_size=MAX_FRAME_BYTES,
+                                           **self._link_options())
+                self.port = self._server.sockets[0].getsockname()[1]
+                self._watch_accept_errors()
+                stack.callback(self._unwatch_accept_errors)
+            self._started = True
             self.core.http_url = self.http_url
             stack.push_async_callback(self._close_server)
             tg.start_soon(self._scheduler, name="sim scheduler")
@@ -219,9 +243,13 @@ class Simulator:
         except BaseException:
             await stack.__aexit__(None, None, None)
             self._server = None
+            self._started = False
             raise
         self._stack = stack
-        logger.info("RELAY simulator listening on %s", self.url)
+        if self.listen:
+            logger.info("RELAY simulator listening on %s", self.url)
+        else:
+            logger.debug("RELAY simulator started in memory (no port)")
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -275,15 +303,15 @@ class Simulator:
 
     async def _close_server(self) -> None:
         server = self._server
-        if server is None:
-            return
         self._closing = True
-        server.close()  # no new clients
+        if server is not None:
+            server.close()  # no new clients
         with anyio.move_on_after(5, shield=True):
             async with anyio.create_task_group() as tg:
                 for ws in list(self._sockets):
                     tg.start_soon(ws.close, CloseCode.GOING_AWAY)
-            await server.wait_closed()
+            if server is not None:
+                await server.wait_closed()
 
     # -- tasks -----------------------------------------------------------------------------------
 
@@ -296,7 +324,7 @@ class Simulator:
             if deadline is None:
                 await flag.wait()
             else:
-                delay = deadline - time.monotonic()
+                delay = deadline - _loop_time()
                 if delay > 0:
                     with anyio.move_on_after(delay):
                         await flag.wait()
@@ -308,6 +336,27 @@ class Simulator:
             for conn in list(self._links):
                 if conn.session is not None and not conn.closed:
                     self.core.send_ping(conn)
+
+    def _link_options(self) -> dict[str, Any]:
+        # §1: no compression, no websocket-level pings (RELAY pings in JSON-RPC); sockets
+        # still in their handshake are counted (and the oldest shed) by self._handshakes.
+        return {"close_timeout": 2, "open_timeout": HANDSHAKE_DEADLINE,
+                "on_request": self._process_request, "on_open": self._accepted,
+                "on_made": self._handshakes.made, "on_lost": self._handshakes.done}
+
+    def server_link(self) -> WsLink:
+        """The server side of one new client connection, for a transport of the caller's.
+
+        Hand it to the transport (``connection_made``): from there it is served exactly as
+        a socket accepted on the simulator's port (handshake, frames, faults).
+        :func:`flowengine.testing.connector` uses it to join a client in memory.
+
+        Raises:
+            RuntimeError: the simulator is not running.
+        """
+        if not self._started or self._closing:
+            raise RuntimeError("the simulator is not running; use 'async with Simulator(...)'")
+        return WsLink(ServerProtocol(max_size=MAX_FRAME_BYTES), **self._link_options())
 
     def _accepted(self, ws: WsLink) -> None:
         """A websocket upgrade went through: its handler runs in the simulator's group."""

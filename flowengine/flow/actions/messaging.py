@@ -50,14 +50,16 @@ SEND_SMS = ActionSpec(
             "to": {
                 "title": "To",
                 "description": ("The number to text (E.164); a template. Default: the caller "
-                                "({{ call.from }})."),
+                                "({{ call.from }}); on a call we placed, the number called "
+                                "({{ call.to }})."),
                 "$ref": "#/definitions/text",
                 "examples": ["{{ call.from }}"],
             },
             "from": {
                 "title": "From",
                 "description": ("One of your numbers; a template. Default: the number the "
-                                "caller called ({{ call.to }})."),
+                                "caller called ({{ call.to }}); on a call we placed, its "
+                                "caller id."),
                 "$ref": "#/definitions/text",
             },
             "body": {
