@@ -637,7 +637,7 @@ def call_view(entry: LedgerEntry) -> dict[str, Any]:
         "steps": result.get("steps") or {},
         "error": result.get("error"),
         "call_sid": result.get("call_sid"),
-        "attempts": len(result.get("attempts") or []),
+        "attempts": max(entry.attempts, len(result.get("attempts") or [])),
         "attempt_log": result.get("attempts") or [],
         "created_at": _iso(entry.created_at),
         "answered_at": _iso(result.get("answered_at")),
