@@ -115,7 +115,8 @@ EXPECTED = {
                                            "letters, digits and !#$%&'*+.^_`|~- (no spaces or "
                                            "colons)")),
     "connect_dials_nobody.yaml": (4, 5, ("connect in step 'transfer' dials nobody; add to: "
-                                        "NUMBER, or devices: [NUMBER, …] for several")),
+                                        "NUMBER, or devices: [NUMBER, …] for several, or "
+                                        "queue: NAME to take the next caller of a queue")),
     "connect_to_and_devices.yaml": (6, 7, ("connect takes to: or devices:, not both; put the "
                                           "number of to: into devices:")),
     "connect_connected_while_waiting.yaml": (7, 7, (

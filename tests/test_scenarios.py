@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 FLOWS = ROOT / "flows"
 FILES = scenario_files([str(FLOWS)])[0]
 #: The example flows of the repository, by file name (a new example flow is added here).
-SHIPPED_FLOWS = ("after_hours.yaml", "ivr.yaml", "reminder.yaml", "voicemail.yaml",
-                 "voicemail_hangup.yaml", "voicemail_webhook.yaml")
+SHIPPED_FLOWS = ("after_hours.yaml", "agent.yaml", "ivr.yaml", "reminder.yaml",
+                 "support_line.yaml", "voicemail.yaml", "voicemail_hangup.yaml",
+                 "voicemail_webhook.yaml")
 #: Their scenario files, by file name.
 SHIPPED_SCENARIOS = tuple(name.replace(".yaml", ".test.yaml") for name in SHIPPED_FLOWS)
 

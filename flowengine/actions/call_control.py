@@ -74,13 +74,20 @@ async def run_connect(session: Session, step: Step, params: dict[str, Any]) -> S
     fields: dict[str, Any] = {"peer": None, "reason": None}
     from_ = str(params.get("from") or call.to_number)
     ring = params.get("ring_timeout")
-    items = params["devices"] if "devices" in params else [params["to"]]
-    try:
-        devices = [[relay_device(str(a), from_, ring) for a in (item if isinstance(item, list)
-                                                                 else [item])]
-                   for item in items]
-    except ValueError as exc:
-        return StepResult("error", fields, error=str(exc))
+    queue = str(params["queue"]).strip() if "queue" in params else None
+    if queue is not None:
+        # An agent takes the longest-waiting caller of a queue (§5.10).
+        if not queue:
+            return StepResult("error", fields, error="the queue name is empty")
+        devices = [[{"type": "queue", "params": {"queue_name": queue}}]]
+    else:
+        items = params["devices"] if "devices" in params else [params["to"]]
+        try:
+            devices = [[relay_device(str(a), from_, ring)
+                        for a in (item if isinstance(item, list) else [item])]
+                       for item in items]
+        except ValueError as exc:
+            return StepResult("error", fields, error=str(exc))
     ringback = [relay_media(item) for item in params.get("ringback") or ()] or None
     try:
         bridge = await call.connect(devices, ringback=ringback)
@@ -100,9 +107,18 @@ async def run_connect(session: Session, step: Step, params: dict[str, Any]) -> S
     peer = bridge.peer.get("device") if bridge.peer else None
     peer_params = peer.get("params") if isinstance(peer, dict) else None
     if isinstance(peer_params, dict):
-        fields["peer"] = peer_params.get("to_number") or peer_params.get("to")
+        # A queue's caller called us: their number is the from of their device.
+        fields["peer"] = (peer_params.get("from_number") or peer_params.get("from")
+                          if queue is not None else
+                          peer_params.get("to_number") or peer_params.get("to"))
     fields["reason"] = bridge.reason
     outcome = "timeout" if scope.cancelled_caught else bridge.state
+    if queue is not None and outcome == "failed":
+        if bridge.reason != "queue_empty":
+            return StepResult("error", fields, method="calling.connect",
+                              error=f"RELAY could not take a caller from queue {queue!r} "
+                                    f"({bridge.reason or 'no reason given'})")
+        outcome = "empty"
     return StepResult(outcome, fields, method="calling.connect")
 
 

@@ -22,6 +22,11 @@ Names and labels (documented in docs/daemon.md):
   ``flowengine_campaign_contacts{campaign,state}`` (``queued``, ``dialing``,
   ``in_progress``, ``done``; a campaign's series go when it is over) and
   ``flowengine_webhooks_total{result}`` (``delivered``, ``failed``, ``dropped``).
+- ``flowengine_queue_size{queue}`` (callers waiting, as RELAY last told this daemon's
+  calls), ``flowengine_queue_waiting{queue}`` (this daemon's callers waiting),
+  ``flowengine_queue_expected_wait_seconds{queue}`` (the average of the latest waits that
+  ended with an agent) and ``flowengine_queue_callers_total{queue,result}`` (``taken`` /
+  ``left``): the queues of ``enqueue`` steps (§5.10).
 
 ``version`` labels carry the short version (12 hex digits), as the logs do.
 """
@@ -76,6 +81,21 @@ class _RelayCollector(Collector):
         yield CounterMetricFamily("flowengine_relay_reconnects",
                                   "Times the RELAY link was re-established")
         yield GaugeMetricFamily("flowengine_relay_connected", "1 while the RELAY link is up")
+        yield from self._queue_families()
+
+    def _queue_families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily,
+                                       CounterMetricFamily]:
+        return (
+            GaugeMetricFamily("flowengine_queue_size", "Callers waiting in the queue",
+                              labels=["queue"]),
+            GaugeMetricFamily("flowengine_queue_waiting",
+                              "This daemon's callers waiting in the queue", labels=["queue"]),
+            GaugeMetricFamily("flowengine_queue_expected_wait_seconds",
+                              "Average of the latest waits that ended with an agent",
+                              labels=["queue"]),
+            CounterMetricFamily("flowengine_queue_callers",
+                                "Callers who left the queue, by how", labels=["queue", "result"]),
+        )
 
     def collect(self) -> Iterator[Metric]:
         client = self.client
@@ -84,6 +104,15 @@ class _RelayCollector(Collector):
                                   value=client.reconnects if client is not None else 0)
         yield GaugeMetricFamily("flowengine_relay_connected", "1 while the RELAY link is up",
                                 value=1 if client is not None and client.connected else 0)
+        size, waiting, expected, callers = self._queue_families()
+        board = client.queues.all() if client is not None else {}
+        for name, figures in list(board.items()):
+            size.add_metric([name], figures.size)
+            waiting.add_metric([name], max(0, figures.waiting))
+            expected.add_metric([name], figures.expected_wait or 0.0)
+            callers.add_metric([name, "taken"], figures.taken)
+            callers.add_metric([name, "left"], figures.left)
+        yield from (size, waiting, expected, callers)
 
 
 class Metrics:

@@ -28,6 +28,7 @@ from flowengine.flow import (
 )
 from flowengine.flow.actions import ACTIONS
 from flowengine.flow.schedules import TIME_KEY, WALL_CLOCK, CallTime, Clock
+from flowengine.flow.templates import QUEUE_BOARD
 
 if TYPE_CHECKING:
     from flowengine.flow import Step
@@ -199,7 +200,9 @@ class Session:
         self.time = CallTime(clock, self.flow.schedules)
         self._context = {"call": self._call_info, "steps": self.steps, "vars": self.vars,
                          "flow": self.flow.template_flow, "params": self.params,
-                         TIME_KEY: self.time}
+                         TIME_KEY: self.time,
+                         # queue_size()/queue_wait() read what the client saw (§5.10).
+                         QUEUE_BOARD: getattr(getattr(call, "client", None), "queues", None)}
         self._t0 = 0.0
         self._clock: Callable[[], float] = time.monotonic
         self._wall0 = 0.0

@@ -211,6 +211,38 @@ def template_context(call: Mapping[str, Any], steps: Mapping[str, Any], vars: Ma
 #: The one environment every flow template is compiled in.
 ENV = FlowEnvironment(_Undefined)
 
+# -- queue figures (enqueue steps, flow/actions/queue.py) ----------------------------------
+
+#: ``queue`` outside an enqueue step's announcement: every figure is None (prints empty).
+#: An enqueue step renders its ``announce`` with the caller's own figures instead.
+NO_QUEUE: Mapping[str, Any] = MappingProxyType(
+    {"name": None, "position": None, "size": None, "expected_wait": None, "waited": None})
+#: The context key under which the engine puts what its RELAY client knows of the queues
+#: (an object with ``peek(name)`` → figures with ``size`` and ``expected_wait``, or None).
+QUEUE_BOARD = "queue_board"
+
+
+@pass_context
+def queue_size(context: Any, name: Any) -> int:
+    """``queue_size('support')``: callers waiting in the queue, as RELAY last told this
+    engine (0 for a queue it has not seen)."""
+    board = context.get(QUEUE_BOARD)
+    figures = board.peek(str(name)) if board is not None else None
+    return int(figures.size) if figures is not None else 0
+
+
+@pass_context
+def queue_wait(context: Any, name: Any) -> int | None:
+    """``queue_wait('support')``: the expected wait in whole seconds (the average of the
+    latest waits of callers an agent took), None before the first."""
+    board = context.get(QUEUE_BOARD)
+    figures = board.peek(str(name)) if board is not None else None
+    wait = figures.expected_wait if figures is not None else None
+    return None if wait is None else round(wait)
+
+
+ENV.globals.update(queue=NO_QUEUE, queue_size=queue_size, queue_wait=queue_wait)
+
 
 # -- time and schedules (flow/schedules.py) --------------------------------------------------
 # Globals that read the call's clock from the context (TIME_KEY); pass_context also keeps

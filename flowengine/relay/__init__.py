@@ -21,6 +21,7 @@ from .errors import (
 )
 from .messaging import Message
 from .protocol import RelayProtocol
+from .queues import QueueBoard, QueueFigures, QueueWait
 
 __all__ = [
     "CLIENT_CLOSED",
@@ -37,6 +38,9 @@ __all__ = [
     "LocalProtocolError",
     "Message",
     "ProtocolError",
+    "QueueBoard",
+    "QueueFigures",
+    "QueueWait",
     "RelayClient",
     "RelayConfig",
     "RelayError",

@@ -25,6 +25,7 @@ import anyio
 
 from .errors import CallEnded, ConnectionLost, RelayError
 from .events import CallEvent
+from .queues import QueueWait
 
 if TYPE_CHECKING:
     from .client import RelayClient
@@ -65,7 +66,8 @@ RESEND_ATTEMPTS = 8
 #: the link: RELAY takes a repeated control_id as the same action (it does not start a
 #: second one). send_digits is not among them: keys sent twice would be dialled twice if
 #: the server did not recognise the repeat.
-RESENT_ACTIONS = frozenset({"play", "record", "collect", "play_and_collect", "detect"})
+RESENT_ACTIONS = frozenset({"play", "record", "collect", "play_and_collect", "detect",
+                            "queue.enter"})
 #: A state read from a frame → the one str object of that name (not one per call).
 _STATE_NAME = {state: state for state in CALL_STATES}
 #: §4.3: a play ends on ``finished`` or ``error``.
@@ -558,6 +560,59 @@ class Call:
         if self.state == "ended":
             raise CallEnded(410, "calling.unhold", "the call has already ended")
         return await self.execute("unhold", resend=True)
+
+    async def queue_enter(self, name: str, *, status_url: str | None = None,
+                          wait_url: str | None = None, **extra: Any) -> QueueWait:
+        """Put the call in the queue ``name`` (``calling.queue.enter``, §5.10) to wait for an
+        agent; returns when RELAY accepted it.
+
+        Returns:
+            the :class:`QueueWait`: its ``position``/``size`` follow the
+            ``calling.call.queue`` events; ``await wait.action.wait()`` ends ``dequeued``
+            (an agent took the call: ``call.bridge`` says when they are connected and
+            when the bridge ends), ``left`` (:meth:`queue_leave`) or ``hangup``.
+
+        Raises:
+            RelayError: a non-2xx reply other than 404/410 (409: not answered, or in a
+                queue already), a timeout or a lost link.
+        """
+        wait = QueueWait(name, self._client.queues)
+        params: dict[str, Any] = {"queue_name": name, **extra}
+        if status_url is not None:
+            params["status_url"] = status_url
+        if wait_url is not None:
+            params["wait_url"] = wait_url
+        # The agent's take arrives as calling.call.connect on this call: a bridge that
+        # RELAY starts, registered before the verb like a connect's.
+        previous, self.bridge = self.bridge, Bridge()
+        try:
+            wait.action = await self.start_action("queue.enter", params, wait)
+        except BaseException:
+            self.bridge = previous
+            raise
+        if wait.action.done:
+            wait.gone()
+        else:
+            queue_id = wait.action.reply.get("queue_id")
+            if isinstance(queue_id, str) and not wait.queue_id:
+                wait.queue_id = queue_id
+            wait.entered = asyncio.get_running_loop().time()
+        return wait
+
+    async def queue_leave(self, wait: QueueWait) -> dict[str, Any]:
+        """Take the call out of its queue (``calling.queue.leave``, §5.10); the wait ends
+        ``left``. ``{}`` when the call or the wait is gone already (404/410)."""
+        if wait.action is None or wait.action.done or self.state == "ended":
+            return {}
+        params: dict[str, Any] = {"queue_name": wait.name,
+                                  "control_id": wait.action.control_id}
+        if wait.queue_id:
+            params["queue_id"] = wait.queue_id
+        try:
+            # Leaving twice is leaving once (the second gets 404, i.e. {}): safe to resend.
+            return await self.execute("queue.leave", params, resend=True)
+        except CallEnded:
+            return {}
 
     async def play(self, media: list[dict[str, Any]], *, volume: float | None = None,
                    **extra: Any) -> Action:

@@ -39,6 +39,7 @@ from .events import (
 )
 from .messaging import Message
 from .protocol import CONNECT_METHOD, Resume
+from .queues import QueueBoard
 from .wslink import connect as wslink_connect
 
 __all__ = ["IncomingCalls", "RelayClient"]
@@ -155,6 +156,8 @@ class RelayClient(AsyncContextManagerMixin):
         self._ended_ids: dict[str, None] = {}
         #: Dials waiting for their outcome, by tag (§4.9).
         self._dials: dict[str, Dial] = {}
+        #: What this client's calls were told of each queue (§5.10): sizes, waits.
+        self.queues = QueueBoard()
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "closed" if self._closed else "connecting"

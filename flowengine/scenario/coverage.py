@@ -69,13 +69,18 @@ class FlowCoverage:
 
     def add(self, result: ScenarioResult) -> None:
         """Count the edges one scenario's call took."""
+        self.add_taken(result.scenario.name, result.taken)
+
+    def add_taken(self, name: str, taken: Iterable[tuple[str, str, str | None]]) -> None:
+        """Count the edges of one call (``(step, outcome, next step)``) of scenario ``name``;
+        the dial outcomes of an outbound flow count as edges of its ``dial`` node."""
         dial = self.flow.outbound.edges if self.flow.outbound is not None else {}
-        for step, outcome, target in result.taken:
+        for step, outcome, target in taken:
             table = dial if step == DIAL else self.flow.edges.get(step, {})
             if outcome in table and table[outcome] == target:
                 names = self.taken.setdefault((step, outcome), [])
-                if result.scenario.name not in names:
-                    names.append(result.scenario.name)
+                if name not in names:
+                    names.append(name)
 
     def edges(self) -> list[Edge]:
         """Every edge of the flow."""
@@ -95,6 +100,14 @@ class Coverage:
     def add(self, results: Iterable[ScenarioResult]) -> None:
         """Count the edges the scenarios' calls took."""
         for result in results:
+            if result.calls:
+                # Several calls: each counts for the flow it ran (every flow involved).
+                for call in result.calls:
+                    flow = call.spec.flow
+                    cover = self.flows.setdefault(os.path.realpath(flow.file),
+                                                  FlowCoverage(flow))
+                    cover.add_taken(result.scenario.name, call.taken)
+                continue
             key = os.path.realpath(result.flow.file)
             cover = self.flows.setdefault(key, FlowCoverage(result.flow))
             cover.add(result)

@@ -10,6 +10,7 @@ result fields, the caller script), every problem reported as ``file:line:col`` l
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -90,8 +91,25 @@ class ReceiverSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class CallSpec:
+    """One call of a scenario with several (``calls:``): its flow, when it comes in, who
+    calls and what must happen on it."""
+
+    name: str
+    flow: FlowVersion
+    #: Simulated seconds after the scenario starts.
+    at: float
+    from_number: str
+    to_number: str
+    context: str
+    caller: str
+    expect: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
-    """One simulated call and what must happen on it."""
+    """One simulated call and what must happen on it — or, with ``calls``, several calls
+    on one simulator (then ``expect`` is empty and each call has its own)."""
 
     name: str
     #: Where the scenario is written (its ``name:``).
@@ -116,6 +134,8 @@ class Scenario:
     callee: str | None = None
     #: The call's inputs (outbound flows; ``${RECEIVER}`` not yet replaced).
     inputs: Mapping[str, Any] = field(default_factory=dict)
+    #: Several calls at once (``calls:``), in the order written; empty for one call.
+    calls: tuple[CallSpec, ...] = ()
     #: When the call starts, as its templates' clock sees it (``at:``); None: the
     #: machine's clock.
     at: datetime | None = None
@@ -273,6 +293,8 @@ class _Checker:
         self.doc = doc
         self.data: dict[str, Any] = doc.data
         self.problems: list[Diagnostic] = []
+        #: The other flows the calls of scenarios run, by path (None: it did not load).
+        self._flows: dict[str, FlowVersion | None] = {}
 
     def error(self, path: Path, message: str, *, key: bool = False,
               hint: str | None = None) -> None:
@@ -327,6 +349,16 @@ class _Checker:
                 self.error((*base, "name"), f"two scenarios are named '{name}' (the other at "
                            f"line {names[name]})", hint="scenario names must be unique in a file")
             names.setdefault(name, line)
+            if "calls" in raw:
+                multi = self.multi(flow, raw, base, name, line, defaults_call,
+                                   default_caller, default_scale)
+                scenarios.append(dataclasses.replace(multi, at=self.scenario_at(
+                    raw, base, default_at, default_tz, tz_ok)))
+                continue
+            if "expect" not in raw:
+                self.error(base, f"scenario '{name}' has no expect: (or calls:, for several "
+                           "calls)", hint="say what must happen under expect:")
+                continue
             call = {**defaults_call, **(raw.get("call") or {})}
             if "call" in raw:
                 self.check_context(flow, raw["call"], (*base, "call"))
@@ -351,25 +383,7 @@ class _Checker:
             self.check_expect(flow, raw["expect"], (*base, "expect"))
             self.check_vars(flow, raw.get("vars") or {}, (*base, "vars"))
             variables = {**default_vars, **(raw.get("vars") or {})}
-            at: datetime | None
-            if "at" in raw:
-                if "tz" in raw:
-                    at = self.at(raw["at"], raw["tz"], (*base, "at")) \
-                        if self.zone_ok(raw["tz"], (*base, "tz")) else None
-                elif has_offset(raw["at"]):
-                    at = self.at(raw["at"], None, (*base, "at"))  # its offset beats the file's tz
-                else:
-                    at = self.at(raw["at"], default_tz, (*base, "at")) if tz_ok else None
-            elif "tz" in raw:
-                # A zone for the file's at (written in UTC or its own zone) would be a
-                # second reading of the same text: refuse it rather than guess.
-                self.error((*base, "tz"), "tz says which zone at: is written in, and this "
-                           "scenario has no at:", key=True,
-                           hint="give the scenario its own at:, or move tz: next to the "
-                           "file's at:")
-                at = default_at
-            else:
-                at = default_at
+            at = self.scenario_at(raw, base, default_at, default_tz, tz_ok)
             receiver = raw.get("receiver", default_receiver)
             if receiver is None and (_mentions_receiver(variables) or _mentions_receiver(
                     {**default_inputs, **(raw.get("inputs") or {})})
@@ -391,6 +405,93 @@ class _Checker:
         if self.problems:
             raise ScenarioFileError(self.problems)
         return ScenarioFile(self.doc.file, flow, tuple(scenarios))
+
+    def scenario_at(self, raw: Mapping[str, Any], base: Path, default_at: datetime | None,
+                    default_tz: str | None, tz_ok: bool) -> datetime | None:
+        """The scenario's clock (``at:``, ``tz:``), else the file's."""
+        at: datetime | None
+        if "at" in raw:
+            if "tz" in raw:
+                at = self.at(raw["at"], raw["tz"], (*base, "at")) \
+                    if self.zone_ok(raw["tz"], (*base, "tz")) else None
+            elif has_offset(raw["at"]):
+                at = self.at(raw["at"], None, (*base, "at"))  # its offset beats the file's tz
+            else:
+                at = self.at(raw["at"], default_tz, (*base, "at")) if tz_ok else None
+        elif "tz" in raw:
+            # A zone for the file's at (written in UTC or its own zone) would be a
+            # second reading of the same text: refuse it rather than guess.
+            self.error((*base, "tz"), "tz says which zone at: is written in, and this "
+                       "scenario has no at:", key=True,
+                       hint="give the scenario its own at:, or move tz: next to the "
+                       "file's at:")
+            at = default_at
+        else:
+            at = default_at
+        return at
+
+    def multi(self, flow: FlowVersion, raw: Mapping[str, Any], base: Path, name: str,
+              line: int, defaults_call: Mapping[str, Any], default_caller: str,
+              default_scale: float) -> Scenario:
+        """A scenario with ``calls:``: each call checked against its own flow."""
+        for key in ("expect", "call", "caller", "faults", "vars", "receiver"):
+            if key in raw:
+                self.error((*base, key), f"{key} does not go with calls: (each call has its "
+                           "own call, caller and expect)", key=True,
+                           hint="move it into the calls it belongs to, or drop calls:")
+        calls: list[CallSpec] = []
+        seen: set[str] = set()
+        contexts: dict[str, str] = {}
+        for i, item in enumerate(raw["calls"]):
+            cpath: Path = (*base, "calls", i)
+            if item["name"] in seen:
+                self.error((*cpath, "name"), f"two calls are named '{item['name']}' in "
+                           f"scenario '{name}'", hint="call names must be unique in a scenario")
+            seen.add(item["name"])
+            own = flow
+            if "flow" in item:
+                loaded = self.load_other(flow, item["flow"], (*cpath, "flow"))
+                if loaded is None:
+                    continue
+                own = loaded
+            call = {**(defaults_call if own is flow else {}), **(item.get("call") or {})}
+            if "call" in item:
+                self.check_context(own, item["call"], (*cpath, "call"))
+            caller = item.get("caller", default_caller)
+            if "caller" in item:
+                self.check_caller(caller, (*cpath, "caller"))
+            self.check_expect(own, item["expect"], (*cpath, "expect"))
+            context = call.get("context", own.contexts[0])
+            other = contexts.setdefault(context, own.file)
+            if other != own.file and context in own.contexts:
+                self.error((*cpath, "call"), f"calls of two flows come in on context "
+                           f"'{context}': a call there would go to either", key=True,
+                           hint="give each flow's calls a context of its own")
+            calls.append(CallSpec(
+                name=item["name"], flow=own, at=float(item.get("at", 0)),
+                from_number=call.get("from", _exact(own, "from", DEFAULT_FROM)),
+                to_number=call.get("to", _exact(own, "to", DEFAULT_TO)),
+                context=context, caller=caller, expect=item["expect"]))
+        return Scenario(name=name, line=line, from_number=DEFAULT_FROM, to_number=DEFAULT_TO,
+                        context=flow.contexts[0], caller=default_caller,
+                        time_scale=raw.get("time_scale", default_scale), faults=(),
+                        expect={}, description=raw.get("description"), calls=tuple(calls))
+
+    def load_other(self, main: FlowVersion, ref: str, path: Path) -> FlowVersion | None:
+        """The flow a call runs (relative to the scenario file), loaded once."""
+        file = os.path.normpath(os.path.join(os.path.dirname(self.doc.file), ref))
+        if os.path.realpath(file) == os.path.realpath(main.file):
+            return main
+        cache = self._flows
+        if file not in cache:
+            try:
+                cache[file] = load_flow(file)
+            except FlowError as exc:
+                self.error(path, f"the flow {file} does not load ({len(exc.errors)} error"
+                           f"{'s' if len(exc.errors) != 1 else ''})",
+                           hint=f"run `flowengine check {file}`")
+                cache[file] = None
+        return cache[file]
 
     # -- pieces ---------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from .model import (
     RECEIVER_TOKEN,
     RECORDING_ACTIONS,
     RECORDING_WITHIN,
+    CallSpec,
     Fault,
     Scenario,
     ScenarioFile,
@@ -70,6 +71,17 @@ class Mismatch:
 
 
 @dataclass(slots=True)
+class CallResult:
+    """What one call of a scenario with several (``calls:``) did."""
+
+    spec: CallSpec
+    report: SessionReport | None = None
+    #: (step, outcome, next step or None) for every step the call ran, in order.
+    taken: list[tuple[str, str, str | None]] = field(default_factory=list)
+    mismatches: list[Mismatch] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class ScenarioResult:
     """What one scenario did and whether it held."""
 
@@ -86,6 +98,8 @@ class ScenarioResult:
     received: list[Received] | None = None
     #: For an outbound flow: how the call it placed went.
     dial: OutboundReport | None = None
+    #: Each call of a scenario with ``calls:``, in the order written (empty otherwise).
+    calls: list[CallResult] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -100,13 +114,19 @@ class ScenarioResult:
         for mismatch in self.mismatches:
             lines.extend(mismatch.lines())
         if self.taken:
-            lines.append("the call: " + " → ".join(
-                f"dial ({o})" if s == DIAL else f"{s} ({o})" for s, o, _ in self.taken)
-                + (f" → {END}" if self.taken[-1][2] is None else ""))
+            lines.append("the call: " + _shown_taken(self.taken))
+        for call in self.calls:
+            lines.append(f"call '{call.spec.name}': " + (_shown_taken(call.taken)
+                                                          if call.taken else "(nothing ran)"))
         if self.report is not None and self.report.error and not any(
                 m.what == "error" for m in self.mismatches):
             lines.append(f"flow error: {self.report.error}")
         return "\n".join(lines)
+
+
+def _shown_taken(taken: Sequence[tuple[str, str, str | None]]) -> str:
+    return (" → ".join(f"dial ({o})" if s == DIAL else f"{s} ({o})" for s, o, _ in taken)
+            + (f" → {END}" if taken[-1][2] is None else ""))
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -134,6 +154,17 @@ async def run_scenario(flow: FlowVersion, scenario: Scenario, *, file: str = "",
 async def _run_scenario(flow: FlowVersion, scenario: Scenario, file: str,
                         runtime: FlowRuntime | None, timeout: float) -> ScenarioResult:
     result = ScenarioResult(file, flow, scenario)
+    if scenario.calls:
+        await _run_several(scenario, result, timeout)
+        for call in result.calls:
+            if call.report is not None:
+                call.mismatches = compare(call.spec.flow, call.spec.expect, call.report)
+                result.mismatches.extend(
+                    Mismatch(f"{call.spec.name}: {m.what}", m.expected, m.actual)
+                    for m in call.mismatches)
+            elif result.error is None:
+                result.error = f"call '{call.spec.name}' did not run"
+        return result
     async with AsyncExitStack() as stack:
         receiver: Receiver | None = None
         if scenario.receiver is not None:
@@ -238,16 +269,17 @@ async def _place_call(flow: FlowVersion, scenario: Scenario, inputs: Mapping[str
     sets ``result.dial`` and ``result.report`` (an empty one when no step ran), or
     ``result.error``."""
     from flowengine.flow.inputs import InputError
-    from flowengine.relay import RelayClient, RelayConfig
+    from flowengine.relay import RelayClient
     from flowengine.sim import Simulator
+    from flowengine.testing import config_for, connector
 
     token = secrets.token_hex(12)
     pending: dict[str, deque[Fault]] = {}
     for fault in scenario.faults:
         pending.setdefault(fault.step, deque()).append(fault)
 
-    async with Simulator(port=0, project="scenario", token=token,
-                         time_scale=scenario.time_scale) as sim:
+    async with Simulator(project="scenario", token=token, time_scale=scenario.time_scale,
+                         listen=False) as sim:
         sim.set_callee(scenario.to_number, scenario.callee)
 
         def arm(step_id: str | None) -> None:
@@ -265,20 +297,20 @@ async def _place_call(flow: FlowVersion, scenario: Scenario, inputs: Mapping[str
                 result.taken.append((entry.step, entry.outcome, entry.next_step))
                 arm(entry.next_step)
 
-        config = RelayConfig(url=sim.url, project="scenario", token=token)
         try:
             with anyio.fail_after(timeout):
-                async with RelayClient(config) as client:
+                async with RelayClient(config_for(sim), connect=connector(sim)) as client:
                     clock: Clock = WALL_CLOCK
                     if scenario.at is not None:  # the call's clock starts as it is dialled
-                        clock = SetClock(scenario.at, scenario.time_scale)
+                        clock = SetClock(scenario.at, scenario.time_scale,
+                                         monotonic=asyncio.get_running_loop().time)
                     dial = await run_outbound(
                         client, flow, to=scenario.to_number, from_=scenario.from_number or None,
                         vars=inputs, on_step=on_step, on_dialed=on_dialed, runtime=runtime,
                         time_scale=scenario.time_scale, clock=clock)
                 await sim.wait_all_ended(timeout=timeout)
         except TimeoutError:
-            result.error = (f"the call did not end within {timeout:g} s (real time); "
+            result.error = (f"the call did not end within {timeout:g} s; "
                             "is the flow waiting forever?")
             return
         except InputError as exc:
@@ -291,6 +323,73 @@ async def _place_call(flow: FlowVersion, scenario: Scenario, inputs: Mapping[str
     result.report = dial.report or SessionReport(
         status="completed", steps={}, vars=dict(inputs), trace=[], caller_hung_up=False,
         end_reason=None)
+
+
+async def _run_several(scenario: Scenario, result: ScenarioResult, timeout: float) -> None:
+    """The calls of a ``calls:`` scenario on one simulator: one client per flow (subscribed
+    to the contexts its calls come in on), each call offered at its ``at``."""
+    from flowengine.relay import RelayClient
+    from flowengine.sim import Simulator
+    from flowengine.testing import config_for, connector
+
+    token = secrets.token_hex(12)
+    result.calls = [CallResult(spec) for spec in scenario.calls]
+    by_flow: dict[str, list[CallResult]] = {}
+    for call in result.calls:
+        by_flow.setdefault(call.spec.flow.file, []).append(call)
+    by_id: dict[str, CallResult] = {}
+    scale = scenario.time_scale
+
+    def on_step(entry: TraceEntry) -> None:
+        call = by_id.get(entry.call_id)
+        if call is not None and entry.within is None:
+            call.taken.append((entry.step, entry.outcome, entry.next_step))
+
+    async with Simulator(project="scenario", token=token, time_scale=scale,
+                         listen=False) as sim:
+        reports: list[SessionReport] = []
+
+        # One clock for every call (at: sets it as the scenario starts; it runs on at the
+        # simulator's pace), so a call that comes in later reads a later time.
+        clock: Clock = WALL_CLOCK if scenario.at is None else SetClock(
+            scenario.at, scale, monotonic=asyncio.get_running_loop().time)
+
+        async def serve(calls: list[CallResult], client: RelayClient) -> None:
+            flow = calls[0].spec.flow
+            reports.extend(await run_calls(FlowRuntime(flow), client, len(calls),
+                                           time_scale=scale, trace=on_step, clock=clock))
+
+        async def offer() -> None:
+            start = anyio.current_time()
+            for call in sorted(result.calls, key=lambda c: c.spec.at):
+                await anyio.sleep_until(start + call.spec.at * scale)
+                spec = call.spec
+                placed = sim.offer_call(context=spec.context, from_number=spec.from_number,
+                                        to_number=spec.to_number, caller=spec.caller)
+                by_id[placed.call_id] = call
+
+        try:
+            with anyio.fail_after(timeout):
+                async with AsyncExitStack() as stack:
+                    clients = [(calls, await stack.enter_async_context(RelayClient(
+                        config_for(sim), sorted({c.spec.context for c in calls}),
+                        connect=connector(sim))))
+                        for calls in by_flow.values()]
+                    async with anyio.create_task_group() as tg:
+                        for calls, client in clients:
+                            tg.start_soon(serve, calls, client)
+                        tg.start_soon(offer)
+                await sim.wait_all_ended()
+        except TimeoutError:
+            result.error = (f"the calls did not end within {timeout:g} s; "
+                            "is a flow waiting forever?")
+            return
+        except Exception as exc:  # the client or simulator failed: report it
+            result.error = f"the scenario could not run: {exc!r}"
+            return
+    for report in reports:
+        if report.trace and (owner := by_id.get(report.trace[0].call_id)) is not None:
+            owner.report = report
 
 
 async def run_file(loaded: ScenarioFile, *, names: Sequence[str] | None = None,

@@ -26,6 +26,7 @@ A script is a comma-separated list of clauses (the grammar is documented in
                          talks 20 s, then hangs up (also: noanswer, decline)
     hangup@connect:5     hangs up 5 s after a connect bridged the call
     hangup@hold:10       hangs up 10 s after the call was put on hold (calling.hold)
+    hangup@queue:30      hangs up 30 s after the call entered a queue (calling.queue.enter)
 
 Callee scripts (what the number a ``calling.dial`` rings does) use the same grammar, plus
 how the callee picks up; these clauses mean nothing to an inbound caller::
@@ -58,7 +59,7 @@ _DTMF = "0123456789*#ABCD"
 #: A ``digits:`` group or ``say:`` phrase that gives nothing: that collect hears no input.
 SKIP = "-"
 _NUMBER = r"(\d+(?:\.\d+)?|\.\d+)"
-_HANGUP_KINDS = ("ring", "play", "record", "collect", "connect", "detect", "hold")
+_HANGUP_KINDS = ("ring", "play", "record", "collect", "connect", "detect", "hold", "queue")
 #: Seconds an answering machine's greeting lasts when ``machine`` does not say.
 DEFAULT_GREETING = 4.0
 #: Seconds a callee rings before it answers when ``answer`` does not say.
@@ -85,7 +86,7 @@ _PEER_RE = re.compile(rf"peer:((?:{'|'.join(PEER_BEHAVIOURS)})(?::{_NUMBER})?"
 
 GRAMMAR = (
     "speak:N[:quiet|:KEY] | silent | hangup:N | hangup@ring[:N] | "
-    "hangup@play|record|collect|connect|detect|hold[ORDINAL][:N] | machine[:N] | fax | "
+    "hangup@play|record|collect|connect|detect|hold|queue[ORDINAL][:N] | machine[:N] | fax | "
     "sms:delivered|undelivered|failed|sent | "
     "digits:KEYS|-[/KEYS|-…] | say:TEXT|-[/TEXT|-…] | "
     "peer:answer[:N]|busy|noanswer|decline[/…] | "

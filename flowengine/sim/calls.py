@@ -31,6 +31,7 @@ from flowengine.sim.timers import Timer
 
 if TYPE_CHECKING:
     from flowengine.sim.core import Session
+    from flowengine.sim.queues import SimQueues
 
 Reply = Callable[[dict[str, Any]], None]
 
@@ -90,6 +91,8 @@ class CallHost(Protocol):
     """What a call needs from the simulator core."""
 
     time_scale: float
+    #: The simulator's call queues (``calling.queue.enter``, a connect's queue device).
+    queues: SimQueues
 
     @property
     def now(self) -> float: ...
@@ -227,7 +230,8 @@ class SimCall:
         self._digits_used = 0
         self._say_used = 0
         self._peers_used = 0
-        self._bridge: ConnectAction | None = None
+        #: The running connect: a dial (ConnectAction) or either side of a queue bridge.
+        self._bridge: _Action | None = None
         self._passed_by: set[str] = set()
         #: True while the caller is on hold (hears hold music): calling.hold until
         #: calling.unhold.
@@ -517,10 +521,30 @@ class SimCall:
                                       "devices (phone, sip, webrtc, call, queue)")
         if params.get("ringback") is not None:
             media_length(params["ringback"])  # 400 for a bad list
-        reply({"code": "200", "message": "Connecting", "call_id": self.call_id})
         tag = params.get("tag") if isinstance(params.get("tag"), str) else None
-        self._bridge = ConnectAction(self, devices, tag)
-        self._bridge.start()
+        queued = [d for group in devices for d in group if d.get("type") == "queue"]
+        if queued:
+            # §5.10: an agent takes the longest-waiting caller of a queue (sim/queues.py).
+            if len(devices) != 1 or len(devices[0]) != 1:
+                raise CommandError("400", "a queue device must be the only device")
+            params_q = queued[0].get("params")
+            if not isinstance(params_q, dict) or not params_q.get("queue_name"):
+                raise CommandError("400", "a queue device needs params.queue_name")
+            reply({"code": "200", "message": "Connecting", "call_id": self.call_id})
+            self._bridge = self._host.queues.connect(self, queued[0], tag)
+            return
+        reply({"code": "200", "message": "Connecting", "call_id": self.call_id})
+        bridge = ConnectAction(self, devices, tag)
+        self._bridge = bridge
+        bridge.start()
+
+    def queue_enter(self, params: dict[str, Any], reply: Reply) -> None:
+        """``calling.queue.enter`` (§5.10): see :meth:`flowengine.sim.queues.SimQueues.enter`."""
+        self._host.queues.enter(self, params, reply)
+
+    def queue_leave(self, params: dict[str, Any], reply: Reply) -> None:
+        """``calling.queue.leave`` (§5.10): see :meth:`flowengine.sim.queues.SimQueues.leave`."""
+        self._host.queues.leave(self, params, reply)
 
     def detect(self, params: dict[str, Any], reply: Reply) -> None:
         """``calling.detect`` (§5.7): 200 "Detecting", then ``calling.call.detect`` events as

@@ -34,6 +34,7 @@ from flowengine.sim.calls import CommandError, SimCall, SimRecording
 from flowengine.sim.dial import SimDial, check_devices
 from flowengine.sim.latency import LatencyRecorder
 from flowengine.sim.noise import junk_frame
+from flowengine.sim.queues import SimQueues
 from flowengine.sim.timers import Timer, TimerHeap
 
 logger = logging.getLogger("flowengine.sim")
@@ -68,6 +69,8 @@ _CALL_VERBS = {
     "calling.detect": "detect",
     "calling.hold": "hold",
     "calling.unhold": "unhold",
+    "calling.queue.enter": "queue_enter",
+    "calling.queue.leave": "queue_leave",
 }
 _CONTROLS: dict[str, tuple[tuple[str, ...], str]] = {
     "calling.play.stop": (("play",), "stop"),
@@ -255,6 +258,8 @@ class SimCore:
         self._delays: dict[str | None, float] = {}
         #: inject_noise: (rate, random source), or None.
         self._noise: tuple[float, random.Random] | None = None
+        #: The call queues (calling.queue.enter, a connect's queue device; §5.10).
+        self.queues = SimQueues()
         #: Every message sent with messaging.send (its first messaging.state params).
         self.messages_sent: list[dict[str, Any]] = []
         self._failures: dict[str, deque[tuple[str, str]]] = {}

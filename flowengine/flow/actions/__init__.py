@@ -1,7 +1,7 @@
 """Every action's spec: what the flow layer (checker, graph, schema, docs) knows about it.
 
 One module per family (``call_control``, ``media``, ``logic``, ``input``, ``http``,
-``subflow``, ``messaging``), each a tuple ``SPECS`` of :class:`ActionSpec`. The runners —
+``subflow``, ``messaging``, ``queue``), each a tuple ``SPECS`` of :class:`ActionSpec`. The runners —
 ``async def run_<action>(session, step, params) -> StepResult`` — live in
 ``flowengine.actions`` (one module per family too) and are named by ``ActionSpec.runner``;
 this package imports nothing above ``flowengine.flow``, so the engine and the runners can
@@ -13,7 +13,7 @@ family module is listed in ``_FAMILIES`` below.
 
 from __future__ import annotations
 
-from . import call_control, http, input, logic, media, messaging, subflow
+from . import call_control, http, input, logic, media, messaging, queue, subflow
 from .spec import (
     CALL_OUTCOMES,
     TIMEOUT_OUTCOME,
@@ -27,7 +27,7 @@ from .spec import (
 )
 
 #: The families in the order the schema and docs/actions.md list their actions.
-_FAMILIES = (call_control, media, logic, input, http, subflow, messaging)
+_FAMILIES = (call_control, media, logic, input, http, subflow, messaging, queue)
 
 #: action name → its spec, in the order the schema and the docs list them.
 ACTIONS: dict[str, ActionSpec] = {spec.name: spec for family in _FAMILIES for spec in family.SPECS}

@@ -79,29 +79,40 @@ HANGUP = ActionSpec(
 )
 
 def _check_connect(step: str, value: Any, ctx: CheckContext) -> list[Problem]:
-    given = [k for k in ("to", "devices") if k in value]
+    given = [k for k in ("to", "devices", "queue") if k in value]
     if not given:
         return [Problem((), f"connect in step '{step}' dials nobody", key=True,
-                        hint="add to: NUMBER, or devices: [NUMBER, …] for several")]
-    if len(given) == 2:
+                        hint="add to: NUMBER, or devices: [NUMBER, …] for several, or "
+                             "queue: NAME to take the next caller of a queue")]
+    if len(given) == 2 and "queue" not in given:
         return [Problem(("devices",), "connect takes to: or devices:, not both", key=True,
                         hint="put the number of to: into devices:")]
+    if len(given) >= 2:
+        other = next(k for k in given if k != "queue")
+        return [Problem((other,), f"connect takes queue: or {other}:, not both", key=True,
+                        hint="an agent's connect to a queue dials nobody")]
+    if "queue" in value:
+        extra = [k for k in ("ringback", "ring_timeout", "from") if k in value]
+        if extra:
+            return [Problem((extra[0],), f"{extra[0]} does not apply to a connect to a queue "
+                            "(the caller is already on the line)", key=True, warning=True)]
     return []
 
 CONNECT = ActionSpec(
     name="connect",
-    outcomes=("connected", "disconnected", "failed", *CALL_OUTCOMES),
+    outcomes=("connected", "disconnected", "failed", "empty", *CALL_OUTCOMES),
     result_fields=("peer", "reason"),
     runner=f"{RUNNERS}:run_connect",
     summary=("Dial one or more numbers and bridge the caller with the first to answer "
              "(calling.connect)."),
     method="calling.connect",
     own_timeout=True,
-    fields=fields(to="text", devices="devices", ringback="media", **_FROM),
+    fields=fields(to="text", devices="devices", queue="text", ringback="media", **_FROM),
     outcome_docs={
         "connected": "with wait: false, the peer answered; the two talk while the flow goes on.",
         "disconnected": "the peer hung up after talking; the caller is still on the line.",
         "failed": "no device answered (busy, no answer, declined); steps.<id>.reason says why.",
+        "empty": "with queue:, nobody was waiting in the queue.",
     },
     conditional={
         "connected": Conditional(lambda p: p.get("wait") is False,
@@ -109,9 +120,15 @@ CONNECT = ActionSpec(
         "disconnected": Conditional(lambda p: p.get("wait", True) is not False,
                                     "with wait: false a connect ends when the peer answers "
                                     "(connected)"),
+        "empty": Conditional(lambda p: "queue" in p,
+                             "a connect ends with empty only with queue: NAME"),
+        "failed": Conditional(lambda p: "queue" not in p,
+                              "a connect to a queue dials nobody: it ends empty when nobody "
+                              "waits"),
     },
     check=_check_connect,
-    params_intro="A mapping with `to` or `devices` (`{}` dials nobody: `check` refuses it):",
+    params_intro=("A mapping with `to`, `devices` or `queue` (`{}` dials nobody: `check` "
+                  "refuses it):"),
     schema=frozen({
         "title": "connect",
         "description": ("Dial one or more numbers and bridge the caller with the first to "
@@ -120,7 +137,8 @@ CONNECT = ActionSpec(
                         "hung up; the caller is still on the line and the flow goes on), failed "
                         "(no device answered; steps.<id>.reason), hangup (the caller hung up), "
                         "error; with wait: false, connected (the peer answered; the flow goes "
-                        "on while they talk). Result: steps.<id>.peer, reason."),
+                        "on while they talk); with queue:, empty (nobody waits in it). "
+                        "Result: steps.<id>.peer, reason."),
         "type": "object",
         "properties": {
             "to": {
@@ -146,6 +164,14 @@ CONNECT = ActionSpec(
                     "items": {"type": "string", "maxLength": 256},
                 },
                 "examples": [["+15550001111", ["+15550002222", "+15550003333"]]],
+            },
+            "queue": {
+                "title": "Queue to take a caller from",
+                "description": ("For an agent: bridge this call with the caller who has waited "
+                                "longest in the queue of this name (an enqueue step put them "
+                                "there); outcome empty when nobody waits. A template."),
+                "$ref": "#/definitions/text",
+                "examples": ["support"],
             },
             "from": {
                 "title": "Caller ID",
@@ -186,6 +212,7 @@ CONNECT = ActionSpec(
                 "devices": ["+15550001111", ["+15550002222", "+15550003333"]],
                 "ringback": [{"audio": "https://example.com/hold.mp3"}],
             },
+            {"queue": "support"},
         ],
     }),
 )

@@ -1,0 +1,185 @@
+"""enqueue: the caller waits in a named queue (calling.queue.enter, §5.10) until an agent
+takes them, hearing hold music and announcements of their place, or leaves it (a key, the
+maximum wait, a hang-up)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from flowengine.actions.base import STOP_GRACE, StepResult
+from flowengine.actions.media import relay_media
+from flowengine.flow.templates import render
+from flowengine.relay import Action, CallEnded, RelayError
+from flowengine.relay.call import PLAY_TERMINAL, collect_terminal
+
+if TYPE_CHECKING:
+    from flowengine.engine.session import Session
+    from flowengine.flow import Step
+    from flowengine.relay import Call, QueueWait
+
+METHOD = "calling.queue.enter"
+
+
+async def run_enqueue(session: Session, step: Step, params: dict[str, Any]) -> StepResult:
+    """``enqueue: {queue, music?, announce?, announce_every, leave_on?, max_wait?}``.
+
+    ``connected`` once an agent took the call and the bridge ended (the agent hung up;
+    the caller is still on the line); ``left`` on a ``leave_on`` key; ``timeout`` after
+    ``max_wait`` (or the step's ``timeout``); ``hangup``; ``error`` when RELAY refuses.
+    """
+    call = session.call
+    name = str(params["queue"]).strip()
+    result: dict[str, Any] = {"wait_time": None, "position_at_entry": None, "agent": None,
+                              "key": None}
+    if not name:
+        return StepResult("error", result, error="the queue name is empty")
+    scale = session.time_scale
+    try:
+        wait = await call.queue_enter(name)
+    except CallEnded:
+        return StepResult("hangup", result, method=METHOD)
+    except RelayError as exc:
+        return StepResult("error", result, method=METHOD, error=str(exc))
+    assert wait.action is not None
+    played: list[dict[str, Any]] = []
+    waiting = _Waiting(session, step, params, wait, played)
+    limits = [x for x in (params.get("max_wait"), step.timeout) if x is not None]
+    limit = min(float(x) for x in limits) * scale if limits else math.inf
+    timed_out = False
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiting.media)
+        if params.get("leave_on"):
+            tg.start_soon(waiting.keys, str(params["leave_on"]))
+        with anyio.move_on_after(limit) as scope:
+            await wait.action.wait()
+        if scope.cancelled_caught:
+            timed_out = True
+            with anyio.move_on_after(STOP_GRACE, shield=True):
+                with contextlib.suppress(RelayError):
+                    await call.queue_leave(wait)
+                await wait.action.wait()
+        tg.cancel_scope.cancel()
+    state = wait.action.result.state if wait.action.result is not None else "left"
+    waited = (anyio.current_time() - wait.entered) / scale
+    result.update(wait_time=round(waited, 3), position_at_entry=wait.position_at_entry or None,
+                  key=waiting.key)
+    if state == "hangup":
+        wait.gone()
+        return StepResult("hangup", result, method=METHOD, control_id=wait.action.control_id,
+                          played=played)
+    if state != "dequeued":
+        outcome = "left" if waiting.key else "timeout" if timed_out else "error"
+        return StepResult(outcome, result, method=METHOD, control_id=wait.action.control_id,
+                          played=played, error=None if outcome != "error" else
+                          "RELAY took the call out of the queue")
+    call.client.queues.record_wait(name, waited)
+    bridge = call.bridge
+    if bridge is not None:
+        # The step lasts as long as the caller talks with the agent (§5.10).
+        await bridge.wait(("disconnected",))
+        peer = bridge.peer or {}
+        device = peer.get("device")
+        dparams = device.get("params") if isinstance(device, dict) else None
+        if isinstance(dparams, dict):
+            result["agent"] = dparams.get("from_number") or dparams.get("from")
+        result["agent_call_id"] = peer.get("call_id")
+    return StepResult("connected", result, method=METHOD, control_id=wait.action.control_id,
+                      played=played)
+
+
+class _Waiting:
+    """The caller's side of a wait: the music and announcements, and the leave keys."""
+
+    def __init__(self, session: Session, step: Step, params: dict[str, Any], wait: QueueWait,
+                 played: list[dict[str, Any]]) -> None:
+        self.session = session
+        self.call: Call = session.call
+        self.step = step
+        self.params = params
+        self.wait = wait
+        self.played = played
+        self.key: str | None = None
+
+    def figures(self) -> dict[str, Any]:
+        """What ``queue.*`` means in an announcement, now."""
+        wait = self.wait
+        figures = self.call.client.queues.peek(wait.name)
+        expected = figures.expected_wait if figures is not None else None
+        return {"name": wait.name, "position": wait.position, "size": wait.size,
+                "expected_wait": None if expected is None else round(expected),
+                "waited": round((anyio.current_time() - wait.entered) / self.session.time_scale)}
+
+    async def media(self) -> None:
+        """Announce at once and every ``announce_every`` seconds; music in between."""
+        scale = self.session.time_scale
+        announce = self.step.params.get("announce")
+        every = float(self.params.get("announce_every") or 30) * scale
+        music = [relay_media(item) for item in self.params.get("music") or ()]
+        if music:
+            self.played.extend(self.params["music"])
+        next_at = anyio.current_time()
+        while not self.call.ended:
+            if announce and anyio.current_time() >= next_at:
+                context = {**self.session.template_context(), "queue": self.figures()}
+                items = render(announce, context)
+                self.played.extend(items)
+                await self._play([relay_media(item) for item in items], None)
+                next_at = anyio.current_time() + every
+            remaining = next_at - anyio.current_time() if announce else math.inf
+            if music and remaining > 0:
+                await self._play(music, None if remaining == math.inf else remaining)
+            else:
+                # Every pass waits (a checkpoint): an ended call never spins this loop.
+                await anyio.sleep(max(0.0, remaining) if remaining != math.inf else 3600)
+
+    async def _play(self, media: list[dict[str, Any]], limit: float | None) -> None:
+        action = await _start(self.call, "play", {"play": media}, PLAY_TERMINAL)
+        await _run(action, limit)
+
+    async def keys(self, keys: str) -> None:
+        """Listen for a ``leave_on`` key; the first one takes the caller out of the queue."""
+        every = float(self.params.get("announce_every") or 30)
+        while True:
+            action = await _start(self.call, "collect",
+                                  {"digits": {"max": 1, "digit_timeout": 1.0},
+                                   "initial_timeout": every}, collect_terminal)
+            done = await _run(action, None)
+            if done is None or done.state not in ("digit", "no_input"):
+                return  # the call ended, or RELAY cannot listen: the caller just waits
+            inner = done.params.get("result")
+            pressed = (inner.get("params") or {}).get("digits") if isinstance(inner, dict) \
+                else None
+            if isinstance(pressed, str) and pressed and pressed[0] in keys:
+                self.key = pressed[0]
+                with contextlib.suppress(RelayError):
+                    await self.call.queue_leave(self.wait)
+                return
+
+
+async def _start(call: Call, kind: str, params: dict[str, Any], terminal: Any) -> Action:
+    """Start an action, shielded: once sent, it is ours to stop (a cancel that came while
+    RELAY answered would leave hold music playing into the agent's bridge)."""
+    with anyio.CancelScope(shield=True):
+        action = await call.start_action(kind, params, terminal)
+    return action
+
+
+async def _run(action: Action, limit: float | None) -> Any:
+    """Wait for ``action`` (at most ``limit`` seconds); stop it when the wait is cut short
+    (the limit, or the step ending), shielded so that the stop is sent."""
+    try:
+        if limit is None:
+            return await action.wait()
+        with anyio.move_on_after(max(0.0, limit)):
+            return await action.wait()
+        return None
+    finally:
+        if not action.done:
+            with anyio.move_on_after(STOP_GRACE, shield=True):
+                with contextlib.suppress(RelayError):
+                    await action.stop()
+
