@@ -115,9 +115,9 @@ def register(*values: object) -> None:
 
 
 #: The environment variables whose values are credentials (the RELAY project, token, JWT
-#: and space, and flowengine's own API token).
+#: and space, flowengine's own API token and the status webhooks' signing secret).
 CREDENTIAL_VARIABLES = ("SIGNALWIRE_PROJECT_ID", "SIGNALWIRE_API_TOKEN", "SIGNALWIRE_JWT_TOKEN",
-                        "SIGNALWIRE_SPACE", "FLOWENGINE_API_TOKEN")
+                        "SIGNALWIRE_SPACE", "FLOWENGINE_API_TOKEN", "FLOWENGINE_WEBHOOK_SECRET")
 
 
 def register_environment(environ: Mapping[str, str]) -> None:

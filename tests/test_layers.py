@@ -13,6 +13,8 @@ in ``sys.modules`` are compared with what it may use:
   session — ``sim``, ``daemon`` or ``scenario``;
 * ``engine`` may use ``flow``, ``relay`` and ``actions``; never ``sim``, ``daemon`` or
   ``scenario``;
+* ``api`` (the call API of ``serve``) may use ``flow``, ``engine``, ``relay``, ``store``
+  (and what they use); never ``sim``, ``daemon`` or ``scenario`` — the daemon wires it.
 * ``testing`` (virtual time, the simulator in memory) may use ``relay`` and ``sim`` only:
   the scenario runner and users' tests sit on it, the engine never does.
 * ``importers`` (Studio and SWML to flows) may use ``flow`` only: converting a file needs
@@ -28,7 +30,7 @@ import sys
 import pytest
 
 PACKAGES = ("flow", "relay", "sim", "actions", "engine", "scenario", "daemon", "importers",
-            "testing")
+            "testing", "api")
 
 #: package → the packages of ours it must not pull in.
 FORBIDDEN: dict[str, set[str]] = {
@@ -39,6 +41,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "engine": {"sim", "daemon", "scenario", "testing"},
     "importers": {"actions", "engine", "relay", "sim", "daemon", "scenario"},
     "testing": {"flow", "actions", "engine", "daemon", "scenario"},
+    "api": {"sim", "daemon", "scenario", "testing"},
 }
 
 _PROBE = """

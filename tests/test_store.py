@@ -276,6 +276,59 @@ async def test_the_ledger_claims_due_entries_in_order_and_never_twice(target: st
     assert sorted(taken) == sorted(ids)
 
 
+async def test_the_api_ledger_keeps_campaigns_phases_and_results(target: str) -> None:
+    from flowengine.store import CampaignRecord, NewEntry
+
+    async with store_for(target) as store:
+        now = time.time()
+        spec = {"from": "+15550000000", "max_concurrent": 2, "retry": {"busy": {"count": 1}}}
+        ids = await store.put_campaign(
+            CampaignRecord(id="cmp_1", flow="reminder", spec=spec, state="running"),
+            [NewEntry(to_number=f"+1555000{i:04}", flow="reminder", payload={"vars": {"i": i}},
+                      not_before=now - 1) for i in range(5)])
+        assert len(ids) == 5 and ids == sorted(ids)
+        single = await store.enqueue("", "+15559999999", flow="survey", not_before=now - 1)
+        campaign = await store.get_campaign("cmp_1")
+        assert campaign is not None and (campaign.flow, campaign.state) == ("reminder", "running")
+        assert campaign.spec == spec
+        # Claims can be limited to one campaign: pacing is per campaign.
+        got = await store.claim_due(now, 10, "d1", campaign="cmp_1", phase="dialing")
+        assert [e.id for e in got] == ids and all(e.campaign == "cmp_1" for e in got)
+        assert {e.phase for e in got} == {"dialing"}
+        await store.update_entry(ids[0], phase="dialing", result={"attempts": [{"at": 1.0}]})
+        entry = await store.get_entry(ids[0])
+        assert entry is not None and entry.phase == "dialing"
+        assert entry.result == {"attempts": [{"at": 1.0}]}
+        await store.finish(ids[0], "answered", phase="completed", result={"path": ["a", "b"]})
+        await store.finish(ids[1], "busy", retry_at=now - 1, phase="queued")
+        entry = await store.get_entry(ids[0])
+        assert entry is not None and (entry.state, entry.phase, entry.outcome) == (
+            "done", "completed", "answered")
+        assert entry.result == {"path": ["a", "b"]}
+        # Still claimed: a dial in flight (what a restart finds after a crash).
+        assert [e.id for e in await store.claimed_entries()] == ids[2:]
+        # Cancel takes only what is queued: the single call, not the claimed contacts.
+        assert await store.cancel_queued(campaign="cmp_1") == [ids[1]]
+        assert await store.cancel_queued(entry_id=ids[2]) == []
+        assert await store.cancel_queued(entry_id=single) == [single]
+        assert await store.cancel_queued(entry_id=single) == []
+        counts = await store.entry_counts("cmp_1")
+        assert counts == {("completed", "answered"): 1, ("canceled", "canceled"): 1,
+                          ("dialing", None): 3}
+        # Newest first, keyset pages, filters.
+        page = await store.list_entries(limit=4)
+        assert [e.id for e in page] == [single, ids[4], ids[3], ids[2]]
+        rest = await store.list_entries(limit=4, before=page[-1].id)
+        assert [e.id for e in rest] == [ids[1], ids[0]]
+        assert [e.id for e in await store.list_entries(flow="survey")] == [single]
+        assert [e.id for e in await store.list_entries(phase="completed")] == [ids[0]]
+        assert await store.set_campaign_state("cmp_1", "paused", only_from=["running"])
+        assert not await store.set_campaign_state("cmp_1", "paused", only_from=["running"])
+        assert not await store.set_campaign_state("nope", "paused")
+        assert [c.id for c in await store.list_campaigns(["paused"])] == ["cmp_1"]
+        assert await store.list_campaigns(["running"]) == []
+
+
 async def test_migrations_are_applied_once_and_a_newer_schema_is_refused(target: str) -> None:
     async with store_for(target) as store:
         assert await store.schema_version() == len(MIGRATIONS)

@@ -96,6 +96,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     obs.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDRESS",
                      help="address of the metrics endpoint (default 127.0.0.1; 0.0.0.0 for "
                           "a scraper on another host)")
+    api = parser.add_argument_group("call API (docs/api.md)")
+    api.add_argument("--api-port", type=int, default=None, metavar="PORT",
+                     help="serve the call API (POST /v1/calls, /v1/campaigns…) on this port "
+                          "(0: any free port, logged); bearer token from FLOWENGINE_API_TOKEN")
+    api.add_argument("--api-host", default="127.0.0.1", metavar="ADDRESS",
+                     help="address of the call API (default 127.0.0.1); another than "
+                          "loopback needs FLOWENGINE_API_TOKEN")
+    api.add_argument("--state-dir", default=None, metavar="DIR",
+                     help="where the ledger of calls and campaigns is kept (default "
+                          "$FLOWENGINE_STATE_DIR, else $XDG_STATE_HOME/flowengine, else "
+                          "~/.local/state/flowengine)")
+    api.add_argument("--max-outbound", type=int, default=100, metavar="N",
+                     help="outbound calls in flight at once, across every campaign "
+                          "(default 100)")
+    api.add_argument("--default-from", default=None, metavar="NUMBER",
+                     help="the caller id of outbound calls that give none")
 
 
 #: The cyclic garbage collector's thresholds for ``serve`` (CPython's default: 700, 10, 10).
@@ -185,6 +201,19 @@ def run(args: argparse.Namespace) -> int:
         except CallerScriptError as exc:
             log.error("--sim-caller: %s", exc)
             return 2
+    if args.api_port is not None:
+        from flowengine.api.server import is_loopback
+
+        if not 0 <= args.api_port <= 65535:
+            log.error("--api-port must be from 0 to 65535, not %d", args.api_port)
+            return 2
+        if args.max_outbound < 1:
+            log.error("--max-outbound must be at least 1, not %d", args.max_outbound)
+            return 2
+        if not os.environ.get("FLOWENGINE_API_TOKEN") and not is_loopback(args.api_host):
+            log.error("--api-host %s is not a loopback address: set FLOWENGINE_API_TOKEN "
+                      "(the API's bearer token) to serve it there", args.api_host)
+            return 2
     tune_gc()
     try:
         return anyio.run(_main, args, config, backend="asyncio")
@@ -220,6 +249,18 @@ async def _main(args: argparse.Namespace, config: RelayConfig | None) -> int:
 
             writer = TraceWriter(args.trace)
             stack.callback(writer.close)
+        api = None
+        if args.api_port is not None:
+            import os
+
+            from flowengine.daemon.api import ApiOptions, default_state_dir
+
+            secret = os.environ.get("FLOWENGINE_WEBHOOK_SECRET")
+            api = ApiOptions(port=args.api_port, host=args.api_host,
+                             token=os.environ.get("FLOWENGINE_API_TOKEN") or None,
+                             webhook_secret=secret.encode() if secret else None,
+                             state_dir=args.state_dir or default_state_dir(),
+                             max_outbound=args.max_outbound, default_from=args.default_from)
         clock: Clock = WALL_CLOCK
         if getattr(args, "at_time", None) is not None:
             clock = SetClock(args.at_time, args.time_scale)
@@ -227,7 +268,8 @@ async def _main(args: argparse.Namespace, config: RelayConfig | None) -> int:
                         drain_timeout=args.drain_timeout, hangup_grace=args.hangup_grace,
                         watch=not args.no_watch, force_polling=args.poll,
                         rescan_interval=args.rescan_interval, metrics_host=args.metrics_host,
-                        metrics_port=args.metrics_port, on_step=writer, clock=clock)
+                        metrics_port=args.metrics_port, on_step=writer, clock=clock,
+                        api=api)
         # The handlers are in place before the daemon loads anything: a signal sent as soon
         # as the process runs is a drain, not a crash.
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:

@@ -14,9 +14,14 @@ Names and labels (documented in docs/daemon.md):
 - ``flowengine_flow_info{flow,version,file}``: 1 for each version taking new calls;
 - ``flowengine_relay_reconnects_total`` and ``flowengine_relay_connected``;
 - ``flowengine_outbound_calls_total{flow,outcome}``: calls placed, by dial outcome
-  (``answered``, ``machine``, ``busy``, ``no_answer``, ``failed``);
+  (``answered``, ``machine``, ``busy``, ``no_answer``, ``failed``; through the call API
+  also ``canceled`` and ``interrupted``);
 - ``flowengine_dial_to_answer_seconds{flow}``: a histogram of the time from the dial to the
   answer (answered and machine calls);
+- with the call API (``--api-port``): ``flowengine_outbound_in_flight``,
+  ``flowengine_campaign_contacts{campaign,state}`` (``queued``, ``dialing``,
+  ``in_progress``, ``done``; a campaign's series go when it is over) and
+  ``flowengine_webhooks_total{result}`` (``delivered``, ``failed``, ``dropped``).
 - ``flowengine_queue_size{queue}`` (callers waiting, as RELAY last told this daemon's
   calls), ``flowengine_queue_waiting{queue}`` (this daemon's callers waiting),
   ``flowengine_queue_expected_wait_seconds{queue}`` (the average of the latest waits that
@@ -29,7 +34,7 @@ Names and labels (documented in docs/daemon.md):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import prometheus_client
@@ -141,8 +146,36 @@ class Metrics:
         self.dial_to_answer = Histogram("flowengine_dial_to_answer_seconds",
                                         "Time from the dial to the answer of calls placed",
                                         ["flow"], buckets=DIAL_BUCKETS, registry=r)
+        self.outbound_in_flight = Gauge("flowengine_outbound_in_flight",
+                                        "Outbound calls being dialled or talking", registry=r)
+        self.campaign_contacts = Gauge("flowengine_campaign_contacts",
+                                       "A running campaign's contacts by state",
+                                       ["campaign", "state"], registry=r)
+        self.webhooks = Counter("flowengine_webhooks", "Status webhook events by result",
+                                ["result"], registry=r)
         self._relay = _RelayCollector()
         r.register(self._relay)
+
+    # --- the call API's (flowengine.api.dispatch.Observer) -------------------------------
+
+    def attempt_ended(self, flow: str, outcome: str, dial_to_answer: float | None) -> None:
+        """A call-API dial attempt ended (its outcome may be ``canceled`` or
+        ``interrupted``, which no ``OutboundReport`` has)."""
+        self.outbound_calls.labels(flow, outcome).inc()
+        if dial_to_answer is not None:
+            self.dial_to_answer.labels(flow).observe(dial_to_answer)
+
+    def campaign_progress(self, campaign: str, counts: Mapping[str, int] | None) -> None:
+        """A campaign's contacts by state; None removes its series."""
+        for state in ("queued", "dialing", "in_progress", "done"):
+            if counts is None:
+                _remove(self.campaign_contacts, campaign, state)
+            else:
+                self.campaign_contacts.labels(campaign, state).set(counts.get(state, 0))
+
+    def webhook(self, result: str) -> None:
+        """A status webhook event was delivered, failed or dropped."""
+        self.webhooks.labels(result).inc()
 
     def watch_relay(self, client: RelayClient | None) -> None:
         """Report this client's reconnects and link state."""

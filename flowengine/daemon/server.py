@@ -43,7 +43,9 @@ from flowengine.engine import FlowRuntime, Session, SessionReport, TraceEntry
 from flowengine.flow import FlowVersion
 from flowengine.flow.schedules import WALL_CLOCK, Clock
 from flowengine.relay import SESSION_LOST, Call, CallEnded, RelayClient, RelayConfig, RelayError
+from flowengine.store import StoreError
 
+from .api import ApiOptions, ApiService
 from .http import Response, bound_port, open_http, serve_http
 from .metrics import CONTENT_TYPE, Metrics
 from .reload import FlowLoader, RejectedEdit
@@ -145,6 +147,7 @@ class Daemon:
         metrics_host, metrics_port: where ``/metrics`` and ``/healthz`` are served
             (``metrics_port=None``: not at all; 0: any free port, see :attr:`metrics_port`).
         on_step: called with every step of every call (the ``--trace`` writer).
+        api: serve the call API (``--api-port``, docs/api.md); None: not at all.
         clock: where the calls' templates read the time (``now()``, ``is_open()``): the
             wall clock, or with ``--simulate --at`` a set one.
 
@@ -165,7 +168,8 @@ class Daemon:
                  settle: float = 0.1, metrics_host: str = "127.0.0.1",
                  metrics_port: int | None = None,
                  on_step: Callable[[TraceEntry], None] | None = None,
-                 clock: Clock = WALL_CLOCK) -> None:
+                 clock: Clock = WALL_CLOCK,
+                 api: ApiOptions | None = None) -> None:
         self.paths = tuple(paths)
         self.clock = clock
         self.config = config
@@ -196,6 +200,9 @@ class Daemon:
         self._watch_stop = anyio.Event()
         self._serving = anyio.Event()
         self._started_at = time.time()
+        self.api_options = api
+        #: The call API while running (its port: ``api.port``).
+        self.api: ApiService | None = None
 
     # ------------------------------------------------------------------ control
 
@@ -258,6 +265,17 @@ class Daemon:
                              self.metrics_port, exc)
                 return EXIT_RELAY
             self.metrics_port = bound_port(listener)
+        if self.api_options is not None:
+            api = ApiService(self, self.api_options)
+            try:
+                await api.open()
+            except (OSError, StoreError) as exc:
+                logger.error("cannot serve the call API on %s:%s: %s", self.api_options.host,
+                             self.api_options.port, exc)
+                if listener is not None:
+                    await listener.aclose()
+                return EXIT_RELAY
+            self.api = api
         contexts = sorted(self.registry.contexts)
         logger.info("connecting to %s (contexts %s)", self.config.url, ", ".join(contexts))
         try:
@@ -291,6 +309,8 @@ class Daemon:
                 if self.rescan_interval > 0:
                     service.start_soon(self._periodic_rescan, name="periodic rescan")
                 service.start_soon(self._subscriber, relay, name="context subscriptions")
+                if self.api is not None:
+                    await service.start(self.api.run, relay, name="call API")
                 async with anyio.create_task_group() as calls:
                     try:
                         self.state = "serving"
@@ -301,6 +321,8 @@ class Daemon:
                         task_status.started(self)
                         await self._take_calls(relay, calls)
                         await self._drain(relay, calls, service)
+                        if self.api is not None:
+                            await self.api.finished.wait()
                     finally:
                         # Cancelled (the daemon's caller gave up): cancel the calls too.
                         await self._call_tasks.wait()
@@ -438,6 +460,9 @@ class Daemon:
 
     async def _drain(self, relay: RelayClient, calls: TaskGroup, service: TaskGroup) -> None:
         self.state = "draining"
+        if self.api is not None:
+            # Outbound calls drain on their own clock (the same timeout), beside these.
+            self.api.stop()
         self._subscriptions_changed.set()  # unsubscribe everything: offers go elsewhere
         service.start_soon(self._refuse_offers, relay, service, name="refuse offers")
         logger.info("draining: %d call(s) in flight get up to %g s to finish; no new calls",
@@ -620,6 +645,7 @@ class Daemon:
             "flows": flows,
             "invalid_files": invalid,
             "versions_in_memory": len(self.loader.versions_in_memory()),
+            **({} if self.api is None else {"api": self.api.health()}),
         }
 
 

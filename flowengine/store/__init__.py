@@ -12,12 +12,14 @@ from pathlib import Path
 
 from .base import (
     CallCheckpoint,
+    CampaignRecord,
     CheckpointError,
     Claim,
     DaemonSession,
     Deadlines,
     LedgerEntry,
     Migration,
+    NewEntry,
     PendingAction,
     Recording,
     Store,
@@ -29,8 +31,9 @@ from .base import (
 from .batcher import Batcher
 
 __all__ = [
-    "Batcher", "CallCheckpoint", "CheckpointError", "Claim", "DaemonSession", "Deadlines",
-    "LedgerEntry", "Migration", "PendingAction", "Recording", "Store", "StoreError",
+    "Batcher", "CallCheckpoint", "CampaignRecord", "CheckpointError", "Claim", "DaemonSession",
+    "Deadlines",
+    "LedgerEntry", "Migration", "NewEntry", "PendingAction", "Recording", "Store", "StoreError",
     "StoreSchemaError", "SubflowFrame", "is_postgres_url", "open_store", "store_for",
     "version_hash",
 ]

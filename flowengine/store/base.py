@@ -23,9 +23,9 @@ from typing import Any
 import orjson
 
 __all__ = [
-    "CallCheckpoint", "CheckpointError", "Claim", "DaemonSession", "Deadlines", "LedgerEntry",
-    "Migration", "PendingAction", "Recording", "Store", "StoreError", "StoreSchemaError",
-    "SubflowFrame", "version_hash",
+    "CallCheckpoint", "CampaignRecord", "CheckpointError", "Claim", "DaemonSession", "Deadlines",
+    "LedgerEntry", "Migration", "NewEntry", "PendingAction", "Recording", "Store", "StoreError",
+    "StoreSchemaError", "SubflowFrame", "version_hash",
 ]
 
 
@@ -213,7 +213,10 @@ class LedgerEntry:
     """One outbound call to place (a queued call or a campaign's contact).
 
     ``state``: ``queued`` (waiting for ``next_attempt``), ``claimed`` (a daemon is placing
-    it), ``done`` (finished for good, ``outcome`` says how)."""
+    it), ``done`` (finished for good, ``outcome`` says how). ``phase`` is what the call API
+    shows (``queued``, ``dialing``, ``in_progress``, ``completed``, ``failed``,
+    ``canceled``), ``result`` the JSON document of what happened (dial outcome, path, steps,
+    timestamps, the attempts); both are the API's, the store only keeps them."""
 
     id: int
     campaign: str
@@ -226,6 +229,35 @@ class LedgerEntry:
     next_attempt: float
     owner: str | None
     outcome: str | None
+    phase: str = "queued"
+    result: Mapping[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """One entry for :meth:`Store.enqueue_many` (a campaign's contact)."""
+
+    to_number: str
+    from_number: str | None = None
+    flow: str | None = None
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    not_before: float = 0.0
+
+
+@dataclass(frozen=True)
+class CampaignRecord:
+    """A campaign: its flow, its settings as given (``spec``: caller id, pacing, retries,
+    quiet hours, status URL — the API's to read) and its ``state`` (``running``,
+    ``paused``, ``canceled``, ``completed``)."""
+
+    id: str
+    flow: str
+    spec: Mapping[str, Any]
+    state: str
+    created_at: float = 0.0
+    updated_at: float = 0.0
 
 
 # --- migrations -----------------------------------------------------------------------------
@@ -354,16 +386,73 @@ class Store(ABC):
         """Queue an outbound call, due at ``not_before`` (wall clock); returns its id."""
 
     @abstractmethod
-    async def claim_due(self, now: float, limit: int, owner: str) -> list[LedgerEntry]:
-        """Claim up to ``limit`` queued entries due at ``now``, earliest ``next_attempt``
-        first (then by id), counting an attempt each. No entry is claimed twice, however
-        many daemons claim at once."""
+    async def enqueue_many(self, campaign: str, entries: Sequence[NewEntry]) -> list[int]:
+        """Queue many outbound calls in one transaction (all or none); their ids, in order."""
 
     @abstractmethod
-    async def finish(self, entry_id: int, outcome: str, *,
-                     retry_at: float | None = None) -> None:
-        """Record an attempt's outcome: done for good, or (``retry_at``) queued again."""
+    async def claim_due(self, now: float, limit: int, owner: str, *,
+                        campaign: str | None = None, phase: str | None = None
+                        ) -> list[LedgerEntry]:
+        """Claim up to ``limit`` queued entries due at ``now`` (of one ``campaign`` when
+        given), earliest ``next_attempt`` first (then by id), counting an attempt each (and
+        setting their ``phase`` when given). No entry is claimed twice, however many
+        daemons claim at once."""
+
+    @abstractmethod
+    async def finish(self, entry_id: int, outcome: str, *, retry_at: float | None = None,
+                     phase: str | None = None, result: Mapping[str, Any] | None = None
+                     ) -> None:
+        """Record an attempt's outcome: done for good, or (``retry_at``) queued again; with
+        ``phase``/``result``, those too, in the same transaction."""
+
+    @abstractmethod
+    async def update_entry(self, entry_id: int, *, phase: str | None = None,
+                           result: Mapping[str, Any] | None = None) -> None:
+        """Set an entry's ``phase`` and/or ``result`` (a call dialling, then answered)."""
 
     @abstractmethod
     async def get_entry(self, entry_id: int) -> LedgerEntry | None:
         """One ledger entry, or None."""
+
+    @abstractmethod
+    async def list_entries(self, *, campaign: str | None = None, flow: str | None = None,
+                           phase: str | None = None, before: int | None = None,
+                           limit: int = 50) -> list[LedgerEntry]:
+        """Entries newest first (by id, below ``before`` when given: keyset pagination),
+        filtered by campaign, flow and phase."""
+
+    @abstractmethod
+    async def cancel_queued(self, *, entry_id: int | None = None,
+                            campaign: str | None = None) -> list[int]:
+        """Cancel the queued (not claimed) entries of one id or of one campaign: they are
+        done with outcome and phase ``canceled``. The ids canceled (none when the entry was
+        already claimed or done)."""
+
+    @abstractmethod
+    async def claimed_entries(self) -> list[LedgerEntry]:
+        """Every entry in state ``claimed`` (a dial in flight; at start, one a dead process
+        left), by id."""
+
+    @abstractmethod
+    async def entry_counts(self, campaign: str) -> dict[tuple[str, str | None], int]:
+        """A campaign's entries counted by (phase, outcome)."""
+
+    # campaigns
+    @abstractmethod
+    async def put_campaign(self, campaign: CampaignRecord,
+                           entries: Sequence[NewEntry] = ()) -> list[int]:
+        """Create a campaign and queue its contacts in one transaction; their ids."""
+
+    @abstractmethod
+    async def get_campaign(self, campaign_id: str) -> CampaignRecord | None:
+        """One campaign, or None."""
+
+    @abstractmethod
+    async def set_campaign_state(self, campaign_id: str, state: str, *,
+                                 only_from: Sequence[str] = ()) -> bool:
+        """Set a campaign's state (only if it is one of ``only_from``, when given); False
+        when there is no such campaign or its state was not one of them."""
+
+    @abstractmethod
+    async def list_campaigns(self, states: Sequence[str] = ()) -> list[CampaignRecord]:
+        """The campaigns (in one of ``states`` when given), oldest first."""

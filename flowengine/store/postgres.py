@@ -26,10 +26,12 @@ import psycopg
 
 from .base import (
     CallCheckpoint,
+    CampaignRecord,
     Claim,
     DaemonSession,
     LedgerEntry,
     Migration,
+    NewEntry,
     Store,
     StoreError,
     check_migrations,
@@ -48,7 +50,11 @@ _CALL_COLUMNS = "call_id, daemon_id, flow_name, version_sha, step, state, update
 _DAEMON_COLUMNS = ("daemon_id, host, protocol, authorization_state, lease_expires, status, "
                    "taken_by")
 _LEDGER_COLUMNS = ("id, campaign, to_number, from_number, flow, payload, state, attempts, "
-                   "next_attempt, owner, outcome")
+                   "next_attempt, owner, outcome, phase, result, created_at, updated_at")
+_CAMPAIGN_COLUMNS = "id, flow, spec, state, created_at, updated_at"
+_INSERT_ENTRY = ("INSERT INTO ledger (campaign, to_number, from_number, flow, payload, state, "
+                 "attempts, next_attempt, owner, outcome, created_at, updated_at) "
+                 "VALUES (%s, %s, %s, %s, %s, 'queued', 0, %s, NULL, NULL, %s, %s) RETURNING id")
 _UPSERT_CALL = (
     f"INSERT INTO calls ({_CALL_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
     "ON CONFLICT (call_id) DO UPDATE SET flow_name = excluded.flow_name, "
@@ -74,7 +80,37 @@ def _entry(row: Sequence[Any]) -> LedgerEntry:
     return LedgerEntry(id=int(row[0]), campaign=row[1], to_number=row[2], from_number=row[3],
                        flow=row[4], payload=orjson.loads(row[5]), state=row[6],
                        attempts=int(row[7]), next_attempt=float(row[8]), owner=row[9],
-                       outcome=row[10])
+                       outcome=row[10], phase=row[11], result=orjson.loads(row[12]),
+                       created_at=float(row[13]), updated_at=float(row[14]))
+
+
+def _campaign(row: Sequence[Any]) -> CampaignRecord:
+    return CampaignRecord(id=row[0], flow=row[1], spec=orjson.loads(row[2]), state=row[3],
+                          created_at=float(row[4]), updated_at=float(row[5]))
+
+
+def _entry_row(campaign: str, entry: NewEntry, now: float) -> tuple[Any, ...]:
+    return (campaign, entry.to_number, entry.from_number, entry.flow,
+            orjson.dumps(dict(entry.payload)).decode(), float(entry.not_before), now, now)
+
+
+def _json(tree: Mapping[str, Any] | None) -> str | None:
+    return None if tree is None else orjson.dumps(dict(tree)).decode()
+
+
+def _filters(*, campaign: str | None = None, flow: str | None = None, phase: str | None = None,
+             before: int | None = None, entry_id: int | None = None
+             ) -> tuple[list[str], tuple[Any, ...]]:
+    """The conditions (``a = %s``) for the filters given, and their args."""
+    parts: list[str] = []
+    args: list[Any] = []
+    for column, value, op in (("campaign", campaign, "="), ("flow", flow, "="),
+                              ("phase", phase, "="), ("id", before, "<"),
+                              ("id", entry_id, "=")):
+        if value is not None:
+            parts.append(f"{column} {op} %s")
+            args.append(value)
+    return parts, tuple(args)
 
 
 class PostgresStore(Store):
@@ -304,39 +340,125 @@ class PostgresStore(Store):
     async def enqueue(self, campaign: str, to_number: str, *, from_number: str | None = None,
                       flow: str | None = None, payload: Mapping[str, Any] | None = None,
                       not_before: float = 0.0) -> int:
-        now = time.time()
-        rows = await self._fetch(
-            "INSERT INTO ledger (campaign, to_number, from_number, flow, payload, state, "
-            "attempts, next_attempt, owner, outcome, created_at, updated_at) "
-            "VALUES (%s, %s, %s, %s, %s, 'queued', 0, %s, NULL, NULL, %s, %s) RETURNING id",
-            (campaign, to_number, from_number, flow, orjson.dumps(dict(payload or {})).decode(),
-             float(not_before), now, now))
-        return int(rows[0][0])
+        ids = await self.enqueue_many(campaign, [NewEntry(
+            to_number=to_number, from_number=from_number, flow=flow, payload=payload or {},
+            not_before=not_before)])
+        return ids[0]
 
-    async def claim_due(self, now: float, limit: int, owner: str) -> list[LedgerEntry]:
+    async def enqueue_many(self, campaign: str, entries: Sequence[NewEntry]) -> list[int]:
+        now = time.time()
+        results = await self._fetch_tx([(_INSERT_ENTRY, _entry_row(campaign, e, now))
+                                        for e in entries])
+        return [int(rows[0][0]) for rows in results]
+
+    async def claim_due(self, now: float, limit: int, owner: str, *,
+                        campaign: str | None = None, phase: str | None = None
+                        ) -> list[LedgerEntry]:
         if limit <= 0:
             return []
+        where = "" if campaign is None else "AND campaign = %(campaign)s "
         rows = await self._fetch(
             "UPDATE ledger l SET state = 'claimed', owner = %(owner)s, "
-            "attempts = l.attempts + 1, updated_at = %(wall)s FROM ("
+            "attempts = l.attempts + 1, phase = COALESCE(%(phase)s, l.phase), "
+            "updated_at = %(wall)s FROM ("
             "SELECT id FROM ledger WHERE state = 'queued' AND next_attempt <= %(now)s "
-            "ORDER BY next_attempt, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) due "
+            f"{where}ORDER BY next_attempt, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) due "
             "WHERE l.id = due.id RETURNING "
             + ", ".join(f"l.{c.strip()}" for c in _LEDGER_COLUMNS.split(",")),
-            {"owner": owner, "wall": time.time(), "now": float(now), "limit": int(limit)})
+            {"owner": owner, "wall": time.time(), "now": float(now), "limit": int(limit),
+             "campaign": campaign, "phase": phase})
         return sorted((_entry(r) for r in rows), key=lambda e: (e.next_attempt, e.id))
 
-    async def finish(self, entry_id: int, outcome: str, *,
-                     retry_at: float | None = None) -> None:
+    async def finish(self, entry_id: int, outcome: str, *, retry_at: float | None = None,
+                     phase: str | None = None, result: Mapping[str, Any] | None = None
+                     ) -> None:
+        body = _json(result)
         if retry_at is None:
             await self._fetch("UPDATE ledger SET state = 'done', outcome = %s, owner = NULL, "
-                              "updated_at = %s WHERE id = %s", (outcome, time.time(), entry_id))
+                              "phase = COALESCE(%s, phase), result = COALESCE(%s, result), "
+                              "updated_at = %s WHERE id = %s",
+                              (outcome, phase, body, time.time(), entry_id))
         else:
             await self._fetch("UPDATE ledger SET state = 'queued', outcome = %s, owner = NULL, "
-                              "next_attempt = %s, updated_at = %s WHERE id = %s",
-                              (outcome, float(retry_at), time.time(), entry_id))
+                              "next_attempt = %s, phase = COALESCE(%s, phase), "
+                              "result = COALESCE(%s, result), updated_at = %s WHERE id = %s",
+                              (outcome, float(retry_at), phase, body, time.time(), entry_id))
+
+    async def update_entry(self, entry_id: int, *, phase: str | None = None,
+                           result: Mapping[str, Any] | None = None) -> None:
+        await self._fetch("UPDATE ledger SET phase = COALESCE(%s, phase), "
+                          "result = COALESCE(%s, result), updated_at = %s WHERE id = %s",
+                          (phase, _json(result), time.time(), entry_id))
 
     async def get_entry(self, entry_id: int) -> LedgerEntry | None:
         rows = await self._fetch(f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE id = %s",
                                  (entry_id,))
         return _entry(rows[0]) if rows else None
+
+    async def list_entries(self, *, campaign: str | None = None, flow: str | None = None,
+                           phase: str | None = None, before: int | None = None,
+                           limit: int = 50) -> list[LedgerEntry]:
+        parts, args = _filters(campaign=campaign, flow=flow, phase=phase, before=before)
+        where = (" WHERE " + " AND ".join(parts)) if parts else ""
+        rows = await self._fetch(f"SELECT {_LEDGER_COLUMNS} FROM ledger{where} "
+                                 "ORDER BY id DESC LIMIT %s", (*args, int(limit)))
+        return [_entry(r) for r in rows]
+
+    async def cancel_queued(self, *, entry_id: int | None = None,
+                            campaign: str | None = None) -> list[int]:
+        if entry_id is None and campaign is None:
+            raise ValueError("cancel_queued needs entry_id or campaign")
+        parts, args = _filters(campaign=campaign, entry_id=entry_id)
+        rows = await self._fetch(
+            "UPDATE ledger SET state = 'done', outcome = 'canceled', phase = 'canceled', "
+            f"updated_at = %s WHERE state = 'queued' AND {' AND '.join(parts)} RETURNING id",
+            (time.time(), *args))
+        return sorted(int(r[0]) for r in rows)
+
+    async def claimed_entries(self) -> list[LedgerEntry]:
+        rows = await self._fetch(f"SELECT {_LEDGER_COLUMNS} FROM ledger "
+                                 "WHERE state = 'claimed' ORDER BY id")
+        return [_entry(r) for r in rows]
+
+    async def entry_counts(self, campaign: str) -> dict[tuple[str, str | None], int]:
+        rows = await self._fetch("SELECT phase, outcome, COUNT(*) FROM ledger "
+                                 "WHERE campaign = %s GROUP BY phase, outcome", (campaign,))
+        return {(r[0], r[1]): int(r[2]) for r in rows}
+
+    # --- campaigns --------------------------------------------------------------------------
+
+    async def put_campaign(self, campaign: CampaignRecord,
+                           entries: Sequence[NewEntry] = ()) -> list[int]:
+        now = time.time()
+        statements: list[tuple[str, Sequence[Any]]] = [(
+            f"INSERT INTO campaigns ({_CAMPAIGN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
+            (campaign.id, campaign.flow, orjson.dumps(dict(campaign.spec)).decode(),
+             campaign.state, campaign.created_at or now, now))]
+        statements += [(_INSERT_ENTRY, _entry_row(campaign.id, e, now)) for e in entries]
+        results = await self._fetch_tx(statements)
+        return [int(rows[0][0]) for rows in results[1:]]
+
+    async def get_campaign(self, campaign_id: str) -> CampaignRecord | None:
+        rows = await self._fetch(f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE id = %s",
+                                 (campaign_id,))
+        return _campaign(rows[0]) if rows else None
+
+    async def set_campaign_state(self, campaign_id: str, state: str, *,
+                                 only_from: Sequence[str] = ()) -> bool:
+        guard = " AND state = ANY(%s)" if only_from else ""
+        args: tuple[Any, ...] = (state, time.time(), campaign_id)
+        if only_from:
+            args += (list(only_from),)
+        rows = await self._fetch(f"UPDATE campaigns SET state = %s, updated_at = %s "
+                                 f"WHERE id = %s{guard} RETURNING id", args)
+        return bool(rows)
+
+    async def list_campaigns(self, states: Sequence[str] = ()) -> list[CampaignRecord]:
+        if states:
+            rows = await self._fetch(f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns "
+                                     "WHERE state = ANY(%s) ORDER BY created_at, id",
+                                     (list(states),))
+        else:
+            rows = await self._fetch(f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns "
+                                     "ORDER BY created_at, id")
+        return [_campaign(r) for r in rows]

@@ -56,6 +56,18 @@ _INDEXES = (
     "CREATE INDEX ledger_by_owner ON ledger (owner, state)",
 )
 
+#: The call API (flowengine/api): what a queued call or contact shows (its phase) and what
+#: happened to it (a JSON document), and the campaigns. The same SQL on both dialects.
+_API = (
+    "ALTER TABLE ledger ADD COLUMN phase TEXT NOT NULL DEFAULT 'queued'",
+    "ALTER TABLE ledger ADD COLUMN result TEXT NOT NULL DEFAULT '{}'",
+    "CREATE TABLE campaigns (id TEXT PRIMARY KEY, flow TEXT NOT NULL, spec TEXT NOT NULL, "
+    "state TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, "
+    "updated_at DOUBLE PRECISION NOT NULL)",
+    "CREATE INDEX ledger_by_campaign ON ledger (campaign, phase)",
+    "CREATE INDEX ledger_by_flow ON ledger (flow, id)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "daemons, flow versions, call checkpoints, outbound ledger",
@@ -76,5 +88,10 @@ MIGRATIONS: tuple[Migration, ...] = (
             + _LEDGER_COLUMNS,
             *_INDEXES,
         ),
+    ),
+    Migration(
+        2, "the call API: ledger phase and result, campaigns",
+        sqlite=_API,
+        postgres=_API,
     ),
 )

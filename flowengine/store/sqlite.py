@@ -27,10 +27,12 @@ import orjson
 
 from .base import (
     CallCheckpoint,
+    CampaignRecord,
     Claim,
     DaemonSession,
     LedgerEntry,
     Migration,
+    NewEntry,
     Store,
     StoreError,
     check_migrations,
@@ -50,7 +52,11 @@ _CALL_COLUMNS = "call_id, daemon_id, flow_name, version_sha, step, state, update
 _DAEMON_COLUMNS = ("daemon_id, host, protocol, authorization_state, lease_expires, status, "
                    "taken_by")
 _LEDGER_COLUMNS = ("id, campaign, to_number, from_number, flow, payload, state, attempts, "
-                   "next_attempt, owner, outcome")
+                   "next_attempt, owner, outcome, phase, result, created_at, updated_at")
+_CAMPAIGN_COLUMNS = "id, flow, spec, state, created_at, updated_at"
+_INSERT_ENTRY = ("INSERT INTO ledger (campaign, to_number, from_number, flow, payload, state, "
+                 "attempts, next_attempt, owner, outcome, created_at, updated_at) "
+                 "VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, NULL, NULL, ?, ?)")
 # A checkpoint replaces the call's last one, unless the call has been taken over by another
 # daemon since: the old owner's late writes must not overwrite the new owner's.
 _UPSERT_CALL = (
@@ -64,7 +70,22 @@ def _entry(row: Sequence[Any]) -> LedgerEntry:
     return LedgerEntry(id=int(row[0]), campaign=row[1], to_number=row[2], from_number=row[3],
                        flow=row[4], payload=orjson.loads(row[5]), state=row[6],
                        attempts=int(row[7]), next_attempt=float(row[8]), owner=row[9],
-                       outcome=row[10])
+                       outcome=row[10], phase=row[11], result=orjson.loads(row[12]),
+                       created_at=float(row[13]), updated_at=float(row[14]))
+
+
+def _campaign(row: Sequence[Any]) -> CampaignRecord:
+    return CampaignRecord(id=row[0], flow=row[1], spec=orjson.loads(row[2]), state=row[3],
+                          created_at=float(row[4]), updated_at=float(row[5]))
+
+
+def _entry_row(campaign: str, entry: NewEntry, now: float) -> tuple[Any, ...]:
+    return (campaign, entry.to_number, entry.from_number, entry.flow,
+            orjson.dumps(dict(entry.payload)).decode(), float(entry.not_before), now, now)
+
+
+def _json(tree: Mapping[str, Any] | None) -> str | None:
+    return None if tree is None else orjson.dumps(dict(tree)).decode()
 
 
 def _session(row: Sequence[Any]) -> DaemonSession:
@@ -293,43 +314,150 @@ class SQLiteStore(Store):
     async def enqueue(self, campaign: str, to_number: str, *, from_number: str | None = None,
                       flow: str | None = None, payload: Mapping[str, Any] | None = None,
                       not_before: float = 0.0) -> int:
-        body = orjson.dumps(dict(payload or {})).decode()
+        ids = await self.enqueue_many(campaign, [NewEntry(
+            to_number=to_number, from_number=from_number, flow=flow, payload=payload or {},
+            not_before=not_before)])
+        return ids[0]
+
+    async def enqueue_many(self, campaign: str, entries: Sequence[NewEntry]) -> list[int]:
         now = time.time()
+        rows = [_entry_row(campaign, e, now) for e in entries]
+        return await self._tx(lambda c: self._insert_entries(c, rows))
 
-        def write(conn: sqlite3.Connection) -> int:
-            cur = conn.execute(
-                "INSERT INTO ledger (campaign, to_number, from_number, flow, payload, state, "
-                "attempts, next_attempt, owner, outcome, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, NULL, NULL, ?, ?)",
-                (campaign, to_number, from_number, flow, body, not_before, now, now))
-            return int(cur.lastrowid or 0)
-        return await self._tx(write)
+    @staticmethod
+    def _insert_entries(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[int]:
+        ids: list[int] = []
+        for row in rows:
+            ids.append(int(conn.execute(_INSERT_ENTRY, row).lastrowid or 0))
+        return ids
 
-    async def claim_due(self, now: float, limit: int, owner: str) -> list[LedgerEntry]:
+    async def claim_due(self, now: float, limit: int, owner: str, *,
+                        campaign: str | None = None, phase: str | None = None
+                        ) -> list[LedgerEntry]:
+        where = "" if campaign is None else "AND campaign = ? "
+        extra: tuple[Any, ...] = () if campaign is None else (campaign,)
+
         def write(conn: sqlite3.Connection) -> list[LedgerEntry]:
             rows = conn.execute(
                 "UPDATE ledger SET state = 'claimed', owner = ?, attempts = attempts + 1, "
-                "updated_at = ? WHERE id IN (SELECT id FROM ledger WHERE state = 'queued' "
-                "AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?) "
-                f"RETURNING {_LEDGER_COLUMNS}", (owner, time.time(), now, limit)).fetchall()
+                "phase = COALESCE(?, phase), updated_at = ? WHERE id IN (SELECT id FROM "
+                f"ledger WHERE state = 'queued' AND next_attempt <= ? {where}"
+                f"ORDER BY next_attempt, id LIMIT ?) RETURNING {_LEDGER_COLUMNS}",
+                (owner, phase, time.time(), now, *extra, limit)).fetchall()
             return sorted((_entry(r) for r in rows), key=lambda e: (e.next_attempt, e.id))
         if limit <= 0:
             return []
         return await self._tx(write)
 
-    async def finish(self, entry_id: int, outcome: str, *,
-                     retry_at: float | None = None) -> None:
-        args: tuple[Any, ...]
+    async def finish(self, entry_id: int, outcome: str, *, retry_at: float | None = None,
+                     phase: str | None = None, result: Mapping[str, Any] | None = None
+                     ) -> None:
+        body = _json(result)
         if retry_at is None:
-            sql, args = ("UPDATE ledger SET state = 'done', outcome = ?, owner = NULL, "
-                         "updated_at = ? WHERE id = ?", (outcome, time.time(), entry_id))
+            sql = ("UPDATE ledger SET state = 'done', outcome = ?, owner = NULL, "
+                   "phase = COALESCE(?, phase), result = COALESCE(?, result), "
+                   "updated_at = ? WHERE id = ?")
+            args: tuple[Any, ...] = (outcome, phase, body, time.time(), entry_id)
         else:
-            sql, args = ("UPDATE ledger SET state = 'queued', outcome = ?, owner = NULL, "
-                         "next_attempt = ?, updated_at = ? WHERE id = ?",
-                         (outcome, retry_at, time.time(), entry_id))
+            sql = ("UPDATE ledger SET state = 'queued', outcome = ?, owner = NULL, "
+                   "next_attempt = ?, phase = COALESCE(?, phase), "
+                   "result = COALESCE(?, result), updated_at = ? WHERE id = ?")
+            args = (outcome, retry_at, phase, body, time.time(), entry_id)
         await self._tx(lambda c: c.execute(sql, args))
+
+    async def update_entry(self, entry_id: int, *, phase: str | None = None,
+                           result: Mapping[str, Any] | None = None) -> None:
+        args = (phase, _json(result), time.time(), entry_id)
+        await self._tx(lambda c: c.execute(
+            "UPDATE ledger SET phase = COALESCE(?, phase), result = COALESCE(?, result), "
+            "updated_at = ? WHERE id = ?", args))
 
     async def get_entry(self, entry_id: int) -> LedgerEntry | None:
         row = await self._run(lambda c: c.execute(
             f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE id = ?", (entry_id,)).fetchone())
         return None if row is None else _entry(row)
+
+    async def list_entries(self, *, campaign: str | None = None, flow: str | None = None,
+                           phase: str | None = None, before: int | None = None,
+                           limit: int = 50) -> list[LedgerEntry]:
+        clauses, args = _filters(campaign=campaign, flow=flow, phase=phase, before=before)
+        sql = (f"SELECT {_LEDGER_COLUMNS} FROM ledger{clauses} ORDER BY id DESC LIMIT ?")
+        rows = await self._run(lambda c: c.execute(sql, (*args, int(limit))).fetchall())
+        return [_entry(r) for r in rows]
+
+    async def cancel_queued(self, *, entry_id: int | None = None,
+                            campaign: str | None = None) -> list[int]:
+        if entry_id is None and campaign is None:
+            raise ValueError("cancel_queued needs entry_id or campaign")
+        clauses, args = _filters(campaign=campaign, entry_id=entry_id)
+
+        def write(conn: sqlite3.Connection) -> list[int]:
+            rows = conn.execute(
+                "UPDATE ledger SET state = 'done', outcome = 'canceled', phase = 'canceled', "
+                f"updated_at = ? WHERE state = 'queued' AND {clauses[len(' WHERE '):]} "
+                "RETURNING id", (time.time(), *args)).fetchall()
+            return sorted(int(r[0]) for r in rows)
+        return await self._tx(write)
+
+    async def claimed_entries(self) -> list[LedgerEntry]:
+        rows = await self._run(lambda c: c.execute(
+            f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE state = 'claimed' ORDER BY id"
+        ).fetchall())
+        return [_entry(r) for r in rows]
+
+    async def entry_counts(self, campaign: str) -> dict[tuple[str, str | None], int]:
+        rows = await self._run(lambda c: c.execute(
+            "SELECT phase, outcome, COUNT(*) FROM ledger WHERE campaign = ? "
+            "GROUP BY phase, outcome", (campaign,)).fetchall())
+        return {(r[0], r[1]): int(r[2]) for r in rows}
+
+    # --- campaigns --------------------------------------------------------------------------
+
+    async def put_campaign(self, campaign: CampaignRecord,
+                           entries: Sequence[NewEntry] = ()) -> list[int]:
+        now = time.time()
+        row = (campaign.id, campaign.flow, orjson.dumps(dict(campaign.spec)).decode(),
+               campaign.state, campaign.created_at or now, now)
+        rows = [_entry_row(campaign.id, e, now) for e in entries]
+
+        def write(conn: sqlite3.Connection) -> list[int]:
+            conn.execute(f"INSERT INTO campaigns ({_CAMPAIGN_COLUMNS}) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", row)
+            return self._insert_entries(conn, rows)
+        return await self._tx(write)
+
+    async def get_campaign(self, campaign_id: str) -> CampaignRecord | None:
+        row = await self._run(lambda c: c.execute(
+            f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?",
+            (campaign_id,)).fetchone())
+        return None if row is None else _campaign(row)
+
+    async def set_campaign_state(self, campaign_id: str, state: str, *,
+                                 only_from: Sequence[str] = ()) -> bool:
+        guard = (f" AND state IN ({', '.join('?' for _ in only_from)})" if only_from else "")
+        args = (state, time.time(), campaign_id, *only_from)
+        return await self._tx(lambda c: c.execute(
+            f"UPDATE campaigns SET state = ?, updated_at = ? WHERE id = ?{guard}",
+            args).rowcount == 1)
+
+    async def list_campaigns(self, states: Sequence[str] = ()) -> list[CampaignRecord]:
+        where = f" WHERE state IN ({', '.join('?' for _ in states)})" if states else ""
+        rows = await self._run(lambda c: c.execute(
+            f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns{where} ORDER BY created_at, id",
+            tuple(states)).fetchall())
+        return [_campaign(r) for r in rows]
+
+
+def _filters(*, campaign: str | None = None, flow: str | None = None, phase: str | None = None,
+             before: int | None = None, entry_id: int | None = None
+             ) -> tuple[str, tuple[Any, ...]]:
+    """`` WHERE a = ? AND …`` for the filters given (empty without any), and its args."""
+    parts: list[str] = []
+    args: list[Any] = []
+    for column, value, op in (("campaign", campaign, "="), ("flow", flow, "="),
+                              ("phase", phase, "="), ("id", before, "<"),
+                              ("id", entry_id, "=")):
+        if value is not None:
+            parts.append(f"{column} {op} ?")
+            args.append(value)
+    return (" WHERE " + " AND ".join(parts)) if parts else "", tuple(args)
