@@ -24,6 +24,7 @@ from flowengine.engine import FlowRuntime, TraceEntry
 from flowengine.flow import compile_flow
 from flowengine.relay import RelayClient, RelayConfig
 from flowengine.sim import Simulator
+from tests.flowtools import variant
 
 pytestmark = pytest.mark.anyio
 
@@ -230,6 +231,22 @@ def test_flows_with_the_same_match_tie_by_name_and_are_reported() -> None:
     assert routed(registry, "office", "x", "y") == "a_flow"
     assert [(c, won.name, lost.name) for c, won, lost in registry.ties()] == [
         ("office", "a_flow", "b_flow")]
+
+
+def test_a_flow_for_calls_we_place_takes_no_inbound_calls() -> None:
+    """A flow with ``outbound:`` (a reminder the call API starts) on the same context as the
+    office line — or with no context at all — is never offered the office's calls, does
+    not tie with the office flow, and adds no context for the daemon to subscribe to."""
+    outbound = variant(flow_text("a_reminder"),
+                       ("context: office\n", "context: office\noutbound: {}\n"))
+    no_context = variant(flow_text("b_reminder"), ("context: office\n", "outbound: {}\n"))
+    registry = Registry([entry(flow_text("office_line")), entry(outbound),
+                         entry(no_context, "b.yaml")])
+    assert routed(registry, "office", "x", "y") == "office_line"
+    assert registry.route("default", "x", "y") is None
+    assert registry.ties() == []
+    assert registry.contexts == frozenset({"office"})
+    assert set(registry.flows) == {"office_line", "a_reminder", "b_reminder"}
 
 
 def test_simulated_calls_use_numbers_the_flow_takes() -> None:

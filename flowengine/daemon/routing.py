@@ -13,7 +13,9 @@ specific wins**, compared in this order:
    gets those calls).
 
 So ``to: "+15559870001"`` beats ``from: "+1555*"``, which beats a flow without ``match``
-(the catch-all of its context). A call that no flow takes is declined by the daemon.
+(the catch-all of its context). A call that no flow takes is declined by the daemon. A
+flow with ``outbound:`` is for the calls the daemon places (the call API); it takes no
+inbound calls, whatever its ``context``.
 
 Everything here is immutable: a :class:`Registry` is built by a reload and swapped in as
 one reference, so the code routing a call reads it without a lock.
@@ -127,6 +129,10 @@ class Registry:
         by_name = {entry.name: entry for entry in entries}
         routes: dict[str, list[FlowEntry]] = {}
         for entry in by_name.values():
+            if entry.flow.outbound is not None:
+                # A flow for calls we place (``outbound:``): started by the call API or
+                # `dial`, never offered an inbound call — not even on its context.
+                continue
             for context in entry.flow.contexts:
                 routes.setdefault(context, []).append(entry)
         self.flows: Mapping[str, FlowEntry] = MappingProxyType(dict(sorted(by_name.items())))

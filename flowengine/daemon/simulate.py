@@ -73,7 +73,8 @@ async def stream_calls(sim: Simulator, registry: Callable[[], Registry], *, rate
     placed: list[SimCall] = []
     turn = 0
     while (count <= 0 or len(placed) < count) and going_on():
-        entries = list(registry().flows.values())
+        # Flows for calls we place (outbound:) take no inbound call: none is simulated.
+        entries = [e for e in registry().flows.values() if e.flow.outbound is None]
         if entries:
             entry = entries[turn % len(entries)]
             turn += 1
