@@ -8,10 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
+from flowengine.engine import FlowRuntime
+from flowengine.engine.runner import run_calls
 from flowengine.flow import compile_flow
 from flowengine.sim import Simulator
+from flowengine.testing import simulated
 from tests.flowtools import FLOWS, Run, run_flow, variant, write_flow
 
 pytestmark = [pytest.mark.anyio, pytest.mark.virtual_time]
@@ -137,3 +141,66 @@ def test_the_examples_check_clean() -> None:
     for name in ("sales_line.yaml", "agent_callout.yaml"):
         result = compile_flow((FLOWS / name).read_text(), name)
         assert not result.diagnostics, [str(d) for d in result.diagnostics]
+
+
+RACE = """
+name: race
+context: sales
+steps:
+  greet:
+    answer: {}
+  route:
+    branch:
+      - when: call.from == '+15550109999'
+        goto: later
+      - goto: first
+  first:
+    enqueue:
+      queue: sales
+      max_wait: 120
+      call_agents: {flow: agent_callout, numbers: ["+15550100002"]}
+    next: null
+  later:
+    sleep: 1
+  second:
+    enqueue:
+      queue: sales
+      max_wait: 10
+      call_agents: {flow: agent_callout, numbers: ["+15550100001"]}
+    next: null
+"""
+
+
+async def test_an_agent_who_took_another_caller_is_not_cut_off(tmp_path: Path) -> None:
+    # The first caller's agent does not answer; the second caller's agent presses 1 and
+    # takes the caller at the head of the queue: the first caller. When the second
+    # caller's wait ends (max_wait 10 s), that agent's call, talking with the first
+    # caller, is left to go on: the first caller talks until they hang up (30 s).
+    write_flow(tmp_path, CALLOUT, "agent_callout.yaml")
+    runtime = FlowRuntime(write_flow(tmp_path, RACE, "race.yaml"))
+    async with simulated(["sales"]) as (sim, client):
+        sim.set_callee(AGENTS[0], "answer:1,digits:1")
+        sim.set_callee(AGENTS[1], "noanswer")
+        first = sim.offer_call(context="sales", from_number="+15550108888",
+                               caller="hangup@connect:30")
+        second = sim.offer_call(context="sales", from_number="+15550109999",
+                                caller="speak:1")
+        with anyio.fail_after(3600):
+            reports = {r.trace[0].call_id: r for r in await run_calls(runtime, client, 2)}
+        await first.wait_ended()
+        await second.wait_ended()
+        summary = sim.summary()
+    assert summary["active"] == 0 and summary["leaked"] == 0
+    one, two = reports[first.call_id], reports[second.call_id]
+    taken = sim.core.queues.taken
+    assert [t.caller for t in taken] == [first.call_id]
+    # The first caller hung up on the agent (outcome hangup), 30 s into the talk: the
+    # agent was not cut off when the second caller's wait ended.
+    assert [(e.step, e.outcome) for e in one.trace][-1] == ("first", "hangup")
+    assert [a["outcome"] for a in one.steps["first"]["agents_called"]] == ["cancelled"]
+    assert one.steps["first"]["agent_call_id"] == taken[0].agent
+    assert [(e.step, e.outcome) for e in two.trace][-1] == ("second", "timeout")
+    assert two.steps["second"]["agents_called"] == [
+        {"to": AGENTS[0], "outcome": "answered", "reason": None, "took_caller": False}]
+    # The second caller's step waited for that conversation to end.
+    assert two.trace[-1].duration > 30

@@ -66,7 +66,7 @@ async def run_enqueue(session: Session, step: Step, params: dict[str, Any]) -> S
         finally:
             # The caller was taken and the bridge is over, or the caller left: no agent's
             # call outlives the step (each flow's session hangs its call up, shielded).
-            agents.cancel_scope.cancel()
+            callout.finish()
     return done
 
 
@@ -254,7 +254,7 @@ class _Callout:
         self.stopped = False
         self.taker: dict[str, Any] | None = None
         self._scopes: dict[int, anyio.CancelScope] = {}
-        self._call_ids: dict[int, str] = {}
+        self._calls: dict[int, Call] = {}
 
     async def run(self) -> None:
         """Dial the agents (serially: the next once the last one's call is over)."""
@@ -271,12 +271,30 @@ class _Callout:
     def taken(self, peer: str | None) -> None:
         """The caller was taken by the agent whose call is ``peer``: stop the others."""
         self.stopped = True
-        for i, scope in self._scopes.items():
-            if peer is not None and self._call_ids.get(i) == peer:
+        for i, scope in list(self._scopes.items()):
+            call = self._calls.get(i)
+            if peer is not None and call is not None and call.call_id == peer:
                 self.taker = self.log[i]
                 self.log[i]["took_caller"] = True
-                continue
-            scope.cancel()
+            elif not self._serving_another(i):
+                scope.cancel()
+
+    def finish(self) -> None:
+        """The step is over: end every agent call but one talking with another caller."""
+        self.stopped = True
+        for i, scope in list(self._scopes.items()):
+            if self.log[i] is self.taker or not self._serving_another(i):
+                scope.cancel()
+
+    def _serving_another(self, i: int) -> bool:
+        # An agent whose connect took the caller at the head of the queue when that was
+        # someone else (callers' call-outs race): cutting that call would cut their
+        # conversation, so it is left to end (the step waits for it).
+        call = self._calls.get(i)
+        bridge = call.bridge if call is not None else None
+        if bridge is None or bridge.done:
+            return False
+        return (bridge.peer or {}).get("call_id") != self.session.call.call_id
 
     async def _one(self, number: str) -> None:
         entry: dict[str, Any] = {"to": number, "outcome": None, "reason": None,
@@ -286,7 +304,7 @@ class _Callout:
 
         def dialed(d: Any) -> None:
             if d.call is not None:
-                self._call_ids[index] = d.call.call_id
+                self._calls[index] = d.call
             entry["outcome"] = d.outcome
 
         with anyio.CancelScope() as scope:
