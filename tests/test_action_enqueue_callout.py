@@ -66,11 +66,17 @@ async def test_serial_skips_a_busy_agent_and_bridges_the_first_who_presses_1(
     assert [(t.caller, t.agent) for t in taken] == [
         (run.sim_calls[0].call_id, legs(sim)[AGENTS[1]].call_id)]
     assert step["agent_call_id"] == legs(sim)[AGENTS[1]].call_id
+    # The agents see the callout flow's caller id; each phone rang call_agents' ring.
+    assert {leg.from_number for leg in legs(sim).values()} == {"+15559870000"}
+    assert {leg.device["params"]["timeout"] for leg in legs(sim).values()} == {20}
 
 
 async def test_serial_moves_on_when_an_agent_answers_but_declines(tmp_path: Path) -> None:
+    line = variant(LINE, ("ring: 20", 'ring: 15\n        from: "+15550009999"'))
     run, sim = await run_line(tmp_path, ["answer:2,digits:9", "noanswer",
-                                         "answer:5,digits:1"])
+                                         "answer:5,digits:1"], line=line)
+    assert {leg.from_number for leg in legs(sim).values()} == {"+15550009999"}
+    assert {leg.device["params"]["timeout"] for leg in legs(sim).values()} == {15}
     assert called(run) == [(AGENTS[0], "answered", False), (AGENTS[1], "no_answer", False),
                            (AGENTS[2], "answered", True)]
     assert run.report.steps["wait_for_agent"]["agent"] == AGENTS[2]
@@ -128,6 +134,7 @@ async def test_an_unknown_flow_is_an_error_at_run_time(tmp_path: Path) -> None:
     (("strategy: serial ", "strategy: random "), (20, 19), "must be one of serial, parallel"),
     (("ring: 20", "ring: 2"), (21, 15), "ring"),
     (("        flow: agent_callout\n", ""), (17, 7), "flow"),
+    (("ring: 20", 'ring: 20\n        from: "{{ call.to }}"'), (22, 15), "invalid value"),
 ])
 def test_check_refuses_a_bad_call_agents(edit: tuple[str, str], where: tuple[int, int],
                                          message: str) -> None:

@@ -168,8 +168,9 @@ ENQUEUE = ActionSpec(
                     "from": {"title": "Caller id",
                              "description": ("The number the agents see. Default: the "
                                              "flow's outbound.from, else the number the "
-                                             "caller dialled."),
-                             "$ref": "#/definitions/text"},
+                                             "caller dialled. E.164."),
+                             "type": "string", "pattern": "^\\+[1-9][0-9]{6,14}$",
+                             "examples": ["+15559870000"]},
                 },
                 "additionalProperties": False,
             },
