@@ -12,11 +12,13 @@ import anyio
 
 from flowengine.actions.base import STOP_GRACE, StepResult
 from flowengine.actions.media import relay_media
+from flowengine.flow.inputs import InputError
 from flowengine.flow.templates import render
 from flowengine.relay import Action, CallEnded, RelayError
 from flowengine.relay.call import PLAY_TERMINAL, collect_terminal
 
 if TYPE_CHECKING:
+    from flowengine.engine.machine import FlowRuntime
     from flowengine.engine.session import Session
     from flowengine.flow import Step
     from flowengine.relay import Call, QueueWait
@@ -37,13 +39,43 @@ async def run_enqueue(session: Session, step: Step, params: dict[str, Any]) -> S
                               "key": None}
     if not name:
         return StepResult("error", result, error="the queue name is empty")
-    scale = session.time_scale
+    callout: _Callout | None = None
+    if params.get("call_agents"):
+        result["agents_called"] = []
+        spec = params["call_agents"]
+        flow_name = str(spec["flow"]).strip()
+        try:
+            # Resolved now, as transfer resolves: the flow named is the one of this moment.
+            runtime = await session.resolve_flow(flow_name)
+        except LookupError as exc:
+            return StepResult("error", result, error=f"call_agents: {exc}")
+        callout = _Callout(session, runtime, spec, name, result["agents_called"])
     try:
         wait = await call.queue_enter(name)
     except CallEnded:
         return StepResult("hangup", result, method=METHOD)
     except RelayError as exc:
         return StepResult("error", result, method=METHOD, error=str(exc))
+    assert wait.action is not None
+    if callout is None:
+        return await _wait(session, step, params, wait, result, None)
+    async with anyio.create_task_group() as agents:
+        agents.start_soon(callout.run)
+        try:
+            done = await _wait(session, step, params, wait, result, callout)
+        finally:
+            # The caller was taken and the bridge is over, or the caller left: no agent's
+            # call outlives the step (each flow's session hangs its call up, shielded).
+            callout.finish()
+    return done
+
+
+async def _wait(session: Session, step: Step, params: dict[str, Any], wait: QueueWait,
+                result: dict[str, Any], callout: _Callout | None) -> StepResult:
+    """The caller in the queue, until taken (and the bridge over) or gone."""
+    call = session.call
+    name = wait.name
+    scale = session.time_scale
     assert wait.action is not None
     played: list[dict[str, Any]] = []
     waiting = _Waiting(session, step, params, wait, played)
@@ -79,6 +111,9 @@ async def run_enqueue(session: Session, step: Step, params: dict[str, Any]) -> S
     call.client.queues.record_wait(name, waited)
     bridge = call.bridge
     if bridge is not None:
+        if callout is not None:
+            await bridge.wait(("connected",))
+            callout.taken((bridge.peer or {}).get("call_id"))
         # The step lasts as long as the caller talks with the agent (§5.10).
         await bridge.wait(("disconnected",))
         peer = bridge.peer or {}
@@ -87,6 +122,11 @@ async def run_enqueue(session: Session, step: Step, params: dict[str, Any]) -> S
         if isinstance(dparams, dict):
             result["agent"] = dparams.get("from_number") or dparams.get("from")
         result["agent_call_id"] = peer.get("call_id")
+        if callout is not None and callout.taker is not None:
+            # The peer's device of a call we placed names our caller id: say the agent's.
+            result["agent"] = callout.taker["to"]
+    elif callout is not None:
+        callout.taken(None)
     return StepResult("connected", result, method=METHOD, control_id=wait.action.control_id,
                       played=played)
 
@@ -183,3 +223,102 @@ async def _run(action: Action, limit: float | None) -> Any:
                 with contextlib.suppress(RelayError):
                     await action.stop()
 
+
+
+class _Callout:
+    """``call_agents``: outbound calls to the agents' numbers, running the named flow
+    (which says a caller waits and takes them with ``connect: {queue: NAME}``), one after
+    another (``serial``) or all at once (``parallel``), until one takes the caller.
+
+    Each agent's call runs in its own cancel scope: once the caller is taken, the others'
+    are cancelled (a ringing dial is hung up, an answered flow's call ended); the taker's
+    goes on with the bridge, until the step ends and cancels it too.
+    """
+
+    def __init__(self, session: Session, runtime: FlowRuntime, spec: dict[str, Any],
+                 queue: str, log: list[dict[str, Any]]) -> None:
+        self.session = session
+        self.runtime = runtime
+        self.numbers = [str(n).strip() for n in spec.get("numbers") or ()]
+        self.parallel = spec.get("strategy") == "parallel"
+        ring = spec.get("ring")
+        self.ring = None if ring is None else float(ring)
+        call = session.call
+        outbound = runtime.flow.outbound
+        # Our number the caller dialled, unless the agents' flow names its own caller id.
+        self.from_: str | None = (str(spec["from"]) if spec.get("from") else None
+                                  if outbound is not None and outbound.from_ is not None
+                                  else call.to_number)
+        self.vars = {"queue": queue, "caller": call.from_number}
+        self.log = log
+        self.stopped = False
+        self.taker: dict[str, Any] | None = None
+        self._scopes: dict[int, anyio.CancelScope] = {}
+        self._calls: dict[int, Call] = {}
+
+    async def run(self) -> None:
+        """Dial the agents (serially: the next once the last one's call is over)."""
+        if self.parallel:
+            async with anyio.create_task_group() as tg:
+                for number in self.numbers:
+                    tg.start_soon(self._one, number)
+            return
+        for number in self.numbers:
+            if self.stopped:
+                return
+            await self._one(number)
+
+    def taken(self, peer: str | None) -> None:
+        """The caller was taken by the agent whose call is ``peer``: stop the others."""
+        self.stopped = True
+        for i, scope in list(self._scopes.items()):
+            call = self._calls.get(i)
+            if peer is not None and call is not None and call.call_id == peer:
+                self.taker = self.log[i]
+                self.log[i]["took_caller"] = True
+            elif not self._serving_another(i):
+                scope.cancel()
+
+    def finish(self) -> None:
+        """The step is over: end every agent call but one talking with another caller."""
+        self.stopped = True
+        for i, scope in list(self._scopes.items()):
+            if self.log[i] is self.taker or not self._serving_another(i):
+                scope.cancel()
+
+    def _serving_another(self, i: int) -> bool:
+        # An agent whose connect took the caller at the head of the queue when that was
+        # someone else (callers' call-outs race): cutting that call would cut their
+        # conversation, so it is left to end (the step waits for it).
+        call = self._calls.get(i)
+        bridge = call.bridge if call is not None else None
+        if bridge is None or bridge.done:
+            return False
+        return (bridge.peer or {}).get("call_id") != self.session.call.call_id
+
+    async def _one(self, number: str) -> None:
+        entry: dict[str, Any] = {"to": number, "outcome": None, "reason": None,
+                                 "took_caller": False}
+        self.log.append(entry)
+        index = len(self.log) - 1
+
+        def dialed(d: Any) -> None:
+            if d.call is not None:
+                self._calls[index] = d.call
+            entry["outcome"] = d.outcome
+
+        with anyio.CancelScope() as scope:
+            self._scopes[index] = scope
+            try:
+                report = await self.session.call_out(
+                    self.runtime, number, from_=self.from_, ring=self.ring, vars=self.vars,
+                    on_dialed=dialed)
+            except InputError as exc:
+                entry.update(outcome="failed", reason=str(exc))
+                return
+            finally:
+                del self._scopes[index]
+                if entry["outcome"] is None:
+                    # Ended while it rang: the caller was taken, or left.
+                    entry["outcome"] = "cancelled"
+            entry.update(outcome=report.outcome, reason=report.reason)

@@ -151,10 +151,12 @@ class OutboundReport:
 
 
 def dial_devices(version: FlowVersion, *, to: str, from_: str | None,
-                 inputs: Mapping[str, Any], clock: Clock = WALL_CLOCK
+                 inputs: Mapping[str, Any], clock: Clock = WALL_CLOCK,
+                 ring: float | None = None
                  ) -> tuple[str, list[list[dict[str, Any]]], dict[str, Any]]:
     """The caller id, the RELAY devices (§5.6) and the ``call`` of templates for one call
-    of ``version`` to ``to``, from the flow's ``outbound:`` rendered over the inputs.
+    of ``version`` to ``to``, from the flow's ``outbound:`` rendered over the inputs;
+    ``ring``: seconds each device rings, instead of ``outbound.timeout``.
 
     Raises:
         InputError: ``to`` or the caller id is not a number, or there is no caller id
@@ -181,7 +183,8 @@ def dial_devices(version: FlowVersion, *, to: str, from_: str | None,
                                    "so the call needs a from number")])
     from_ = parse_number("from", from_)
     call["from"] = from_
-    ring = outbound.timeout if outbound is not None else None
+    if ring is None:
+        ring = outbound.timeout if outbound is not None else None
     groups: list[list[Any]] = ([list(g) for g in outbound.devices]
                                if outbound is not None and outbound.devices else [[to]])
     devices: list[list[dict[str, Any]]] = []
@@ -211,6 +214,7 @@ async def run_outbound(
     time_scale: float = 1.0,
     keep_trace: bool = True,
     clock: Clock = WALL_CLOCK,
+    ring: float | None = None,
 ) -> OutboundReport:
     """Place a call to ``to`` for ``version`` and run the flow its dial outcome leads to.
 
@@ -227,6 +231,7 @@ async def run_outbound(
         keep_trace: False keeps no :class:`TraceEntry` in the report (``on_step`` still
             sees each).
         clock: where the call's templates read the time (``now()``, ``is_open()``).
+        ring: seconds each device rings, instead of the flow's ``outbound.timeout``.
 
     Raises:
         InputError: the inputs, the number or the caller id are wrong; nothing was dialled.
@@ -234,7 +239,7 @@ async def run_outbound(
     inputs = validate_inputs(version, vars or {})
     try:
         from_number, devices, call_info = dial_devices(version, to=to, from_=from_,
-                                                       inputs=inputs, clock=clock)
+                                                       inputs=inputs, clock=clock, ring=ring)
     except TemplateRenderError as exc:
         raise InputError([("outbound", str(exc))]) from None
     to_number = call_info["to"]
@@ -244,7 +249,9 @@ async def run_outbound(
     call_info["id"] = tag
     detect = dict(outbound.detect_machine) if outbound is not None and \
         outbound.detect_machine is not None else None
-    ring = (outbound.timeout if outbound is not None and outbound.timeout else DEFAULT_RING)
+    if ring is None:
+        ring = (outbound.timeout if outbound is not None and outbound.timeout
+                else DEFAULT_RING)
     bound = (len(devices) * ring + (DETECT_ALLOWANCE if detect is not None else 0.0)
              ) * time_scale + DIAL_SLACK
     max_duration = outbound.max_duration if outbound is not None else None

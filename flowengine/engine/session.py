@@ -469,6 +469,27 @@ class Session:
             resolver = self._transfers().resolver = DirectoryResolver(directory_of(self.flow))
         return await resolver(name)
 
+    async def call_out(self, runtime: FlowRuntime, to: str, *, from_: str | None = None,
+                       ring: float | None = None, vars: Mapping[str, Any] | None = None,
+                       on_dialed: Callable[[Any], None] | None = None) -> Any:
+        """Place a call to ``to`` running ``runtime``'s flow (one :meth:`resolve_flow`
+        found) on this session's client and clocks, for an ``enqueue``'s ``call_agents``;
+        its :class:`~flowengine.engine.outbound.OutboundReport`. ``vars``: inputs offered,
+        passed on only where the flow declares them.
+
+        Raises:
+            InputError: the number or the caller id is wrong (nothing was dialled).
+        """
+        # Imported here: outbound builds sessions, so it imports this module.
+        from flowengine.engine.outbound import run_outbound
+
+        declared = runtime.flow.inputs
+        inputs = {k: v for k, v in (vars or {}).items() if k in declared}
+        return await run_outbound(self.client, runtime.flow, to=to, from_=from_, vars=inputs,
+                                  on_dialed=on_dialed, runtime=runtime, ring=ring,
+                                  time_scale=self.time_scale, clock=self.clock,
+                                  keep_trace=self._keep_trace)
+
     async def _run_transfers(self, failed: bool, error: str | None) -> tuple[bool, str | None]:
         """After the flow's steps (which ended ``failed``, ``error``): while a ``transfer``
         step handed the call on, the steps of the flow it named — that version, pinned,
