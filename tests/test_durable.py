@@ -4,16 +4,19 @@ call in flight, and a restarted ``serve`` continues the calls from them (docs/st
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import anyio
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from flowengine.daemon.durable import Durable, StateDirInUse
 from flowengine.engine.trace import read_trace
@@ -134,6 +137,20 @@ async def wait_for_line(lines: Lines, text: str, timeout: float = 30) -> str:
         return await lines.wait_for(text)
 
 
+async def scrape(lines: Lines) -> dict[str, float]:
+    """The daemon's /metrics, as sample name → value (its port read from its log)."""
+    line = await wait_for_line(lines, "metrics on http://")
+    port = int(re.search(r"http://127\.0\.0\.1:(\d+)/metrics", line).group(1))  # type: ignore[union-attr]
+
+    def get() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            return str(reply.read().decode())
+
+    text = await anyio.to_thread.run_sync(get)
+    return {sample.name: sample.value for family in text_string_to_metric_families(text)
+            for sample in family.samples}
+
+
 async def test_serve_killed_mid_call_is_restarted_and_the_calls_finish_their_flow(
         tmp_path: Path) -> None:
     flows = tmp_path / "flows"
@@ -162,12 +179,13 @@ async def test_serve_killed_mid_call_is_restarted_and_the_calls_finish_their_flo
         # Edited between the crash and the restart: the calls finish on their old version.
         write(path, variant(path.read_text(), ('say: "Hello"', 'say: "Good evening"')))
         async with await anyio.open_process(
-                serve_command(flows, state, sim.url, second_trace), env=env,
-                stdout=subprocess.DEVNULL) as second, anyio.create_task_group() as tg:
+                [*serve_command(flows, state, sim.url, second_trace), "--metrics-port", "0"],
+                env=env, stdout=subprocess.DEVNULL) as second, anyio.create_task_group() as tg:
             assert second.stderr is not None
             lines = Lines(second.stderr)
             tg.start_soon(lines.read_all)
             await wait_for_line(lines, "flowengine.daemon: serving 1 flow(s)")
+            metrics = await scrape(lines)
             for call in leavers:
                 call.end("hangup")
             with anyio.fail_after(30):
@@ -185,6 +203,8 @@ async def test_serve_killed_mid_call_is_restarted_and_the_calls_finish_their_flo
     # On the version they started with, not the edited file's.
     assert text.count(f"resumed at step message of desk@{old_version}") == 6
     assert "lost on restart" not in text
+    assert metrics["flowengine_calls_resumed_total"] == 6
+    assert metrics["flowengine_calls_lost_total"] == 0
     records, problems = read_trace(second_trace)
     assert not problems
     after = paths_by_call(records)
@@ -200,3 +220,51 @@ async def test_serve_killed_mid_call_is_restarted_and_the_calls_finish_their_flo
     assert summary["ended"] == 6 and summary["leaked"] == 0
     assert await anyio.to_thread.run_sync(read_calls, state) == {}
     assert TOKEN not in text
+
+
+async def test_calls_whose_session_relay_did_not_keep_are_logged_and_counted_as_lost(
+        tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    write(flows / "desk.yaml", flow_text("desk", "desk", on_hangup="gone"))
+    state = tmp_path / "state"
+    env = {**os.environ, "SIGNALWIRE_PROJECT_ID": PROJECT, "SIGNALWIRE_API_TOKEN": TOKEN}
+    # A resume window shorter than the restart: RELAY ends the calls and the session.
+    async with simulator(time_scale=0.01, resume_window=0.2) as sim:
+        async with await anyio.open_process(
+                serve_command(flows, state, sim.url, tmp_path / "first.jsonl"), env=env,
+                stdout=subprocess.DEVNULL) as first, anyio.create_task_group() as tg:
+            assert first.stderr is not None
+            lines = Lines(first.stderr)
+            tg.start_soon(lines.read_all)
+            await wait_for_line(lines, "flowengine.daemon: serving 1 flow(s)")
+            calls = [sim.offer_call("desk", caller="speak:3000") for _ in range(3)]
+            await all_recording(calls)
+            first.kill()
+            await first.wait()
+            tg.cancel_scope.cancel()
+        with anyio.fail_after(20):
+            while sim.core.active_calls:
+                await anyio.sleep(0.05)
+        async with await anyio.open_process(
+                [*serve_command(flows, state, sim.url, tmp_path / "second.jsonl"),
+                 "--metrics-port", "0"], env=env, stdout=subprocess.DEVNULL) as second, \
+                anyio.create_task_group() as tg:
+            assert second.stderr is not None
+            lines = Lines(second.stderr)
+            tg.start_soon(lines.read_all)
+            await wait_for_line(lines, "flowengine.daemon: serving 1 flow(s)")
+            metrics = await scrape(lines)
+            second.send_signal(signal.SIGTERM)
+            with anyio.fail_after(30):
+                code = await second.wait()
+            tg.cancel_scope.cancel()
+
+    assert code == 0
+    text = "\n".join(lines.lines)
+    for call in calls:
+        assert f"call {call.call_id} lost on restart (RELAY did not resume" in text
+    assert "resumed at step" not in text
+    assert metrics["flowengine_calls_lost_total"] == 3
+    assert metrics["flowengine_calls_resumed_total"] == 0
+    assert await anyio.to_thread.run_sync(read_calls, state) == {}

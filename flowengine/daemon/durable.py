@@ -28,13 +28,15 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskStatus
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from flowengine.engine.checkpoint import ResumedSession, checkpoint_of
 from flowengine.engine.machine import FlowRuntime
@@ -75,6 +77,29 @@ def default_state_dir() -> str:
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(
         os.path.expanduser("~"), ".local", "state")
     return os.path.join(base, "flowengine")
+
+
+class _DurableCollector(Collector):
+    """``/metrics``: calls resumed and lost on restart, checkpoints written and failed."""
+
+    def __init__(self, durable: Durable) -> None:
+        self._durable = durable
+
+    def describe(self) -> Iterator[Metric]:
+        return self.collect()
+
+    def collect(self) -> Iterator[Metric]:
+        d = self._durable
+        batcher = d.batcher
+        yield CounterMetricFamily("flowengine_calls_resumed",
+                                  "Calls of a previous process continued from their checkpoint",
+                                  value=d.resumed)
+        yield CounterMetricFamily("flowengine_calls_lost",
+                                  "Calls of a previous process that could not be resumed",
+                                  value=d.lost)
+        yield CounterMetricFamily("flowengine_store_flush_failures",
+                                  "State store transactions that failed (retried)",
+                                  value=batcher.failures if batcher is not None else 0)
 
 
 class StateDirInUse(StoreError):
@@ -120,6 +145,8 @@ class Durable:
         self._lock_fd: int | None = None
         self._adopted: dict[str, Call] = {}
         self._to_drop: list[str] = []
+        #: What /metrics shows of it (the daemon registers it).
+        self.collector = _DurableCollector(self)
         #: Set after a clean drain: close() forgets the session.
         self.retire_on_close = False
 

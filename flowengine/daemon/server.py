@@ -186,6 +186,8 @@ class Daemon:
         self._on_step_hook = on_step
         self.loader = FlowLoader(self.paths, settle=settle, calls_on=self._calls_on)
         self.metrics = Metrics()
+        if durable is not None:  # durable: resumed and lost calls on /metrics
+            self.metrics.registry.register(durable.collector)
         self.relay: RelayClient | None = None
         self.state = "starting"
         self._running: dict[str, _Running] = {}
