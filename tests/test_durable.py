@@ -88,6 +88,13 @@ async def test_a_served_calls_checkpoints_are_in_the_store_while_it_runs_and_gon
             [(daemon_id, protocol, _auth, status)] = await anyio.to_thread.run_sync(
                 read_daemons, state)
             assert (daemon_id, status) == ("d-test", "live") and protocol
+            # `flowengine state` reads it while serve runs: the session, the call, its step.
+            shown = await anyio.run_process(
+                [sys.executable, "-m", "flowengine.cli", "state", "--state-dir", str(state)])
+            out = shown.stdout.decode()
+            assert "daemon d-test on " in out and ": live, lease expires in " in out
+            assert f"call {call.call_id}  desk@{row['version_sha'][:12]}  step message  " \
+                   f"waiting on record {control_id} for " in out, out
             call.end("hangup")
             with anyio.fail_after(10):
                 while await anyio.to_thread.run_sync(read_calls, state):
@@ -268,3 +275,12 @@ async def test_calls_whose_session_relay_did_not_keep_are_logged_and_counted_as_
     assert metrics["flowengine_calls_lost_total"] == 3
     assert metrics["flowengine_calls_resumed_total"] == 0
     assert await anyio.to_thread.run_sync(read_calls, state) == {}
+
+
+async def test_state_says_when_there_is_no_store(tmp_path: Path) -> None:
+    shown = await anyio.run_process(
+        [sys.executable, "-m", "flowengine.cli", "state", "--state-dir", str(tmp_path / "none")],
+        check=False)
+    assert shown.returncode == 2
+    assert f"no state store in {tmp_path / 'none'}" in shown.stderr.decode()
+    assert not (tmp_path / "none").exists()
