@@ -10,12 +10,15 @@ import sqlite3
 import subprocess
 import sys
 import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import orjson
 import pytest
+from anyio.abc import Process
 from prometheus_client.parser import text_string_to_metric_families
 
 from flowengine.daemon.durable import Durable, StateDirInUse
@@ -137,6 +140,25 @@ def serve_command(flows: Path, state: Path, url: str, trace: Path) -> list[str]:
     return [sys.executable, "-m", "flowengine.cli", "serve", str(flows), "--relay-url", url,
             "--time-scale", "0.01", "--state-dir", str(state), "--daemon-id", "host-a",
             "--trace", str(trace), "--rescan-interval", "0", "--no-watch"]
+
+
+@asynccontextmanager
+async def serve_process(command: list[str], env: dict[str, str]) -> AsyncIterator[
+        tuple[Process, Lines]]:
+    """``serve`` in a process of its own, its stderr read as it comes; killed on the way
+    out if it is still running (a failed assertion must not leave it serving)."""
+    async with await anyio.open_process(command, env=env, stdout=subprocess.DEVNULL) \
+            as process, anyio.create_task_group() as tg:
+        assert process.stderr is not None
+        lines = Lines(process.stderr)
+        tg.start_soon(lines.read_all)
+        try:
+            await wait_for_line(lines, "flowengine.daemon: serving 1 flow(s)")
+            yield process, lines
+        finally:
+            if process.returncode is None:
+                process.kill()
+            tg.cancel_scope.cancel()
 
 
 async def wait_for_line(lines: Lines, text: str, timeout: float = 30) -> str:
@@ -284,3 +306,86 @@ async def test_state_says_when_there_is_no_store(tmp_path: Path) -> None:
     assert shown.returncode == 2
     assert f"no state store in {tmp_path / 'none'}" in shown.stderr.decode()
     assert not (tmp_path / "none").exists()
+
+
+MIXED = """\
+name: mixed
+context: mixed
+on_hangup: gone
+steps:
+  greet:
+    answer: {}
+  wait:
+    sleep: 100
+  ask:
+    prompt:
+      play:
+        - say: Press a key.
+      digits: {}
+      initial_timeout: 200
+  bye:
+    hangup: {}
+  gone:
+    log: "the caller left during the flow"
+"""
+
+
+async def test_calls_killed_in_a_sleep_or_a_prompt_resume_there(tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    write(flows / "mixed.yaml", MIXED)
+    state = tmp_path / "state"
+    env = {**os.environ, "SIGNALWIRE_PROJECT_ID": PROJECT, "SIGNALWIRE_API_TOKEN": TOKEN}
+    second_trace = tmp_path / "second.jsonl"
+    async with simulator(time_scale=0.01, resume_window=60.0) as sim:
+        async with serve_process(serve_command(flows, state, sim.url,
+                                               tmp_path / "first.jsonl"), env) as (first, _):
+            # Silent callers: the prompt waits its initial_timeout (2 s), then no_input.
+            prompted = [sim.offer_call("mixed", caller="silent") for _ in range(3)]
+            with anyio.fail_after(20):
+                while not all("calling.play_and_collect" in c.commands for c in prompted):
+                    await anyio.sleep(0.01)
+            sleeping = [sim.offer_call("mixed", caller="silent") for _ in range(3)]
+            with anyio.fail_after(20):
+                while not all("calling.answer" in c.commands for c in sleeping):
+                    await anyio.sleep(0.01)
+            # Their step boundary after the answer is written (batched, not awaited).
+            with anyio.fail_after(20):
+                while True:
+                    rows = await anyio.to_thread.run_sync(read_calls, state)
+                    if {rows.get(c.call_id, {}).get("step") for c in sleeping} == {"wait"}:
+                        break
+                    await anyio.sleep(0.01)
+            first.kill()
+            assert not any("calling.play_and_collect" in c.commands for c in sleeping)
+            await first.wait()
+        async with serve_process(serve_command(flows, state, sim.url, second_trace),
+                                 env) as (second, lines):
+            with anyio.fail_after(30):
+                while sim.core.active_calls:
+                    await anyio.sleep(0.05)
+            second.send_signal(signal.SIGTERM)
+            with anyio.fail_after(30):
+                code = await second.wait()
+        summary = sim.summary()
+
+    assert code == 0
+    text = "\n".join(lines.lines)
+    assert text.count("resumed at step wait of mixed@") == 3
+    assert text.count("resumed at step ask of mixed@") == 3
+    records, problems = read_trace(second_trace)
+    assert not problems
+    after = paths_by_call(records)
+    # The sleep runs again in full; the prompt is re-attached (not asked again) and ends
+    # no_input as it would have; every call ends its flow.
+    assert {c.call_id: after.get(c.call_id) for c in sleeping} == {
+        c.call_id: ["wait", "ask", "bye"] for c in sleeping}
+    assert {c.call_id: after.get(c.call_id) for c in prompted} == {
+        c.call_id: ["ask", "bye"] for c in prompted}
+    outcomes = {(r["call"], r["step"]): r["outcome"] for r in records}
+    assert {outcomes[(c.call_id, "ask")] for c in sleeping + prompted} == {"no_input"}
+    for call in sleeping + prompted:
+        assert call.commands.count("calling.answer") == 1, call.commands
+        assert call.commands.count("calling.play_and_collect") == 1, call.commands
+    assert summary["ended"] == 6 and summary["leaked"] == 0
+    assert await anyio.to_thread.run_sync(read_calls, state) == {}
