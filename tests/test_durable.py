@@ -190,13 +190,8 @@ async def test_serve_killed_mid_call_is_restarted_and_the_calls_finish_their_flo
     env = {**os.environ, "SIGNALWIRE_PROJECT_ID": PROJECT, "SIGNALWIRE_API_TOKEN": TOKEN}
     first_trace, second_trace = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
     async with simulator(time_scale=0.01, resume_window=60.0) as sim:
-        async with await anyio.open_process(
-                serve_command(flows, state, sim.url, first_trace), env=env,
-                stdout=subprocess.DEVNULL) as first, anyio.create_task_group() as tg:
-            assert first.stderr is not None
-            lines = Lines(first.stderr)
-            tg.start_soon(lines.read_all)
-            await wait_for_line(lines, "flowengine.daemon: serving 1 flow(s)")
+        async with serve_process(serve_command(flows, state, sim.url, first_trace),
+                                 env) as (first, _):
             # Four callers who talk into the recording for 3 s (it may end while no daemon
             # runs: its events come on the resumed session), two who hang up during it.
             talkers = [sim.offer_call("desk", caller="speak:300") for _ in range(4)]
@@ -204,16 +199,10 @@ async def test_serve_killed_mid_call_is_restarted_and_the_calls_finish_their_flo
             await all_recording(talkers + leavers)
             first.kill()  # SIGKILL: no drain, no goodbye
             await first.wait()
-            tg.cancel_scope.cancel()
         # Edited between the crash and the restart: the calls finish on their old version.
         write(path, variant(path.read_text(), ('say: "Hello"', 'say: "Good evening"')))
-        async with await anyio.open_process(
-                [*serve_command(flows, state, sim.url, second_trace), "--metrics-port", "0"],
-                env=env, stdout=subprocess.DEVNULL) as second, anyio.create_task_group() as tg:
-            assert second.stderr is not None
-            lines = Lines(second.stderr)
-            tg.start_soon(lines.read_all)
-            await wait_for_line(lines, "flowengine.daemon: serving 1 flow(s)")
+        async with serve_process([*serve_command(flows, state, sim.url, second_trace),
+                                  "--metrics-port", "0"], env) as (second, lines):
             metrics = await scrape(lines)
             for call in leavers:
                 call.end("hangup")
@@ -223,7 +212,6 @@ async def test_serve_killed_mid_call_is_restarted_and_the_calls_finish_their_flo
             second.send_signal(signal.SIGTERM)
             with anyio.fail_after(30):
                 code = await second.wait()
-            tg.cancel_scope.cancel()
         summary = sim.summary()
 
     assert code == 0
@@ -260,34 +248,22 @@ async def test_calls_whose_session_relay_did_not_keep_are_logged_and_counted_as_
     env = {**os.environ, "SIGNALWIRE_PROJECT_ID": PROJECT, "SIGNALWIRE_API_TOKEN": TOKEN}
     # A resume window shorter than the restart: RELAY ends the calls and the session.
     async with simulator(time_scale=0.01, resume_window=0.2) as sim:
-        async with await anyio.open_process(
-                serve_command(flows, state, sim.url, tmp_path / "first.jsonl"), env=env,
-                stdout=subprocess.DEVNULL) as first, anyio.create_task_group() as tg:
-            assert first.stderr is not None
-            lines = Lines(first.stderr)
-            tg.start_soon(lines.read_all)
-            await wait_for_line(lines, "flowengine.daemon: serving 1 flow(s)")
+        async with serve_process(serve_command(flows, state, sim.url,
+                                               tmp_path / "first.jsonl"), env) as (first, _):
             calls = [sim.offer_call("desk", caller="speak:3000") for _ in range(3)]
             await all_recording(calls)
             first.kill()
             await first.wait()
-            tg.cancel_scope.cancel()
         with anyio.fail_after(20):
             while sim.core.active_calls:
                 await anyio.sleep(0.05)
-        async with await anyio.open_process(
-                [*serve_command(flows, state, sim.url, tmp_path / "second.jsonl"),
-                 "--metrics-port", "0"], env=env, stdout=subprocess.DEVNULL) as second, \
-                anyio.create_task_group() as tg:
-            assert second.stderr is not None
-            lines = Lines(second.stderr)
-            tg.start_soon(lines.read_all)
-            await wait_for_line(lines, "flowengine.daemon: serving 1 flow(s)")
+        async with serve_process([*serve_command(flows, state, sim.url,
+                                                 tmp_path / "second.jsonl"),
+                                  "--metrics-port", "0"], env) as (second, lines):
             metrics = await scrape(lines)
             second.send_signal(signal.SIGTERM)
             with anyio.fail_after(30):
                 code = await second.wait()
-            tg.cancel_scope.cancel()
 
     assert code == 0
     text = "\n".join(lines.lines)
