@@ -238,8 +238,8 @@ async def _main(args: argparse.Namespace, config: RelayConfig | None) -> int:
                 return 2
             target = args.store if args.store is not None else (
                 args.state_dir or default_state_dir())
-            durable = Durable(target, args.daemon_id)
             try:
+                durable = Durable(target, args.daemon_id)
                 await durable.open()
             except StoreError as exc:
                 logging.getLogger("flowengine.daemon").error("%s", exc)
