@@ -196,9 +196,13 @@ async def test_serve_killed_mid_call_is_restarted_and_the_calls_finish_their_flo
             # runs: its events come on the resumed session), two who hang up during it.
             talkers = [sim.offer_call("desk", caller="speak:300") for _ in range(4)]
             leavers = [sim.offer_call("desk", caller="speak:3000") for _ in range(2)]
-            await all_recording(talkers + leavers)
+            away = [sim.offer_call("desk", caller="speak:3000") for _ in range(2)]
+            await all_recording(talkers + leavers + away)
             first.kill()  # SIGKILL: no drain, no goodbye
             await first.wait()
+        # Two hang up while no daemon runs: their end comes on the resumed session.
+        for call in away:
+            call.end("hangup")
         # Edited between the crash and the restart: the calls finish on their old version.
         write(path, variant(path.read_text(), ('say: "Hello"', 'say: "Good evening"')))
         async with serve_process([*serve_command(flows, state, sim.url, second_trace),
@@ -216,11 +220,11 @@ async def test_serve_killed_mid_call_is_restarted_and_the_calls_finish_their_flo
 
     assert code == 0
     text = "\n".join(lines.lines)
-    assert "6 call(s) of a previous run to resume" in text
+    assert "8 call(s) of a previous run to resume" in text
     # On the version they started with, not the edited file's.
-    assert text.count(f"resumed at step message of desk@{old_version}") == 6
+    assert text.count(f"resumed at step message of desk@{old_version}") == 8
     assert "lost on restart" not in text
-    assert metrics["flowengine_calls_resumed_total"] == 6
+    assert metrics["flowengine_calls_resumed_total"] == 8
     assert metrics["flowengine_calls_lost_total"] == 0
     records, problems = read_trace(second_trace)
     assert not problems
@@ -229,12 +233,12 @@ async def test_serve_killed_mid_call_is_restarted_and_the_calls_finish_their_flo
     # to the end of the flow; the leavers' on_hangup ran once each.
     assert {c.call_id: after.get(c.call_id) for c in talkers} == {
         c.call_id: ["message", "bye"] for c in talkers}
-    assert {c.call_id: after.get(c.call_id) for c in leavers} == {
-        c.call_id: ["message", "gone"] for c in leavers}
-    for call in talkers + leavers:
+    assert {c.call_id: after.get(c.call_id) for c in leavers + away} == {
+        c.call_id: ["message", "gone"] for c in leavers + away}
+    for call in talkers + leavers + away:
         assert call.commands.count("calling.record") == 1, call.commands
         assert call.commands.count("calling.play") == 1, call.commands
-    assert summary["ended"] == 6 and summary["leaked"] == 0
+    assert summary["ended"] == 8 and summary["leaked"] == 0
     assert await anyio.to_thread.run_sync(read_calls, state) == {}
     assert TOKEN not in text
 
