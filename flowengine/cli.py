@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "convert a Twilio Studio flow or a SWML script into a flow file"),
     "serve": ("flowengine.daemon.cli",
               "serve flows: route every inbound call to its flow, hot-reload flow files"),
+    "state": ("flowengine.daemon.state_cli",
+              "print a state store's daemon sessions, leases and calls in flight"),
 }
 
 

@@ -104,6 +104,16 @@ async def test_checkpoint_round_trip_keeps_every_field(target: str) -> None:
     assert loaded == [cp]
 
 
+async def test_list_daemons_gives_every_session_by_id(target: str) -> None:
+    async with store_for(target) as store:
+        await store.register_daemon("d2", "host-b", ttl=30)
+        await store.register_daemon("d1", "host-a", ttl=30)
+        await store.save_relay_session("d1", "proto-1", "blob")
+        daemons = await store.list_daemons()
+    assert [(d.daemon_id, d.host, d.protocol, d.status) for d in daemons] == [
+        ("d1", "host-a", "proto-1", "live"), ("d2", "host-b", None, "live")]
+
+
 async def test_a_checkpoint_replaces_the_previous_and_drop_forgets(target: str) -> None:
     async with store_for(target) as store:
         await store.save_checkpoints([full_checkpoint(step="greet"), full_checkpoint("call-2")])

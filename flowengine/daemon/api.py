@@ -4,10 +4,8 @@ the HTTP server, wired to the daemon's flows, RELAY client and metrics (docs/api
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -22,6 +20,8 @@ from flowengine.api.webhooks import WebhookSender
 from flowengine.store import Store
 from flowengine.store.sqlite import SQLiteStore
 
+from .durable import default_state_dir
+
 if TYPE_CHECKING:
     from flowengine.relay import RelayClient
 
@@ -30,15 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["ApiOptions", "ApiService", "default_state_dir"]
 
 logger = logging.getLogger("flowengine.daemon")
-
-
-def default_state_dir(environ: Mapping[str, str] = os.environ) -> str:
-    """Where the ledger lives without ``--state-dir``: ``$FLOWENGINE_STATE_DIR``, else
-    ``$XDG_STATE_HOME/flowengine``, else ``~/.local/state/flowengine``."""
-    if environ.get("FLOWENGINE_STATE_DIR"):
-        return environ["FLOWENGINE_STATE_DIR"]
-    base = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return str(Path(base) / "flowengine")
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     stop.add_argument("--hangup-grace", type=_not_negative, default=10.0, metavar="SECONDS",
                       help="after hanging up at the drain timeout, how long the flows' "
                            "on_hangup steps may take (default 10)")
+    state = parser.add_argument_group("state (calls that outlive the process, docs/store.md)")
+    state.add_argument("--state-dir", nargs="?", const="", default=None, metavar="DIR",
+                       help="keep the RELAY session and a checkpoint per call in flight in "
+                            "DIR (SQLite), so that serve restarted on it continues its calls; "
+                            "without DIR: $FLOWENGINE_STATE_DIR, else $XDG_STATE_HOME/"
+                            "flowengine, else ~/.local/state/flowengine. Without the option "
+                            "no call is checkpointed; the call API (--api-port) keeps its "
+                            "ledger of calls and campaigns in that same directory either way")
+    state.add_argument("--store", default=None, metavar="URL",
+                       help="keep the state in PostgreSQL (postgresql://user@host/db) "
+                            "instead of --state-dir")
+    state.add_argument("--daemon-id", default=None, metavar="ID",
+                       help="this daemon's id in the store (default: the host name); a "
+                            "daemon restarted under the same id resumes its calls")
     obs = parser.add_argument_group("observability")
     obs.add_argument("--log-format", choices=["text", "json"], default="text",
                      help="text (default) or json: one JSON object per line")
@@ -103,10 +117,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     api.add_argument("--api-host", default="127.0.0.1", metavar="ADDRESS",
                      help="address of the call API (default 127.0.0.1); another than "
                           "loopback needs FLOWENGINE_API_TOKEN")
-    api.add_argument("--state-dir", default=None, metavar="DIR",
-                     help="where the ledger of calls and campaigns is kept (default "
-                          "$FLOWENGINE_STATE_DIR, else $XDG_STATE_HOME/flowengine, else "
-                          "~/.local/state/flowengine)")
     api.add_argument("--max-outbound", type=int, default=100, metavar="N",
                      help="outbound calls in flight at once, across every campaign "
                           "(default 100)")
@@ -223,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _main(args: argparse.Namespace, config: RelayConfig | None) -> int:
+    import logging
     import secrets
     import signal
     from contextlib import AsyncExitStack
@@ -243,6 +254,26 @@ async def _main(args: argparse.Namespace, config: RelayConfig | None) -> int:
                 port=0, project="sim-project", token=token, time_scale=args.time_scale))
             config = RelayConfig(url=sim.url, project="sim-project", token=token)
         assert config is not None
+        durable = None
+        if args.state_dir is not None or args.store is not None:
+            from flowengine.daemon.durable import Durable, default_state_dir
+            from flowengine.store import StoreError
+
+            if args.state_dir is not None and args.store is not None:
+                logging.getLogger("flowengine.daemon").error(
+                    "--state-dir and --store name two stores: give one")
+                return 2
+            target = args.store if args.store is not None else (
+                args.state_dir or default_state_dir())
+            try:
+                durable = Durable(target, args.daemon_id)
+                await durable.open()
+            except StoreError as exc:
+                logging.getLogger("flowengine.daemon").error("%s", exc)
+                return 2
+            logging.getLogger("flowengine.daemon").info(
+                "state store %s (daemon %s): %d call(s) of a previous run to resume",
+                durable.where, durable.daemon_id, len(durable.to_resume))
         writer = None
         if args.trace:
             from flowengine.engine.trace import TraceWriter
@@ -269,7 +300,9 @@ async def _main(args: argparse.Namespace, config: RelayConfig | None) -> int:
                         watch=not args.no_watch, force_polling=args.poll,
                         rescan_interval=args.rescan_interval, metrics_host=args.metrics_host,
                         metrics_port=args.metrics_port, on_step=writer, clock=clock,
-                        api=api)
+                        api=api, durable=durable)
+        if durable is not None:
+            stack.push_async_callback(lambda: durable.close(retire=durable.retire_on_close))
         # The handlers are in place before the daemon loads anything: a signal sent as soon
         # as the process runs is a drain, not a crash.
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
@@ -279,6 +312,9 @@ async def _main(args: argparse.Namespace, config: RelayConfig | None) -> int:
                     tg.start_soon(_simulate, sim, daemon, args)
                 code = await daemon.run()
                 tg.cancel_scope.cancel()
+        if durable is not None and code == 0 and not daemon.calls_in_flight:
+            # Drained: nothing to resume, the session is forgotten.
+            durable.retire_on_close = True
     return code
 
 

@@ -46,6 +46,7 @@ from flowengine.relay import SESSION_LOST, Call, CallEnded, RelayClient, RelayCo
 from flowengine.store import StoreError
 
 from .api import ApiOptions, ApiService
+from .durable import Durable
 from .http import Response, bound_port, open_http, serve_http
 from .metrics import CONTENT_TYPE, Metrics
 from .reload import FlowLoader, RejectedEdit
@@ -150,6 +151,7 @@ class Daemon:
         api: serve the call API (``--api-port``, docs/api.md); None: not at all.
         clock: where the calls' templates read the time (``now()``, ``is_open()``): the
             wall clock, or with ``--simulate --at`` a set one.
+        durable: the state store (checkpoints, resume after a restart), or None.
 
     Create it inside the event loop (it makes anyio events and streams), then ``await
     daemon.run()``.
@@ -169,8 +171,12 @@ class Daemon:
                  metrics_port: int | None = None,
                  on_step: Callable[[TraceEntry], None] | None = None,
                  clock: Clock = WALL_CLOCK,
-                 api: ApiOptions | None = None) -> None:
+                 api: ApiOptions | None = None,
+                 durable: Durable | None = None) -> None:
         self.paths = tuple(paths)
+        #: The state store's side (--state-dir/--store), or None: calls do not outlive
+        #: the process (daemon/durable.py).
+        self.durable = durable
         self.clock = clock
         self.config = config
         self.time_scale = time_scale
@@ -185,6 +191,8 @@ class Daemon:
         self._on_step_hook = on_step
         self.loader = FlowLoader(self.paths, settle=settle, calls_on=self._calls_on)
         self.metrics = Metrics()
+        if durable is not None:  # durable: resumed and lost calls on /metrics
+            self.metrics.registry.register(durable.collector)
         self.relay: RelayClient | None = None
         self.state = "starting"
         self._running: dict[str, _Running] = {}
@@ -255,6 +263,8 @@ class Daemon:
         if not self.registry.flows:
             logger.error("no valid flow to serve in %s", ", ".join(self.paths))
             return EXIT_INVALID
+        if self.durable is not None:  # durable: the versions' text, before any call
+            await self.durable.store_versions(self.registry)
         listener = None
         if self._want_http:
             # Bound before connecting: a taken port is a configuration error, reported at once.
@@ -279,7 +289,10 @@ class Daemon:
         contexts = sorted(self.registry.contexts)
         logger.info("connecting to %s (contexts %s)", self.config.url, ", ".join(contexts))
         try:
-            async with RelayClient(self.config, contexts) as relay:
+            client = RelayClient(self.config, contexts)
+            if self.durable is not None:  # durable: resume the previous session, if any
+                self.durable.attach(client)
+            async with client as relay:
                 self.relay = relay
                 self.metrics.watch_relay(relay)
                 return await self._serve(relay, listener, task_status)
@@ -303,6 +316,12 @@ class Daemon:
                         name="metrics endpoint")
                     logger.info("metrics on http://%s:%d/metrics, health on /healthz",
                                 self.metrics_host, self.metrics_port)
+                if self.durable is not None:  # durable: batcher, heartbeat, resumed calls
+                    await service.start(self.durable.run, name="state store")
+                    await self.durable.resume(
+                        relay, self.registry, self._start_resumed, on_step=self._on_step,
+                        time_scale=self.time_scale, keep_trace=False, clock=self.clock,
+                        resolver=self._resolve_flow)
                 service.start_soon(self._reloader, name="flow reloader")
                 if self.watch:
                     service.start_soon(self._watcher, name="flow watcher")
@@ -371,9 +390,12 @@ class Daemon:
                             "to": call.to_number})
         try:
             # The steps go to the metrics, the log and --trace as they run; none is kept.
-            run = Session(entry.runtime, call, on_step=self._on_step, time_scale=self.time_scale,
-                          keep_trace=False, resolver=self._resolve_flow,
-                          clock=self.clock).run()
+            session = Session(entry.runtime, call, on_step=self._on_step,
+                              time_scale=self.time_scale, keep_trace=False,
+                              resolver=self._resolve_flow, clock=self.clock)
+            if self.durable is not None:  # durable: checkpointed from now on
+                self.durable.call_started(call, entry, session)
+            run = session.run()
         except Exception as exc:  # a bug: the call crashes as if run() raised
             run = _raise(exc)
         # The task runs the session itself: no wrapper coroutine held per call in flight.
@@ -387,9 +409,25 @@ class Daemon:
             raise LookupError(f"no flow named {name!r} is being served")
         return entry.runtime
 
+    # durable: a call of the previous process, resumed from its checkpoint
+    def _start_resumed(self, call: Call, entry: FlowEntry, session: Session) -> None:
+        running = _Running(call, entry)
+        if logger.isEnabledFor(logging.INFO):
+            running.path = []
+        self._running[call.call_id] = running
+        self._in_flight[(entry.name, entry.flow.version)] += 1
+        if self._idle.is_set():
+            self._idle = anyio.Event()
+        self.metrics.call_started(entry.name, entry.flow.short_version)
+        if self.durable is not None:
+            self.durable.call_started(call, entry, session)
+        self._call_tasks.start(session.run(), f"call {call.call_id}", running)
+
     def _call_ended(self, running: _Running, task: asyncio.Task[SessionReport]) -> None:
         """A call's task ended: the books, the metrics and its log line."""
         call, flow = running.call, running.entry.flow
+        if self.durable is not None:  # durable: its checkpoint goes
+            self.durable.call_ended(call.call_id)
         report: SessionReport | None = None
         crash: BaseException | None = None
         if not task.cancelled():
@@ -438,6 +476,8 @@ class Daemon:
                             "flows": list(report.flows)})
 
     def _on_step(self, entry: TraceEntry) -> None:
+        if self.durable is not None:  # durable: a step boundary
+            self.durable.step(entry.call_id)
         self.metrics.step(entry)
         running = self._running.get(entry.call_id)
         if running is not None and running.path is not None and len(running.path) < PATH_SHOWN:
@@ -541,6 +581,8 @@ class Daemon:
             self.metrics.reloads.labels("failed").inc()
             return
         self.metrics.reloaded(report, previous, self._calls_on)
+        if self.durable is not None:  # durable: the new versions' text
+            await self.durable.store_versions(self.registry)
         if report.contexts_added or report.contexts_removed:
             self._subscriptions_changed.set()
 

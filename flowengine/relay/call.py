@@ -106,6 +106,12 @@ def collect_terminal(event_type: str, params: Mapping[str, Any]) -> str | None:
     return state if state in ("error", "no_input", "no_match") else None
 
 
+#: The action kinds :meth:`Call.reattach` takes over after a restart, and what ends each.
+REATTACH_TERMINALS: dict[str, Terminal] = {
+    "play": PLAY_TERMINAL, "record": RECORD_TERMINAL, "play_and_collect": collect_terminal,
+    "send_digits": SEND_DIGITS_TERMINAL}
+
+
 def _lookup(params: Mapping[str, Any], key: str) -> Any:
     # §4.4: the real server puts url/duration/size at the top level; some servers nest
     # them under "record". Top level first, then the nested copy.
@@ -406,6 +412,7 @@ class Call:
         "_device",
         "_ended_event",
         "_listeners",
+        "_reattached",
         "bridge",
         "call_id",
         "conference",
@@ -451,6 +458,8 @@ class Call:
         self.last_refer: Refer | None = None
         self._ended_event: anyio.Event | None = None
         self._listeners: dict[str, list[EventHandler]] | None = None
+        #: Actions started by an earlier process, taken over on a restart (see reattach).
+        self._reattached: dict[str, Action] | None = None
 
     def __repr__(self) -> str:
         return f"<Call {self.call_id} {self.state} {self.from_number}→{self.to_number}>"
@@ -869,11 +878,21 @@ class Call:
         is resumed; the action stays registered meanwhile, so its events (sent again on
         resume when they were not ACKed) reach it whichever comes first.
         """
+        if self._reattached is not None and kind in self._reattached:
+            # Started by the process before a restart: already running on RELAY (or
+            # over, its events delivered on the resumed session): nothing is sent.
+            return self._reattached.pop(kind)
         action = Action(self, kind, str(uuid.uuid4()), terminal)
         if self.state == "ended":
             # §5.1: nothing is sent for an ended call; the action is already over.
             action._resolve(HANGUP_RESULT)
             return action
+        # getattr: the tests' scripted clients stand in for a RelayClient without it.
+        hook = getattr(self._client, "before_action", None)
+        if hook is not None:
+            # The state store's checkpoint naming this control id, written before the
+            # command goes out (docs/store.md): a restarted daemon can re-attach to it.
+            await hook(self, kind, action.control_id)
         # §6.1: register before sending: events may arrive before the reply.
         self._actions[action.control_id] = action
         try:
@@ -886,6 +905,28 @@ class Call:
         except BaseException:
             self._actions.pop(action.control_id, None)
             raise
+        return action
+
+    def reattach(self, kind: str, control_id: str) -> Action:
+        """Take over an action a previous process started on this call (a restart resuming
+        its RELAY session, §2.8): its events, sent again on the resumed session, reach it
+        by ``control_id``, and the next :meth:`start_action` of that ``kind`` returns it
+        instead of sending the verb again. Kinds: those of :data:`REATTACH_TERMINALS`.
+
+        Raises:
+            ValueError: a kind that cannot be re-attached.
+        """
+        terminal = REATTACH_TERMINALS.get(kind)
+        if terminal is None:
+            raise ValueError(f"an action of kind {kind!r} cannot be re-attached")
+        action = Action(self, kind, control_id, terminal)
+        if self.state == "ended":
+            action._resolve(HANGUP_RESULT)
+        else:
+            self._actions[control_id] = action
+        if self._reattached is None:
+            self._reattached = {}
+        self._reattached[kind] = action
         return action
 
     async def wait_for_ended(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import AsyncGenerator, Coroutine, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
 from ssl import SSLContext
 from types import MappingProxyType
@@ -162,6 +162,11 @@ class RelayClient(AsyncContextManagerMixin):
         self._conferences: dict[str, list[Conference]] = {}
         #: What this client's calls were told of each queue (§5.10): sizes, waits.
         self.queues = QueueBoard()
+        #: Called when ``protocol`` or ``authorization_state`` changed (the daemon keeps
+        #: them in its state store, to resume the session after a restart, §2.8).
+        self.on_session_change: Callable[[], None] | None = None
+        #: Awaited with (call, kind, control_id) before an action's verb is sent.
+        self.before_action: Callable[[Call, str, str], Awaitable[None]] | None = None
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "closed" if self._closed else "connecting"
@@ -178,6 +183,24 @@ class RelayClient(AsyncContextManagerMixin):
     def closed(self) -> bool:
         """True once the client is closed (or its link task cancelled): no link will come."""
         return self._closed
+
+    @property
+    def authorization_state(self) -> str:
+        """The session's last ``authorization_state`` (§2.8), "" before the server sent one."""
+        return self._authorization_state
+
+    def restore_session(self, protocol: str, authorization_state: str) -> None:
+        """Resume this session (from a previous process) on the first connect, instead of
+        starting a new one (§2.8). Call before entering the client."""
+        self.protocol, self._authorization_state = protocol, authorization_state
+
+    def adopt_call(self, params: Mapping[str, Any]) -> Call:
+        """Register a call of a resumed session (a previous process's: ``call_id``,
+        ``node_id``, ``context``, ``direction``, ``device``, ``call_state``), so that its
+        events, sent again on the resumed session, reach it. Before entering the client."""
+        call = Call(self, params)
+        self._calls[call.call_id] = call
+        return call
 
     @property
     def calls(self) -> Mapping[str, Call]:
@@ -521,8 +544,11 @@ class RelayClient(AsyncContextManagerMixin):
             self._calls.clear()
             for dial in self._dials.values():
                 dial.end_locally(SESSION_LOST)
+        changed = result.protocol != self.protocol
         self.protocol = result.protocol
         self._fresh_session = False
+        if changed and self.on_session_change is not None:
+            self.on_session_change()
         logger.info("= connected to %s (protocol %s%s)", self.config.url, result.protocol,
                     ", resumed" if resume is not None and resume.protocol == result.protocol
                     else "")
@@ -651,6 +677,8 @@ class RelayClient(AsyncContextManagerMixin):
             self._offer(event)
         elif type(event) is AuthorizationState:
             self._authorization_state = event.blob
+            if self.on_session_change is not None:
+                self.on_session_change()
         elif type(event) is DisconnectRequested:
             logger.info("= the server asked to disconnect (restart=%s)", event.restart)
             if event.restart:

@@ -349,6 +349,10 @@ class Store(ABC):
         """The daemon's record, or None."""
 
     @abstractmethod
+    async def list_daemons(self) -> list[DaemonSession]:
+        """Every daemon's record, by id (``flowengine state``)."""
+
+    @abstractmethod
     async def retire_daemon(self, daemon_id: str) -> None:
         """Forget a daemon that ended cleanly (its calls with it)."""
 

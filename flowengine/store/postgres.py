@@ -288,6 +288,13 @@ class PostgresStore(Store):
         return DaemonSession(daemon_id=r[0], host=r[1], protocol=r[2], authorization_state=r[3],
                              lease_expires=float(r[4]), status=r[5], taken_by=r[6])
 
+    async def list_daemons(self) -> list[DaemonSession]:
+        rows = await self._fetch(f"SELECT {_DAEMON_COLUMNS} FROM daemons ORDER BY daemon_id",
+                                 ())
+        return [DaemonSession(daemon_id=r[0], host=r[1], protocol=r[2], authorization_state=r[3],
+                              lease_expires=float(r[4]), status=r[5], taken_by=r[6])
+                for r in rows]
+
     async def retire_daemon(self, daemon_id: str) -> None:
         await self._fetch_tx([("DELETE FROM calls WHERE daemon_id = %s", (daemon_id,)),
                               ("DELETE FROM daemons WHERE daemon_id = %s", (daemon_id,))])

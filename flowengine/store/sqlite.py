@@ -260,6 +260,11 @@ class SQLiteStore(Store):
             (daemon_id,)).fetchone())
         return None if row is None else _session(row)
 
+    async def list_daemons(self) -> list[DaemonSession]:
+        rows = await self._run(lambda c: c.execute(
+            f"SELECT {_DAEMON_COLUMNS} FROM daemons ORDER BY daemon_id").fetchall())
+        return [_session(row) for row in rows]
+
     async def retire_daemon(self, daemon_id: str) -> None:
         def write(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM calls WHERE daemon_id = ?", (daemon_id,))
