@@ -235,5 +235,9 @@ async def test_a_bad_state_dir_or_a_taken_port_is_a_clear_error(tmp_path: Path,
     finally:
         taken.close()
     assert process.returncode == 1, process.stderr.decode()
-    assert b"cannot serve the call API on 127.0.0.1:" in process.stderr
+    if problem == "port taken":
+        assert b"cannot serve the call API on 127.0.0.1:" in process.stderr
+    else:  # --state-dir keeps both the ledger and the calls' checkpoints there
+        assert b"cannot keep the state in " + str(state).encode() + b": File exists" in (
+            process.stderr)
     assert b"Traceback" not in process.stderr

@@ -271,6 +271,10 @@ async def _main(args: argparse.Namespace, config: RelayConfig | None) -> int:
             except StoreError as exc:
                 logging.getLogger("flowengine.daemon").error("%s", exc)
                 return 2
+            except OSError as exc:  # the state dir is a file, unwritable, on a full disk…
+                logging.getLogger("flowengine.daemon").error(
+                    "cannot keep the state in %s: %s", target, exc.strerror or exc)
+                return 1
             logging.getLogger("flowengine.daemon").info(
                 "state store %s (daemon %s): %d call(s) of a previous run to resume",
                 durable.where, durable.daemon_id, len(durable.to_resume))
