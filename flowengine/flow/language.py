@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .actions import ACTIONS, ActionSpec
+from .actions.spec import devices_schema
 
 #: ``inputs:``, what a call placed for the flow is given (``flowengine.flow.inputs``).
 INPUTS_SCHEMA: dict[str, Any] = {
@@ -79,24 +80,13 @@ OUTBOUND_SCHEMA: dict[str, Any] = {
             "$ref": "#/definitions/text",
             "examples": ["+15559870000"],
         },
-        "devices": {
-            "title": "Devices",
-            "description": ("What is rung, one entry after another; an entry that is a list "
-                            "rings all of its numbers at once (the first to answer wins). Each "
-                            "is a template over call (call.to: the number the call is placed "
-                            "to), vars and flow. Default: [\"{{ call.to }}\"]."),
-            "type": "array",
-            "minItems": 1,
-            "maxItems": 50,
-            "items": {
-                "type": ["string", "array"],
-                "maxLength": 256,
-                "minItems": 1,
-                "maxItems": 50,
-                "items": {"type": "string", "maxLength": 256},
-            },
-            "examples": [["{{ call.to }}", ["{{ vars.mobile }}", "{{ vars.office }}"]]],
-        },
+        "devices": devices_schema(
+            "Devices",
+            "What is rung, one entry after another; an entry that is a list rings all of its "
+            "numbers at once (the first to answer wins). Each is a template over call "
+            "(call.to: the number the call is placed to), vars and flow. Default: "
+            "[\"{{ call.to }}\"].",
+            [["{{ call.to }}", ["{{ vars.mobile }}", "{{ vars.office }}"]]]),
         "timeout": {
             "title": "Ring timeout (seconds)",
             "description": "How long each device rings before it counts as no answer.",

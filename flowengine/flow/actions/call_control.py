@@ -15,6 +15,7 @@ from .spec import (
     Conditional,
     FieldKind,
     Problem,
+    devices_schema,
     fields,
     frozen,
 )
@@ -150,23 +151,12 @@ CONNECT = ActionSpec(
                 "$ref": "#/definitions/text",
                 "examples": ["+15550001111", "{{ vars.agent }}"],
             },
-            "devices": {
-                "title": "Devices",
-                "description": ("Numbers or sip: addresses tried one after another; an entry "
-                                "that is a list rings all of its numbers at once (the first to "
-                                "answer wins). Each is a template."),
-                "type": "array",
-                "minItems": 1,
-                "maxItems": 50,
-                "items": {
-                    "type": ["string", "array"],
-                    "maxLength": 256,
-                    "minItems": 1,
-                    "maxItems": 50,
-                    "items": {"type": "string", "maxLength": 256},
-                },
-                "examples": [["+15550001111", ["+15550002222", "+15550003333"]]],
-            },
+            "devices": devices_schema(
+                "Devices",
+                "Numbers or sip: addresses tried one after another; an entry that is a list "
+                "rings all of its numbers at once (the first to answer wins). Each is a "
+                "template.",
+                [["+15550001111", ["+15550002222", "+15550003333"]]]),
             "queue": {
                 "title": "Queue to take a caller from",
                 "description": ("For an agent: bridge this call with the caller who has waited "

@@ -166,3 +166,23 @@ def fields(**kinds: FieldKind) -> Mapping[str, FieldKind]:
 def frozen(schema: dict[str, Any]) -> Mapping[str, Any]:
     """A schema fragment as a read-only mapping (top level; the generator copies it)."""
     return MappingProxyType(schema)
+
+
+def devices_schema(title: str, description: str, examples: list[Any]) -> dict[str, Any]:
+    """The schema of a list of devices to ring (``connect.devices``, ``outbound.devices``):
+    entries tried one after another, an entry that is a list rung all at once (§5.6)."""
+    return {
+        "title": title,
+        "description": description,
+        "type": "array",
+        "minItems": 1,
+        "maxItems": 50,
+        "items": {
+            "type": ["string", "array"],
+            "maxLength": 256,
+            "minItems": 1,
+            "maxItems": 50,
+            "items": {"type": "string", "maxLength": 256},
+        },
+        "examples": examples,
+    }
