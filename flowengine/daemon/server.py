@@ -365,14 +365,9 @@ class Daemon:
                 self._dispatch(call, calls)
             tg.cancel_scope.cancel()  # the client closed
 
-    def _dispatch(self, call: Call, calls: TaskGroup) -> None:
-        # One read of the registry reference: this call's flow is decided here, for good.
-        registry = self.registry
-        entry = registry.route(call.context, call.from_number, call.to_number)
-        if entry is None:
-            calls.start_soon(self._decline, call, _why_unmatched(call, registry),
-                             name=f"decline {call.call_id}")
-            return
+    def _book_call(self, call: Call, entry: FlowEntry) -> _Running:
+        """A call starts on ``entry`` (new, or resumed after a restart): it counts as in
+        flight on its version, keeps the daemon from being idle, and shows in the metrics."""
         running = _Running(call, entry)
         if logger.isEnabledFor(logging.INFO):
             running.path = []
@@ -381,6 +376,17 @@ class Daemon:
         if self._idle.is_set():
             self._idle = anyio.Event()
         self.metrics.call_started(entry.name, entry.flow.short_version)
+        return running
+
+    def _dispatch(self, call: Call, calls: TaskGroup) -> None:
+        # One read of the registry reference: this call's flow is decided here, for good.
+        registry = self.registry
+        entry = registry.route(call.context, call.from_number, call.to_number)
+        if entry is None:
+            calls.start_soon(self._decline, call, _why_unmatched(call, registry),
+                             name=f"decline {call.call_id}")
+            return
+        running = self._book_call(call, entry)
         if logger.isEnabledFor(logging.DEBUG):
             # At INFO a call has one line, when it ends (_call_ended).
             logger.debug("call from %s to %s on context %s", call.from_number or "?",
@@ -411,14 +417,7 @@ class Daemon:
 
     # durable: a call of the previous process, resumed from its checkpoint
     def _start_resumed(self, call: Call, entry: FlowEntry, session: Session) -> None:
-        running = _Running(call, entry)
-        if logger.isEnabledFor(logging.INFO):
-            running.path = []
-        self._running[call.call_id] = running
-        self._in_flight[(entry.name, entry.flow.version)] += 1
-        if self._idle.is_set():
-            self._idle = anyio.Event()
-        self.metrics.call_started(entry.name, entry.flow.short_version)
+        running = self._book_call(call, entry)
         if self.durable is not None:
             self.durable.call_started(call, entry, session)
         self._call_tasks.start(session.run(), f"call {call.call_id}", running)
